@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh clone: `make sim` and `make test`.
+# Both create or reuse .venv; torch==2.13.0 (CPU build from local disk) goes in before anything
+# that depends on torch, so pip never fetches a CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+scenario ?= default
+PYTEST_ARGS ?=
+
+.PHONY: venv sim test bench validate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+sim: $(STAMP)
+	$(BIN)/testbed sim $(scenario)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q tests/bench --benchmark-only --benchmark-autosave --benchmark-compare-fail=mean:20% $(PYTEST_ARGS) || test $$? -eq 5
+
+validate: $(STAMP)
+	$(BIN)/testbed validate
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .hypothesis .benchmarks

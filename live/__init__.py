@@ -1,0 +1,1 @@
+"""Live interpreter: local and edge processes over ZeroMQ (later issues)."""

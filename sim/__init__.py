@@ -1,0 +1,1 @@
+"""SimPy interpreter of testbed policies."""

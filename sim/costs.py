@@ -1,0 +1,59 @@
+"""Stage durations from a hardware profile: what each effect costs in simulated seconds.
+
+Pure functions of sizes; the interpreter prefers a query's recorded stage time when the trace has
+one (keys from `stage_key`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from testbed.codec.size import TokenFormat, raw_token_bytes
+from testbed.profiles import DeviceProfile
+from testbed.query import VideoMeta
+from testbed.tokenizer.sampling import Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizeCost:
+    """Frames sampled and decoded, the three stage times, and the makespan (pipelined or not)."""
+
+    frames: int
+    decoded: int
+    decode_s: float
+    preprocess_s: float
+    encode_s: float
+    total_s: float
+
+
+def tokenize_cost(dev: DeviceProfile, video: VideoMeta, sampler: Sampler, pipelined: bool,
+                  chunk_frames: int) -> TokenizeCost:
+    """Decode (frames physically decoded x megapixels, plus seeks), preprocess and encode; a
+    pipelined tokenizer overlaps them in chunks of `chunk_frames`."""
+    idx = sample_indices(video.n_frames, video.fps, video.keyframe_array, sampler)
+    work = decode_work(idx, video.keyframe_array)
+    dec = dev.seconds("decode", work.decoded * video.megapixels) + dev.seconds("seek", work.seeks)
+    pre = dev.seconds("preprocess", work.sampled)
+    enc = dev.seconds("encode", work.sampled)
+    stages = (dec, pre, enc)
+    total = pipeline_makespan(stages, n_chunks(work.sampled, chunk_frames)) if pipelined else sum(stages)
+    return TokenizeCost(work.sampled, work.decoded, dec, pre, enc, total)
+
+
+def infer_cost(dev: DeviceProfile, frames: int, density: int, text_tokens: int, output_tokens: int = 1) -> float:
+    """Prefill over vision + text tokens, then one generated option letter."""
+    return dev.seconds("prefill", frames * density + text_tokens) + dev.seconds("generate", output_tokens)
+
+
+def compress_cost(dev: DeviceProfile, frames: int, density: int, fmt: TokenFormat) -> float:
+    """Merge the frames' tokens to `density`, then zstd the raw bytes."""
+    return dev.seconds("merge", frames) + dev.seconds("compress", raw_token_bytes(frames, density, fmt))
+
+
+def decompress_cost(dev: DeviceProfile, raw_bytes: int) -> float:
+    return dev.seconds("decompress", raw_bytes)
+
+
+def stage_key(where: str, what: str, *detail: object) -> str:
+    """Key of a recorded stage time, e.g. ``local.tokenize.keyframe.pipelined``."""
+    return ".".join([where, what, *(str(d) for d in detail)])

@@ -1,0 +1,165 @@
+"""Run a scenario in simulated time: build the world, feed arrivals, collect per-query rows.
+
+Each policy runs in its own SimPy environment over the same queries, arrival times and seeds, so
+ratios between policies come from one run.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from sim.interpreter import Node, SimInterpreter, World
+from sim.link import Channel
+from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
+from testbed.codec.size import TokenFormat
+from testbed.policies.base import PolicyContext, PolicySpec, resolve
+from testbed.profiles import HardwareProfile, load_profile
+from testbed.query import QueryRecord
+from testbed.router.calibration import Calibration, fit_temperature
+from testbed.scenario import Scenario
+from testbed.traces import Workload, read_trace, table_to_workload, to_table
+from testbed.workload.synthetic import synthetic_workload
+
+Progress = Callable[[int], None]
+
+
+@functools.lru_cache(maxsize=8)
+def _synthetic(benchmarks: tuple[str, ...], n: int, seed: int) -> Workload:
+    frame, provenance, params = synthetic_workload(benchmarks, n, seed)
+    return table_to_workload(to_table(frame, provenance, params), provenance)
+
+
+def load_workload(sc: Scenario) -> Workload:
+    """The scenario's workload: generated (synthetic, labelled) or read from a trace file."""
+    if sc.workload.kind == "synthetic":
+        return _synthetic(sc.workload.benchmarks, sc.workload.queries_per_benchmark, sc.seed)
+    return read_trace(sc.resolve_path(sc.workload.path))
+
+
+def _padded(rows: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def fit_calibration(records: Sequence[QueryRecord]) -> Calibration:
+    """Temperatures for both models from the profiling split (seed 000 SV-A)."""
+    if not records:
+        return Calibration(1.0, 1.0)
+    labels = np.array([r.answer for r in records])
+    return Calibration(fit_temperature(_padded([r.small_logits for r in records]), labels),
+                       fit_temperature(_padded([r.large_native_logits for r in records]), labels))
+
+
+@functools.lru_cache(maxsize=16)
+def _trace_link(path: str, target_mbps: float, mtu: int, efficiency: float) -> MahimahiLink:
+    from pathlib import Path
+
+    stamps = read_mahimahi(Path(path))
+    if target_mbps > 0:
+        stamps = scale_to_mean(stamps, target_mbps, mtu)
+    return MahimahiLink(stamps, mtu * efficiency)
+
+
+def build_world(sc: Scenario, profile: HardwareProfile) -> World:
+    """A fresh clock, link, edge and one device per client."""
+    env = simpy.Environment()
+    net = sc.network
+    rng = np.random.default_rng([sc.seed, 2])
+    up_trace = _trace_link(str(sc.resolve_path(net.up_trace)), net.trace_mean_mbps_up, net.mtu, net.efficiency) \
+        if net.up_trace else None
+    down_trace = _trace_link(str(sc.resolve_path(net.down_trace)), net.trace_mean_mbps_down, net.mtu,
+                             net.efficiency) if net.down_trace else None
+    rtt = net.rtt_ms / 1000
+    uplink = Channel(env, net.up_mbps, rtt, net.efficiency, net.mtu, net.loss, rng, up_trace)
+    downlink = Channel(env, net.down_mbps, rtt, net.efficiency, net.mtu, net.loss, rng, down_trace)
+    edge = Node(env, profile.edge, sc.nodes.edge_gpus, sc.nodes.edge_decode_workers)
+    devices = [Node(env, profile.local, 1, 1) for _ in range(sc.arrivals.clients)]
+    fmt = TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio)
+    return World(env, profile, uplink, downlink, edge, devices, fmt, sc.nodes.chunk_frames)
+
+
+def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
+    """The order queries are submitted in: a seeded shuffle, the same for every policy."""
+    perm = np.random.default_rng([seed, 1]).permutation(len(records))
+    return [records[i] for i in perm]
+
+
+def _closed_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], client: int, think_s: float,
+                   progress: Progress | None):
+    for rec in queue:
+        yield w.env.process(interp.run_query(rec, client))
+        if progress:
+            progress(1)
+        if think_s:
+            yield w.env.timeout(think_s)
+
+
+def _poisson_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], client: int, rate: float,
+                    rng: np.random.Generator, progress: Progress | None):
+    def one(rec: QueryRecord):
+        yield w.env.process(interp.run_query(rec, client))
+        if progress:
+            progress(1)
+
+    for rec in queue:
+        yield w.env.timeout(rng.exponential(1.0 / rate))
+        w.env.process(one(rec))
+
+
+def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
+                    records: Sequence[QueryRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
+    """Per-query rows and run-level totals for one policy over `records`."""
+    w = build_world(sc, profile)
+    interp = SimInterpreter(w, spec, ctx)
+    ordered = query_order(records, sc.seed)
+    n = sc.arrivals.clients
+    for c in range(n):
+        queue = ordered[c::n]
+        if sc.arrivals.kind == "closed":
+            w.env.process(_closed_client(interp, w, queue, c, sc.arrivals.think_s, progress))
+        else:
+            rng = np.random.default_rng([sc.seed, 3, c])
+            w.env.process(_poisson_client(interp, w, queue, c, sc.arrivals.rate_per_client, rng, progress))
+    w.env.run()
+    totals = {"policy": spec.name, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
+              "uplink_busy_s": w.uplink.busy_s, "downlink_busy_s": w.downlink.busy_s}
+    return w.results, totals
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Per-query rows of every policy, run totals, and what the run was made from."""
+
+    queries: pd.DataFrame
+    totals: pd.DataFrame
+    provenance: str
+    profile: str
+    calibration: Calibration
+    parameters: dict[str, Any]
+
+
+def run_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
+                 workload: Workload | None = None) -> RunResult:
+    """Simulate every policy of `sc` on its workload's test split."""
+    workload = workload or load_workload(sc)
+    profile = profile or load_profile(sc.resolve_path(sc.nodes.profile))
+    calibration = fit_calibration(workload.split("profile"))
+    ctx = PolicyContext(calibration, sc.policies.tau_route, sc.models.default_density,
+                        TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio))
+    test = workload.split("test") or workload.records
+    rows: list[dict] = []
+    totals = []
+    for name in sc.policies.run:
+        r, t = simulate_policy(sc, profile, resolve(name), ctx, test, progress)
+        rows += r
+        totals.append(t)
+    return RunResult(pd.DataFrame(rows), pd.DataFrame(totals), workload.provenance,
+                     f"{profile.name} ({profile.provenance})", calibration, workload.parameters)

@@ -1,0 +1,237 @@
+"""The sim interpreter: turns each effect a policy yields into SimPy time.
+
+Durations come from the query's recorded stage times when the trace has them, else from the
+hardware profile; transfers go through the link channels; edge work waits for edge resources.
+Results (option logits) come from the trace row, so correctness is the trace's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import Any, Generator
+
+import simpy
+
+from sim import costs
+from sim.link import Channel
+from testbed.codec.size import TokenFormat, raw_token_bytes, wire_token_bytes
+from testbed.errors import TestbedError
+from testbed.policies.base import PolicyContext, PolicySpec
+from testbed.policies.effects import (TIMED_OUT, Answer, Compress, Decompress, Future, Inference, Infer, Offload,
+                                      Payload, Submit, Tokenize, Tokens, Wait)
+from testbed.profiles import DeviceProfile, HardwareProfile
+from testbed.query import QueryRecord
+
+
+class Node:
+    """A device or the edge: GPU servers and CPU decode workers as SimPy resources."""
+
+    def __init__(self, env: simpy.Environment, profile: DeviceProfile, gpus: int, decode_workers: int) -> None:
+        self.profile = profile
+        self.gpu = simpy.Resource(env, capacity=gpus)
+        self.cpu = simpy.Resource(env, capacity=decode_workers)
+        self.gpu_busy_s = 0.0
+
+
+@dataclass
+class Ledger:
+    """Where one query's time and bytes went (sim-internal, mutable while the query runs)."""
+
+    local_s: float = 0.0
+    local_queue_s: float = 0.0
+    uplink_s: float = 0.0
+    edge_queue_s: float = 0.0
+    edge_s: float = 0.0
+    downlink_s: float = 0.0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    frames: int = 0
+    decoded: int = 0
+
+
+@dataclass
+class World:
+    """Everything one policy's run shares: the clock, the link, the edge, one device per client."""
+
+    env: simpy.Environment
+    profile: HardwareProfile
+    uplink: Channel
+    downlink: Channel
+    edge: Node
+    devices: list[Node]
+    token_format: TokenFormat
+    chunk_frames: int
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SimInterpreter:
+    """Runs policy generators for queries inside a World."""
+
+    def __init__(self, world: World, spec: PolicySpec, ctx: PolicyContext) -> None:
+        self.w = world
+        self.spec = spec
+        self.ctx = spec.context(ctx)
+        self._futures: dict[int, simpy.Process] = {}
+        self._ids = itertools.count()
+
+    # -- one query ------------------------------------------------------------------------------
+    def run_query(self, rec: QueryRecord, client: int) -> Generator[simpy.Event, Any, Answer]:
+        env = self.w.env
+        ctx = replace(self.ctx, hindsight=rec.hindsight()) if self.spec.needs_hindsight else self.ctx
+        ledger = Ledger()
+        submit = env.now
+        gen = self.spec.fn(rec.query, ctx)
+        value: Any = None
+        while True:
+            try:
+                effect = gen.send(value)
+            except StopIteration as stop:
+                answer: Answer = stop.value
+                break
+            value = yield from self.perform(effect, rec, client, ledger)
+        done = env.now
+        self.w.results.append({
+            "policy": self.spec.name, "query_id": rec.query.query_id, "benchmark": rec.query.benchmark,
+            "client": client, "submit_s": submit, "done_s": done, "delay_s": done - submit,
+            "choice": answer.choice, "answer": rec.answer, "correct": answer.choice == rec.answer,
+            "served_by": answer.served_by, "density": answer.density, "confidence": answer.confidence,
+            "bytes_up": ledger.bytes_up, "bytes_down": ledger.bytes_down, "frames": ledger.frames,
+            "decoded_frames": ledger.decoded, "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s,
+            "t_uplink_s": ledger.uplink_s, "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s,
+            "t_downlink_s": ledger.downlink_s,
+        })
+        return answer
+
+    # -- effects --------------------------------------------------------------------------------
+    def perform(self, effect: Any, rec: QueryRecord, client: int, ledger: Ledger) -> Generator[simpy.Event, Any, Any]:
+        if isinstance(effect, Tokenize):
+            if effect.where != "local":
+                raise TestbedError("Tokenize at the edge only runs inside an Offload")
+            return (yield from self._tokenize_local(effect, rec, client, ledger))
+        if isinstance(effect, Infer):
+            if effect.where != "local" or effect.tokens is None:
+                raise TestbedError("Infer at the edge only runs inside an Offload")
+            node = self.w.devices[client]
+            key = costs.stage_key("local", "infer", effect.model, f"a{effect.density}")
+            dur = rec.recorded_s.get(key) or costs.infer_cost(node.profile, effect.tokens.frames, effect.density,
+                                                              effect.text_tokens)
+            yield from self._hold(node.gpu, dur, ledger, "local")
+            return self._inference(effect, rec)
+        if isinstance(effect, Compress):
+            node = self.w.devices[client]
+            fmt = self.w.token_format
+            frames = effect.tokens.frames
+            key = costs.stage_key("local", "compress", f"a{effect.density}")
+            dur = rec.recorded_s.get(key) or costs.compress_cost(node.profile, frames, effect.density, fmt)
+            ledger.local_s += dur
+            yield self.w.env.timeout(dur)
+            return Payload("tokens", wire_token_bytes(frames, effect.density, fmt),
+                           raw_token_bytes(frames, effect.density, fmt), frames, effect.density)
+        if isinstance(effect, Offload):
+            return (yield from self._offload(effect, rec, ledger))
+        if isinstance(effect, Submit):
+            fid = next(self._ids)
+            self._futures[fid] = self.w.env.process(self.perform(effect.effect, rec, client, ledger))
+            return Future(fid)
+        if isinstance(effect, Wait):
+            proc = self._futures[effect.future.id]
+            if effect.timeout_s is None:
+                return (yield proc)
+            timer = self.w.env.timeout(effect.timeout_s)
+            fired = yield proc | timer
+            return fired[proc] if proc in fired else TIMED_OUT
+        raise TestbedError(f"the sim interpreter cannot perform {type(effect).__name__} here")
+
+    def _hold(self, res: simpy.Resource, dur: float, ledger: Ledger, where: str) -> Generator[simpy.Event, Any, None]:
+        env = self.w.env
+        t0 = env.now
+        with res.request() as req:
+            yield req
+            waited = env.now - t0
+            yield env.timeout(dur)
+        if where == "local":
+            ledger.local_queue_s += waited
+            ledger.local_s += dur
+        else:
+            ledger.edge_queue_s += waited
+            ledger.edge_s += dur
+            if res is self.w.edge.gpu:
+                self.w.edge.gpu_busy_s += dur
+
+    def _tokenize_local(self, eff: Tokenize, rec: QueryRecord, client: int, ledger: Ledger):
+        node = self.w.devices[client]
+        cost = costs.tokenize_cost(node.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
+        key = costs.stage_key("local", "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
+        yield from self._hold(node.gpu, rec.recorded_s.get(key) or cost.total_s, ledger, "local")
+        ledger.frames, ledger.decoded = cost.frames, cost.decoded
+        return Tokens(cost.frames, cost.decoded, 0, "local",
+                      (("decode", cost.decode_s), ("preprocess", cost.preprocess_s), ("encode", cost.encode_s)))
+
+    def _inference(self, eff: Infer, rec: QueryRecord) -> Inference:
+        if eff.model == "small":
+            return Inference("small", rec.small_logits)
+        if eff.shared_encoder:
+            if eff.density not in rec.large_logits:
+                raise TestbedError(f"the trace has no large-model logits at density {eff.density}")
+            return Inference("large", rec.large_logits[eff.density])
+        return Inference("large", rec.large_native_logits)
+
+    def _offload(self, eff: Offload, rec: QueryRecord, ledger: Ledger):
+        env, w = self.w.env, self.w
+        up = sum(p.nbytes for p in eff.payloads)
+        t0 = env.now
+        yield from w.uplink.transfer(up)
+        ledger.uplink_s += env.now - t0
+        ledger.bytes_up += up
+        tokens = next((Tokens(p.frames, 0, p.density, "edge") for p in eff.payloads if p.kind == "tokens"), None)
+        result: Any = None
+        dev = w.edge.profile
+        for step in eff.steps:
+            if isinstance(step, Decompress):
+                dur = rec.recorded_s.get(costs.stage_key("edge", "decompress", f"a{step.payload.density}")) \
+                    or costs.decompress_cost(dev, step.payload.raw_bytes)
+                ledger.edge_s += dur
+                yield env.timeout(dur)
+                result = tokens
+            elif isinstance(step, Tokenize):
+                tokens = yield from self._tokenize_edge(step, rec, ledger)
+                result = tokens
+            elif isinstance(step, Infer):
+                src = step.tokens or tokens
+                if src is None:
+                    raise TestbedError("an edge Infer needs tokens: upload them or Tokenize at the edge first")
+                key = costs.stage_key("edge", "infer", step.model, "shared" if step.shared_encoder else "native",
+                                      f"a{step.density}")
+                dur = rec.recorded_s.get(key) or costs.infer_cost(dev, src.frames, step.density, step.text_tokens)
+                yield from self._hold(w.edge.gpu, dur, ledger, "edge")
+                result = self._inference(step, rec)
+            else:
+                raise TestbedError(f"{type(step).__name__} cannot run at the edge")
+        t0 = env.now
+        yield from w.downlink.transfer(eff.reply_bytes)
+        ledger.downlink_s += env.now - t0
+        ledger.bytes_down += eff.reply_bytes
+        return result
+
+    def _tokenize_edge(self, eff: Tokenize, rec: QueryRecord, ledger: Ledger):
+        """Edge tokenization: decode on a CPU worker, preprocess + encode on a GPU; a pipelined
+        tokenizer holds both for the overlapped makespan."""
+        env, edge = self.w.env, self.w.edge
+        cost = costs.tokenize_cost(edge.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
+        key = costs.stage_key("edge", "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
+        recorded = rec.recorded_s.get(key)
+        if eff.pipelined or recorded:
+            t0 = env.now
+            with edge.cpu.request() as cpu, edge.gpu.request() as gpu:
+                yield cpu & gpu
+                ledger.edge_queue_s += env.now - t0
+                dur = recorded or cost.total_s
+                yield env.timeout(dur)
+            ledger.edge_s += dur
+            edge.gpu_busy_s += dur
+        else:
+            yield from self._hold(edge.cpu, cost.decode_s, ledger, "edge")
+            yield from self._hold(edge.gpu, cost.preprocess_s + cost.encode_s, ledger, "edge")
+        ledger.frames, ledger.decoded = cost.frames, cost.decoded
+        return Tokens(cost.frames, cost.decoded, 0, "edge")

@@ -1,0 +1,1 @@
+"""Collaboration policies, each a sans-I/O generator of effects (see effects.py)."""

@@ -1,0 +1,62 @@
+"""QuickGrasp (seed 000) with a fixed density, and its ablations.
+
+Local first: keyframe-aligned, pipelined tokenization; the small VLM answers; if its calibrated
+confidence is below tau_route, the tokens are merged to `density` per frame, compressed and sent
+to the edge, where the large LM (sharing the small model's encoder) answers. NoSharing instead
+uploads the video and the edge re-tokenizes it for the native large VLM. Uncalibrated routes on
+raw confidences (registered with calibrated=False). The adaptive-density bandit is its own policy.
+"""
+
+from __future__ import annotations
+
+from testbed.codec.size import REPLY_BYTES, text_tokens
+from testbed.policies.base import PolicyContext
+from testbed.policies.baselines import text_payload
+from testbed.policies.effects import Answer, Compress, Decompress, Inference, Infer, Offload, Payload, Policy, Tokenize, Tokens
+from testbed.query import Query
+from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
+
+
+def local_first(q: Query, ctx: PolicyContext) -> Policy:
+    """Tokenize with the accelerated tokenizer and answer with the small VLM; returns (tokens, inference)."""
+    tokens = yield Tokenize(q.video, KEYFRAME_SAMPLER, pipelined=True)
+    local = yield Infer("small", tokens, ctx.default_density, text_tokens(q.question, q.options))
+    return tokens, local
+
+
+def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int) -> Policy:
+    """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer."""
+    payload = yield Compress(tokens, density)
+    steps = (Decompress(payload),
+             Infer("large", None, density, text_tokens(q.question, q.options), where="edge", shared_encoder=True))
+    out = yield Offload((payload, text_payload(q)), steps, REPLY_BYTES)
+    return Answer(out.choice, "edge", density, ctx.calibration.large_confidence(out.option_logits))
+
+
+def _local_answer(ctx: PolicyContext, local: Inference, conf: float) -> Answer:
+    return Answer(local.choice, "local", ctx.default_density, conf)
+
+
+def quickgrasp_fixed(density: int):
+    """QuickGrasp's router with a fixed token density for offloaded queries."""
+
+    def policy(q: Query, ctx: PolicyContext) -> Policy:
+        tokens, local = yield from local_first(q, ctx)
+        conf = ctx.calibration.small_confidence(local.option_logits)
+        if conf >= ctx.tau_route:
+            return _local_answer(ctx, local, conf)
+        return (yield from offload_tokens(q, ctx, tokens, density))
+
+    return policy
+
+
+def nosharing(q: Query, ctx: PolicyContext) -> Policy:
+    """Ablation: no shared encoder; escalation uploads the video and the edge tokenizes again."""
+    tokens, local = yield from local_first(q, ctx)
+    conf = ctx.calibration.small_confidence(local.option_logits)
+    if conf >= ctx.tau_route:
+        return _local_answer(ctx, local, conf)
+    steps = (Tokenize(q.video, KEYFRAME_SAMPLER, pipelined=True, where="edge"),
+             Infer("large", None, ctx.default_density, text_tokens(q.question, q.options), where="edge"))
+    out = yield Offload((Payload("video", q.video.file_bytes), text_payload(q)), steps, REPLY_BYTES)
+    return Answer(out.choice, "edge", ctx.default_density, ctx.calibration.large_confidence(out.option_logits))

@@ -1,0 +1,1 @@
+"""Confidence calibration and routers: each router returns a score, policies apply thresholds."""

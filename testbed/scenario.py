@@ -1,0 +1,223 @@
+"""Scenario files (TOML): workload, network, nodes, models, arrivals, policies, sweep.
+
+Validated once, here: unknown keys, wrong types and values out of range are rejected with the
+key path and what is allowed. Relative paths are taken from the scenario file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from testbed.config import ConfigError, from_dict, help_field, read_toml
+from testbed.policies.base import resolve
+from testbed.policies.catalogue import BASELINES
+from testbed.query import DENSITIES
+from testbed.workload.synthetic import BENCHMARKS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = "../traces/profiles/paper-fitted.toml"
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    kind: Literal["synthetic", "trace"] = help_field("synthetic", "calibrated synthetic workload, or a Parquet trace")
+    path: str = help_field("", "Parquet workload trace (kind = 'trace')")
+    benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate")
+    queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)")
+
+    def __post_init__(self) -> None:
+        for b in self.benchmarks:
+            if b not in BENCHMARKS:
+                raise ConfigError("workload.benchmarks", f"unknown benchmark {b!r}; allowed: {', '.join(BENCHMARKS)}")
+        if self.queries_per_benchmark < 10:
+            raise ConfigError("workload.queries_per_benchmark", "must be at least 10")
+        if self.kind == "trace" and not self.path:
+            raise ConfigError("workload.path", "required when workload.kind = 'trace'")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    up_mbps: float = help_field(59.0, "uplink rate, Mbit/s (seed 000: 59, Speedtest global median)")
+    down_mbps: float = help_field(119.0, "downlink rate, Mbit/s (seed 000: 119)")
+    rtt_ms: float = help_field(9.0, "round-trip time, ms; each direction adds RTT/2 (seed 000: 9)")
+    loss: float = help_field(0.0, "packet loss probability; each lost packet costs one extra RTT")
+    efficiency: float = help_field(1 / 1.055, "goodput / shaped rate (ZeroMQ over tbf-shaped veth: 1/1.055)")
+    mtu: int = help_field(1500, "bytes per mahimahi delivery opportunity")
+    up_trace: str = help_field("", "mahimahi uplink trace (ms per 1500-byte opportunity); overrides up_mbps")
+    down_trace: str = help_field("", "mahimahi downlink trace; overrides down_mbps")
+    trace_mean_mbps_up: float = help_field(0.0, "scale the uplink trace to this mean rate (0: as recorded)")
+    trace_mean_mbps_down: float = help_field(0.0, "scale the downlink trace to this mean rate (0: as recorded)")
+
+    def __post_init__(self) -> None:
+        for name in ("up_mbps", "down_mbps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"network.{name}", "must be > 0")
+        if self.rtt_ms < 0:
+            raise ConfigError("network.rtt_ms", "must be >= 0")
+        if not 0 <= self.loss < 1:
+            raise ConfigError("network.loss", "must be in [0, 1)")
+        if not 0 < self.efficiency <= 1:
+            raise ConfigError("network.efficiency", "must be in (0, 1]")
+        if self.trace_mean_mbps_up < 0 or self.trace_mean_mbps_down < 0:
+            raise ConfigError("network.trace_mean_mbps_up", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    profile: str = help_field(DEFAULT_PROFILE, "hardware profile TOML (stage latency over size)")
+    edge_gpus: int = help_field(1, "GPU servers at the edge (seed 000 serves offloads one at a time)")
+    edge_decode_workers: int = help_field(4, "CPU video-decode workers at the edge")
+    chunk_frames: int = help_field(16, "frames per chunk in the pipelined tokenizer")
+
+    def __post_init__(self) -> None:
+        if self.edge_gpus < 1 or self.edge_decode_workers < 1 or self.chunk_frames < 1:
+            raise ConfigError("nodes", "edge_gpus, edge_decode_workers and chunk_frames must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    token_dim: int = help_field(1024, "vision token width (UMT-L: 1024)")
+    dtype: Literal["fp16", "bf16", "fp32"] = help_field("fp16", "token dtype on the wire")
+    compression_ratio: float = help_field(0.92, "zstd compressed/raw bytes for tokens (assumed until measured)")
+    default_density: int = help_field(16, "tokens per frame fed to the LM by default (VideoChat-Flash: 16)")
+
+    def __post_init__(self) -> None:
+        if self.default_density not in DENSITIES:
+            raise ConfigError("models.default_density", f"must be one of {DENSITIES}")
+        if not 0 < self.compression_ratio <= 1.5:
+            raise ConfigError("models.compression_ratio", "must be in (0, 1.5]")
+
+
+@dataclass(frozen=True)
+class ArrivalsConfig:
+    kind: Literal["closed", "poisson"] = help_field("closed", "closed loop (next query after the answer) or Poisson")
+    clients: int = help_field(1, "users, each with its own device, sharing one edge")
+    rate_per_client: float = help_field(0.05, "queries per second per client (poisson)")
+    think_s: float = help_field(0.0, "pause between answer and next query (closed)")
+
+    def __post_init__(self) -> None:
+        if self.clients < 1:
+            raise ConfigError("arrivals.clients", "must be >= 1")
+        if self.rate_per_client <= 0:
+            raise ConfigError("arrivals.rate_per_client", "must be > 0")
+        if self.think_s < 0:
+            raise ConfigError("arrivals.think_s", "must be >= 0")
+
+
+DEFAULT_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing",
+                    "uncalibrated-fixed16", "oracle")
+
+
+@dataclass(frozen=True)
+class PoliciesConfig:
+    run: tuple[str, ...] = help_field(DEFAULT_POLICIES, "policies to run, by name")
+    tau_route: float = help_field(0.6, "confidence threshold below which QuickGrasp escalates (seed 000: 0.6)")
+    baselines: tuple[str, ...] = help_field(BASELINES, "policies every other is compared against (speedup)")
+
+    def __post_init__(self) -> None:
+        if not self.run:
+            raise ConfigError("policies.run", "name at least one policy")
+        for name in self.run + self.baselines:
+            resolve(name)
+        if not 0 <= self.tau_route <= 1:
+            raise ConfigError("policies.tau_route", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = help_field("", "scenario name (results go to results/<name>/)")
+    description: str = help_field("", "one line on what the scenario asks")
+    seed: int = help_field(0, "seed for every random choice: same scenario and seed, same numbers")
+    paper_comparison: bool = help_field(False, "print measured ratios next to seed 000's figures")
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
+    policies: PoliciesConfig = field(default_factory=PoliciesConfig)
+    sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict, metadata={
+        "help": "grid over any key path, e.g. 'network.up_mbps' = [5, 20, 59]"})
+    base_dir: str = field(default=".", metadata={"help": "(set by the loader) folder relative paths start from"})
+
+    def resolve_path(self, p: str) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    def grid(self) -> list[tuple[dict[str, Any], "Scenario"]]:
+        """Every point of the sweep (one point without a sweep) as (assignment, scenario)."""
+        if not self.sweep:
+            return [({}, self)]
+        keys = list(self.sweep)
+        points = []
+        for values in itertools.product(*(self.sweep[k] for k in keys)):
+            assignment = dict(zip(keys, values))
+            points.append((assignment, with_overrides(self, assignment)))
+        return points
+
+
+def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
+    """A copy of `sc` with dotted keys set, validated like the file itself."""
+    data = dataclasses.asdict(sc)
+    data.pop("sweep")
+    for key, value in assignment.items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
+            node = node[part]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict) or parts[-1] == "base_dir":
+            raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
+        node[parts[-1]] = list(value) if isinstance(value, tuple) else value
+    data = _listify(data)
+    try:
+        return from_dict(Scenario, data)
+    except ConfigError as exc:
+        raise ConfigError(f"sweep.{exc.path}", exc.message) from None
+
+
+def _listify(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _listify(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_listify(v) for v in x]
+    return x
+
+
+def scenario_from_dict(data: dict[str, Any], base_dir: Path) -> Scenario:
+    """Validate a parsed scenario; every sweep point is validated too."""
+    if "base_dir" in data:
+        raise ConfigError("base_dir", "set by the loader, not by scenario files")
+    sweep = data.get("sweep", {})
+    if not isinstance(sweep, dict):
+        raise ConfigError("sweep", "expected a table of key path = [values]")
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.{key}", "expected a non-empty list of values")
+    sc = from_dict(Scenario, {**data, "base_dir": str(base_dir)})
+    sc.grid()  # validates every sweep point
+    return sc
+
+
+def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scenario:
+    """Load scenarios/<name>.toml or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = (scenarios_dir or REPO_ROOT / "scenarios") / f"{name_or_path}.toml"
+    if not path.exists():
+        available = sorted(p.stem for p in (scenarios_dir or REPO_ROOT / "scenarios").glob("*.toml"))
+        raise ConfigError("", f"no scenario {name_or_path!r} ({path}); available: {', '.join(available)}")
+    data = read_toml(path)
+    data.setdefault("name", path.stem)
+    try:
+        return scenario_from_dict(data, path.parent.resolve())
+    except ConfigError as exc:
+        raise ConfigError(f"{path.name}: {exc.path}" if exc.path else path.name, exc.message) from None
+
+
+def scenario_for_point(sc: Scenario, **changes: Any) -> Scenario:
+    return replace(sc, **changes)

@@ -1,0 +1,1 @@
+"""Video tokenization: frame samplers over container metadata, decoding cost model."""

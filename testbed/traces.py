@@ -1,0 +1,174 @@
+"""Workload traces: one Parquet row per query, with a schema version and provenance.
+
+Provenance is ``synthetic:<generator>:<seed>`` or ``live:<host>:<models>``; it travels in the file's
+metadata and into every result made from it. Optional columns leave room for later capabilities
+(bandit context inputs, per-frame stream fields, image QA); a new column means a new version here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from testbed.errors import TraceError
+from testbed.query import DENSITIES, Query, QueryRecord, VideoMeta
+
+SCHEMA_VERSION = 1
+META_VERSION = b"testbed.schema_version"
+META_PROVENANCE = b"testbed.provenance"
+META_PARAMS = b"testbed.parameters"
+
+_F32_LIST = pa.list_(pa.float32())
+REQUIRED: dict[str, pa.DataType] = {
+    "query_id": pa.string(),
+    "benchmark": pa.string(),
+    "split": pa.string(),
+    "duration_s": pa.float64(),
+    "fps": pa.float64(),
+    "n_frames": pa.int64(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "file_bytes": pa.int64(),
+    "keyframes": pa.list_(pa.int32()),
+    "question": pa.string(),
+    "options": pa.list_(pa.string()),
+    "answer": pa.int32(),
+    "small_logits": _F32_LIST,
+    "large_native_logits": _F32_LIST,
+    **{f"large_logits_a{a}": _F32_LIST for a in DENSITIES},
+}
+OPTIONAL: dict[str, pa.DataType] = {
+    # stage times measured by a live run, keyed like "local.tokenize.keyframe.pipelined"
+    "recorded_s": pa.map_(pa.string(), pa.float64()),
+    # bandit context inputs (seed 000 Eq. 4): PCA-ready pooled embeddings and relevance features
+    "context_txt": _F32_LIST,
+    "context_vis": _F32_LIST,
+    "context_s_max": pa.float64(),
+    "context_s_mean": pa.float64(),
+    "context_s_cplx": pa.float64(),
+    # streams (seed 001): one row per frame
+    "stream_id": pa.string(),
+    "frame_index": pa.int64(),
+    "frame_time_s": pa.float64(),
+    # image QA (seeds 002, 003)
+    "image_width": pa.int32(),
+    "image_height": pa.int32(),
+    "image_bytes": pa.int64(),
+}
+SPLITS = ("profile", "test")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A validated trace: its rows as records, provenance and generator parameters."""
+
+    records: tuple[QueryRecord, ...]
+    provenance: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.provenance.startswith("synthetic:")
+
+    def split(self, name: str) -> tuple[QueryRecord, ...]:
+        return tuple(r for r in self.records if r.split == name)
+
+    def benchmarks(self) -> list[str]:
+        return list(dict.fromkeys(r.query.benchmark for r in self.records))
+
+
+def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+    """Arrow table with the trace schema and metadata; validates columns and types."""
+    if not (provenance.startswith("synthetic:") or provenance.startswith("live:")):
+        raise TraceError(f"provenance {provenance!r} must start with 'synthetic:' or 'live:'")
+    fields = []
+    for name in frame.columns:
+        tp = REQUIRED.get(name) or OPTIONAL.get(name)
+        if tp is None:
+            raise TraceError(f"column {name!r} is not in trace schema v{SCHEMA_VERSION}")
+        fields.append(pa.field(name, tp))
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise TraceError(f"trace is missing required column {missing[0]!r}")
+    meta = {META_VERSION: str(SCHEMA_VERSION).encode(), META_PROVENANCE: provenance.encode(),
+            META_PARAMS: json.dumps(parameters or {}, sort_keys=True).encode()}
+    try:
+        return pa.Table.from_pandas(frame, schema=pa.schema(fields, metadata=meta), preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TraceError(f"trace column has the wrong type: {exc}") from None
+
+
+def write_trace(frame: pd.DataFrame, path: Path, provenance: str, parameters: dict[str, Any] | None = None) -> None:
+    """Write a workload trace to Parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_table(frame, provenance, parameters), path)
+
+
+def read_trace(path: Path) -> Workload:
+    """Read and validate a workload trace; every problem is one TraceError naming the file."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise TraceError(f"trace file not found: {path}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TraceError(f"{path}: not a readable Parquet trace ({exc})") from None
+    return table_to_workload(table, str(path))
+
+
+def table_to_workload(table: pa.Table, name: str = "trace") -> Workload:
+    """Validate an Arrow table against the schema and turn its rows into records."""
+    meta = table.schema.metadata or {}
+    version = meta.get(META_VERSION)
+    if version is None:
+        raise TraceError(f"{name}: no testbed schema version in the file metadata")
+    if version != str(SCHEMA_VERSION).encode():
+        raise TraceError(f"{name}: schema version {version.decode()} but this testbed reads {SCHEMA_VERSION}")
+    for col in table.column_names:
+        want = REQUIRED.get(col) or OPTIONAL.get(col)
+        if want is None:
+            raise TraceError(f"{name}: column {col!r} is not in trace schema v{SCHEMA_VERSION}")
+        if not table.schema.field(col).type.equals(want):
+            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+    provenance = meta.get(META_PROVENANCE, b"").decode()
+    params = json.loads(meta.get(META_PARAMS, b"{}").decode() or "{}")
+    cols = table.to_pydict()
+    records = tuple(_record(cols, i, name) for i in range(table.num_rows))
+    return Workload(records, provenance, params)
+
+
+def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
+    options = tuple(cols["options"][i])
+    k = len(options)
+    qid = cols["query_id"][i]
+
+    def logits(col: str) -> np.ndarray:
+        v = np.asarray(cols[col][i], dtype=np.float64)
+        if len(v) != k or not np.isfinite(v).all():
+            raise TraceError(f"{name}: query {qid}: {col} must hold {k} finite logits, one per option")
+        return v
+
+    answer = cols["answer"][i]
+    if not 0 <= answer < k:
+        raise TraceError(f"{name}: query {qid}: answer {answer} outside its {k} options")
+    if cols["split"][i] not in SPLITS:
+        raise TraceError(f"{name}: query {qid}: split {cols['split'][i]!r} not one of {SPLITS}")
+    n_frames = cols["n_frames"][i]
+    keyframes = tuple(int(x) for x in cols["keyframes"][i])
+    if n_frames < 1 or any(not 0 <= x < n_frames for x in keyframes):
+        raise TraceError(f"{name}: query {qid}: keyframes must lie in [0, n_frames)")
+    video = VideoMeta(float(cols["duration_s"][i]), float(cols["fps"][i]), int(n_frames), int(cols["width"][i]),
+                      int(cols["height"][i]), int(cols["file_bytes"][i]), keyframes)
+    query = Query(qid, cols["benchmark"][i], video, cols["question"][i], options)
+    recorded = dict(cols["recorded_s"][i] or []) if "recorded_s" in cols else {}
+    return QueryRecord(query, int(answer), cols["split"][i], logits("small_logits"), logits("large_native_logits"),
+                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded)

@@ -1,0 +1,1 @@
+"""Workload generators (the calibrated synthetic workload used until live traces exist)."""
