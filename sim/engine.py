@@ -161,5 +161,10 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
         r, t = simulate_policy(sc, profile, resolve(name), ctx, test, progress)
         rows += r
         totals.append(t)
-    return RunResult(pd.DataFrame(rows), pd.DataFrame(totals), workload.provenance,
+    queries = pd.DataFrame(rows)
+    order = {b: i for i, b in enumerate(workload.benchmarks())}
+    queries = queries.sort_values(["benchmark", "submit_s"], key=lambda c: c.map(order) if c.name == "benchmark" else c,
+                                  kind="stable").sort_values("policy", key=lambda c: c.map(
+                                      {p: i for i, p in enumerate(sc.policies.run)}), kind="stable")
+    return RunResult(queries.reset_index(drop=True), pd.DataFrame(totals), workload.provenance,
                      f"{profile.name} ({profile.provenance})", calibration, workload.parameters)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 import simpy
 
@@ -22,6 +22,11 @@ from testbed.policies.effects import (TIMED_OUT, Answer, Compress, Decompress, F
                                       Payload, Submit, Tokenize, Tokens, Wait)
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
+
+
+def _duration(rec: QueryRecord, key: str, model: Callable[[], float]) -> float:
+    """The query's recorded stage time under `key` if the trace has one, else the profile's."""
+    return rec.recorded_s[key] if key in rec.recorded_s else model()
 
 
 class Node:
@@ -114,8 +119,9 @@ class SimInterpreter:
                 raise TestbedError("Infer at the edge only runs inside an Offload")
             node = self.w.devices[client]
             key = costs.stage_key("local", "infer", effect.model, f"a{effect.density}")
-            dur = rec.recorded_s.get(key) or costs.infer_cost(node.profile, effect.tokens.frames, effect.density,
-                                                              effect.text_tokens)
+            tokens = effect.tokens
+            dur = _duration(rec, key, lambda: costs.infer_cost(node.profile, tokens.frames, effect.density,
+                                                               effect.text_tokens))
             yield from self._hold(node.gpu, dur, ledger, "local")
             return self._inference(effect, rec)
         if isinstance(effect, Compress):
@@ -123,7 +129,7 @@ class SimInterpreter:
             fmt = self.w.token_format
             frames = effect.tokens.frames
             key = costs.stage_key("local", "compress", f"a{effect.density}")
-            dur = rec.recorded_s.get(key) or costs.compress_cost(node.profile, frames, effect.density, fmt)
+            dur = _duration(rec, key, lambda: costs.compress_cost(node.profile, frames, effect.density, fmt))
             ledger.local_s += dur
             yield self.w.env.timeout(dur)
             return Payload("tokens", wire_token_bytes(frames, effect.density, fmt),
@@ -163,7 +169,7 @@ class SimInterpreter:
         node = self.w.devices[client]
         cost = costs.tokenize_cost(node.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
         key = costs.stage_key("local", "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
-        yield from self._hold(node.gpu, rec.recorded_s.get(key) or cost.total_s, ledger, "local")
+        yield from self._hold(node.gpu, _duration(rec, key, lambda: cost.total_s), ledger, "local")
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
         return Tokens(cost.frames, cost.decoded, 0, "local",
                       (("decode", cost.decode_s), ("preprocess", cost.preprocess_s), ("encode", cost.encode_s)))
@@ -189,8 +195,9 @@ class SimInterpreter:
         dev = w.edge.profile
         for step in eff.steps:
             if isinstance(step, Decompress):
-                dur = rec.recorded_s.get(costs.stage_key("edge", "decompress", f"a{step.payload.density}")) \
-                    or costs.decompress_cost(dev, step.payload.raw_bytes)
+                raw = step.payload.raw_bytes
+                dur = _duration(rec, costs.stage_key("edge", "decompress", f"a{step.payload.density}"),
+                                lambda: costs.decompress_cost(dev, raw))
                 ledger.edge_s += dur
                 yield env.timeout(dur)
                 result = tokens
@@ -203,7 +210,8 @@ class SimInterpreter:
                     raise TestbedError("an edge Infer needs tokens: upload them or Tokenize at the edge first")
                 key = costs.stage_key("edge", "infer", step.model, "shared" if step.shared_encoder else "native",
                                       f"a{step.density}")
-                dur = rec.recorded_s.get(key) or costs.infer_cost(dev, src.frames, step.density, step.text_tokens)
+                frames, density, text = src.frames, step.density, step.text_tokens
+                dur = _duration(rec, key, lambda: costs.infer_cost(dev, frames, density, text))
                 yield from self._hold(w.edge.gpu, dur, ledger, "edge")
                 result = self._inference(step, rec)
             else:
@@ -220,13 +228,13 @@ class SimInterpreter:
         env, edge = self.w.env, self.w.edge
         cost = costs.tokenize_cost(edge.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
         key = costs.stage_key("edge", "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
-        recorded = rec.recorded_s.get(key)
+        recorded = key in rec.recorded_s
         if eff.pipelined or recorded:
             t0 = env.now
             with edge.cpu.request() as cpu, edge.gpu.request() as gpu:
                 yield cpu & gpu
                 ledger.edge_queue_s += env.now - t0
-                dur = recorded or cost.total_s
+                dur = _duration(rec, key, lambda: cost.total_s)
                 yield env.timeout(dur)
             ledger.edge_s += dur
             edge.gpu_busy_s += dur

@@ -29,11 +29,13 @@ class Channel:
         self.fifo = simpy.Resource(env, capacity=1)
         self.busy_s = 0.0
         self.bytes = 0
+        self._next_opportunity = 0  # trace links: opportunities before this one are used
 
     def serialization_s(self, start_s: float, nbytes: int) -> float:
         """Seconds to push `nbytes` of payload onto the link starting at `start_s`."""
         if self.trace is not None:
-            return self.trace.finish_s(start_s, nbytes) - start_s
+            end, self._next_opportunity = self.trace.deliver(start_s, nbytes, self._next_opportunity)
+            return end - start_s
         return nbytes * 8 / (self.rate_bps * self.efficiency)
 
     def transfer(self, nbytes: int) -> Generator[simpy.Event, None, None]:

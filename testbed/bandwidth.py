@@ -105,15 +105,22 @@ class MahimahiLink:
     def period_ms(self) -> int:
         return int(self.stamps_ms[-1])
 
-    def finish_s(self, start_s: float, nbytes: int) -> float:
-        """Time the last byte of a transfer starting at `start_s` is delivered (no propagation)."""
+    def time_of(self, index: int) -> float:
+        """Seconds at which absolute opportunity `index` (counting across repeats) occurs."""
+        cycles, pos = divmod(index, len(self.stamps_ms))
+        return (cycles * self.period_ms + float(self.stamps_ms[pos])) / 1000.0
+
+    def deliver(self, start_s: float, nbytes: int, first_free: int = 0) -> tuple[float, int]:
+        """(finish time, next unused opportunity) of a transfer starting at `start_s` that may use
+        opportunities from absolute index `first_free` on; each opportunity is used once."""
         if nbytes <= 0:
-            return start_s
+            return start_s, first_free
         need = math.ceil(nbytes / self.payload_per_opp)
-        per_cycle = len(self.stamps_ms)
-        start_ms = start_s * 1000.0
-        cycle, offset = divmod(start_ms, self.period_ms)
-        first = int(np.searchsorted(self.stamps_ms, offset - 1e-9, side="left"))  # first opportunity >= offset
-        idx = first + need - 1
-        extra_cycles, pos = divmod(idx, per_cycle)
-        return ((cycle + extra_cycles) * self.period_ms + float(self.stamps_ms[pos])) / 1000.0
+        cycle, offset = divmod(start_s * 1000.0, self.period_ms)
+        first = int(cycle) * len(self.stamps_ms) + int(np.searchsorted(self.stamps_ms, offset - 1e-9, side="left"))
+        last = max(first, first_free) + need - 1
+        return self.time_of(last), last + 1
+
+    def finish_s(self, start_s: float, nbytes: int) -> float:
+        """Time the last byte of a transfer starting at `start_s` on an idle link is delivered."""
+        return self.deliver(start_s, nbytes)[0]

@@ -22,7 +22,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from testbed.profiles import load_profile
     from testbed.scenario import load_scenario, with_overrides
 
-    console = Console()
+    console = Console(width=max(140, Console().width))
     sc = load_scenario(args.scenario)
     overrides = {}
     if args.seed is not None:
@@ -78,11 +78,11 @@ def _print_summary(console, summary, baselines: Sequence[str], data_label: str) 
         cols = ["policy", "acc %", "mean s", "p50 s", "p95 s", "p99 s", "local", "MB up/q",
                 *[f"x vs {b}" for b in baselines]]
         for c in cols:
-            t.add_column(c, justify="left" if c == "policy" else "right")
-        for r in summary[summary.benchmark == bench].itertuples():
-            t.add_row(r.policy, f"{r.accuracy:.1f}", f"{r.mean_s:.3f}", f"{r.p50_s:.3f}", f"{r.p95_s:.3f}",
-                      f"{r.p99_s:.3f}", f"{r.local_share:.2f}", f"{r.mb_up_per_query:.2f}",
-                      *[f"{getattr(r, f'speedup_vs_{b}'.replace('-', '_'), float('nan')):.2f}" for b in baselines])
+            t.add_column(c, justify="left" if c == "policy" else "right", no_wrap=c == "policy")
+        for r in summary[summary.benchmark == bench].to_dict("records"):
+            t.add_row(r["policy"], f"{r['accuracy']:.1f}", f"{r['mean_s']:.3f}", f"{r['p50_s']:.3f}",
+                      f"{r['p95_s']:.3f}", f"{r['p99_s']:.3f}", f"{r['local_share']:.2f}",
+                      f"{r['mb_up_per_query']:.2f}", *[f"{r[f'speedup_vs_{b}']:.2f}" for b in baselines])
         console.print(t)
 
 

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -104,6 +105,7 @@ def plot_delay_cdf(q: pd.DataFrame, path: Path, title: str) -> None:
             x = np.sort(d.delay_s.to_numpy())
             ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=policy)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("response delay (s)")
         ax.set_ylabel("CDF")
         ax.set_title(b)
@@ -144,6 +146,7 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
             ax.scatter(row.mean_s, row.accuracy)
             ax.annotate(row.policy, (row.mean_s, row.accuracy), fontsize=7)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("mean response delay (s)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(b)

@@ -1,0 +1,74 @@
+"""Scenario files validate; bad keys, types and files fail with one line naming the key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed.cli import main
+from testbed.errors import ConfigError
+from testbed.scenario import REPO_ROOT, load_scenario
+
+FILES = sorted((REPO_ROOT / "scenarios").glob("*.toml"))
+
+
+def test_there_are_the_issue_scenarios():
+    names = {p.stem for p in FILES}
+    assert {"default", "low_bw", "high_rtt", "contention", "sweep_uplink_tau", "trace_hsdpa", "trace_fcc",
+            "trace_puffer"} <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_every_scenario_validates(path, capsys):
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("ok")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text,path,hint", [
+    ("[network]\nup_mbs = 5.0\n", "network.up_mbs", "allowed here: down_mbps"),
+    ("[netwrk]\nup_mbps = 5.0\n", "netwrk", "allowed here"),
+    ("[network]\nup_mbps = 'fast'\n", "network.up_mbps", "expected a number"),
+    ("[network]\nup_mbps = -1.0\n", "network.up_mbps", "must be > 0"),
+    ("[arrivals]\nkind = 'bursty'\n", "arrivals.kind", "'closed' | 'poisson'"),
+    ("[policies]\nrun = ['quickgrasp-fixed17']\n", "policies.run", "quickgrasp-fixed16"),
+    ("[sweep]\n'network.up' = [1.0]\n", "sweep.network.up", "not a key path"),
+    ("[sweep]\n'network.up_mbps' = [1.0, 'x']\n", "sweep.network.up_mbps", "expected a number"),
+    ("[workload]\nbenchmarks = ['mvbench', 'kinetics']\n", "workload.benchmarks", "allowed: mvbench"),
+])
+def test_bad_scenarios_name_the_key(tmp_path, text, path, hint):
+    with pytest.raises(ConfigError) as err:
+        load_scenario(str(_write(tmp_path, text)))
+    assert f"bad.toml: {path}" in str(err.value) and hint in str(err.value)
+
+
+def test_missing_files_are_one_line_errors(tmp_path, capsys):
+    assert main(["sim", "no_such_scenario"]) == 2
+    assert "available: " in capsys.readouterr().err
+    p = _write(tmp_path, "[nodes]\nprofile = 'nope.toml'\n")
+    assert main(["validate", str(p)]) == 2
+    assert "file not found" in capsys.readouterr().err
+    p = _write(tmp_path, "[workload]\nkind = 'trace'\npath = 'nope.parquet'\n")
+    assert main(["sim", str(p)]) == 2
+    assert "trace file not found" in capsys.readouterr().err
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    p = _write(tmp_path, "[network]\nup_mbs = 5.0\n")
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "sim", str(p)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "network.up_mbs" in proc.stderr
+
+
+def test_invalid_toml_is_reported(tmp_path, capsys):
+    p = _write(tmp_path, "[network\nup_mbps = 5\n")
+    assert main(["validate", str(p)]) == 2
+    assert "invalid TOML" in capsys.readouterr().err

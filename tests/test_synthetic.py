@@ -1,0 +1,115 @@
+"""The calibrated synthetic workload reproduces the seed-000 figures its parameters cite."""
+
+import numpy as np
+import pytest
+
+from sim.engine import fit_calibration
+from testbed.query import DENSITIES
+from testbed.router.calibration import confidence, ece
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER, sample_indices
+from testbed.traces import read_trace, table_to_workload, to_table, write_trace
+from testbed.workload.synthetic import BENCHMARKS, synthetic_workload
+
+
+@pytest.fixture(scope="module")
+def workload():
+    frame, prov, params = synthetic_workload(("mvbench", "videomme", "mlvu"), 1500, 11)
+    return table_to_workload(to_table(frame, prov, params))
+
+
+def _bench(wl, name, split=None):
+    return [r for r in wl.records if r.query.benchmark == name and (split is None or r.split == split)]
+
+
+def _acc(records, logits_of):
+    return np.mean([int(np.argmax(logits_of(r))) == r.answer for r in records]) * 100
+
+
+def test_labelled_synthetic(workload):
+    assert workload.synthetic and workload.provenance == "synthetic:calibrated-seed000:11"
+    assert all(r.query.question.startswith("[synthetic]") for r in workload.records)
+    assert "sources" in workload.parameters["benchmarks"]["mvbench"]
+
+
+@pytest.mark.parametrize("name", ["mvbench", "videomme", "mlvu"])
+def test_accuracies_within_one_point_of_targets(workload, name):
+    spec = BENCHMARKS[name]
+    test = _bench(workload, name, "test")
+    assert _acc(test, lambda r: r.small_logits) == pytest.approx(spec.acc_small * 100, abs=1.0)
+    assert _acc(test, lambda r: r.large_native_logits) == pytest.approx(spec.acc_large_native * 100, abs=1.0)
+    for a, target in zip(DENSITIES, spec.acc_large):
+        assert _acc(test, lambda r: r.large_logits[a]) == pytest.approx(target * 100, abs=1.0)
+
+
+@pytest.mark.parametrize("name,peak", [("mvbench", 16), ("videomme", 16), ("mlvu", 8)])
+def test_density_accuracy_is_an_inverted_u(workload, name, peak):
+    test = _bench(workload, name, "test")
+    acc = {a: _acc(test, lambda r: r.large_logits[a]) for a in DENSITIES}
+    assert max(acc, key=acc.get) == peak
+    assert acc[2] < acc[peak] and acc[32] < acc[peak]
+
+
+@pytest.mark.parametrize("name", ["mvbench", "videomme"])
+def test_small_and_large_agree_on_60_to_76_percent(workload, name):
+    rs = _bench(workload, name)
+    agree = np.mean([np.argmax(r.small_logits) == np.argmax(r.large_native_logits) for r in rs])
+    assert 0.60 <= agree <= 0.76
+
+
+def test_temperature_14_corrects_small_model_overconfidence():
+    frame, prov, params = synthetic_workload(("mvbench",), 6000, 5)
+    wl = table_to_workload(to_table(frame, prov, params))
+    cal = fit_calibration(wl.split("profile"))
+    assert cal.small_t == pytest.approx(1.4, abs=0.1)
+    test = wl.split("test")
+    logits = np.array([r.small_logits for r in test if len(r.small_logits) == 4])
+    ok = np.array([np.argmax(r.small_logits) == r.answer for r in test if len(r.small_logits) == 4])
+    raw, cal_ece = ece(confidence(logits), ok), ece(confidence(logits, cal.small_t), ok)
+    assert np.mean(confidence(logits)) > ok.mean() + 0.03  # overconfident before
+    assert 0.65 <= 1 - cal_ece / raw <= 0.90  # Fig. 7: ECE down about 77%
+
+
+def test_durations_options_and_sizes(workload):
+    mv = _bench(workload, "mvbench")
+    d = np.array([r.query.video.duration_s for r in mv])
+    assert d.max() <= 35 and np.mean(d < 5) == pytest.approx(0.20, abs=0.04)
+    short = [r for r in mv if r.query.video.duration_s < 5]
+    assert np.mean([r.query.video.file_bytes < 821 * 1024 for r in short]) > 0.9
+    assert {len(r.query.options) for r in mv} <= {3, 4, 5}
+    vm = _bench(workload, "videomme")
+    dv = np.array([r.query.video.duration_s for r in vm])
+    assert dv.min() >= 11 and dv.max() <= 3600 and {len(r.query.options) for r in vm} == {4}
+    upload_s = np.mean([r.query.video.file_bytes for r in vm]) * 8 / (59e6 / 1.055)
+    assert upload_s == pytest.approx(15, rel=0.15)  # SI: ~15 s to upload at 59 Mbit/s
+    ml = _bench(workload, "mlvu")
+    dm = np.array([r.query.video.duration_s for r in ml])
+    assert dm.min() >= 187 and dm.max() <= 8206 and {len(r.query.options) for r in ml} == {6}
+
+
+def test_keyframe_sampling_cuts_median_frames_486_to_124(workload):
+    vm = _bench(workload, "videomme")
+
+    def frames(r, s):
+        v = r.query.video
+        return len(sample_indices(v.n_frames, v.fps, v.keyframe_array, s))
+
+    assert np.median([frames(r, DEFAULT_SAMPLER) for r in vm]) == pytest.approx(486, rel=0.10)
+    assert np.median([frames(r, KEYFRAME_SAMPLER) for r in vm]) == pytest.approx(124, rel=0.10)
+
+
+def test_same_seed_same_workload_other_seed_differs():
+    a = synthetic_workload(("mvbench",), 50, 1)[0]
+    b = synthetic_workload(("mvbench",), 50, 1)[0]
+    c = synthetic_workload(("mvbench",), 50, 2)[0]
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_trace_round_trip(tmp_path):
+    frame, prov, params = synthetic_workload(("mvbench",), 40, 3)
+    write_trace(frame, tmp_path / "w.parquet", prov, params)
+    wl = read_trace(tmp_path / "w.parquet")
+    assert wl.provenance == prov and len(wl.records) == 40
+    r0 = wl.records[0]
+    assert r0.query.query_id == frame.query_id[0]
+    np.testing.assert_allclose(r0.small_logits, np.asarray(frame.small_logits[0], dtype=np.float32))
+    assert list(r0.query.video.keyframes) == list(frame.keyframes[0])
