@@ -150,7 +150,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
                  workload: Workload | None = None) -> RunResult:
     """Simulate every policy of `sc` on its workload's test split."""
     workload = workload or load_workload(sc)
-    profile = profile or load_profile(sc.resolve_path(sc.nodes.profile))
+    profile = profile or load_profile(sc.profile_path())
     calibration = fit_calibration(workload.split("profile"))
     ctx = PolicyContext(calibration, sc.policies.tau_route, sc.models.default_density,
                         TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio))

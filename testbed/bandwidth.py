@@ -117,7 +117,10 @@ class MahimahiLink:
             return start_s, first_free
         need = math.ceil(nbytes / self.payload_per_opp)
         cycle, offset = divmod(start_s * 1000.0, self.period_ms)
-        first = int(cycle) * len(self.stamps_ms) + int(np.searchsorted(self.stamps_ms, offset - 1e-9, side="left"))
+        # stamps are whole ms: the first usable one is >= ceil(offset); an integer key keeps
+        # searchsorted from casting the whole trace to float on every call
+        key = np.int64(math.ceil(offset - 1e-9))
+        first = int(cycle) * len(self.stamps_ms) + int(np.searchsorted(self.stamps_ms, key, side="left"))
         last = max(first, first_free) + need - 1
         return self.time_of(last), last + 1
 

@@ -42,7 +42,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                   console=console, transient=True) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=total)
         for i, (assignment, point) in enumerate(points):
-            profile = load_profile(point.resolve_path(point.nodes.profile))
+            profile = load_profile(point.profile_path())
             run = run_scenario(point, lambda n: bar.advance(task, n), profile)
             summary = report.summarize(run.queries, point.policies.baselines)
             comparison = report.paper_comparison(summary) if point.paper_comparison else None
@@ -94,7 +94,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         sc = load_scenario(p)
         from testbed.profiles import load_profile
 
-        load_profile(sc.resolve_path(sc.nodes.profile))
+        load_profile(sc.profile_path())
         for _, point in sc.grid():
             for trace in (point.network.up_trace, point.network.down_trace):
                 if trace:
@@ -153,8 +153,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from testbed.scenario import Scenario
 
     for key, tp, default, text in field_help(Scenario):
-        if key != "base_dir":
-            print(f"{key:34} {tp:28} default {default:20} {text}")
+        print(f"{key:34} {tp:28} default {default:20} {text}")
     return 0
 
 

@@ -89,7 +89,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     """Build dataclass `cls` from a TOML table, rejecting unknown keys by their path."""
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+              if not f.metadata.get("internal")}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = f"{path}.{key}" if path else key
@@ -140,6 +141,9 @@ def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows += field_help(tp, key + ".")  # type: ignore[arg-type]
             continue
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        if f.metadata.get("internal"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         rows.append((key, _type_name(tp), repr(default), f.metadata.get("help", "")))
     return rows

@@ -158,24 +158,29 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str) -> None:
-    """Mean delay and accuracy over the first swept key, one line per policy (and other key values)."""
-    x = keys[0]
-    others = list(keys[1:])
-    fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
-    groups = table.groupby(["policy", *others], sort=False) if others else table.groupby("policy", sort=False)
-    for key, d in groups:
-        label = key if isinstance(key, str) else " ".join(str(k) for k in key)
+    """Mean delay and accuracy over the first swept key: colour per policy, line style per value
+    of the other swept keys (lines of policies that ignore a key lie on top of each other)."""
+    x, others = keys[0], list(keys[1:])
+    policies = list(dict.fromkeys(table.policy))
+    colours = {p: f"C{i % 10}" for i, p in enumerate(policies)}
+    combos = list(dict.fromkeys(map(tuple, table[others].to_numpy()))) if others else [()]
+    styles = {c: ("-", "--", ":", "-.")[i % 4] for i, c in enumerate(combos)}
+    fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (policy, *combo), d in table.groupby(["policy", *others], sort=False):
         d = d.sort_values(x)
-        ax_d.plot(d[x], d.mean_s, marker="o", label=label)
-        ax_a.plot(d[x], d.accuracy, marker="o", label=label)
-    ax_d.set_xlabel(x)
-    ax_d.set_ylabel("mean delay (s)")
-    ax_d.set_yscale("log")
-    ax_a.set_xlabel(x)
-    ax_a.set_ylabel("accuracy (%)")
-    ax_d.legend(fontsize=6)
-    for ax in (ax_d, ax_a):
+        style = dict(color=colours[policy], linestyle=styles[tuple(combo)], marker="o", markersize=3)
+        ax_d.plot(d[x], d.mean_s, **style)
+        ax_a.plot(d[x], d.accuracy, **style)
+    handles = [plt.Line2D([], [], color=c, label=p) for p, c in colours.items()]
+    handles += [plt.Line2D([], [], color="k", linestyle=st, label=", ".join(f"{k}={v}" for k, v in zip(others, c)))
+                for c, st in styles.items() if others]
+    ax_d.legend(handles=handles, fontsize=6)
+    for ax, label in ((ax_d, "mean delay (s)"), (ax_a, "accuracy (%)")):
+        ax.set_xlabel(x)
+        ax.set_ylabel(label)
+        ax.set_xscale("log")
         ax.grid(alpha=0.3)
+    ax_d.set_yscale("log")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

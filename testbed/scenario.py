@@ -19,7 +19,7 @@ from testbed.query import DENSITIES
 from testbed.workload.synthetic import BENCHMARKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PROFILE = "../traces/profiles/paper-fitted.toml"
+SHIPPED_PROFILE = REPO_ROOT / "traces" / "profiles" / "paper-fitted.toml"
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class NodesConfig:
-    profile: str = help_field(DEFAULT_PROFILE, "hardware profile TOML (stage latency over size)")
+    profile: str = help_field("", "hardware profile TOML (stage latency over size); empty: the shipped paper-fitted one")
     edge_gpus: int = help_field(1, "GPU servers at the edge (seed 000 serves offloads one at a time)")
     edge_decode_workers: int = help_field(4, "CPU video-decode workers at the edge")
     chunk_frames: int = help_field(16, "frames per chunk in the pipelined tokenizer")
@@ -141,11 +141,15 @@ class Scenario:
     policies: PoliciesConfig = field(default_factory=PoliciesConfig)
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict, metadata={
         "help": "grid over any key path, e.g. 'network.up_mbps' = [5, 20, 59]"})
-    base_dir: str = field(default=".", metadata={"help": "(set by the loader) folder relative paths start from"})
+    base_dir: str = field(default=".", metadata={"internal": True, "help": "folder relative paths start from"})
 
     def resolve_path(self, p: str) -> Path:
         path = Path(p)
         return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    def profile_path(self) -> Path:
+        """The hardware profile file: the scenario's, or the shipped paper-fitted profile."""
+        return self.resolve_path(self.nodes.profile) if self.nodes.profile else SHIPPED_PROFILE
 
     def grid(self) -> list[tuple[dict[str, Any], "Scenario"]]:
         """Every point of the sweep (one point without a sweep) as (assignment, scenario)."""
@@ -163,6 +167,7 @@ def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
     """A copy of `sc` with dotted keys set, validated like the file itself."""
     data = dataclasses.asdict(sc)
     data.pop("sweep")
+    data.pop("base_dir")
     for key, value in assignment.items():
         node = data
         parts = key.split(".")
@@ -170,12 +175,12 @@ def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
             node = node[part]
-        if parts[-1] not in node or isinstance(node[parts[-1]], dict) or parts[-1] == "base_dir":
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
             raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
         node[parts[-1]] = list(value) if isinstance(value, tuple) else value
     data = _listify(data)
     try:
-        return from_dict(Scenario, data)
+        return replace(from_dict(Scenario, data), base_dir=sc.base_dir)
     except ConfigError as exc:
         raise ConfigError(f"sweep.{exc.path}", exc.message) from None
 
@@ -190,15 +195,13 @@ def _listify(x: Any) -> Any:
 
 def scenario_from_dict(data: dict[str, Any], base_dir: Path) -> Scenario:
     """Validate a parsed scenario; every sweep point is validated too."""
-    if "base_dir" in data:
-        raise ConfigError("base_dir", "set by the loader, not by scenario files")
     sweep = data.get("sweep", {})
     if not isinstance(sweep, dict):
         raise ConfigError("sweep", "expected a table of key path = [values]")
     for key, values in sweep.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{key}", "expected a non-empty list of values")
-    sc = from_dict(Scenario, {**data, "base_dir": str(base_dir)})
+    sc = replace(from_dict(Scenario, data), base_dir=str(base_dir))
     sc.grid()  # validates every sweep point
     return sc
 
@@ -218,6 +221,3 @@ def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scena
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc.path}" if exc.path else path.name, exc.message) from None
 
-
-def scenario_for_point(sc: Scenario, **changes: Any) -> Scenario:
-    return replace(sc, **changes)

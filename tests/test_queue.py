@@ -34,7 +34,7 @@ def test_mm1_mean_wait(scenario_factory, clients):
     lam, mu, n = 0.5, 1.0, 40_000
     sc = scenario_factory({"network": {"up_mbps": 1e9, "down_mbps": 1e9, "rtt_ms": 0.0},
                            "arrivals": {"kind": "poisson", "clients": clients, "rate_per_client": lam / clients}})
-    profile = load_profile(sc.resolve_path(sc.nodes.profile))
+    profile = load_profile(sc.profile_path())
     rows, totals = simulate_policy(sc, profile, PolicySpec("mm1", edge_only), PolicyContext(Calibration()),
                                    records(n, mu, 3))
     q = pd.DataFrame(rows)

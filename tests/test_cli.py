@@ -1,0 +1,89 @@
+"""`testbed` end to end: results folders, sweeps, trace conversion and synthetic traces."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from testbed.bandwidth import mean_mbps, read_mahimahi
+from testbed.cli import main
+from testbed.scenario import REPO_ROOT
+from testbed.traces import read_trace
+
+TINY = """
+description = "tiny"
+seed = 3
+paper_comparison = true
+[workload]
+queries_per_benchmark = 30
+[network]
+up_trace = "{trace}"
+trace_mean_mbps_up = 30.0
+[policies]
+run = ["device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16"]
+"""
+
+
+def test_sim_writes_a_complete_results_folder(tmp_path, capsys):
+    trace = REPO_ROOT / "traces" / "bandwidth" / "fcc-2016-trace_10322_http---edition.cnn.com.mahi"
+    sc = tmp_path / "tiny.toml"
+    sc.write_text(TINY.format(trace=trace))
+    assert main(["sim", str(sc), "--out", str(tmp_path / "res")]) == 0
+    (run,) = (tmp_path / "res" / "tiny").iterdir()
+    names = {p.name for p in run.iterdir()}
+    assert {"queries.parquet", "summary.csv", "summary.md", "scenario.toml", "versions.json", "delay_cdf.png",
+            "delay_breakdown.png", "accuracy_vs_delay.png"} <= names
+    q = pq.read_table(run / "queries.parquet")
+    assert q.schema.metadata[b"testbed.provenance"].startswith(b"synthetic:")
+    s = pd.read_csv(run / "summary.csv")
+    assert set(s.policy) == {"device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16"}
+    assert "SYNTHETIC" in (run / "summary.md").read_text()
+    out = capsys.readouterr().out
+    assert "SYNTHETIC workload" in out and "Measured vs seed 000" in out
+
+
+def test_resolved_scenario_is_complete(tmp_path):
+    assert main(["sim", "default", "--queries", "12", "--out", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "default").iterdir()
+    text = (run / "scenario.toml").read_text()
+    assert "queries_per_benchmark = 12" in text and "[network]" in text and "up_mbps = 59.0" in text
+
+
+def test_sweep_writes_one_table_and_one_plot(tmp_path):
+    sc = tmp_path / "sw.toml"
+    sc.write_text('[workload]\nqueries_per_benchmark = 12\n[policies]\nrun = ["device-native", "quickgrasp-fixed16"]\n'
+                  '[sweep]\n"network.up_mbps" = [5.0, 50.0]\n"policies.tau_route" = [0.5, 0.7]\n')
+    assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
+    (run,) = (tmp_path / "r" / "sw").iterdir()
+    table = pd.read_csv(run / "sweep.csv")
+    assert len(table) == 2 * 2 * 2 and (run / "sweep.png").stat().st_size > 0
+    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps", "policies.tau_route"]).mean_s
+    assert qg[(5.0, 0.5)] > qg[(50.0, 0.5)]  # a slower uplink makes escalation slower
+
+
+def test_convert_trace(tmp_path):
+    src = tmp_path / "cooked.txt"
+    src.write_text("0.0\t12.0\n1.0\t12.0\n")
+    assert main(["convert-trace", str(src), str(tmp_path / "m.mahi")]) == 0
+    stamps = read_mahimahi(tmp_path / "m.mahi")
+    assert len(stamps) == 2000 and mean_mbps(stamps) == pytest.approx(12.0)
+    assert main(["convert-trace", str(src), str(tmp_path / "s.mahi"), "--mean-mbps", "24"]) == 0
+    assert mean_mbps(read_mahimahi(tmp_path / "s.mahi")) == pytest.approx(24.0)
+    src.write_text("0.0\tlots\n")
+    assert main(["convert-trace", str(src), str(tmp_path / "x.mahi")]) == 2
+
+
+def test_synth_writes_a_readable_trace(tmp_path):
+    assert main(["synth", str(tmp_path / "w.parquet"), "--queries", "15", "--benchmarks", "mlvu"]) == 0
+    wl = read_trace(tmp_path / "w.parquet")
+    assert len(wl.records) == 15 and wl.synthetic
+
+
+def test_sim_runs_on_a_trace_file(tmp_path):
+    assert main(["synth", str(tmp_path / "w.parquet"), "--queries", "15"]) == 0
+    sc = tmp_path / "t.toml"
+    sc.write_text(f'[workload]\nkind = "trace"\npath = "{tmp_path / "w.parquet"}"\n'
+                  '[policies]\nrun = ["device-native", "oracle"]\n')
+    assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
