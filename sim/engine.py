@@ -81,7 +81,8 @@ def build_world(sc: Scenario, profile: HardwareProfile) -> World:
     uplink = Channel(env, net.up_mbps, rtt, net.efficiency, net.mtu, net.loss, rng, up_trace)
     downlink = Channel(env, net.down_mbps, rtt, net.efficiency, net.mtu, net.loss, rng, down_trace)
     edge = Node(env, profile.edge, sc.nodes.edge_gpus, sc.nodes.edge_decode_workers)
-    devices = [Node(env, profile.local, 1, 1) for _ in range(sc.arrivals.clients)]
+    devices = [Node(env, profile.local, sc.nodes.local_gpus, sc.nodes.local_decode_workers)
+               for _ in range(sc.arrivals.clients)]
     fmt = TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio)
     return World(env, profile, uplink, downlink, edge, devices, fmt, sc.nodes.chunk_frames)
 

@@ -54,6 +54,14 @@ class Ledger:
     frames: int = 0
     decoded: int = 0
 
+    def add(self, where: str, waited: float, worked: float) -> None:
+        if where == "local":
+            self.local_queue_s += waited
+            self.local_s += worked
+        else:
+            self.edge_queue_s += waited
+            self.edge_s += worked
+
 
 @dataclass
 class World:
@@ -113,7 +121,7 @@ class SimInterpreter:
         if isinstance(effect, Tokenize):
             if effect.where != "local":
                 raise TestbedError("Tokenize at the edge only runs inside an Offload")
-            return (yield from self._tokenize_local(effect, rec, client, ledger))
+            return (yield from self._tokenize(self.w.devices[client], "local", effect, rec, ledger))
         if isinstance(effect, Infer):
             if effect.where != "local" or effect.tokens is None:
                 raise TestbedError("Infer at the edge only runs inside an Offload")
@@ -122,7 +130,7 @@ class SimInterpreter:
             tokens = effect.tokens
             dur = _duration(rec, key, lambda: costs.infer_cost(node.profile, tokens.frames, effect.density,
                                                                effect.text_tokens))
-            yield from self._hold(node.gpu, dur, ledger, "local")
+            yield from self._hold(node, node.gpu, dur, ledger, "local")
             return self._inference(effect, rec)
         if isinstance(effect, Compress):
             node = self.w.devices[client]
@@ -149,30 +157,17 @@ class SimInterpreter:
             return fired[proc] if proc in fired else TIMED_OUT
         raise TestbedError(f"the sim interpreter cannot perform {type(effect).__name__} here")
 
-    def _hold(self, res: simpy.Resource, dur: float, ledger: Ledger, where: str) -> Generator[simpy.Event, Any, None]:
+    def _hold(self, node: Node, res: simpy.Resource, dur: float, ledger: Ledger, where: str):
+        """Wait for `res`, hold it `dur` seconds, and book the wait and the work."""
         env = self.w.env
         t0 = env.now
         with res.request() as req:
             yield req
             waited = env.now - t0
             yield env.timeout(dur)
-        if where == "local":
-            ledger.local_queue_s += waited
-            ledger.local_s += dur
-        else:
-            ledger.edge_queue_s += waited
-            ledger.edge_s += dur
-            if res is self.w.edge.gpu:
-                self.w.edge.gpu_busy_s += dur
-
-    def _tokenize_local(self, eff: Tokenize, rec: QueryRecord, client: int, ledger: Ledger):
-        node = self.w.devices[client]
-        cost = costs.tokenize_cost(node.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
-        key = costs.stage_key("local", "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
-        yield from self._hold(node.gpu, _duration(rec, key, lambda: cost.total_s), ledger, "local")
-        ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        return Tokens(cost.frames, cost.decoded, 0, "local",
-                      (("decode", cost.decode_s), ("preprocess", cost.preprocess_s), ("encode", cost.encode_s)))
+        ledger.add(where, waited, dur)
+        if res is node.gpu:
+            node.gpu_busy_s += dur
 
     def _inference(self, eff: Infer, rec: QueryRecord) -> Inference:
         if eff.model == "small":
@@ -202,7 +197,7 @@ class SimInterpreter:
                 yield env.timeout(dur)
                 result = tokens
             elif isinstance(step, Tokenize):
-                tokens = yield from self._tokenize_edge(step, rec, ledger)
+                tokens = yield from self._tokenize(w.edge, "edge", step, rec, ledger)
                 result = tokens
             elif isinstance(step, Infer):
                 src = step.tokens or tokens
@@ -212,7 +207,7 @@ class SimInterpreter:
                                       f"a{step.density}")
                 frames, density, text = src.frames, step.density, step.text_tokens
                 dur = _duration(rec, key, lambda: costs.infer_cost(dev, frames, density, text))
-                yield from self._hold(w.edge.gpu, dur, ledger, "edge")
+                yield from self._hold(w.edge, w.edge.gpu, dur, ledger, "edge")
                 result = self._inference(step, rec)
             else:
                 raise TestbedError(f"{type(step).__name__} cannot run at the edge")
@@ -222,24 +217,24 @@ class SimInterpreter:
         ledger.bytes_down += eff.reply_bytes
         return result
 
-    def _tokenize_edge(self, eff: Tokenize, rec: QueryRecord, ledger: Ledger):
-        """Edge tokenization: decode on a CPU worker, preprocess + encode on a GPU; a pipelined
-        tokenizer holds both for the overlapped makespan."""
-        env, edge = self.w.env, self.w.edge
-        cost = costs.tokenize_cost(edge.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
-        key = costs.stage_key("edge", "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
-        recorded = key in rec.recorded_s
-        if eff.pipelined or recorded:
+    def _tokenize(self, node: Node, where: str, eff: Tokenize, rec: QueryRecord, ledger: Ledger):
+        """Tokenize on a node: a sequential tokenizer decodes on a CPU worker, then preprocesses and
+        encodes on a GPU; a pipelined one holds both for the overlapped makespan."""
+        env = self.w.env
+        cost = costs.tokenize_cost(node.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
+        key = costs.stage_key(where, "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
+        if eff.pipelined or key in rec.recorded_s:
+            dur = _duration(rec, key, lambda: cost.total_s)
             t0 = env.now
-            with edge.cpu.request() as cpu, edge.gpu.request() as gpu:
+            with node.cpu.request() as cpu, node.gpu.request() as gpu:
                 yield cpu & gpu
-                ledger.edge_queue_s += env.now - t0
-                dur = _duration(rec, key, lambda: cost.total_s)
+                waited = env.now - t0
                 yield env.timeout(dur)
-            ledger.edge_s += dur
-            edge.gpu_busy_s += dur
+            ledger.add(where, waited, dur)
+            node.gpu_busy_s += dur
         else:
-            yield from self._hold(edge.cpu, cost.decode_s, ledger, "edge")
-            yield from self._hold(edge.gpu, cost.preprocess_s + cost.encode_s, ledger, "edge")
+            yield from self._hold(node, node.cpu, cost.decode_s, ledger, where)
+            yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, where)
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        return Tokens(cost.frames, cost.decoded, 0, "edge")
+        return Tokens(cost.frames, cost.decoded, 0, where,  # type: ignore[arg-type]
+                      (("decode", cost.decode_s), ("preprocess", cost.preprocess_s), ("encode", cost.encode_s)))

@@ -6,7 +6,7 @@ Every table made from a synthetic workload carries its provenance, so it reads a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -164,7 +164,7 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
     policies = list(dict.fromkeys(table.policy))
     colours = {p: f"C{i % 10}" for i, p in enumerate(policies)}
     combos = list(dict.fromkeys(map(tuple, table[others].to_numpy()))) if others else [()]
-    styles = {c: ("-", "--", ":", "-.")[i % 4] for i, c in enumerate(combos)}
+    styles: dict[tuple, Any] = {c: ("-", "--", ":", "-.")[i % 4] for i, c in enumerate(combos)}
     fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
     for (policy, *combo), d in table.groupby(["policy", *others], sort=False):
         d = d.sort_values(x)

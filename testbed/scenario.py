@@ -71,11 +71,14 @@ class NodesConfig:
     profile: str = help_field("", "hardware profile TOML (stage latency over size); empty: the shipped paper-fitted one")
     edge_gpus: int = help_field(1, "GPU servers at the edge (seed 000 serves offloads one at a time)")
     edge_decode_workers: int = help_field(4, "CPU video-decode workers at the edge")
+    local_gpus: int = help_field(1, "GPU servers on each client's device")
+    local_decode_workers: int = help_field(1, "CPU video-decode workers on each client's device")
     chunk_frames: int = help_field(16, "frames per chunk in the pipelined tokenizer")
 
     def __post_init__(self) -> None:
-        if self.edge_gpus < 1 or self.edge_decode_workers < 1 or self.chunk_frames < 1:
-            raise ConfigError("nodes", "edge_gpus, edge_decode_workers and chunk_frames must be >= 1")
+        for name in ("edge_gpus", "edge_decode_workers", "local_gpus", "local_decode_workers", "chunk_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"nodes.{name}", "must be >= 1")
 
 
 @dataclass(frozen=True)

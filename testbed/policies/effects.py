@@ -154,3 +154,5 @@ class Answer:
 
 
 Policy = Generator[Effect, Any, Answer]
+Step = Generator[Effect, Any, Any]
+"""A helper generator a policy delegates to with ``yield from`` (returns any value)."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 from testbed.codec.size import REPLY_BYTES, text_tokens
 from testbed.policies.base import PolicyContext
 from testbed.policies.baselines import text_payload
-from testbed.policies.effects import Answer, Compress, Decompress, Inference, Infer, Offload, Payload, Policy, Tokenize, Tokens
+from testbed.policies.effects import (Answer, Compress, Decompress, Inference, Infer, Offload, Payload, Policy, Step,
+                                      Tokenize, Tokens)
 from testbed.query import Query
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 
 
-def local_first(q: Query, ctx: PolicyContext) -> Policy:
+def local_first(q: Query, ctx: PolicyContext) -> Step:
     """Tokenize with the accelerated tokenizer and answer with the small VLM; returns (tokens, inference)."""
     tokens = yield Tokenize(q.video, KEYFRAME_SAMPLER, pipelined=True)
     local = yield Infer("small", tokens, ctx.default_density, text_tokens(q.question, q.options))
