@@ -97,64 +97,71 @@ def _benchmarks(q: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(q.benchmark))
 
 
-def plot_delay_cdf(q: pd.DataFrame, path: Path, title: str) -> None:
-    benches = _benchmarks(q)
-    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 4), squeeze=False)
+def _panels(benches: Sequence[str], height: float = 4.0) -> tuple[Any, list[Any]]:
+    """One panel per benchmark, side by side."""
+    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), height), squeeze=False)
     for ax, b in zip(axes[0], benches):
-        for policy, d in q[q.benchmark == b].groupby("policy", sort=False):
-            x = np.sort(d.delay_s.to_numpy())
-            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=policy)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("response delay (s)")
-        ax.set_ylabel("CDF")
         ax.set_title(b)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    return fig, list(axes[0])
+
+
+def _log_x(ax: Any, label: str) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(label)
+    ax.grid(alpha=0.3)
+
+
+def _save(fig: Any, path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_breakdown(q: pd.DataFrame, path: Path, title: str) -> None:
+def plot_delay_cdf(q: pd.DataFrame, path: Path, title: str) -> None:
+    """Response-delay CDF of every policy, per benchmark."""
     benches = _benchmarks(q)
-    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 4.5), squeeze=False)
+    fig, axes = _panels(benches)
+    for ax, b in zip(axes, benches):
+        for policy, d in q[q.benchmark == b].groupby("policy", sort=False):
+            x = np.sort(d.delay_s.to_numpy())
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=policy)
+        _log_x(ax, "response delay (s)")
+        ax.set_ylabel("CDF")
+    axes[0].legend(fontsize=7)
+    _save(fig, path, title)
+
+
+def plot_breakdown(q: pd.DataFrame, path: Path, title: str) -> None:
+    """Mean delay split into where the time went, per policy and benchmark."""
+    benches = _benchmarks(q)
+    fig, axes = _panels(benches, 4.5)
     cols = [c for c, _ in BREAKDOWN if c in q and q[c].abs().sum() > 0]
-    for ax, b in zip(axes[0], benches):
+    for ax, b in zip(axes, benches):
         m = q[q.benchmark == b].groupby("policy", sort=False)[cols].mean()
         bottom = np.zeros(len(m))
         for c in cols:
             ax.bar(m.index, m[c], bottom=bottom, label=dict(BREAKDOWN)[c])
             bottom += m[c].to_numpy()
         ax.set_ylabel("mean delay (s)")
-        ax.set_title(b)
         ax.tick_params(axis="x", rotation=60, labelsize=7)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    axes[0].legend(fontsize=7)
+    _save(fig, path, title)
 
 
 def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
+    """Accuracy against mean delay, one point per policy, per benchmark."""
     s = summary[summary.benchmark != ALL] if (summary.benchmark != ALL).any() else summary
     benches = list(dict.fromkeys(s.benchmark))
-    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 4), squeeze=False)
-    for ax, b in zip(axes[0], benches):
+    fig, axes = _panels(benches)
+    for ax, b in zip(axes, benches):
         for row in s[s.benchmark == b].itertuples():
             ax.scatter(row.mean_s, row.accuracy)
             ax.annotate(row.policy, (row.mean_s, row.accuracy), fontsize=7)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("mean response delay (s)")
+        _log_x(ax, "mean response delay (s)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(b)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
 def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str) -> None:
@@ -176,12 +183,7 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
                 for c, st in styles.items() if others]
     ax_d.legend(handles=handles, fontsize=6)
     for ax, label in ((ax_d, "mean delay (s)"), (ax_a, "accuracy (%)")):
-        ax.set_xlabel(x)
+        _log_x(ax, x)
         ax.set_ylabel(label)
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
     ax_d.set_yscale("log")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, title)
