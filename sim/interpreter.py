@@ -64,6 +64,16 @@ class Ledger:
 
 
 @dataclass
+class QueryRun:
+    """One query in flight: its trace row, its client, its ledger and the futures it started."""
+
+    rec: QueryRecord
+    client: int
+    ledger: Ledger = field(default_factory=Ledger)
+    futures: dict[int, simpy.Process] = field(default_factory=dict)
+
+
+@dataclass
 class World:
     """Everything one policy's run shares: the clock, the link, the edge, one device per client."""
 
@@ -85,14 +95,14 @@ class SimInterpreter:
         self.w = world
         self.spec = spec
         self.ctx = spec.context(ctx)
-        self._futures: dict[int, simpy.Process] = {}
         self._ids = itertools.count()
 
     # -- one query ------------------------------------------------------------------------------
     def run_query(self, rec: QueryRecord, client: int) -> Generator[simpy.Event, Any, Answer]:
         env = self.w.env
         ctx = replace(self.ctx, hindsight=rec.hindsight()) if self.spec.needs_hindsight else self.ctx
-        ledger = Ledger()
+        run = QueryRun(rec, client)
+        ledger = run.ledger
         submit = env.now
         gen = self.spec.fn(rec.query, ctx)
         value: Any = None
@@ -102,7 +112,7 @@ class SimInterpreter:
             except StopIteration as stop:
                 answer: Answer = stop.value
                 break
-            value = yield from self.perform(effect, rec, client, ledger)
+            value = yield from self.perform(effect, run)
         done = env.now
         self.w.results.append({
             "policy": self.spec.name, "query_id": rec.query.query_id, "benchmark": rec.query.benchmark,
@@ -117,7 +127,9 @@ class SimInterpreter:
         return answer
 
     # -- effects --------------------------------------------------------------------------------
-    def perform(self, effect: Any, rec: QueryRecord, client: int, ledger: Ledger) -> Generator[simpy.Event, Any, Any]:
+    def perform(self, effect: Any, run: QueryRun) -> Generator[simpy.Event, Any, Any]:
+        """Carry out one effect in simulated time and return its result."""
+        rec, client, ledger = run.rec, run.client, run.ledger
         if isinstance(effect, Tokenize):
             if effect.where != "local":
                 raise TestbedError("Tokenize at the edge only runs inside an Offload")
@@ -146,10 +158,12 @@ class SimInterpreter:
             return (yield from self._offload(effect, rec, ledger))
         if isinstance(effect, Submit):
             fid = next(self._ids)
-            self._futures[fid] = self.w.env.process(self.perform(effect.effect, rec, client, ledger))
+            run.futures[fid] = self.w.env.process(self.perform(effect.effect, run))
             return Future(fid)
         if isinstance(effect, Wait):
-            proc = self._futures[effect.future.id]
+            proc = run.futures.get(effect.future.id)
+            if proc is None:
+                raise TestbedError(f"{self.spec.name} waits on a future it did not submit")
             if effect.timeout_s is None:
                 return (yield proc)
             timer = self.w.env.timeout(effect.timeout_s)

@@ -21,7 +21,8 @@ ModelName = Literal["small", "large"]
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """Vision tokens produced by a Tokenize: `frames` sampled frames, each with `per_frame` tokens."""
+    """Vision tokens of `frames` sampled frames (`decoded` physically decoded); `per_frame` is the
+    density they were merged to, 0 for the encoder's unmerged output."""
 
     frames: int
     decoded: int
