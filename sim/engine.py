@@ -69,22 +69,27 @@ def _trace_link(path: str, target_mbps: float, mtu: int, efficiency: float) -> M
 
 
 def build_world(sc: Scenario, profile: HardwareProfile) -> World:
-    """A fresh clock, link, edge and one device per client."""
+    """A fresh clock and edge; per client a device and a link (one shared link if network.shared)."""
     env = simpy.Environment()
     net = sc.network
-    rng = np.random.default_rng([sc.seed, 2])
     up_trace = _trace_link(str(sc.resolve_path(net.up_trace)), net.trace_mean_mbps_up, net.mtu, net.efficiency) \
         if net.up_trace else None
     down_trace = _trace_link(str(sc.resolve_path(net.down_trace)), net.trace_mean_mbps_down, net.mtu,
                              net.efficiency) if net.down_trace else None
     rtt = net.rtt_ms / 1000
-    uplink = Channel(env, net.up_mbps, rtt, net.efficiency, net.mtu, net.loss, rng, up_trace)
-    downlink = Channel(env, net.down_mbps, rtt, net.efficiency, net.mtu, net.loss, rng, down_trace)
+    n_links = 1 if net.shared else sc.arrivals.clients
+
+    def channels(rate: float, trace: MahimahiLink | None, direction: int) -> list[Channel]:
+        made = [Channel(env, rate, rtt, net.efficiency, net.mtu, net.loss,
+                        np.random.default_rng([sc.seed, 2, direction, i]), trace) for i in range(n_links)]
+        return made * sc.arrivals.clients if net.shared else made
+
     edge = Node(env, profile.edge, sc.nodes.edge_gpus, sc.nodes.edge_decode_workers)
     devices = [Node(env, profile.local, sc.nodes.local_gpus, sc.nodes.local_decode_workers)
                for _ in range(sc.arrivals.clients)]
     fmt = TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio)
-    return World(env, profile, uplink, downlink, edge, devices, fmt, sc.nodes.chunk_frames)
+    return World(env, profile, channels(net.up_mbps, up_trace, 0), channels(net.down_mbps, down_trace, 1), edge,
+                 devices, fmt, sc.nodes.chunk_frames)
 
 
 def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
@@ -130,8 +135,13 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
             rng = np.random.default_rng([sc.seed, 3, c])
             w.env.process(_poisson_client(interp, w, queue, c, sc.arrivals.rate_per_client, rng, progress))
     w.env.run()
+    ups = list({id(c): c for c in w.uplinks}.values())
+    downs = list({id(c): c for c in w.downlinks}.values())
+    span = max(w.env.now, 1e-12)
     totals = {"policy": spec.name, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
-              "uplink_busy_s": w.uplink.busy_s, "downlink_busy_s": w.downlink.busy_s}
+              "edge_gpu_util": w.edge.gpu_busy_s / (span * sc.nodes.edge_gpus),
+              "uplink_util_max": max(c.busy_s for c in ups) / span,
+              "downlink_util_max": max(c.busy_s for c in downs) / span}
     return w.results, totals
 
 

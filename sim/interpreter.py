@@ -75,12 +75,13 @@ class QueryRun:
 
 @dataclass
 class World:
-    """Everything one policy's run shares: the clock, the link, the edge, one device per client."""
+    """Everything one policy's run shares: the clock, the edge, and per client a device and a link
+    (`uplinks[i]`, `downlinks[i]`; clients on one shared link hold the same Channel)."""
 
     env: simpy.Environment
     profile: HardwareProfile
-    uplink: Channel
-    downlink: Channel
+    uplinks: list[Channel]
+    downlinks: list[Channel]
     edge: Node
     devices: list[Node]
     token_format: TokenFormat
@@ -155,7 +156,7 @@ class SimInterpreter:
             return Payload("tokens", wire_token_bytes(frames, effect.density, fmt),
                            raw_token_bytes(frames, effect.density, fmt), frames, effect.density)
         if isinstance(effect, Offload):
-            return (yield from self._offload(effect, rec, ledger))
+            return (yield from self._offload(effect, run))
         if isinstance(effect, Submit):
             fid = next(self._ids)
             run.futures[fid] = self.w.env.process(self.perform(effect.effect, run))
@@ -192,11 +193,12 @@ class SimInterpreter:
             return Inference("large", rec.large_logits[eff.density])
         return Inference("large", rec.large_native_logits)
 
-    def _offload(self, eff: Offload, rec: QueryRecord, ledger: Ledger):
+    def _offload(self, eff: Offload, run: QueryRun):
         env, w = self.w.env, self.w
+        rec, ledger = run.rec, run.ledger
         up = sum(p.nbytes for p in eff.payloads)
         t0 = env.now
-        yield from w.uplink.transfer(up)
+        yield from w.uplinks[run.client].transfer(up)
         ledger.uplink_s += env.now - t0
         ledger.bytes_up += up
         tokens = next((Tokens(p.frames, 0, p.density, "edge") for p in eff.payloads if p.kind == "tokens"), None)
@@ -226,7 +228,7 @@ class SimInterpreter:
             else:
                 raise TestbedError(f"{type(step).__name__} cannot run at the edge")
         t0 = env.now
-        yield from w.downlink.transfer(eff.reply_bytes)
+        yield from w.downlinks[run.client].transfer(eff.reply_bytes)
         ledger.downlink_s += env.now - t0
         ledger.bytes_down += eff.reply_bytes
         return result

@@ -71,6 +71,7 @@ def write_run(out: Path, sc: Scenario, run: RunResult, summary: pd.DataFrame,
     md = [f"# {sc.name}", "", f"{sc.description}", "", f"**Data:** {label(run)}", "",
           f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "
           "(fitted on the profiling split)", "", report.format_table(summary), ""]
+    md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
     if comparison is not None and len(comparison):
         md += ["## Measured vs seed 000", "", "QuickGrasp is `quickgrasp-fixed16` (the paper's adaptive density "
                "comes with the bandit).", "", report.format_table(comparison), ""]

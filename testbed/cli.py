@@ -50,6 +50,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             folder.mkdir(exist_ok=True)
             write_run(folder, point, run, summary, comparison)
             rows.append(summary.assign(**{k: v for k, v in assignment.items()}))
+            for note in report.saturation_notes(run.totals, run.queries):
+                console.print(f"[yellow]warning:[/yellow] {note}" + (f" ({assignment})" if assignment else ""))
             if len(points) == 1:
                 _print_summary(console, summary, point.policies.baselines, label(run))
                 if comparison is not None:

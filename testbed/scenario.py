@@ -51,6 +51,8 @@ class NetworkConfig:
     down_trace: str = help_field("", "mahimahi downlink trace; overrides down_mbps")
     trace_mean_mbps_up: float = help_field(0.0, "scale the uplink trace to this mean rate (0: as recorded)")
     trace_mean_mbps_down: float = help_field(0.0, "scale the downlink trace to this mean rate (0: as recorded)")
+    shared: bool = help_field(False, "all clients share one uplink and downlink (one cell or LAN); "
+                                     "false: each client has its own link of these rates")
 
     def __post_init__(self) -> None:
         for name in ("up_mbps", "down_mbps"):

@@ -86,3 +86,25 @@ def test_paper_comparison_lists_every_figure(default_run):
     table = report.paper_comparison(s)
     assert len(table) == len(report.PAPER_FIGURES)
     assert sc.paper_comparison
+
+
+def test_shared_link_makes_clients_queue_for_the_uplink(scenario_factory):
+    base = {"workload": {"benchmarks": ["videomme"], "queries_per_benchmark": 40},
+            "arrivals": {"kind": "closed", "clients": 4}, "policies": {"run": ["edge-hosted"]}}
+    own = run_scenario(scenario_factory(base))
+    shared = run_scenario(scenario_factory({**base, "network": {"shared": True}}))
+    assert shared.queries.delay_s.mean() > 1.5 * own.queries.delay_s.mean()
+    assert shared.totals.uplink_util_max[0] > own.totals.uplink_util_max[0]
+    # every query is answered exactly once, whatever the contention
+    assert sorted(shared.queries.query_id) == sorted(own.queries.query_id)
+    assert shared.queries.query_id.is_unique
+
+
+def test_overload_is_reported(scenario_factory):
+    sc = scenario_factory({"workload": {"benchmarks": ["videomme"], "queries_per_benchmark": 200},
+                           "arrivals": {"kind": "poisson", "clients": 4, "rate_per_client": 0.1},
+                           "policies": {"run": ["edge-hosted", "device-native"]}})
+    run = run_scenario(sc)
+    notes = report.saturation_notes(run.totals, run.queries)
+    assert any(n.startswith("edge-hosted:") for n in notes)
+    assert not any(n.startswith("device-native:") for n in notes)
