@@ -56,8 +56,13 @@ def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str,
 
 
 def scenario_toml(sc: Scenario) -> str:
+    """The scenario as run, every default filled in and every path absolute, so it reruns as is."""
     data = to_dict(sc)
     data.pop("base_dir", None)
+    data["nodes"]["profile"] = str(sc.profile_path())
+    for table, key in (("network", "up_trace"), ("network", "down_trace"), ("workload", "path")):
+        if data[table][key]:
+            data[table][key] = str(sc.resolve_path(data[table][key]))
     return tomli_w.dumps(data)
 
 

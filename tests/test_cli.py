@@ -42,6 +42,10 @@ def test_sim_writes_a_complete_results_folder(tmp_path, capsys):
     assert "SYNTHETIC" in (run / "summary.md").read_text()
     out = capsys.readouterr().out
     assert "SYNTHETIC workload" in out and "Measured vs seed 000" in out
+    # the resolved scenario reruns as is and gives the same per-query results
+    assert main(["sim", str(run / "scenario.toml"), "--out", str(tmp_path / "again")]) == 0
+    (again,) = (tmp_path / "again" / "tiny").iterdir()
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "queries.parquet"), pd.read_parquet(again / "queries.parquet"))
 
 
 def test_resolved_scenario_is_complete(tmp_path):
