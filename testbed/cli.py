@@ -150,6 +150,31 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    import time
+
+    from testbed.tokenizer.sampling import Sampler
+    from testbed.tokenizer.video import probe
+
+    meta = probe(args.video)  # a bad file fails here, before any model loads
+    from testbed.models.encoder import make_encoder
+    from testbed.tokenizer.pipeline import tokenize
+
+    sampler = Sampler(args.sampler, count=args.count)
+    encoder = make_encoder(args.encoder, args.device)
+    r = tokenize(args.video, sampler, encoder, time.perf_counter, pipelined=not args.sequential,
+                 chunk_frames=args.chunk, threads=args.threads, meta=meta)
+    idx = r.indices.tolist()
+    shown = ", ".join(map(str, idx[:8])) + (f", ... ({len(idx)} frames)" if len(idx) > 8 else "")
+    print(f"video     {args.video}")
+    print(f"sampler   {args.sampler}: frames [{shown}]")
+    print(f"decoded   {r.decoded} frames{' (keyframe packets only)' if r.keyframe_path else ''}, {r.seeks} seeks")
+    print("stages    " + ", ".join(f"{k} {v:.3f} s" for k, v in r.stage_s.items()))
+    print(f"wall      {r.wall_s:.3f} s ({'pipelined' if r.pipelined else 'sequential'})")
+    print(f"tokens    {tuple(r.tokens.shape)} (frames, tokens per frame, dim)")
+    return 0
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from testbed.config import field_help
     from testbed.scenario import Scenario
@@ -189,6 +214,16 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--per-benchmark", type=int, default=100, help="test queries per benchmark in each fit step")
     f.add_argument("--max-evals", type=int, default=120)
     f.set_defaults(fn=_cmd_fit)
+    t = sub.add_parser("tokenize", help="sample, decode, preprocess and encode one video; print stage times")
+    t.add_argument("video")
+    t.add_argument("--sampler", choices=["keyframe", "fps", "uniform"], default="keyframe")
+    t.add_argument("--count", type=int, default=16, help="frames for --sampler uniform")
+    t.add_argument("--encoder", default="tiny", help="tiny, real-size, or a local checkpoint folder")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--sequential", action="store_true", help="decode, then preprocess, then encode")
+    t.add_argument("--chunk", type=int, default=16, help="frames per pipeline chunk")
+    t.add_argument("--threads", type=int, default=0, help="decoder threads (0: decord's default)")
+    t.set_defaults(fn=_cmd_tokenize)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     return p

@@ -25,3 +25,11 @@ def scenario_factory():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    """Test videos made with ffmpeg, once per session (see tests/videos.py)."""
+    from tests.videos import make_all
+
+    return make_all(tmp_path_factory.mktemp("videos"))

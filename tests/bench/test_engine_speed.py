@@ -27,7 +27,7 @@ def _scenario(trace: bool):
 
 
 @pytest.mark.benchmark(group="engine")
-def test_trace_link_costs_about_what_a_constant_link_costs(benchmark):
+def test_trace_link_costs_about_what_a_constant_link_costs(benchmark, record_ratio):
     const, traced = _scenario(False), _scenario(True)
     profile = load_profile(const.profile_path())
     workload = load_workload(const)
@@ -45,4 +45,5 @@ def test_trace_link_costs_about_what_a_constant_link_costs(benchmark):
                                 ratio_trace_over_const=t_traced / t_const)
     print(f"\nengine: {n / t_const:.0f} simulated queries/s on a constant link, "
           f"{n / t_traced:.0f} on a trace link (ratio {t_traced / t_const:.2f})")
+    record_ratio("engine_const_over_trace_link", t_const / t_traced)
     assert t_traced / t_const < 2.0

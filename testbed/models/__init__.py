@@ -1,0 +1,1 @@
+"""Models: a vision encoder shared by the small and large VLM (language models come later)."""

@@ -1,0 +1,107 @@
+"""Decode chosen frames to RGB arrays: PyAV for keyframes only (the physical limit: each keyframe
+packet decoded alone), decord `get_batch` for arbitrary indices.
+
+decord has reported memory growth across `get_batch` calls (dmlc/decord #157, #208); the known
+workaround, `seek(0)` after each batch and one reader per video, is applied. Every failure is a
+VideoError naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import av
+import numpy as np
+
+from testbed.query import VideoMeta
+from testbed.tokenizer.video import VideoError
+
+
+def only_keyframes(indices: Sequence[int] | np.ndarray, meta: VideoMeta) -> bool:
+    """True if every index is a keyframe, so the PyAV keyframe path can serve them."""
+    return len(indices) > 0 and set(np.asarray(indices).tolist()) <= set(meta.keyframes)
+
+
+def _chunks(indices: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(indices), max(1, chunk)):
+        yield indices[i : i + chunk]
+
+
+def iter_keyframes(path: Path | str, meta: VideoMeta, indices: Sequence[int] | np.ndarray,
+                   chunk: int) -> Iterator[np.ndarray]:
+    """RGB frames (c, H, W, 3) uint8 of the wanted keyframes, `chunk` at a time, decoding only
+    their packets. Keyframe packets come in display order, so the j-th is meta.keyframes[j]."""
+    wanted = set(np.asarray(indices).tolist())
+    out: list[np.ndarray] = []
+    got = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.skip_frame = "NONKEY"
+            ordinal = 0
+            for packet in container.demux(stream):
+                if packet.size == 0 or not packet.is_keyframe:
+                    continue
+                index = meta.keyframes[ordinal] if ordinal < len(meta.keyframes) else -1
+                ordinal += 1
+                if index not in wanted:
+                    continue
+                for frame in stream.codec_context.decode(packet):
+                    out.append(frame.to_ndarray(format="rgb24"))
+                    got += 1
+                if len(out) >= chunk:
+                    yield np.stack(out)
+                    out = []
+                if got == len(wanted):
+                    break
+            if got < len(wanted):
+                for frame in stream.codec_context.decode(None):
+                    out.append(frame.to_ndarray(format="rgb24"))
+                    got += 1
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise VideoError(path, f"decoding failed ({exc})") from None
+    if out:
+        yield np.stack(out)
+    if got != len(wanted):
+        raise VideoError(path, f"truncated or corrupt: decoded {got} of {len(wanted)} keyframes")
+
+
+def iter_frames_decord(path: Path | str, indices: Sequence[int] | np.ndarray, chunk: int,
+                       threads: int = 0) -> Iterator[np.ndarray]:
+    """RGB frames (c, H, W, 3) uint8 at `indices`, `chunk` at a time, with decord."""
+    import decord
+
+    idx = np.asarray(indices, dtype=np.int64)
+    try:
+        reader = decord.VideoReader(str(path), num_threads=threads)
+    except (decord.DECORDError, RuntimeError) as exc:
+        raise VideoError(path, f"not a readable video ({str(exc).splitlines()[0]})") from None
+    try:
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(reader)):
+            raise VideoError(path, f"frame index out of range 0..{len(reader) - 1}")
+        for part in _chunks(idx, chunk):
+            try:
+                batch = reader.get_batch(part.tolist()).asnumpy()
+            except (decord.DECORDError, RuntimeError) as exc:
+                raise VideoError(path, f"truncated or corrupt ({str(exc).splitlines()[0]})") from None
+            reader.seek(0)  # decord #157/#208: keeps memory flat across batches
+            if len(batch) != len(part):
+                raise VideoError(path, f"decoded {len(batch)} of {len(part)} frames")
+            yield batch
+    finally:
+        del reader
+
+
+def iter_frames(path: Path | str, meta: VideoMeta, indices: Sequence[int] | np.ndarray, chunk: int,
+                threads: int = 0) -> Iterator[np.ndarray]:
+    """Chunks of decoded frames: the keyframe fast path when it applies, decord otherwise."""
+    if only_keyframes(indices, meta):
+        return iter_keyframes(path, meta, indices, chunk)
+    return iter_frames_decord(path, indices, chunk, threads)
+
+
+def decode(path: Path | str, meta: VideoMeta, indices: Sequence[int] | np.ndarray, threads: int = 0) -> np.ndarray:
+    """All frames at `indices` as one (n, H, W, 3) uint8 array."""
+    parts = list(iter_frames(path, meta, indices, max(1, len(indices)), threads))
+    return np.concatenate(parts) if parts else np.zeros((0, meta.height, meta.width, 3), np.uint8)

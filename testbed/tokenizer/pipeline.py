@@ -1,0 +1,142 @@
+"""Tokenize a video: decode -> preprocess -> encode, sequentially or pipelined in chunks.
+
+Pipelined, decode and preprocess run in their own threads and hand chunks on through bounded
+queues while the caller's thread encodes, so the makespan approaches the slowest stage (seed 000
+SIII-A, Fig. 5). The clock is passed in by the caller (the live interpreter, the CLI, a benchmark):
+the core never reads time itself.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from testbed.models.encoder import VisionEncoder
+from testbed.query import VideoMeta
+from testbed.tokenizer.decode import iter_frames, only_keyframes
+from testbed.tokenizer.preprocess import preprocess
+from testbed.tokenizer.sampling import Sampler, decode_work, sample_indices
+from testbed.tokenizer.video import probe
+
+Clock = Callable[[], float]
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    """Tokens (frames, tokens per frame, dim) with what it took to make them."""
+
+    tokens: torch.Tensor
+    indices: np.ndarray
+    decoded: int  # frames the decoder had to decode (reference frames included; model of decode_work)
+    seeks: int
+    keyframe_path: bool  # decoded with the PyAV keyframe-only path
+    stage_s: dict[str, float]  # busy seconds per stage: decode, preprocess, encode
+    wall_s: float
+    pipelined: bool
+
+    @property
+    def frames(self) -> int:
+        return int(len(self.indices))
+
+
+def _timed(clock: Clock, totals: dict[str, float], stage: str, fn: Callable[[], Any]) -> Any:
+    t0 = clock()
+    out = fn()
+    totals[stage] += clock() - t0
+    return out
+
+
+def _sequential(chunks: Iterator[np.ndarray], enc: VisionEncoder, chunk: int, clock: Clock,
+                totals: dict[str, float]) -> list[torch.Tensor]:
+    frames = _timed(clock, totals, "decode", lambda: list(chunks))
+    if not frames:
+        return []
+    pixels = _timed(clock, totals, "preprocess",
+                    lambda: preprocess(np.concatenate(frames), enc.image_size, enc.mean, enc.std))
+    out = []
+    for part in torch.split(pixels, chunk):
+        out.append(_timed(clock, totals, "encode", lambda: enc.encode(part)))  # noqa: B023 (called at once)
+    return out
+
+
+def _stage(source: Callable[[], Any], fn: Callable[[Any], Any], out: "queue.Queue[Any]", stop: threading.Event,
+           clock: Clock, totals: dict[str, float], name: str) -> None:
+    """Run `fn` on each item from `source` into `out`; exceptions and the end travel as items."""
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    try:
+        while not stop.is_set():
+            t0 = clock()
+            item = source()
+            if item is _DONE or isinstance(item, BaseException):
+                put(item)
+                return
+            if name != "decode":  # decode's work is inside source(); the others' waiting is not work
+                t0 = clock()
+            result = fn(item)
+            totals[name] += clock() - t0
+            put(result)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        put(exc)
+
+
+def _pipelined(chunks: Iterator[np.ndarray], enc: VisionEncoder, clock: Clock, totals: dict[str, float],
+               depth: int = 2) -> list[torch.Tensor]:
+    decoded: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+    pixels: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    it = iter(chunks)
+    threads = [
+        threading.Thread(target=_stage, daemon=True, name="decode",
+                         args=(lambda: next(it, _DONE), lambda x: x, decoded, stop, clock, totals, "decode")),
+        threading.Thread(target=_stage, daemon=True, name="preprocess",
+                         args=(decoded.get, lambda f: preprocess(f, enc.image_size, enc.mean, enc.std), pixels,
+                               stop, clock, totals, "preprocess")),
+    ]
+    for t in threads:
+        t.start()
+    out: list[torch.Tensor] = []
+    try:
+        while True:
+            item = pixels.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            out.append(_timed(clock, totals, "encode", lambda: enc.encode(item)))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+    return out
+
+
+def tokenize(path: Path | str, sampler: Sampler, encoder: VisionEncoder, clock: Clock, *, pipelined: bool = True,
+             chunk_frames: int = 16, threads: int = 0, meta: VideoMeta | None = None) -> TokenizeResult:
+    """Sample frames from container metadata, decode, preprocess and encode them."""
+    t_start = clock()
+    meta = meta or probe(path)
+    idx = sample_indices(meta.n_frames, meta.fps, meta.keyframe_array, sampler)
+    work = decode_work(idx, meta.keyframe_array)
+    totals = {"decode": 0.0, "preprocess": 0.0, "encode": 0.0}
+    chunks = iter_frames(path, meta, idx, chunk_frames, threads)
+    parts = _pipelined(chunks, encoder, clock, totals) if pipelined else \
+        _sequential(chunks, encoder, chunk_frames, clock, totals)
+    tokens = torch.cat(parts) if parts else torch.zeros(0, encoder.tokens_per_frame, encoder.dim)
+    keyframe_path = only_keyframes(idx, meta)
+    return TokenizeResult(tokens, idx, len(idx) if keyframe_path else work.decoded, work.seeks, keyframe_path,
+                          totals, clock() - t_start, pipelined)

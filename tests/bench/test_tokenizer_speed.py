@@ -1,0 +1,85 @@
+"""Tokenizer speed as ratios within one run (`make bench`); seed 000 SIII-A."""
+
+from __future__ import annotations
+
+import time
+
+import av
+import pytest
+
+from testbed.models.encoder import tiny_encoder
+from testbed.tokenizer.decode import decode
+from testbed.tokenizer.pipeline import tokenize
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
+from testbed.tokenizer.video import probe
+
+ROUNDS = 5
+
+
+def best(fn, rounds: int = ROUNDS) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return tiny_encoder()
+
+
+@pytest.mark.benchmark(group="tokenizer")
+def test_accelerated_vs_default_tokenizer(benchmark, record_ratio, videos, encoder):
+    """Keyframe-aligned + pipelined vs 1 FPS sequential on the 10-minute GOP-150 video (seed 000: ~3x)."""
+    path = videos["long"]
+    fast = lambda: tokenize(path, KEYFRAME_SAMPLER, encoder, time.perf_counter, pipelined=True)  # noqa: E731
+    slow = lambda: tokenize(path, DEFAULT_SAMPLER, encoder, time.perf_counter, pipelined=False)  # noqa: E731
+    benchmark.pedantic(fast, rounds=ROUNDS, iterations=1)
+    ratio = best(slow) / benchmark.stats.stats.min
+    record_ratio("accelerated_over_default_tokenizer", ratio)
+    assert ratio >= 3.0
+
+
+@pytest.mark.benchmark(group="tokenizer")
+def test_keyframe_decoding_vs_physical_limit(benchmark, record_ratio, videos):
+    """Our keyframe decode against decoding the keyframes and nothing else (PyAV skip_frame=NONKEY)."""
+    path = videos["long"]
+    meta = probe(path)
+
+    def limit():
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            s.codec_context.skip_frame = "NONKEY"
+            return [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+
+    assert len(limit()) == len(meta.keyframes)
+    benchmark.pedantic(lambda: decode(path, meta, meta.keyframes), rounds=ROUNDS, iterations=1)
+    ratio = best(limit) / benchmark.stats.stats.min  # > 1: faster than the limit's loop
+    record_ratio("keyframe_decode_speed_vs_physical_limit", ratio)
+    assert ratio >= 1 / 1.3
+
+
+@pytest.mark.benchmark(group="tokenizer")
+def test_pipelined_vs_sequential(benchmark, record_ratio, videos, encoder):
+    """Same frames (1 FPS on the 2-minute video, decord path), overlapped vs one stage after another."""
+    path = videos["medium"]
+    meta = probe(path)
+    run = lambda p: tokenize(path, DEFAULT_SAMPLER, encoder, time.perf_counter, pipelined=p, meta=meta)  # noqa: E731
+    benchmark.pedantic(lambda: run(True), rounds=ROUNDS, iterations=1)
+    ratio = best(lambda: run(False)) / benchmark.stats.stats.min
+    record_ratio("pipelined_over_sequential", ratio)
+    assert ratio >= 0.95  # not slower (5% for timing noise)
+
+
+@pytest.mark.benchmark(group="tokenizer")
+def test_pipelined_vs_sequential_keyframes(benchmark, record_ratio, videos, encoder):
+    """The same comparison on the keyframe path (PyAV decodes in one thread, so stages can overlap)."""
+    path = videos["long"]
+    meta = probe(path)
+    run = lambda p: tokenize(path, KEYFRAME_SAMPLER, encoder, time.perf_counter, pipelined=p, meta=meta)  # noqa: E731
+    benchmark.pedantic(lambda: run(True), rounds=ROUNDS, iterations=1)
+    ratio = best(lambda: run(False)) / benchmark.stats.stats.min
+    record_ratio("pipelined_over_sequential_keyframes", ratio)
+    assert ratio >= 0.95
