@@ -130,6 +130,9 @@ def test_core_never_imports_io_or_clocks():
 
 
 def test_nothing_is_pickled():
+    import re
+
+    uses = re.compile(r"^\s*(import (cloud)?pickle|from (cloud)?pickle)|pickle\.(loads?|dumps?)\(", re.M)
     for folder in ("testbed", "sim", "live"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
-            assert "pickle" not in path.read_text(), path
+            assert not uses.search(path.read_text()), path

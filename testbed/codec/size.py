@@ -1,6 +1,7 @@
 """Size model for what crosses the link, shared by the sim and the live interpreter.
 
-Token payload bytes = frames x tokens/frame x dim x dtype bytes x compression ratio + header.
+Token message bytes = zstd frame overhead + (wire header + frames x density x dim x dtype bytes)
+x compression ratio, where the ratio is measured on real tokens with `compression_ratio`.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from testbed.codec.wire import HEADER_BYTES, encode_message
+
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
-HEADER_BYTES = 64
-"""Fixed wire header (magic, version, dtype, shape, density, frames, lengths, checksum)."""
+ZSTD_FRAME_BYTES = 18
+"""Upper bound of a zstd frame header with content size (magic 4, descriptor 1-2, window 1,
+content size up to 8) plus the last block header (3 bytes)."""
 REPLY_BYTES = 256
 """An answer message: option letter, option logits and timings, as UTF-8/float32 fields."""
 
@@ -36,8 +40,14 @@ def raw_token_bytes(frames: int, density: int, fmt: TokenFormat) -> int:
 
 
 def wire_token_bytes(frames: int, density: int, fmt: TokenFormat) -> int:
-    """Bytes sent for merged tokens after zstd, header included."""
-    return HEADER_BYTES + math.ceil(raw_token_bytes(frames, density, fmt) * fmt.compression_ratio)
+    """Bytes of a token message (testbed.codec.wire) for merged tokens, question excluded."""
+    return ZSTD_FRAME_BYTES + math.ceil((HEADER_BYTES + raw_token_bytes(frames, density, fmt)) * fmt.compression_ratio)
+
+
+def compression_ratio(tokens, level: int = 3, shuffle: bool = True) -> float:
+    """Measured compressed/raw ratio of real tokens (a torch tensor) in the wire format."""
+    raw = HEADER_BYTES + tokens.numel() * tokens.element_size()
+    return (len(encode_message(tokens, level=level, shuffle=shuffle)) - ZSTD_FRAME_BYTES) / raw
 
 
 def text_bytes(question: str, options: tuple[str, ...] | list[str]) -> int:

@@ -1,0 +1,160 @@
+"""Wire format for vision tokens: a versioned fixed header, raw little-endian array bytes
+(optionally byte-shuffled), and the question as UTF-8, all in one zstd frame that records its
+content size. No pickle. Decoding trusts nothing: sizes are checked before anything is allocated,
+and every problem raises a CodecError subclass.
+
+Layout of the decompressed content (little-endian):
+  magic "VTOK" | version u8 | dtype u8 | flags u8 | reserved u8 | frames u32 | density u32 |
+  dim u32 | payload bytes u64 | text bytes u32 | crc32 of payload and text u32 | payload | text
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import zstandard
+
+from testbed.errors import TestbedError
+
+MAGIC = b"VTOK"
+VERSION = 1
+HEADER = struct.Struct("<4sBBBBIIIQII")
+HEADER_BYTES = HEADER.size
+FLAG_SHUFFLE = 1
+DTYPES = {1: torch.float16, 2: torch.bfloat16, 3: torch.float32}
+DTYPE_CODES = {v: k for k, v in DTYPES.items()}
+DEFAULT_MAX_BYTES = 512 * 2**20
+
+
+class CodecError(TestbedError):
+    """Base of every error a received message can cause."""
+
+
+class FormatError(CodecError):
+    """Not a token message: bad zstd frame, magic, dtype, flags or a truncated header."""
+
+
+class VersionError(CodecError):
+    """A wire-format version this testbed does not read."""
+
+
+class OversizeError(CodecError):
+    """The message claims more bytes than the receiver accepts."""
+
+
+class LengthMismatchError(CodecError):
+    """The header's shape and lengths disagree with each other or with the bytes present."""
+
+
+class ChecksumError(CodecError):
+    """The payload does not match its checksum."""
+
+
+@dataclass(frozen=True)
+class TokenMessage:
+    """Tokens (frames, density, dim) and the question they answer."""
+
+    tokens: torch.Tensor
+    question: str
+
+    @property
+    def density(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+def shuffle_bytes(raw: bytes | np.ndarray, itemsize: int) -> bytes:
+    """Group byte k of every element together (all low bytes, then all high bytes, ...):
+    exponent bytes of floats sit side by side and compress better."""
+    arr = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+    return arr.reshape(-1, itemsize).T.tobytes() if itemsize > 1 else arr.tobytes()
+
+
+def unshuffle_bytes(raw: bytes | memoryview | np.ndarray, itemsize: int) -> bytes:
+    """Inverse of shuffle_bytes."""
+    arr = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+    return arr.reshape(itemsize, -1).T.tobytes() if itemsize > 1 else arr.tobytes()
+
+
+def _le_array(t: torch.Tensor) -> np.ndarray:
+    """The tensor's little-endian bytes as a uint8 array (no copy on little-endian hosts)."""
+    arr = t.detach().contiguous().cpu().view(torch.uint8).numpy().reshape(-1)
+    if sys.byteorder != "little" and t.element_size() > 1:  # pragma: no cover - big-endian hosts
+        arr = arr.reshape(-1, t.element_size())[:, ::-1].reshape(-1).copy()
+    return arr
+
+
+def encode_message(tokens: torch.Tensor, question: str = "", *, level: int = 3, shuffle: bool = True) -> bytes:
+    """Serialise (frames, density, dim) tokens of dtype fp16, bf16 or fp32 and a question."""
+    if tokens.ndim != 3:
+        raise ValueError(f"tokens must be (frames, density, dim), got shape {tuple(tokens.shape)}")
+    if tokens.dtype not in DTYPE_CODES:
+        raise ValueError(f"dtype {tokens.dtype} not one of fp16, bf16, fp32")
+    arr = _le_array(tokens)
+    payload = memoryview(shuffle_bytes(arr, tokens.element_size()) if shuffle else arr)
+    text = question.encode("utf-8")
+    frames, density, dim = tokens.shape
+    header = HEADER.pack(MAGIC, VERSION, DTYPE_CODES[tokens.dtype], FLAG_SHUFFLE if shuffle else 0, 0,
+                         frames, density, dim, arr.nbytes, len(text), zlib.crc32(text, zlib.crc32(payload)))
+    cobj = zstandard.ZstdCompressor(level=level, write_content_size=True).compressobj(
+        size=len(header) + arr.nbytes + len(text))
+    return b"".join((cobj.compress(header), cobj.compress(payload), cobj.compress(text), cobj.flush()))
+
+
+def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenMessage:
+    """Parse a message from an untrusted peer, allocating at most `max_bytes` for its content."""
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"not a zstd frame ({exc})") from None
+    if size < 0 or size in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR):
+        raise FormatError("the zstd frame does not record its content size")
+    if size > max_bytes:
+        raise OversizeError(f"message claims {size} bytes; the limit is {max_bytes}")
+    if size < HEADER_BYTES:
+        raise FormatError(f"message of {size} bytes is shorter than the {HEADER_BYTES}-byte header")
+    try:
+        content = zstandard.ZstdDecompressor().decompress(data, max_output_size=max_bytes, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"corrupt zstd frame ({exc})") from None
+    if len(content) != size:
+        raise LengthMismatchError(f"frame declared {size} bytes but held {len(content)}")
+    magic, version, code, flags, _res, frames, density, dim, n_payload, n_text, crc = \
+        HEADER.unpack_from(content)
+    if magic != MAGIC:
+        raise FormatError("bad magic: not a token message")
+    if version != VERSION:
+        raise VersionError(f"wire format version {version}; this testbed reads {VERSION}")
+    if code not in DTYPES:
+        raise FormatError(f"unknown dtype code {code}")
+    if flags & ~FLAG_SHUFFLE:
+        raise FormatError(f"unknown flags {flags:#x}")
+    dtype = DTYPES[code]
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    if frames * density * dim * itemsize != n_payload:
+        raise LengthMismatchError(f"shape {frames}x{density}x{dim} of {dtype} needs "
+                                  f"{frames * density * dim * itemsize} bytes, header says {n_payload}")
+    if HEADER_BYTES + n_payload + n_text != len(content):
+        raise LengthMismatchError(f"header promises {HEADER_BYTES + n_payload + n_text} bytes, "
+                                  f"message holds {len(content)}")
+    view = memoryview(content)
+    payload = view[HEADER_BYTES:HEADER_BYTES + n_payload]
+    text = view[HEADER_BYTES + n_payload:]
+    if zlib.crc32(text, zlib.crc32(payload)) != crc:
+        raise ChecksumError("payload checksum mismatch")
+    try:
+        question = bytes(text).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"question is not UTF-8 ({exc})") from None
+    arr = np.frombuffer(payload, dtype=np.uint8)
+    arr = np.frombuffer(unshuffle_bytes(arr, itemsize), dtype=np.uint8) if flags & FLAG_SHUFFLE else arr.copy()
+    if sys.byteorder != "little" and itemsize > 1:  # pragma: no cover - big-endian hosts
+        arr = arr.reshape(-1, itemsize)[:, ::-1].reshape(-1).copy()
+    if arr.size == 0:
+        return TokenMessage(torch.zeros((frames, density, dim), dtype=dtype), question)
+    flat = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    return TokenMessage(flat.view(dtype).reshape(frames, density, dim), question)

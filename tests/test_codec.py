@@ -1,0 +1,186 @@
+"""Token codec: merging, the wire format's round trip, and a decoder that survives any input."""
+
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import zstandard
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from testbed.codec.merge import avg_pool_to_density, merge_to_density
+from testbed.codec.size import TokenFormat, compression_ratio, wire_token_bytes
+from testbed.codec.wire import (HEADER, HEADER_BYTES, MAGIC, ChecksumError, CodecError, FormatError,
+                                LengthMismatchError, OversizeError, VersionError, decode_message, encode_message,
+                                shuffle_bytes, unshuffle_bytes)
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+INT_VIEW = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
+
+
+def random_bits(shape, dtype, seed):
+    """Tensors with arbitrary bit patterns (NaNs, infinities, subnormals included)."""
+    g = torch.Generator().manual_seed(seed)
+    ints = torch.randint(-2**15, 2**15, shape, generator=g, dtype=torch.int32)
+    if dtype == torch.float32:
+        ints = ints * 65536 + torch.randint(0, 2**16, shape, generator=g, dtype=torch.int32)
+        return ints.view(torch.float32)
+    return ints.to(torch.int16).view(dtype)
+
+
+def bits_equal(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(INT_VIEW[a.dtype]), b.view(INT_VIEW[b.dtype]))
+
+
+# -- round trip -----------------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(frames=st.integers(0, 6), density=st.integers(1, 9), dim=st.integers(1, 40), dtype=st.sampled_from(DTYPES),
+       shuffle=st.booleans(), level=st.sampled_from([1, 3, 9]), question=st.text(max_size=60),
+       seed=st.integers(0, 2**16))
+def test_round_trip_is_bit_exact(frames, density, dim, dtype, shuffle, level, question, seed):
+    t = random_bits((frames, density, dim), dtype, seed)
+    msg = decode_message(encode_message(t, question, level=level, shuffle=shuffle))
+    assert bits_equal(msg.tokens, t) and msg.question == question and msg.density == density
+
+
+@given(st.binary(max_size=64), st.sampled_from([1, 2, 4]))
+def test_shuffle_round_trip(raw, itemsize):
+    raw = raw[: len(raw) - len(raw) % itemsize]
+    assert unshuffle_bytes(shuffle_bytes(raw, itemsize), itemsize) == raw
+
+
+def test_shuffle_groups_bytes_by_hand():
+    assert shuffle_bytes(bytes([1, 2, 3, 4, 5, 6]), 2) == bytes([1, 3, 5, 2, 4, 6])
+
+
+def test_frame_records_its_content_size():
+    data = encode_message(torch.zeros(2, 3, 4, dtype=torch.float16), "q")
+    assert zstandard.frame_content_size(data) == HEADER_BYTES + 2 * 3 * 4 * 2 + 1
+
+
+# -- hostile input --------------------------------------------------------------------------------
+
+VALID = encode_message(torch.randn(3, 4, 16).half(), "which option?")
+
+
+def _decode_bounded(data: bytes):
+    t0 = time.perf_counter()
+    try:
+        decode_message(data, max_bytes=1 << 20)
+    except CodecError:
+        pass
+    assert time.perf_counter() - t0 < 1.0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_random_bytes_raise_only_codec_errors(data):
+    _decode_bounded(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, len(VALID) - 1))
+def test_truncated_messages_raise_only_codec_errors(cut):
+    with pytest.raises(CodecError):
+        decode_message(VALID[:cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(VALID) * 8 - 1))
+def test_bit_flips_raise_only_codec_errors(bit):
+    data = bytearray(VALID)
+    data[bit // 8] ^= 1 << (bit % 8)
+    _decode_bounded(bytes(data))
+
+
+def _frame(content: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=1).compress(content)
+
+
+def _header(**kw):
+    fields = dict(magic=MAGIC, version=1, dtype=1, flags=0, res=0, frames=1, density=2, dim=2, n_payload=8,
+                  n_text=0, crc=zlib.crc32(bytes(8)))
+    fields.update(kw)
+    return HEADER.pack(*fields.values())
+
+
+def test_specific_errors():
+    body = bytes(8)
+    assert decode_message(_frame(_header() + body)).tokens.shape == (1, 2, 2)
+    with pytest.raises(VersionError):
+        decode_message(_frame(_header(version=9) + body))
+    with pytest.raises(FormatError, match="magic"):
+        decode_message(_frame(_header(magic=b"NOPE") + body))
+    with pytest.raises(FormatError, match="dtype"):
+        decode_message(_frame(_header(dtype=7) + body))
+    with pytest.raises(LengthMismatchError):
+        decode_message(_frame(_header(frames=10**6) + body))  # claims far more than present
+    with pytest.raises(LengthMismatchError):
+        decode_message(_frame(_header() + body + b"extra"))
+    with pytest.raises(ChecksumError):
+        decode_message(_frame(_header(crc=1) + body))
+    with pytest.raises(FormatError, match="content size"):
+        c = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+        decode_message(c.compress(_header() + body) + c.flush())
+    with pytest.raises(FormatError):
+        decode_message(VALID + b"trailing")
+
+
+def test_oversize_claim_is_refused_before_allocating():
+    bomb = _frame(bytes(300_000_000))  # 300 MB of zeros in a few kB
+    assert len(bomb) < 100_000
+    t0 = time.perf_counter()
+    with pytest.raises(OversizeError):
+        decode_message(bomb, max_bytes=64 * 2**20)
+    assert time.perf_counter() - t0 < 0.5  # nothing was decompressed
+
+
+# -- merging --------------------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(frames=st.integers(1, 4), n=st.integers(1, 80), dim=st.integers(1, 24), data=st.data())
+def test_merge_gives_exactly_density_tokens_and_keeps_the_weighted_mean(frames, n, dim, data):
+    density = data.draw(st.integers(1, n))
+    x = torch.randn(frames, n, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(n * 31 + dim))
+    y, sizes = merge_to_density(x, density)
+    assert y.shape == (frames, density, dim) and sizes.shape == (frames, density)
+    assert torch.allclose(sizes.sum(1), torch.full((frames,), float(n), dtype=sizes.dtype))
+    weighted = (y * sizes[..., None]).sum(1) / sizes.sum(1, keepdim=True)
+    assert torch.allclose(weighted, x.mean(1), atol=1e-9)
+
+
+def test_merge_by_hand_joins_duplicates():
+    v, w = [1.0, 0.0], [0.0, 1.0]
+    y, sizes = merge_to_density(torch.tensor([[v, v, w, w]]), 2)
+    assert y.tolist() == [[v, w]] and sizes.tolist() == [[2.0, 2.0]]
+
+
+def test_merge_is_deterministic_and_checks_density():
+    x = torch.randn(3, 784, 32)
+    assert torch.equal(merge_to_density(x, 16)[0], merge_to_density(x, 16)[0])
+    assert merge_to_density(x.half(), 8)[0].dtype == torch.float16
+    with pytest.raises(ValueError):
+        merge_to_density(x, 785)
+    with pytest.raises(ValueError):
+        avg_pool_to_density(x, 0)
+
+
+def test_avg_pool_by_hand():
+    x = torch.arange(8, dtype=torch.float32).view(1, 4, 2)  # tokens (0,1) (2,3) (4,5) (6,7)
+    assert avg_pool_to_density(x, 2).tolist() == [[[1.0, 2.0], [5.0, 6.0]]]
+
+
+# -- size model -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,name", [(torch.float16, "fp16"), (torch.float32, "fp32")])
+def test_size_model_predicts_the_codec(dtype, name):
+    tokens = torch.randn(64, 16, 256).to(dtype)
+    ratio = compression_ratio(tokens)
+    fmt = TokenFormat(dim=256, dtype=name, compression_ratio=ratio)
+    actual = len(encode_message(tokens))
+    assert wire_token_bytes(64, 16, fmt) == pytest.approx(actual, abs=1)
+    other = torch.randn(64, 16, 256, generator=torch.Generator().manual_seed(5)).to(dtype)
+    assert wire_token_bytes(64, 16, fmt) == pytest.approx(len(encode_message(other)), rel=0.01)
