@@ -95,7 +95,7 @@ def encode_message(tokens: torch.Tensor, question: str = "", *, level: int = 3, 
     if tokens.dtype not in DTYPE_CODES:
         raise ValueError(f"dtype {tokens.dtype} not one of fp16, bf16, fp32")
     arr = _le_array(tokens)
-    payload = memoryview(shuffle_bytes(arr, tokens.element_size()) if shuffle else arr)
+    payload = memoryview(shuffle_bytes(arr, tokens.element_size())) if shuffle else memoryview(arr.data)
     text = question.encode("utf-8")
     frames, density, dim = tokens.shape
     header = HEADER.pack(MAGIC, VERSION, DTYPE_CODES[tokens.dtype], FLAG_SHUFFLE if shuffle else 0, 0,
