@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -94,25 +95,31 @@ def _stage(source: Callable[[], Any], fn: Callable[[Any], Any], out: "queue.Queu
         put(exc)
 
 
+def _get(q: "queue.Queue[Any]", stop: threading.Event) -> Any:
+    """Next item, or the end once the consumer has stopped (so no stage waits forever)."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _DONE
+
+
 def _pipelined(chunks: Iterator[np.ndarray], enc: VisionEncoder, clock: Clock, totals: dict[str, float],
-               depth: int = 2) -> list[torch.Tensor]:
+               pool: Executor, depth: int = 2) -> list[torch.Tensor]:
     decoded: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
     pixels: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
     stop = threading.Event()
     it = iter(chunks)
-    threads = [
-        threading.Thread(target=_stage, daemon=True, name="decode",
-                         args=(lambda: next(it, _DONE), lambda x: x, decoded, stop, clock, totals, "decode")),
-        threading.Thread(target=_stage, daemon=True, name="preprocess",
-                         args=(decoded.get, lambda f: preprocess(f, enc.image_size, enc.mean, enc.std), pixels,
-                               stop, clock, totals, "preprocess")),
+    stages = [
+        pool.submit(_stage, lambda: next(it, _DONE), lambda x: x, decoded, stop, clock, totals, "decode"),
+        pool.submit(_stage, lambda: _get(decoded, stop), lambda f: preprocess(f, enc.image_size, enc.mean, enc.std),
+                    pixels, stop, clock, totals, "preprocess"),
     ]
-    for t in threads:
-        t.start()
     out: list[torch.Tensor] = []
     try:
         while True:
-            item = pixels.get()
+            item = _get(pixels, stop)
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
@@ -120,23 +127,50 @@ def _pipelined(chunks: Iterator[np.ndarray], enc: VisionEncoder, clock: Clock, t
             out.append(_timed(clock, totals, "encode", lambda: enc.encode(item)))
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=5)
+        for f in stages:
+            f.result(timeout=30)
     return out
+
+
+class Tokenizer:
+    """Tokenizes videos with one encoder, reusing its two pipeline threads across calls (new
+    threads per call would each bring an allocator arena and grow memory). A context manager."""
+
+    def __init__(self, encoder: VisionEncoder, clock: Clock, *, chunk_frames: int = 16, threads: int = 0) -> None:
+        self.encoder, self.clock = encoder, clock
+        self.chunk_frames, self.threads = chunk_frames, threads
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenizer")
+
+    def __enter__(self) -> "Tokenizer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __call__(self, path: Path | str, sampler: Sampler, *, pipelined: bool = True,
+                 meta: VideoMeta | None = None) -> TokenizeResult:
+        """Sample frames from container metadata, decode, preprocess and encode them."""
+        clock = self.clock
+        t_start = clock()
+        meta = meta or probe(path)
+        idx = sample_indices(meta.n_frames, meta.fps, meta.keyframe_array, sampler)
+        work = decode_work(idx, meta.keyframe_array)
+        totals = {"decode": 0.0, "preprocess": 0.0, "encode": 0.0}
+        chunks = iter_frames(path, meta, idx, self.chunk_frames, self.threads)
+        enc = self.encoder
+        parts = _pipelined(chunks, enc, clock, totals, self._pool) if pipelined else \
+            _sequential(chunks, enc, self.chunk_frames, clock, totals)
+        tokens = torch.cat(parts) if parts else torch.zeros(0, enc.tokens_per_frame, enc.dim)
+        keyframe_path = only_keyframes(idx, meta)
+        return TokenizeResult(tokens, idx, len(idx) if keyframe_path else work.decoded, work.seeks, keyframe_path,
+                              totals, clock() - t_start, pipelined)
 
 
 def tokenize(path: Path | str, sampler: Sampler, encoder: VisionEncoder, clock: Clock, *, pipelined: bool = True,
              chunk_frames: int = 16, threads: int = 0, meta: VideoMeta | None = None) -> TokenizeResult:
-    """Sample frames from container metadata, decode, preprocess and encode them."""
-    t_start = clock()
-    meta = meta or probe(path)
-    idx = sample_indices(meta.n_frames, meta.fps, meta.keyframe_array, sampler)
-    work = decode_work(idx, meta.keyframe_array)
-    totals = {"decode": 0.0, "preprocess": 0.0, "encode": 0.0}
-    chunks = iter_frames(path, meta, idx, chunk_frames, threads)
-    parts = _pipelined(chunks, encoder, clock, totals) if pipelined else \
-        _sequential(chunks, encoder, chunk_frames, clock, totals)
-    tokens = torch.cat(parts) if parts else torch.zeros(0, encoder.tokens_per_frame, encoder.dim)
-    keyframe_path = only_keyframes(idx, meta)
-    return TokenizeResult(tokens, idx, len(idx) if keyframe_path else work.decoded, work.seeks, keyframe_path,
-                          totals, clock() - t_start, pipelined)
+    """One-off tokenization (a Tokenizer for one call); keep a Tokenizer to tokenize many videos."""
+    with Tokenizer(encoder, clock, chunk_frames=chunk_frames, threads=threads) as tok:
+        return tok(path, sampler, pipelined=pipelined, meta=meta)
