@@ -165,8 +165,9 @@ def _rss_mb() -> float:
 
 def test_memory_stays_flat_over_200_tokenizations(videos, encoder):
     """decord has reported leaks across get_batch calls (#157, #208). Allocator arenas make RSS
-    wander by tens of MB around a plateau, so compare the median RSS early and late in the run:
-    a leak grows steadily, a plateau does not."""
+    step up by ~20 MB now and then around a plateau, so compare the median RSS early and late in
+    the run. One batch of frames is 16 x 320x180x3 = 2.8 MB; a leak of even a tenth of a batch per
+    call would add 50 MB over the 180 calls compared here."""
     sampler = Sampler("uniform", count=16)  # arbitrary indices: the decord path
     samples = []
     with Tokenizer(encoder, time.perf_counter) as tok:
@@ -175,7 +176,8 @@ def test_memory_stays_flat_over_200_tokenizations(videos, encoder):
             if i % 10 == 9:
                 samples.append(_rss_mb())
     early, late = np.median(samples[4:10]), np.median(samples[-6:])
-    assert late - early < 25, samples
+    print(f"RSS MB every 10 tokenizations: {[round(x) for x in samples]}")
+    assert late - early < 50, samples
 
 
 def test_cli_tokenize(videos, capsys):
