@@ -63,24 +63,16 @@ def test_keyframe_decoding_vs_physical_limit(benchmark, record_ratio, videos):
 
 
 @pytest.mark.benchmark(group="tokenizer")
-def test_pipelined_vs_sequential(benchmark, record_ratio, videos, tok):
-    """Same frames (1 FPS on the 2-minute video, decord path), overlapped vs one stage after another."""
-    path = videos["medium"]
+@pytest.mark.parametrize("video,sampler,name", [
+    ("medium", DEFAULT_SAMPLER, "pipelined_over_sequential"),  # 1 FPS, decord (multi-threaded decode)
+    ("long", KEYFRAME_SAMPLER, "pipelined_over_sequential_keyframes"),  # PyAV decodes in one thread
+])
+def test_pipelined_vs_sequential(benchmark, record_ratio, videos, tok, video, sampler, name):
+    """The same frames overlapped in chunks vs one stage after another, tiny encoder."""
+    path = videos[video]
     meta = probe(path)
-    run = lambda p: tok(path, DEFAULT_SAMPLER, pipelined=p, meta=meta)  # noqa: E731
+    run = lambda p: tok(path, sampler, pipelined=p, meta=meta)  # noqa: E731
     benchmark.pedantic(lambda: run(True), rounds=ROUNDS, iterations=1)
     ratio = best(lambda: run(False)) / benchmark.stats.stats.min
-    record_ratio("pipelined_over_sequential", ratio)
+    record_ratio(name, ratio)
     assert ratio >= 0.95  # not slower (5% for timing noise)
-
-
-@pytest.mark.benchmark(group="tokenizer")
-def test_pipelined_vs_sequential_keyframes(benchmark, record_ratio, videos, tok):
-    """The same comparison on the keyframe path (PyAV decodes in one thread, so stages can overlap)."""
-    path = videos["long"]
-    meta = probe(path)
-    run = lambda p: tok(path, KEYFRAME_SAMPLER, pipelined=p, meta=meta)  # noqa: E731
-    benchmark.pedantic(lambda: run(True), rounds=ROUNDS, iterations=1)
-    ratio = best(lambda: run(False)) / benchmark.stats.stats.min
-    record_ratio("pipelined_over_sequential_keyframes", ratio)
-    assert ratio >= 0.95
