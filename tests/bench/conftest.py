@@ -34,9 +34,9 @@ def pytest_sessionfinish(session, exitstatus):
     RATIOS.write_text(json.dumps({**previous, **_measured}, indent=2, sort_keys=True))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for k, v in sorted(_measured.items()):
-        was = f" (last run {previous[k]:.2f})" if k in previous else ""
-        reporter.write_line(f"ratio {k}: {v:.2f}{was}")
+        was = f" (last run {previous[k]:.3g})" if k in previous else ""
+        reporter.write_line(f"ratio {k}: {v:.3g}{was}")
     for k, (old, new) in worse.items():
-        reporter.write_line(f"REGRESSION {k}: {new:.2f} < {old:.2f} - {TOLERANCE:.0%}", red=True)
+        reporter.write_line(f"REGRESSION {k}: {new:.3g} < {old:.3g} - {TOLERANCE:.0%}", red=True)
     if worse:
         session.exitstatus = 1
