@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from testbed.codec.size import TokenFormat
 from testbed.policies.base import PolicyContext, PolicySpec, resolve
 from testbed.profiles import HardwareProfile, load_profile
 from testbed.query import QueryRecord
-from testbed.router.calibration import Calibration, fit_temperature
+from testbed.router.calibration import Calibration, fit_calibration
 from testbed.scenario import Scenario
 from testbed.traces import Workload, read_trace, table_to_workload, to_table
 from testbed.workload.synthetic import synthetic_workload
@@ -42,26 +43,8 @@ def load_workload(sc: Scenario) -> Workload:
     return read_trace(sc.resolve_path(sc.workload.path))
 
 
-def _padded(rows: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
-
-
-def fit_calibration(records: Sequence[QueryRecord]) -> Calibration:
-    """Temperatures for both models from the profiling split (seed 000 SV-A)."""
-    if not records:
-        return Calibration(1.0, 1.0)
-    labels = np.array([r.answer for r in records])
-    return Calibration(fit_temperature(_padded([r.small_logits for r in records]), labels),
-                       fit_temperature(_padded([r.large_native_logits for r in records]), labels))
-
-
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)  # a trace scaled to ~100 Mbit/s holds tens of millions of stamps
 def _trace_link(path: str, target_mbps: float, mtu: int, efficiency: float) -> MahimahiLink:
-    from pathlib import Path
-
     stamps = read_mahimahi(Path(path))
     if target_mbps > 0:
         stamps = scale_to_mean(stamps, target_mbps, mtu)

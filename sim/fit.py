@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from sim.engine import fit_calibration, load_workload, simulate_policy
+from sim.engine import load_workload, simulate_policy
+from testbed.router.calibration import fit_calibration
 from testbed.codec.size import TokenFormat
 from testbed.policies.base import PolicyContext, resolve
 from testbed.profiles import STAGES, Curve, DeviceProfile, HardwareProfile

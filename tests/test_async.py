@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from sim import costs
-from sim.engine import fit_calibration, load_workload, simulate_policy
+from sim.engine import load_workload, simulate_policy
+from testbed.router.calibration import fit_calibration
 from testbed.codec.size import REPLY_BYTES
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.effects import TIMED_OUT, Answer, Infer, Offload, Payload, Submit, Tokenize, Wait

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim.engine import fit_calibration
+from testbed.router.calibration import fit_calibration
 from testbed.query import DENSITIES
 from testbed.router.calibration import confidence, ece
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER, sample_indices

@@ -6,9 +6,12 @@ Arrays: `logits` is (n, K) with NaN padding for queries that have fewer than K o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from testbed.query import QueryRecord
 
 
 def option_probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -65,3 +68,21 @@ class Calibration:
 
     def large_confidence(self, logits: np.ndarray) -> float:
         return float(confidence(np.asarray(logits)[None, :], self.large_t)[0])
+
+
+def padded_logits(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack per-query option logits of different lengths into (n, K), NaN-padded."""
+    out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def fit_calibration(records: Sequence[QueryRecord]) -> Calibration:
+    """Temperatures for both models from labelled profiling queries (seed 000 SV-A); the large
+    model's from its native logits."""
+    if not records:
+        return Calibration(1.0, 1.0)
+    labels = np.array([r.answer for r in records])
+    return Calibration(fit_temperature(padded_logits([r.small_logits for r in records]), labels),
+                       fit_temperature(padded_logits([r.large_native_logits for r in records]), labels))
