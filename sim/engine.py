@@ -156,9 +156,9 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
         rows += r
         totals.append(t)
     queries = pd.DataFrame(rows)
-    order = {b: i for i, b in enumerate(workload.benchmarks())}
-    queries = queries.sort_values(["benchmark", "submit_s"], key=lambda c: c.map(order) if c.name == "benchmark" else c,
-                                  kind="stable").sort_values("policy", key=lambda c: c.map(
-                                      {p: i for i, p in enumerate(sc.policies.run)}), kind="stable")
+    rank_policy = {p: i for i, p in enumerate(sc.policies.run)}
+    rank_bench = {b: i for i, b in enumerate(workload.benchmarks())}
+    queries = (queries.assign(_p=queries.policy.map(rank_policy), _b=queries.benchmark.map(rank_bench))
+               .sort_values(["_p", "_b", "submit_s"], kind="stable").drop(columns=["_p", "_b"]))
     return RunResult(queries.reset_index(drop=True), pd.DataFrame(totals), workload.provenance,
                      f"{profile.name} ({profile.provenance})", calibration, workload.parameters)

@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from sim.costs import tokenize_cost
 from sim.engine import load_workload, simulate_policy
 from testbed.router.calibration import fit_calibration
 from testbed.codec.size import TokenFormat
 from testbed.policies.base import PolicyContext, resolve
 from testbed.profiles import STAGES, Curve, DeviceProfile, HardwareProfile
 from testbed.scenario import Scenario
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 
 PARAMS = ("decode_s_per_mpx", "seek_s", "preprocess_s_per_frame", "encode_s_per_frame", "prefill_s",
           "prefill_s_per_token", "generate_s_per_token", "edge_cpu_speedup", "edge_gpu_speedup", "large_lm_cost")
@@ -123,9 +125,6 @@ def simulate_for_fit(sc: Scenario, profile: HardwareProfile, per_benchmark: int 
     q = q.merge(meta, on="query_id")
     dn = q.policy == "device-native"
     q["decode_s"] = 0.0
-    from sim.costs import tokenize_cost
-    from testbed.tokenizer.sampling import DEFAULT_SAMPLER
-
     by_id = {r.query.query_id: r for r in test}
     q.loc[dn, "decode_s"] = [tokenize_cost(profile.local, by_id[i].query.video, DEFAULT_SAMPLER, False,
                                            sc.nodes.chunk_frames).decode_s for i in q.loc[dn, "query_id"]]
@@ -140,7 +139,7 @@ def residuals(q: pd.DataFrame) -> np.ndarray:
     return np.asarray(out)
 
 
-def fit(sc: Scenario, per_benchmark: int = 150, max_nfev: int = 200, log: Callable[[str], None] = print) -> tuple[HardwareProfile, pd.DataFrame]:
+def fit(sc: Scenario, per_benchmark: int = 150, max_nfev: int = 150, log: Callable[[str], None] = print) -> tuple[HardwareProfile, pd.DataFrame]:
     """Least-squares fit; returns the profile and a table of target vs measured on the full workload."""
     sc = replace(sc, arrivals=replace(sc.arrivals, kind="closed", clients=1))
 
