@@ -76,3 +76,17 @@ def test_pipelined_vs_sequential(benchmark, record_ratio, videos, tok, video, sa
     ratio = best(lambda: run(False)) / benchmark.stats.stats.min
     record_ratio(name, ratio)
     assert ratio >= 0.95  # not slower (5% for timing noise)
+
+
+@pytest.mark.benchmark(group="tokenizer")
+def test_probe_pyav_vs_decord(benchmark, record_ratio, videos):
+    """Reading keyframe indices: our PyAV packet-flag probe vs opening a decord reader and asking
+    get_key_indices (both give the same indices: tests/test_tokenizer.py)."""
+    import decord
+
+    path = str(videos["long"])
+    benchmark.pedantic(lambda: probe(path), rounds=ROUNDS, iterations=1)
+    t_decord = best(lambda: decord.VideoReader(path).get_key_indices())
+    ratio = t_decord / benchmark.stats.stats.min
+    record_ratio("probe_pyav_speed_vs_decord", ratio)
+    assert ratio > 0.25  # the same order of magnitude; PyAV is kept for its error handling
