@@ -1,10 +1,8 @@
 """Token codec: merging, the wire format's round trip, and a decoder that survives any input."""
 
-import struct
-import time
 import zlib
+from datetime import timedelta
 
-import numpy as np
 import pytest
 import torch
 import zstandard
@@ -67,15 +65,18 @@ VALID = encode_message(torch.randn(3, 4, 16).half(), "which option?")
 
 
 def _decode_bounded(data: bytes):
-    t0 = time.perf_counter()
+    """Decode with a 1 MiB allocation limit: memory is bounded by max_bytes, a hang by the
+    hypothesis deadline (seconds, for inputs that take microseconds)."""
     try:
         decode_message(data, max_bytes=1 << 20)
     except CodecError:
         pass
-    assert time.perf_counter() - t0 < 1.0
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HANG_GUARD = timedelta(seconds=5)
+
+
+@settings(max_examples=300, deadline=HANG_GUARD, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400))
 def test_random_bytes_raise_only_codec_errors(data):
     _decode_bounded(data)
@@ -88,7 +89,7 @@ def test_truncated_messages_raise_only_codec_errors(cut):
         decode_message(VALID[:cut])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=HANG_GUARD)
 @given(st.integers(0, len(VALID) * 8 - 1))
 def test_bit_flips_raise_only_codec_errors(bit):
     data = bytearray(VALID)
@@ -129,13 +130,16 @@ def test_specific_errors():
         decode_message(VALID + b"trailing")
 
 
-def test_oversize_claim_is_refused_before_allocating():
+def test_oversize_claim_is_refused_before_allocating(monkeypatch):
     bomb = _frame(bytes(300_000_000))  # 300 MB of zeros in a few kB
     assert len(bomb) < 100_000
-    t0 = time.perf_counter()
+
+    def no_decompressor(*a, **k):
+        raise AssertionError("decompression started before the size check")
+
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", no_decompressor)
     with pytest.raises(OversizeError):
         decode_message(bomb, max_bytes=64 * 2**20)
-    assert time.perf_counter() - t0 < 0.5  # nothing was decompressed
 
 
 # -- merging --------------------------------------------------------------------------------------
