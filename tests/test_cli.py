@@ -1,8 +1,6 @@
 """`testbed` end to end: results folders, sweeps, trace conversion and synthetic traces."""
 
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest

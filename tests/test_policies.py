@@ -1,7 +1,6 @@
 """Policies are sans-I/O generators: drive them by hand with a scripted interpreter."""
 
 import ast
-from pathlib import Path
 
 import numpy as np
 import pytest
