@@ -1,7 +1,7 @@
 """Stage durations from a hardware profile: what each effect costs in simulated seconds.
 
 Pure functions of sizes; the interpreter prefers a query's recorded stage time when the trace has
-one (keys from `stage_key`).
+one (keys from `testbed.results.stage_key`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from testbed.codec.size import TokenFormat, raw_token_bytes
 from testbed.profiles import DeviceProfile
-from testbed.query import VideoMeta
+from testbed.query import Media
 from testbed.tokenizer.sampling import Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
 
 
@@ -26,13 +26,16 @@ class TokenizeCost:
     total_s: float
 
 
-def tokenize_cost(dev: DeviceProfile, video: VideoMeta, sampler: Sampler, pipelined: bool,
+def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined: bool,
                   chunk_frames: int) -> TokenizeCost:
     """Decode (frames physically decoded x megapixels, plus seeks), preprocess and encode; a
-    pipelined tokenizer overlaps them in chunks of `chunk_frames`."""
-    idx = sample_indices(video.n_frames, video.fps, video.keyframe_array, sampler)
-    work = decode_work(idx, video.keyframe_array)
-    dec = dev.seconds("decode", work.decoded * video.megapixels) + dev.seconds("seek", work.seeks)
+    pipelined tokenizer overlaps them in chunks of `chunk_frames`. An image is one frame."""
+    if media.kind == "image":
+        dec, pre, enc = dev.seconds("decode", media.megapixels), dev.seconds("preprocess", 1), dev.seconds("encode", 1)
+        return TokenizeCost(1, 1, dec, pre, enc, dec + pre + enc)
+    idx = sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler)
+    work = decode_work(idx, media.keyframe_array)
+    dec = dev.seconds("decode", work.decoded * media.megapixels) + dev.seconds("seek", work.seeks)
     pre = dev.seconds("preprocess", work.sampled)
     enc = dev.seconds("encode", work.sampled)
     stages = (dec, pre, enc)
@@ -52,8 +55,3 @@ def compress_cost(dev: DeviceProfile, frames: int, density: int, fmt: TokenForma
 
 def decompress_cost(dev: DeviceProfile, raw_bytes: int) -> float:
     return dev.seconds("decompress", raw_bytes)
-
-
-def stage_key(where: str, what: str, *detail: object) -> str:
-    """Key of a recorded stage time, e.g. ``local.tokenize.keyframe.pipelined``."""
-    return ".".join([where, what, *(str(d) for d in detail)])

@@ -7,9 +7,8 @@ ratios between policies come from one run.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,10 +18,13 @@ from sim.interpreter import Node, SimInterpreter, World
 from sim.link import Channel
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
 from testbed.codec.size import TokenFormat
-from testbed.policies.base import PolicyContext, PolicySpec, resolve
+from testbed.errors import TestbedError
+from testbed.policies.base import PolicyContext, PolicySpec
+from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile
 from testbed.query import QueryRecord
-from testbed.router.calibration import Calibration, fit_calibration
+from testbed.results import RunResult, order_rows
+from testbed.router.calibration import fit_calibration
 from testbed.scenario import Scenario
 from testbed.traces import Workload, read_trace, table_to_workload, to_table
 from testbed.workload.synthetic import synthetic_workload
@@ -37,9 +39,13 @@ def _synthetic(benchmarks: tuple[str, ...], n: int, seed: int) -> Workload:
 
 
 def load_workload(sc: Scenario) -> Workload:
-    """The scenario's workload: generated (synthetic, labelled) or read from a trace file."""
+    """The scenario's workload: generated (synthetic, labelled) or read from a trace file. The sim
+    replays recorded model outcomes, so a manifest (queries without outcomes) is refused."""
     if sc.workload.kind == "synthetic":
         return _synthetic(sc.workload.benchmarks, sc.workload.queries_per_benchmark, sc.seed)
+    if sc.workload.kind != "trace":
+        raise TestbedError(f"workload.kind = {sc.workload.kind!r} holds queries but no model outcomes: run it with "
+                           "`testbed live SCENARIO --inproc`; the sim replays traces (kind = 'trace')")
     return read_trace(sc.resolve_path(sc.workload.path))
 
 
@@ -105,7 +111,8 @@ def _poisson_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], 
 
 def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
                     records: Sequence[QueryRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
-    """Per-query rows and run-level totals for one policy over `records`."""
+    """Per-query rows and run-level totals for one policy over `records`. Rows are built after the
+    clock stops, so each holds the work of every future its query started."""
     w = build_world(sc, profile)
     interp = SimInterpreter(w, spec, ctx)
     ordered = query_order(records, sc.seed)
@@ -118,6 +125,7 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
             rng = np.random.default_rng([sc.seed, 3, c])
             w.env.process(_poisson_client(interp, w, queue, c, sc.arrivals.rate_per_client, rng, progress))
     w.env.run()
+    rows = [run.row(spec.name, "sim") for run in w.runs]
     ups = list({id(c): c for c in w.uplinks}.values())
     downs = list({id(c): c for c in w.downlinks}.values())
     span = max(w.env.now, 1e-12)
@@ -125,19 +133,7 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
               "edge_gpu_util": w.edge.gpu_busy_s / (span * sc.nodes.edge_gpus),
               "uplink_util_max": max(c.busy_s for c in ups) / span,
               "downlink_util_max": max(c.busy_s for c in downs) / span}
-    return w.results, totals
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """Per-query rows of every policy, run totals, and what the run was made from."""
-
-    queries: pd.DataFrame
-    totals: pd.DataFrame
-    provenance: str
-    profile: str
-    calibration: Calibration
-    parameters: dict[str, Any]
+    return rows, totals
 
 
 def run_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
@@ -146,19 +142,14 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     workload = workload or load_workload(sc)
     profile = profile or load_profile(sc.profile_path())
     calibration = fit_calibration(workload.split("profile"))
-    ctx = PolicyContext(calibration, sc.policies.tau_route, sc.models.default_density,
-                        TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio))
     test = workload.split("test") or workload.records
     rows: list[dict] = []
     totals = []
     for name in sc.policies.run:
-        r, t = simulate_policy(sc, profile, resolve(name), ctx, test, progress)
+        spec = resolve(name)
+        ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(calibration), sc.models.default_density)
+        r, t = simulate_policy(sc, profile, spec, ctx, test, progress)
         rows += r
         totals.append(t)
-    queries = pd.DataFrame(rows)
-    rank_policy = {p: i for i, p in enumerate(sc.policies.run)}
-    rank_bench = {b: i for i, b in enumerate(workload.benchmarks())}
-    queries = (queries.assign(_p=queries.policy.map(rank_policy), _b=queries.benchmark.map(rank_bench))
-               .sort_values(["_p", "_b", "submit_s"], kind="stable").drop(columns=["_p", "_b"]))
-    return RunResult(queries.reset_index(drop=True), pd.DataFrame(totals), workload.provenance,
-                     f"{profile.name} ({profile.provenance})", calibration, workload.parameters)
+    return RunResult(order_rows(rows, sc.policies.run, workload.benchmarks()), pd.DataFrame(totals),
+                     workload.provenance, f"{profile.name} ({profile.provenance})", calibration, workload.parameters)

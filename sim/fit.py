@@ -16,9 +16,9 @@ from scipy.optimize import least_squares
 
 from sim.costs import tokenize_cost
 from sim.engine import load_workload, simulate_policy
+from testbed.policies.base import PolicyContext, RouteKnobs
+from testbed.policies.registry import resolve
 from testbed.router.calibration import fit_calibration
-from testbed.codec.size import TokenFormat
-from testbed.policies.base import PolicyContext, resolve
 from testbed.profiles import STAGES, Curve, DeviceProfile, HardwareProfile
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
@@ -108,25 +108,25 @@ def simulate_for_fit(sc: Scenario, profile: HardwareProfile, per_benchmark: int 
     """Per-query rows (with duration and decode time) of the policies the targets need."""
     wl = load_workload(sc)
     cal = fit_calibration(wl.split("profile"))
-    fmt = TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio)
     test = list(wl.split("test"))
     if per_benchmark:
         test = [r for b in wl.benchmarks() for r in [r for r in test if r.query.benchmark == b][:per_benchmark]]
     frames = []
     for name in FIT_POLICIES:
         spec = resolve(QG) if name == "local-accelerated" else resolve(name)
-        tau = 0.0 if name == "local-accelerated" else sc.policies.tau_route
-        rows, _ = simulate_policy(sc, profile, spec, PolicyContext(cal, tau, sc.models.default_density, fmt), test)
+        knobs = RouteKnobs(0.0) if name == "local-accelerated" else sc.policies.knobs_for(name)
+        ctx = PolicyContext(knobs, spec.new_state(cal), sc.models.default_density)
+        rows, _ = simulate_policy(sc, profile, spec, ctx, test)
         df = pd.DataFrame(rows)
         df["policy"] = name
         frames.append(df)
     q = pd.concat(frames, ignore_index=True)
-    meta = pd.DataFrame({"query_id": [r.query.query_id for r in test], "duration_s": [r.query.video.duration_s for r in test]})
+    meta = pd.DataFrame({"query_id": [r.query.query_id for r in test], "duration_s": [r.query.media.duration_s for r in test]})
     q = q.merge(meta, on="query_id")
     dn = q.policy == "device-native"
     q["decode_s"] = 0.0
     by_id = {r.query.query_id: r for r in test}
-    q.loc[dn, "decode_s"] = [tokenize_cost(profile.local, by_id[i].query.video, DEFAULT_SAMPLER, False,
+    q.loc[dn, "decode_s"] = [tokenize_cost(profile.local, by_id[i].query.media, DEFAULT_SAMPLER, False,
                                            sc.nodes.chunk_frames).decode_s for i in q.loc[dn, "query_id"]]
     return q
 

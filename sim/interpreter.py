@@ -1,13 +1,16 @@
-"""The sim interpreter: turns each effect a policy yields into SimPy time.
+"""The sim interpreter: turns each effect a policy yields into SimPy time, one method per effect.
 
 Durations come from the query's recorded stage times when the trace has them, else from the
-hardware profile; transfers go through the link channels; edge work waits for edge resources.
-Results (option logits) come from the trace row, so correctness is the trace's.
+hardware profile; transfers go through the link channels; work waits for node resources.
+Results (option logits) come from the trace row, so correctness is the trace's. The driver, the
+placement rules and the Offload's dataflow are the core's (testbed.policies), shared with every
+other interpreter.
 """
 
 from __future__ import annotations
 
 import itertools
+from types import GeneratorType
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Generator
 
@@ -15,13 +18,18 @@ import simpy
 
 from sim import costs
 from sim.link import Channel
-from testbed.codec.size import TokenFormat, raw_token_bytes, wire_token_bytes
+from testbed.codec.size import REPLY_BYTES, TokenFormat, raw_token_bytes, text_tokens, wire_token_bytes
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext, PolicySpec
-from testbed.policies.effects import (TIMED_OUT, Answer, Compress, Decompress, Future, Inference, Infer, Offload,
-                                      Payload, Submit, Tokenize, Tokens, Wait)
+from testbed.policies.driver import Interpreter, drive
+from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Future, Inference, Infer, Offload, Payload,
+                                      Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
+from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, infer_key, tokenize_key)
+
+SimGen = Generator[simpy.Event, Any, Any]
 
 
 def _duration(rec: QueryRecord, key: str, model: Callable[[], float]) -> float:
@@ -40,40 +48,6 @@ class Node:
 
 
 @dataclass
-class Ledger:
-    """Where one query's time and bytes went (sim-internal, mutable while the query runs)."""
-
-    local_s: float = 0.0
-    local_queue_s: float = 0.0
-    uplink_s: float = 0.0
-    edge_queue_s: float = 0.0
-    edge_s: float = 0.0
-    downlink_s: float = 0.0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    frames: int = 0
-    decoded: int = 0
-
-    def add(self, where: str, waited: float, worked: float) -> None:
-        if where == "local":
-            self.local_queue_s += waited
-            self.local_s += worked
-        else:
-            self.edge_queue_s += waited
-            self.edge_s += worked
-
-
-@dataclass
-class QueryRun:
-    """One query in flight: its trace row, its client, its ledger and the futures it started."""
-
-    rec: QueryRecord
-    client: int
-    ledger: Ledger = field(default_factory=Ledger)
-    futures: dict[int, simpy.Process] = field(default_factory=dict)
-
-
-@dataclass
 class World:
     """Everything one policy's run shares: the clock, the edge, and per client a device and a link
     (`uplinks[i]`, `downlinks[i]`; clients on one shared link hold the same Channel)."""
@@ -86,93 +60,137 @@ class World:
     devices: list[Node]
     token_format: TokenFormat
     chunk_frames: int
-    results: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[QueryRun] = field(default_factory=list)
 
 
-class SimInterpreter:
+class SimInterpreter(Interpreter):
     """Runs policy generators for queries inside a World."""
 
     def __init__(self, world: World, spec: PolicySpec, ctx: PolicyContext) -> None:
+        super().__init__()
         self.w = world
         self.spec = spec
-        self.ctx = spec.context(ctx)
+        self.ctx = ctx
         self._ids = itertools.count()
 
     # -- one query ------------------------------------------------------------------------------
-    def run_query(self, rec: QueryRecord, client: int) -> Generator[simpy.Event, Any, Answer]:
+    def run_query(self, rec: QueryRecord, client: int) -> SimGen:
+        """SimPy process body: run the policy on one query; its row is built when the run ends,
+        so that work of futures it never waited for is in it."""
         env = self.w.env
         ctx = replace(self.ctx, hindsight=rec.hindsight()) if self.spec.needs_hindsight else self.ctx
-        run = QueryRun(rec, client)
-        ledger = run.ledger
-        submit = env.now
-        gen = self.spec.fn(rec.query, ctx)
-        value: Any = None
-        while True:
-            try:
-                effect = gen.send(value)
-            except StopIteration as stop:
-                answer: Answer = stop.value
-                break
-            value = yield from self.perform(effect, run)
-        done = env.now
-        self.w.results.append({
-            "policy": self.spec.name, "query_id": rec.query.query_id, "benchmark": rec.query.benchmark,
-            "client": client, "submit_s": submit, "done_s": done, "delay_s": done - submit,
-            "choice": answer.choice, "answer": rec.answer, "correct": answer.choice == rec.answer,
-            "served_by": answer.served_by, "density": answer.density, "confidence": answer.confidence,
-            "bytes_up": ledger.bytes_up, "bytes_down": ledger.bytes_down, "frames": ledger.frames,
-            "decoded_frames": ledger.decoded, "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s,
-            "t_uplink_s": ledger.uplink_s, "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s,
-            "t_downlink_s": ledger.downlink_s,
-        })
-        return answer
+        run = QueryRun(rec, client, env.now)
+        run.answer = yield from drive(self.spec.fn(rec.query, ctx), lambda e: self.perform(e, run))
+        run.done_s = env.now
+        self.w.runs.append(run)
 
     # -- effects --------------------------------------------------------------------------------
-    def perform(self, effect: Any, run: QueryRun) -> Generator[simpy.Event, Any, Any]:
-        """Carry out one effect in simulated time and return its result."""
-        rec, client, ledger = run.rec, run.client, run.ledger
-        if isinstance(effect, Tokenize):
-            if effect.where != "local":
-                raise TestbedError("Tokenize at the edge only runs inside an Offload")
-            return (yield from self._tokenize(self.w.devices[client], "local", effect, rec, ledger))
-        if isinstance(effect, Infer):
-            if effect.where != "local" or effect.tokens is None:
-                raise TestbedError("Infer at the edge only runs inside an Offload")
-            node = self.w.devices[client]
-            key = costs.stage_key("local", "infer", effect.model, f"a{effect.density}")
-            tokens = effect.tokens
-            dur = _duration(rec, key, lambda: costs.infer_cost(node.profile, tokens.frames, effect.density,
-                                                               effect.text_tokens))
-            yield from self._hold(node, node.gpu, dur, ledger, "local")
-            return self._inference(effect, rec)
-        if isinstance(effect, Compress):
-            node = self.w.devices[client]
-            fmt = self.w.token_format
-            frames = effect.tokens.frames
-            key = costs.stage_key("local", "compress", f"a{effect.density}")
-            dur = _duration(rec, key, lambda: costs.compress_cost(node.profile, frames, effect.density, fmt))
-            ledger.local_s += dur
-            yield self.w.env.timeout(dur)
-            return Payload("tokens", wire_token_bytes(frames, effect.density, fmt),
-                           raw_token_bytes(frames, effect.density, fmt), frames, effect.density)
-        if isinstance(effect, Offload):
-            return (yield from self._offload(effect, run))
-        if isinstance(effect, Submit):
-            fid = next(self._ids)
-            run.futures[fid] = self.w.env.process(self.perform(effect.effect, run))
-            return Future(fid)
-        if isinstance(effect, Wait):
-            proc = run.futures.get(effect.future.id)
-            if proc is None:
-                raise TestbedError(f"{self.spec.name} waits on a future it did not submit")
-            if effect.timeout_s is None:
-                return (yield proc)
-            timer = self.w.env.timeout(effect.timeout_s)
-            fired = yield proc | timer
-            return fired[proc] if proc in fired else TIMED_OUT
-        raise TestbedError(f"the sim interpreter cannot perform {type(effect).__name__} here")
+    def _node(self, run: QueryRun, site: str) -> Node:
+        return self.w.devices[run.client] if site == "local" else self.w.edge
 
-    def _hold(self, node: Node, res: simpy.Resource, dur: float, ledger: Ledger, where: str):
+    def tokenize(self, eff: Tokenize, run: QueryRun, site: str) -> SimGen:
+        """A sequential tokenizer decodes on a CPU worker, then preprocesses and encodes on a GPU;
+        a pipelined one holds both for the overlapped makespan."""
+        env, ledger, rec = self.w.env, run.ledger, run.rec
+        node = self._node(run, site)
+        cost = costs.tokenize_cost(node.profile, eff.media, eff.sampler, eff.pipelined, self.w.chunk_frames)
+        key = tokenize_key(site, eff)
+        if eff.pipelined or key in rec.recorded_s:
+            dur = _duration(rec, key, lambda: cost.total_s)
+            t0 = env.now
+            with node.cpu.request() as cpu, node.gpu.request() as gpu:
+                yield cpu & gpu
+                waited = env.now - t0
+                yield env.timeout(dur)
+            ledger.add(site, waited, dur)
+            node.gpu_busy_s += dur
+        else:
+            dur = cost.decode_s + cost.preprocess_s + cost.encode_s
+            yield from self._hold(node, node.cpu, cost.decode_s, ledger, site)
+            yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, site)
+        ledger.stage(key, dur)
+        ledger.frames, ledger.decoded = cost.frames, cost.decoded
+        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder)  # type: ignore[arg-type]
+
+    def infer(self, eff: Infer, run: QueryRun, site: str) -> SimGen:
+        tokens = eff.tokens
+        if tokens is None:
+            raise TestbedError("Infer needs tokens (tokens=None means the step before it, inside an Offload only)")
+        node = self._node(run, site)
+        key = infer_key(site, eff.model, tokens, eff.density)
+        frames, density = tokens.frames, eff.density
+        dur = _duration(run.rec, key, lambda: costs.infer_cost(node.profile, frames, density,
+                                                               text_tokens(eff.question, eff.options)))
+        yield from self._hold(node, node.gpu, dur, run.ledger, site)
+        run.ledger.stage(key, dur)
+        return self._inference(eff, tokens, run.rec)
+
+    def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
+        node, fmt = self.w.devices[run.client], self.w.token_format
+        frames, density = eff.tokens.frames, eff.density
+        key = compress_key(density)
+        dur = _duration(run.rec, key, lambda: costs.compress_cost(node.profile, frames, density, fmt))
+        run.ledger.local_s += dur
+        run.ledger.stage(key, dur)
+        yield self.w.env.timeout(dur)
+        return Payload("tokens", wire_token_bytes(frames, density, fmt), raw_token_bytes(frames, density, fmt),
+                       frames, density, eff.tokens.encoder)
+
+    def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
+        p = eff.payload
+        key = decompress_key(p.density)
+        dur = _duration(run.rec, key, lambda: costs.decompress_cost(self.w.edge.profile, p.raw_bytes))
+        run.ledger.edge_s += dur
+        run.ledger.stage(key, dur)
+        yield self.w.env.timeout(dur)
+        return Tokens(p.frames, 0, p.density, "edge", p.encoder)
+
+    def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
+        check_offload(eff)
+        env, w, ledger = self.w.env, self.w, run.ledger
+        up = upload_bytes(eff)
+        t0 = env.now
+        yield from w.uplinks[run.client].transfer(up)
+        ledger.uplink_s += env.now - t0
+        ledger.bytes_up += up
+        result = yield from run_steps(eff, lambda step: self.perform(step, run, "edge"))
+        t0 = env.now
+        yield from w.downlinks[run.client].transfer(REPLY_BYTES)
+        ledger.downlink_s += env.now - t0
+        ledger.bytes_down += REPLY_BYTES
+        return result
+
+    def submit(self, eff: Submit, run: QueryRun, site: str) -> Future:
+        fid = next(self._ids)
+        out = self.perform(eff.effect, run)
+        run.futures[fid] = self.w.env.process(out) if type(out) is GeneratorType else self.w.env.timeout(0, out)
+        return Future(fid)
+
+    def _future(self, run: QueryRun, future: Future) -> simpy.Event:
+        proc = run.futures.get(future.id)
+        if proc is None:
+            raise TestbedError(f"{self.spec.name} waits on a future it did not submit")
+        return proc
+
+    def wait(self, eff: Wait, run: QueryRun, site: str) -> SimGen:
+        proc = self._future(run, eff.future)
+        if eff.timeout_s is None:
+            return (yield proc)
+        timer = self.w.env.timeout(eff.timeout_s)
+        fired = yield proc | timer
+        return fired[proc] if proc in fired else TIMED_OUT
+
+    def wait_any(self, eff: WaitAny, run: QueryRun, site: str) -> SimGen:
+        procs = [self._future(run, f) for f in eff.futures]
+        events = procs + ([self.w.env.timeout(eff.timeout_s)] if eff.timeout_s is not None else [])
+        fired = yield simpy.AnyOf(self.w.env, events)
+        for i, proc in enumerate(procs):
+            if proc in fired:
+                return i, fired[proc]
+        return TIMED_OUT
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _hold(self, node: Node, res: simpy.Resource, dur: float, ledger: Ledger, where: str) -> SimGen:
         """Wait for `res`, hold it `dur` seconds, and book the wait and the work."""
         env = self.w.env
         t0 = env.now
@@ -184,73 +202,19 @@ class SimInterpreter:
         if res is node.gpu:
             node.gpu_busy_s += dur
 
-    def _inference(self, eff: Infer, rec: QueryRecord) -> Inference:
+    @staticmethod
+    def _inference(eff: Infer, tokens: Tokens, rec: QueryRecord) -> Inference:
+        """The trace's logits for this model variant: the small model, the large model on the small
+        model's encoder's tokens at this density (shared), or the native large VLM."""
         if eff.model == "small":
-            return Inference("small", rec.small_logits)
-        if eff.shared_encoder:
+            logits = rec.small_logits
+        elif tokens.encoder == "small":
             if eff.density not in rec.large_logits:
                 raise TestbedError(f"the trace has no large-model logits at density {eff.density}")
-            return Inference("large", rec.large_logits[eff.density])
-        return Inference("large", rec.large_native_logits)
-
-    def _offload(self, eff: Offload, run: QueryRun):
-        env, w = self.w.env, self.w
-        rec, ledger = run.rec, run.ledger
-        up = sum(p.nbytes for p in eff.payloads)
-        t0 = env.now
-        yield from w.uplinks[run.client].transfer(up)
-        ledger.uplink_s += env.now - t0
-        ledger.bytes_up += up
-        tokens = next((Tokens(p.frames, 0, p.density, "edge") for p in eff.payloads if p.kind == "tokens"), None)
-        result: Any = None
-        dev = w.edge.profile
-        for step in eff.steps:
-            if isinstance(step, Decompress):
-                raw = step.payload.raw_bytes
-                dur = _duration(rec, costs.stage_key("edge", "decompress", f"a{step.payload.density}"),
-                                lambda: costs.decompress_cost(dev, raw))
-                ledger.edge_s += dur
-                yield env.timeout(dur)
-                result = tokens
-            elif isinstance(step, Tokenize):
-                tokens = yield from self._tokenize(w.edge, "edge", step, rec, ledger)
-                result = tokens
-            elif isinstance(step, Infer):
-                src = step.tokens or tokens
-                if src is None:
-                    raise TestbedError("an edge Infer needs tokens: upload them or Tokenize at the edge first")
-                key = costs.stage_key("edge", "infer", step.model, "shared" if step.shared_encoder else "native",
-                                      f"a{step.density}")
-                frames, density, text = src.frames, step.density, step.text_tokens
-                dur = _duration(rec, key, lambda: costs.infer_cost(dev, frames, density, text))
-                yield from self._hold(w.edge, w.edge.gpu, dur, ledger, "edge")
-                result = self._inference(step, rec)
-            else:
-                raise TestbedError(f"{type(step).__name__} cannot run at the edge")
-        t0 = env.now
-        yield from w.downlinks[run.client].transfer(eff.reply_bytes)
-        ledger.downlink_s += env.now - t0
-        ledger.bytes_down += eff.reply_bytes
-        return result
-
-    def _tokenize(self, node: Node, where: str, eff: Tokenize, rec: QueryRecord, ledger: Ledger):
-        """Tokenize on a node: a sequential tokenizer decodes on a CPU worker, then preprocesses and
-        encodes on a GPU; a pipelined one holds both for the overlapped makespan."""
-        env = self.w.env
-        cost = costs.tokenize_cost(node.profile, eff.video, eff.sampler, eff.pipelined, self.w.chunk_frames)
-        key = costs.stage_key(where, "tokenize", eff.sampler.kind, "pipelined" if eff.pipelined else "sequential")
-        if eff.pipelined or key in rec.recorded_s:
-            dur = _duration(rec, key, lambda: cost.total_s)
-            t0 = env.now
-            with node.cpu.request() as cpu, node.gpu.request() as gpu:
-                yield cpu & gpu
-                waited = env.now - t0
-                yield env.timeout(dur)
-            ledger.add(where, waited, dur)
-            node.gpu_busy_s += dur
+            logits = rec.large_logits[eff.density]
         else:
-            yield from self._hold(node, node.cpu, cost.decode_s, ledger, where)
-            yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, where)
-        ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        return Tokens(cost.frames, cost.decoded, 0, where,  # type: ignore[arg-type]
-                      (("decode", cost.decode_s), ("preprocess", cost.preprocess_s), ("encode", cost.encode_s)))
+            logits = rec.large_native_logits
+        if logits is None:
+            raise TestbedError(f"query {rec.query.query_id} has no recorded {eff.model}-model logits; "
+                               "the sim needs a trace (testbed record), a manifest runs with testbed live")
+        return Inference(eff.model, logits)

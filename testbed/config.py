@@ -1,7 +1,9 @@
 """Load nested frozen dataclasses from TOML tables, validated once, with errors that name the key path.
 
 A field's help text lives in ``field(metadata={"help": ...})``; unknown keys, wrong types and
-values outside a Literal are rejected with the dotted path and what is allowed.
+values outside a Literal are rejected with the dotted path and what is allowed. One field of a
+table may be marked ``metadata={"tables": True}`` (a dict of sub-tables): it takes the table's
+other sub-tables by name, as ``[policies.<name>]`` does, and is written back flat.
 """
 
 from __future__ import annotations
@@ -86,16 +88,26 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {path}")
 
 
+def _tables_field(cls: type) -> str | None:
+    return next((f.name for f in dataclasses.fields(cls) if f.metadata.get("tables")), None)  # type: ignore[arg-type]
+
+
 def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     """Build dataclass `cls` from a TOML table, rejecting unknown keys by their path."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
               if not f.metadata.get("internal")}
-    kwargs: dict[str, Any] = {}
+    tables = _tables_field(cls)
+    kwargs: dict[str, Any] = {tables: {}} if tables else {}
     for key, value in data.items():
         sub = f"{path}.{key}" if path else key
-        if key not in fields:
-            raise ConfigError(sub, f"unknown key; allowed here: {', '.join(sorted(fields))}")
+        if tables and key not in fields and isinstance(value, dict):
+            kwargs[tables][key] = value
+            continue
+        if key not in fields or key == tables:
+            allowed = ", ".join(sorted(n for n in fields if n != tables))
+            extra = f", or a table per {fields[tables].metadata['tables_of']}" if tables else ""
+            raise ConfigError(sub, f"unknown key; allowed here: {allowed}{extra}")
         kwargs[key] = _coerce(hints[key], value, sub)
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -110,9 +122,13 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
 
 
 def to_dict(obj: Any) -> Any:
-    """Inverse of from_dict: a plain dict of TOML-writable values."""
+    """Inverse of from_dict: a plain dict of TOML-writable values (sub-tables written back flat)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        tables = _tables_field(type(obj))
+        if tables:
+            out.update({k: v for k, v in out.pop(tables).items() if v})
+        return out
     if isinstance(obj, tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -141,7 +157,7 @@ def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows += field_help(tp, key + ".")  # type: ignore[arg-type]
             continue
-        if f.metadata.get("internal"):
+        if f.metadata.get("internal") or f.metadata.get("tables"):
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")

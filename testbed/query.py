@@ -1,8 +1,13 @@
-"""Values that describe a query as a policy sees it, and its hidden truth as a trace records it."""
+"""Values that describe a query as a policy sees it, and its hidden truth as a trace records it.
+
+A query names its media: a video or an image file (`path`), or only the metadata a trace
+recorded (`path == ""`), which is all the sim needs. Real interpreters refuse media without a file.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Union
 
 import numpy as np
 
@@ -12,7 +17,9 @@ DENSITIES = (2, 4, 8, 16, 32)
 
 @dataclass(frozen=True, slots=True)
 class VideoMeta:
-    """Container metadata: everything samplers and the size model need, nothing decoded."""
+    """Container metadata: everything samplers and the size model need, nothing decoded.
+
+    `path` is the file on this machine, or "" when only a trace's metadata exists."""
 
     duration_s: float
     fps: float
@@ -21,6 +28,9 @@ class VideoMeta:
     height: int
     file_bytes: int
     keyframes: tuple[int, ...]
+    path: str = ""
+
+    kind = "video"
 
     @property
     def megapixels(self) -> float:
@@ -32,12 +42,31 @@ class VideoMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageMeta:
+    """An image file's size; the encoder sees it as one frame (image QA, seeds 002 and 003)."""
+
+    width: int
+    height: int
+    file_bytes: int
+    path: str = ""
+
+    kind = "image"
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+Media = Union[VideoMeta, ImageMeta]
+
+
+@dataclass(frozen=True, slots=True)
 class Query:
-    """What a policy may look at: the video's metadata, the question and its options."""
+    """What a policy may look at: the media, the question and its options."""
 
     query_id: str
     benchmark: str
-    video: VideoMeta
+    media: Media
     question: str
     options: tuple[str, ...]
 
@@ -53,18 +82,26 @@ class Hindsight:
 
 @dataclass(frozen=True, slots=True)
 class QueryRecord:
-    """One trace row: the query, its ground truth, every model variant's option logits, and
-    stage times recorded by a live run (empty for synthetic traces)."""
+    """One workload row: the query and its ground truth; from a trace also every model variant's
+    option logits and the stage times a live run recorded. A manifest gives no logits (None):
+    real interpreters compute them, the sim cannot run without them."""
 
     query: Query
     answer: int
     split: str
-    small_logits: np.ndarray
-    large_native_logits: np.ndarray
-    large_logits: dict[int, np.ndarray]
+    small_logits: np.ndarray | None = None
+    large_native_logits: np.ndarray | None = None
+    large_logits: dict[int, np.ndarray] = field(default_factory=dict)
     recorded_s: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def has_outcomes(self) -> bool:
+        """True if the record holds every model variant's logits (a trace row)."""
+        return self.small_logits is not None and self.large_native_logits is not None and bool(self.large_logits)
+
     def hindsight(self) -> Hindsight:
+        if self.small_logits is None or self.large_native_logits is None:
+            raise ValueError(f"query {self.query.query_id} has no recorded model outcomes")
         return Hindsight(
             small_correct=int(np.argmax(self.small_logits)) == self.answer,
             large_native_correct=int(np.argmax(self.large_native_logits)) == self.answer,

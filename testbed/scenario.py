@@ -1,20 +1,21 @@
 """Scenario files (TOML): workload, network, nodes, models, arrivals, policies, sweep.
 
 Validated once, here: unknown keys, wrong types and values out of range are rejected with the
-key path and what is allowed. Relative paths are taken from the scenario file's folder.
+key path and what is allowed. Relative paths are taken from the scenario file's folder. A policy's
+knobs live in a table of its own, ``[policies.<name>]``, checked against that policy's knobs type.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from testbed.config import ConfigError, from_dict, help_field, read_toml
-from testbed.policies.base import resolve
-from testbed.policies.catalogue import BASELINES
+import tomli_w
+
+from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
+from testbed.policies.registry import BASELINES, resolve
 from testbed.query import DENSITIES
 from testbed.workload.synthetic import BENCHMARKS
 
@@ -24,8 +25,11 @@ SHIPPED_PROFILE = REPO_ROOT / "traces" / "profiles" / "paper-fitted.toml"
 
 @dataclass(frozen=True)
 class WorkloadConfig:
-    kind: Literal["synthetic", "trace"] = help_field("synthetic", "calibrated synthetic workload, or a Parquet trace")
-    path: str = help_field("", "Parquet workload trace (kind = 'trace')")
+    kind: Literal["synthetic", "trace", "manifest", "mvbench"] = help_field(
+        "synthetic", "calibrated synthetic workload; a Parquet trace; a JSONL manifest of your own media files; "
+                     "or an MVBench annotation JSON")
+    path: str = help_field("", "the trace, manifest or MVBench JSON file (kinds trace, manifest, mvbench)")
+    video_root: str = help_field("", "folder the MVBench JSON's videos are in (kind mvbench; default: the JSON's)")
     benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate")
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)")
 
@@ -35,8 +39,8 @@ class WorkloadConfig:
                 raise ConfigError("workload.benchmarks", f"unknown benchmark {b!r}; allowed: {', '.join(BENCHMARKS)}")
         if self.queries_per_benchmark < 10:
             raise ConfigError("workload.queries_per_benchmark", "must be at least 10")
-        if self.kind == "trace" and not self.path:
-            raise ConfigError("workload.path", "required when workload.kind = 'trace'")
+        if self.kind != "synthetic" and not self.path:
+            raise ConfigError("workload.path", f"required when workload.kind = {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class ModelsConfig:
     compression_ratio: float = help_field(0.85, "compressed/raw bytes of a token message (zstd 3, byte-shuffle: "
                                                 "0.85 measured on fp16 tiny-encoder and random tokens)")
     default_density: int = help_field(16, "tokens per frame fed to the LM by default (VideoChat-Flash: 16)")
+    preset: str = help_field("tiny", "the VLM pair of real runs: 'tiny' (random weights, CPU), 'real-size' "
+                                     "(random-init 2B/7B, GPU timing) or a local model-pair folder")
+    device: str = help_field("cpu", "torch device of real runs: cpu, cuda, cuda:1, ...")
 
     def __post_init__(self) -> None:
         if self.default_density not in DENSITIES:
@@ -121,16 +128,41 @@ DEFAULT_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp
 @dataclass(frozen=True)
 class PoliciesConfig:
     run: tuple[str, ...] = help_field(DEFAULT_POLICIES, "policies to run, by name")
-    tau_route: float = help_field(0.6, "confidence threshold below which QuickGrasp escalates (seed 000: 0.6)")
     baselines: tuple[str, ...] = help_field(BASELINES, "policies every other is compared against (speedup)")
+    knobs: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
+        "tables": True, "tables_of": "policy with its knobs, e.g. [policies.quickgrasp-fixed16] tau_route = 0.6",
+        "help": "each run policy's knobs, every default filled in"})
 
     def __post_init__(self) -> None:
         if not self.run:
             raise ConfigError("policies.run", "name at least one policy")
-        for name in self.run + self.baselines:
-            resolve(name)
-        if not 0 <= self.tau_route <= 1:
-            raise ConfigError("policies.tau_route", "must be in [0, 1]")
+        for name in self.run:
+            resolve(name, "policies.run")
+        for name in self.baselines:
+            resolve(name, "policies.baselines")
+        wanted = list(dict.fromkeys(self.run + self.baselines))
+        for name in self.knobs:
+            if name not in wanted:
+                raise ConfigError(f"policies.{name}", "knobs for a policy that is neither run nor a baseline; "
+                                                      f"run: {', '.join(self.run)}")
+        filled = {}
+        for name in wanted:
+            filled[name] = to_dict(_knobs(name, self.knobs.get(name, {})))
+        object.__setattr__(self, "knobs", filled)
+
+    def knobs_for(self, name: str) -> Any:
+        """The knobs dataclass of policy `name` (a run policy or a baseline)."""
+        return _knobs(name, self.knobs.get(name, {}))
+
+
+def _knobs(name: str, table: dict[str, Any]) -> Any:
+    path = f"policies.{name}"
+    try:
+        return from_dict(resolve(name).knobs, table, path)
+    except ConfigError as exc:
+        if exc.path.startswith(path):
+            raise
+        raise ConfigError(f"{path}.{exc.path}" if exc.path else path, exc.message) from None
 
 
 @dataclass(frozen=True)
@@ -171,7 +203,7 @@ class Scenario:
 
 def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
     """A copy of `sc` with dotted keys set, validated like the file itself."""
-    data = dataclasses.asdict(sc)
+    data = to_dict(sc)
     data.pop("sweep")
     data.pop("base_dir")
     for key, value in assignment.items():
@@ -184,19 +216,25 @@ def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
         if parts[-1] not in node or isinstance(node[parts[-1]], dict):
             raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
         node[parts[-1]] = list(value) if isinstance(value, tuple) else value
-    data = _listify(data)
     try:
         return replace(from_dict(Scenario, data), base_dir=sc.base_dir)
     except ConfigError as exc:
         raise ConfigError(f"sweep.{exc.path}", exc.message) from None
 
 
-def _listify(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _listify(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_listify(v) for v in x]
-    return x
+def resolved_toml(sc: Scenario) -> str:
+    """The scenario as run, every default filled in and every path absolute, so it reruns as is."""
+    data = to_dict(sc)
+    data.pop("base_dir", None)
+    data["nodes"]["profile"] = str(sc.profile_path())
+    for table, key in (("network", "up_trace"), ("network", "down_trace"), ("workload", "path"),
+                       ("workload", "video_root")):
+        if data[table][key]:
+            data[table][key] = str(sc.resolve_path(data[table][key]))
+    preset = data["models"]["preset"]
+    if preset not in ("tiny", "real-size"):
+        data["models"]["preset"] = str(sc.resolve_path(preset))
+    return tomli_w.dumps(data)
 
 
 def scenario_from_dict(data: dict[str, Any], base_dir: Path) -> Scenario:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from testbed.codec.wire import HEADER_BYTES, encode_message
+from testbed.codec.layout import HEADER_BYTES
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 ZSTD_FRAME_BYTES = 18
@@ -46,6 +46,8 @@ def wire_token_bytes(frames: int, density: int, fmt: TokenFormat) -> int:
 
 def compression_ratio(tokens, level: int = 3, shuffle: bool = True) -> float:
     """Measured compressed/raw ratio of real tokens (a torch tensor) in the wire format."""
+    from testbed.codec.wire import encode_message  # torch: only when measuring real tokens
+
     raw = HEADER_BYTES + tokens.numel() * tokens.element_size()
     return (len(encode_message(tokens, level=level, shuffle=shuffle)) - ZSTD_FRAME_BYTES) / raw
 

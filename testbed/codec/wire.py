@@ -10,7 +10,6 @@ Layout of the decompressed content (little-endian):
 
 from __future__ import annotations
 
-import struct
 import sys
 import zlib
 from dataclasses import dataclass
@@ -19,13 +18,12 @@ import numpy as np
 import torch
 import zstandard
 
+from testbed.codec.layout import FLAG_SHUFFLE, HEADER, HEADER_BYTES, MAGIC, VERSION
 from testbed.errors import TestbedError
 
-MAGIC = b"VTOK"
-VERSION = 1
-HEADER = struct.Struct("<4sBBBBIIIQII")
-HEADER_BYTES = HEADER.size
-FLAG_SHUFFLE = 1
+__all__ = ["FLAG_SHUFFLE", "HEADER", "HEADER_BYTES", "MAGIC", "VERSION", "CodecError", "TokenMessage",
+           "decode_message", "encode_message"]
+
 DTYPES = {1: torch.float16, 2: torch.bfloat16, 3: torch.float32}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 DEFAULT_MAX_BYTES = 512 * 2**20

@@ -1,27 +1,62 @@
-"""What every policy receives besides the query, and the registry that maps names to policies."""
+"""What every policy receives besides the query: its knobs (from the scenario), the run's learned
+state, and hindsight for oracles; and PolicySpec, what the registry knows of a policy.
+
+Knobs are frozen dataclasses, one type per policy family, loaded from the scenario's table for
+that policy (``[policies.quickgrasp-fixed16] tau_route = 0.7``); each field carries its help text.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from testbed.codec.size import TokenFormat
-from testbed.errors import ConfigError
+from testbed.config import help_field
 from testbed.policies.effects import Policy
-from testbed.query import DENSITIES, Hindsight, Query
+from testbed.query import Hindsight, Query
 from testbed.router.calibration import Calibration
+
+
+@dataclass(frozen=True)
+class NoKnobs:
+    """A policy that reads nothing but its name."""
+
+
+@dataclass(frozen=True)
+class RouteKnobs:
+    """Knobs of a policy that answers locally first and escalates unsure answers (seed 000)."""
+
+    tau_route: float = help_field(0.6, "escalate when the small model's calibrated confidence is below this "
+                                       "(seed 000: 0.6)")
+
+    def __post_init__(self) -> None:
+        from testbed.errors import ConfigError
+
+        if not 0 <= self.tau_route <= 1:
+            raise ConfigError("tau_route", "must be in [0, 1]")
+
+
+@dataclass
+class RunState:
+    """Learned state of one policy's run (calibration now; a bandit and a seeded RNG next).
+
+    One object per policy per run, threaded to the policy explicitly, never global."""
+
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyContext:
-    """Knobs and learned state a policy reads; the interpreter passes `hindsight` only to oracles."""
+    """What a policy reads besides the query: its knobs, the run's learned state, the models'
+    default density, and hindsight (given only to policies that need it, in trace-driven runs)."""
 
-    calibration: Calibration
-    tau_route: float = 0.6
+    knobs: Any = field(default_factory=NoKnobs)
+    state: RunState = field(default_factory=RunState)
     default_density: int = 16
-    token_format: TokenFormat = TokenFormat()
     hindsight: Hindsight | None = None
+
+    @property
+    def calibration(self) -> Calibration:
+        return self.state.calibration
 
 
 PolicyFn = Callable[[Query, PolicyContext], Policy]
@@ -29,36 +64,16 @@ PolicyFn = Callable[[Query, PolicyContext], Policy]
 
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
-    """A named policy: its generator function and whether it needs hindsight (sim-only)."""
+    """A named policy: its generator function, its knobs type, whether it needs hindsight (so it
+    runs only where a trace holds every outcome), and whether it uses the calibration."""
 
     name: str
     fn: PolicyFn
+    knobs: type = NoKnobs
     needs_hindsight: bool = False
     calibrated: bool = True
     description: str = ""
 
-    def context(self, ctx: PolicyContext) -> PolicyContext:
-        """The context this policy runs with (Uncalibrated variants drop the temperatures)."""
-        return ctx if self.calibrated else replace(ctx, calibration=Calibration(1.0, 1.0))
-
-
-def policy_names() -> list[str]:
-    """Every name `resolve` accepts (density-parameterised names expanded)."""
-    from testbed.policies import catalogue
-
-    names = list(catalogue.FIXED)
-    for prefix in catalogue.PER_DENSITY:
-        names += [f"{prefix}-fixed{a}" for a in DENSITIES]
-    return names
-
-
-def resolve(name: str) -> PolicySpec:
-    """Look up a policy by name, e.g. ``device-native`` or ``quickgrasp-fixed16``."""
-    from testbed.policies import catalogue
-
-    if name in catalogue.FIXED:
-        return catalogue.FIXED[name]
-    m = re.fullmatch(r"([a-z-]+)-fixed(\d+)", name)
-    if m and m.group(1) in catalogue.PER_DENSITY and int(m.group(2)) in DENSITIES:
-        return catalogue.PER_DENSITY[m.group(1)](int(m.group(2)))
-    raise ConfigError("policies.run", f"unknown policy {name!r}; allowed: {', '.join(policy_names())}")
+    def new_state(self, calibration: Calibration) -> RunState:
+        """The learned state this policy starts a run with (Uncalibrated variants drop the temperatures)."""
+        return RunState(calibration if self.calibrated else Calibration(1.0, 1.0))

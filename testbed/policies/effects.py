@@ -1,8 +1,16 @@
 """The effect vocabulary: what a policy may ask an interpreter to do, and what it gets back.
 
-A policy is a generator: it yields an effect, the interpreter performs it (in SimPy time or for
-real) and sends the result back. Policies never sleep, read clocks or touch sockets. Adding an
-effect means adding it to both interpreters (sim/interpreter.py, live/).
+A policy is a generator: it yields an effect, an interpreter performs it (in SimPy time, or for
+real) and sends the result back, or throws a `PolicyInterrupt` in (the edge is unreachable).
+Policies never sleep, read clocks, touch sockets or do size arithmetic: effects name real things
+(the media file, the question, a handle to real tokens or bytes that the sim leaves empty) and
+interpreters work out what they cost.
+
+Adding an effect means: a frozen dataclass here, a handler name in `HANDLERS`, where it may run
+in `placement.ALLOWED`, and a method in every interpreter (`Interpreter` in driver.py makes a
+missing one an error at start-up). Where later work goes: image queries are `ImageMeta` media;
+a region of interest found by attention travels in `Inference.roi`; streams add a next-frame and
+an emit effect and use `WaitAny` on several futures.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from typing import Any, Generator, Literal, Union
 
 import numpy as np
 
-from testbed.query import VideoMeta
+from testbed.errors import TestbedError
+from testbed.query import ImageMeta, Media, VideoMeta
 from testbed.tokenizer.sampling import Sampler
 
 Where = Literal["local", "edge"]
@@ -21,33 +30,48 @@ ModelName = Literal["small", "large"]
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """Vision tokens of `frames` sampled frames (`decoded` physically decoded); `per_frame` is the
-    density they were merged to, 0 for the encoder's unmerged output."""
+    """Vision tokens of `frames` sampled frames (`decoded` physically decoded), made by `encoder`'s
+    vision encoder on `where`; `per_frame` is the density they were merged to, 0 for the
+    encoder's own output. `data` holds the real (frames, tokens, dim) tensor; the sim leaves it None."""
 
     frames: int
     decoded: int
     per_frame: int
     where: Where
-    stage_s: tuple[tuple[str, float], ...] = ()
+    encoder: ModelName = "small"
+    data: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """Bytes that cross the link. kind: video (the file), tokens (merged, compressed), text."""
+    """Bytes that cross the link: a media file (`kind` video or image) or compressed tokens.
 
-    kind: Literal["video", "tokens", "text"]
+    `nbytes` is what travels; for tokens `raw_bytes` is their size before compression, and
+    `frames`, `density` and `encoder` describe them. `data` holds the real bytes (None in the sim)."""
+
+    kind: Literal["video", "image", "tokens"]
     nbytes: int
-    raw_bytes: int = 0  # bytes before compression, for Decompress
+    raw_bytes: int = 0
     frames: int = 0
     density: int = 0
+    encoder: ModelName = "small"
+    media: Media | None = None
+    data: bytes | None = field(default=None, compare=False, repr=False)
+
+    @staticmethod
+    def of_media(media: Media) -> "Payload":
+        """Upload the media file itself (EdgeHosted, NoSharing)."""
+        return Payload(media.kind, media.file_bytes, media=media)
 
 
 @dataclass(frozen=True, slots=True)
 class Inference:
-    """A model's option logits for one query; `choice` is the arg-max option."""
+    """A model's option logits for one query; `choice` is the arg-max option. `roi` is a region
+    of interest (x0, y0, x1, y1 in pixels of the original media) where a model reports one."""
 
     model: ModelName
     option_logits: np.ndarray = field(compare=False)
+    roi: tuple[int, int, int, int] | None = None
 
     @property
     def choice(self) -> int:
@@ -56,33 +80,32 @@ class Inference:
 
 @dataclass(frozen=True, slots=True)
 class Tokenize:
-    """Decode, preprocess and encode `video` on `where`, sequentially or pipelined."""
+    """Decode, preprocess and encode `media` with `encoder`'s vision encoder, sequentially or
+    pipelined. At the edge (a step of an Offload) the media is the uploaded file."""
 
-    video: VideoMeta
+    media: Media
     sampler: Sampler
     pipelined: bool
-    where: Where = "local"
+    encoder: ModelName = "small"
 
 
 @dataclass(frozen=True, slots=True)
 class Infer:
-    """Run `model` on `tokens` merged to `density` per frame plus `text_tokens` of prompt.
-
-    For the large model, `shared_encoder` says whether the tokens come from the small model's
-    encoder (QuickGrasp's hybrid VLM7B-Encoder2B) or from its own (VideoChat-Flash-7B).
-    `tokens=None` inside an Offload means the tokens made by the step before it at the edge."""
+    """Run `model` on `tokens` merged to `density` per frame, prompted with the question and its
+    options; returns the option logits. The large model on the small model's tokens is the
+    shared-encoder hybrid (QuickGrasp's VLM7B-Encoder2B), on its own encoder's tokens the native
+    large VLM. `tokens=None` inside an Offload means the tokens made by the step before it."""
 
     model: ModelName
     tokens: Tokens | None
     density: int
-    text_tokens: int
-    where: Where = "local"
-    shared_encoder: bool = False
+    question: str
+    options: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Compress:
-    """Merge `tokens` to `density` per frame and compress them into a Payload (local)."""
+    """Merge `tokens` to `density` per frame and compress them into a token Payload."""
 
     tokens: Tokens
     density: int
@@ -90,7 +113,7 @@ class Compress:
 
 @dataclass(frozen=True, slots=True)
 class Decompress:
-    """Undo Compress at the edge."""
+    """At the edge: turn an uploaded token Payload back into Tokens."""
 
     payload: Payload
 
@@ -100,14 +123,11 @@ EdgeStep = Union[Tokenize, Infer, Decompress]
 
 @dataclass(frozen=True, slots=True)
 class Offload:
-    """Upload `payloads`, run `steps` in order at the edge, download `reply_bytes`.
-
-    The result is the last step's result. Tokens referred to by later steps are those produced
-    at the edge by an earlier Tokenize step, or the uploaded ones."""
+    """Upload `payloads` (and the prompts of its Infer steps), run `steps` in order at the edge,
+    download the answer. The result is the last step's result (an Inference)."""
 
     payloads: tuple[Payload, ...]
     steps: tuple[EdgeStep, ...]
-    reply_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +139,8 @@ class Future:
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    """Start `effect` without waiting for it; returns a Future."""
+    """Start `effect` without waiting for it; returns a Future. Its work and bytes count to the
+    query that started it, whether or not the policy ever waits for it."""
 
     effect: "Effect"
 
@@ -132,6 +153,15 @@ class Wait:
     timeout_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WaitAny:
+    """Wait until the first of `futures` finishes, at most `timeout_s`; returns (index, result) of
+    the first to finish (the lowest index on a tie), or TIMED_OUT."""
+
+    futures: tuple[Future, ...]
+    timeout_s: float | None = None
+
+
 class _TimedOut:
     __slots__ = ()
 
@@ -141,19 +171,40 @@ class _TimedOut:
 
 TIMED_OUT = _TimedOut()
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Offload, Submit, Wait]
+
+class PolicyInterrupt(TestbedError):
+    """Thrown into a policy at the effect it was waiting on; a policy may catch it and fall back."""
+
+
+class EdgeUnavailable(PolicyInterrupt):
+    """The edge did not answer an Offload (down, busy or too late)."""
+
+
+Effect = Union[Tokenize, Infer, Compress, Decompress, Offload, Submit, Wait, WaitAny]
+
+HANDLERS: dict[type, str] = {
+    Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress",
+    Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
+}
+"""The interpreter method that performs each effect (one method per effect, found by type)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What a policy returns: the chosen option and where it was decided."""
+    """What a policy returns: the chosen option, where it was decided, and whether the policy
+    fell back to the device because the edge did not answer."""
 
     choice: int
     served_by: Literal["local", "edge"]
     density: int = 0
     confidence: float = float("nan")
+    fallback: bool = False
 
 
 Policy = Generator[Effect, Any, Answer]
 Step = Generator[Effect, Any, Any]
 """A helper generator a policy delegates to with ``yield from`` (returns any value)."""
+
+__all__ = ["Answer", "Compress", "Decompress", "EdgeStep", "EdgeUnavailable", "Effect", "Future", "HANDLERS",
+           "ImageMeta", "Infer", "Inference", "ModelName", "Offload", "Payload", "Policy", "PolicyInterrupt", "Step",
+           "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny", "Where"]

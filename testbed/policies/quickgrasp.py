@@ -9,9 +9,9 @@ raw confidences (registered with calibrated=False). The adaptive-density bandit 
 
 from __future__ import annotations
 
-from testbed.codec.size import REPLY_BYTES, text_tokens
+from typing import Callable
+
 from testbed.policies.base import PolicyContext
-from testbed.policies.baselines import text_payload
 from testbed.policies.effects import (Answer, Compress, Decompress, Inference, Infer, Offload, Payload, Policy, Step,
                                       Tokenize, Tokens)
 from testbed.query import Query
@@ -20,17 +20,15 @@ from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 
 def local_first(q: Query, ctx: PolicyContext) -> Step:
     """Tokenize with the accelerated tokenizer and answer with the small VLM; returns (tokens, inference)."""
-    tokens = yield Tokenize(q.video, KEYFRAME_SAMPLER, pipelined=True)
-    local = yield Infer("small", tokens, ctx.default_density, text_tokens(q.question, q.options))
+    tokens = yield Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True)
+    local = yield Infer("small", tokens, ctx.default_density, q.question, q.options)
     return tokens, local
 
 
 def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int) -> Policy:
     """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer."""
     payload = yield Compress(tokens, density)
-    steps = (Decompress(payload),
-             Infer("large", None, density, text_tokens(q.question, q.options), where="edge", shared_encoder=True))
-    out = yield Offload((payload, text_payload(q)), steps, REPLY_BYTES)
+    out = yield Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options)))
     return Answer(out.choice, "edge", density, ctx.calibration.large_confidence(out.option_logits))
 
 
@@ -38,13 +36,13 @@ def _local_answer(ctx: PolicyContext, local: Inference, conf: float) -> Answer:
     return Answer(local.choice, "local", ctx.default_density, conf)
 
 
-def quickgrasp_fixed(density: int):
+def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
     """QuickGrasp's router with a fixed token density for offloaded queries."""
 
     def policy(q: Query, ctx: PolicyContext) -> Policy:
         tokens, local = yield from local_first(q, ctx)
         conf = ctx.calibration.small_confidence(local.option_logits)
-        if conf >= ctx.tau_route:
+        if conf >= ctx.knobs.tau_route:
             return _local_answer(ctx, local, conf)
         return (yield from offload_tokens(q, ctx, tokens, density))
 
@@ -55,9 +53,9 @@ def nosharing(q: Query, ctx: PolicyContext) -> Policy:
     """Ablation: no shared encoder; escalation uploads the video and the edge tokenizes again."""
     tokens, local = yield from local_first(q, ctx)
     conf = ctx.calibration.small_confidence(local.option_logits)
-    if conf >= ctx.tau_route:
+    if conf >= ctx.knobs.tau_route:
         return _local_answer(ctx, local, conf)
-    steps = (Tokenize(q.video, KEYFRAME_SAMPLER, pipelined=True, where="edge"),
-             Infer("large", None, ctx.default_density, text_tokens(q.question, q.options), where="edge"))
-    out = yield Offload((Payload("video", q.video.file_bytes), text_payload(q)), steps, REPLY_BYTES)
+    steps = (Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True, encoder="large"),
+             Infer("large", None, ctx.default_density, q.question, q.options))
+    out = yield Offload((Payload.of_media(q.media),), steps)
     return Answer(out.choice, "edge", ctx.default_density, ctx.calibration.large_confidence(out.option_logits))

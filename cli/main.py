@@ -1,5 +1,6 @@
-"""`testbed` command line. Subcommands import sim/ (and later live/) lazily, so the core stays
-importable without them. A user error prints one line and exits with code 2."""
+"""`testbed` command line, the composition root: it wires the core (testbed/) to the sim (sim/)
+or to real runs (live/). Subcommands import what they need lazily, so `testbed keys` stays fast.
+A user error prints one line and exits with code 2."""
 
 from __future__ import annotations
 
@@ -17,22 +18,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim.engine import load_workload, run_scenario
-    from sim.results import label, new_run_dir, write_run
     from testbed import report
     from testbed.profiles import load_profile
-    from testbed.scenario import load_scenario, with_overrides
+    from testbed.results import label, new_run_dir, write_run
+    from testbed.scenario import resolved_toml
 
     console = Console(width=max(140, Console().width))
-    sc = load_scenario(args.scenario)
-    overrides = {}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.queries is not None:
-        overrides["workload.queries_per_benchmark"] = args.queries
-    if overrides:
-        sc = with_overrides(sc, overrides)
+    sc = _scenario(args)
     points = sc.grid()
-    out = new_run_dir(Path(args.out), sc.name)
+    out = new_run_dir(Path(args.out), sc.name, _stamp())
     total = 0
     for _, point in points:
         wl = load_workload(point)
@@ -48,7 +42,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             comparison = report.paper_comparison(summary) if point.paper_comparison else None
             folder = out if len(points) == 1 else out / f"point-{i:03d}"
             folder.mkdir(exist_ok=True)
-            write_run(folder, point, run, summary, comparison)
+            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison,
+                      point.seed)
             rows.append(summary.assign(**{k: v for k, v in assignment.items()}))
             for note in report.saturation_notes(run.totals, run.queries):
                 console.print(f"[yellow]warning:[/yellow] {note}" + (f" ({assignment})" if assignment else ""))
@@ -70,6 +65,25 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         console.print(report.format_table(table))
     console.print(f"\nresults: {out}")
     return 0
+
+
+def _stamp() -> str:
+    import datetime
+
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _scenario(args: argparse.Namespace):
+    """The scenario named on the command line, with --seed and --queries applied."""
+    from testbed.scenario import load_scenario, with_overrides
+
+    sc = load_scenario(args.scenario)
+    overrides: dict[str, object] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.queries is not None:
+        overrides["workload.queries_per_benchmark"] = args.queries
+    return with_overrides(sc, overrides) if overrides else sc
 
 
 def _print_summary(console, summary, baselines: Sequence[str], data_label: str) -> None:

@@ -1,0 +1,92 @@
+"""The one driver every interpreter and the tests use to run a policy, and the interpreter base.
+
+`drive` sends each effect's result into the policy generator, or throws a `PolicyInterrupt`
+(the edge is unreachable, a deadline passed) in at the effect that caused it, as SimPy drives its
+processes. An interpreter performs an effect with one method per effect type (`HANDLERS`); a
+method may return its result, or a generator to delegate to (the sim yields SimPy events from
+it). The driver is itself a generator: the sim runs it as a SimPy process, real interpreters run
+it with `run_sync` (their methods never yield), tests with scripted methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import GeneratorType
+from typing import Any, Callable, Generator
+
+from testbed.errors import TestbedError
+from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Infer, Offload, Policy, PolicyInterrupt,
+                                      Submit, Tokenize, Wait, WaitAny)
+from testbed.policies.placement import check_placement
+
+Perform = Callable[[Any], Any]
+
+
+def drive(policy: Policy, perform: Perform) -> Generator[Any, Any, Answer]:
+    """Run `policy` to its Answer, performing each effect it yields with `perform`."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = policy.send(value) if error is None else policy.throw(error)
+        except StopIteration as stop:
+            if not isinstance(stop.value, Answer):
+                raise TestbedError(f"a policy must return an Answer, not {type(stop.value).__name__}") from None
+            return stop.value
+        error = None
+        try:
+            out = perform(effect)
+            value = (yield from out) if type(out) is GeneratorType else out
+        except PolicyInterrupt as exc:
+            value, error = None, exc
+
+
+def run_sync(gen: Generator[Any, Any, Any]) -> Any:
+    """Run a driver whose effects never yield (a real interpreter's) and return its result."""
+    try:
+        step = next(gen)
+    except StopIteration as stop:
+        return stop.value
+    gen.close()
+    raise TestbedError(f"an interpreter yielded {step!r}; real interpreters return results directly")
+
+
+class Interpreter(ABC):
+    """Performs effects: one method per effect type, named in `HANDLERS`. A subclass that lacks a
+    method cannot be instantiated, so a missing effect fails at start-up, not in mid-run.
+
+    Each method takes (effect, run, site) where `run` is the interpreter's per-query state and
+    `site` is "local" or "edge" (a step of an Offload), and returns the result or a generator."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type, Callable[[Any, Any, str], Any]] = {
+            cls: getattr(self, name) for cls, name in HANDLERS.items()}
+
+    def perform(self, effect: Any, run: Any, site: str = "local") -> Any:
+        """Check where `effect` may run, then hand it to its method."""
+        check_placement(effect, site)
+        return self._handlers[type(effect)](effect, run, site)
+
+    @abstractmethod
+    def tokenize(self, eff: Tokenize, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def infer(self, eff: Infer, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def compress(self, eff: Compress, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def decompress(self, eff: Decompress, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def offload(self, eff: Offload, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def submit(self, eff: Submit, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def wait(self, eff: Wait, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def wait_any(self, eff: WaitAny, run: Any, site: str) -> Any: ...

@@ -1,0 +1,208 @@
+"""What a run produces, the same for every interpreter: the per-query ledger and row, stage-time
+keys, run results, and the results folder results/<scenario>/<timestamp>/.
+
+Recorded stage times are keyed by `stage_key` (e.g. ``local.tokenize.keyframe.pipelined``): a live
+run records them under the keys the sim replays.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from testbed.policies.effects import Answer, ModelName, Tokenize, Tokens
+from testbed.query import QueryRecord
+from testbed.router.calibration import Calibration
+
+MODES = ("sim", "inproc", "live")
+
+
+def stage_key(where: str, what: str, *detail: object) -> str:
+    """Key of a recorded stage time, e.g. ``local.tokenize.keyframe.pipelined``."""
+    return ".".join([where, what, *(str(d) for d in detail)])
+
+
+def tokenize_key(site: str, eff: Tokenize) -> str:
+    kind = eff.sampler.kind if eff.media.kind == "video" else "image"
+    return stage_key(site, "tokenize", kind, "pipelined" if eff.pipelined else "sequential")
+
+
+def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
+    """The large model's key says whether it ran on the small model's encoder's tokens (shared)."""
+    if model == "large":
+        return stage_key(site, "infer", model, "shared" if tokens.encoder == "small" else "native", f"a{density}")
+    return stage_key(site, "infer", model, f"a{density}")
+
+
+def compress_key(density: int) -> str:
+    return stage_key("local", "compress", f"a{density}")
+
+
+def decompress_key(density: int) -> str:
+    return stage_key("edge", "decompress", f"a{density}")
+
+
+@dataclass
+class Ledger:
+    """Where one query's time and bytes went, its own work and that of every future it started."""
+
+    local_s: float = 0.0
+    local_queue_s: float = 0.0
+    uplink_s: float = 0.0
+    edge_queue_s: float = 0.0
+    edge_s: float = 0.0
+    downlink_s: float = 0.0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    frames: int = 0
+    decoded: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, where: str, waited: float, worked: float) -> None:
+        if where == "local":
+            self.local_queue_s += waited
+            self.local_s += worked
+        else:
+            self.edge_queue_s += waited
+            self.edge_s += worked
+
+    def stage(self, key: str, seconds: float) -> None:
+        """Book a stage's time under its key (a query that runs a stage twice books the sum)."""
+        self.stages[key] = self.stages.get(key, 0.0) + seconds
+
+
+@dataclass
+class QueryRun:
+    """One query in flight: its record, its client, its ledger, the futures it started, and when
+    it was submitted and answered (in the interpreter's clock)."""
+
+    rec: QueryRecord
+    client: int
+    submit_s: float = 0.0
+    ledger: Ledger = field(default_factory=Ledger)
+    futures: dict[int, Any] = field(default_factory=dict)
+    done_s: float = float("nan")
+    answer: Answer | None = None
+
+    def row(self, policy: str, mode: str) -> dict[str, Any]:
+        """The query's result row; call once every future it started has finished."""
+        a, rec, ledger = self.answer, self.rec, self.ledger
+        assert a is not None, "row() of a query that has not been answered"
+        return {
+            "policy": policy, "mode": mode, "query_id": rec.query.query_id, "benchmark": rec.query.benchmark,
+            "client": self.client, "submit_s": self.submit_s, "done_s": self.done_s,
+            "delay_s": self.done_s - self.submit_s, "choice": a.choice, "answer": rec.answer,
+            "correct": a.choice == rec.answer, "served_by": a.served_by, "density": a.density,
+            "confidence": a.confidence, "fallback": a.fallback, "bytes_up": ledger.bytes_up,
+            "bytes_down": ledger.bytes_down, "frames": ledger.frames, "decoded_frames": ledger.decoded,
+            "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
+            "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s, "t_downlink_s": ledger.downlink_s,
+            "stage_s": ledger.stages,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Per-query rows of every policy, run totals, and what the run was made from."""
+
+    queries: pd.DataFrame
+    totals: pd.DataFrame
+    provenance: str
+    profile: str
+    calibration: Calibration
+    parameters: dict[str, Any]
+    mode: str = "sim"
+    notes: tuple[str, ...] = ()
+
+
+def order_rows(rows: list[dict[str, Any]], policies: Sequence[str], benchmarks: Sequence[str]) -> pd.DataFrame:
+    """Rows sorted by policy (scenario order), benchmark (workload order), then submit time."""
+    queries = pd.DataFrame(rows)
+    if queries.empty:
+        return queries
+    rank_policy = {p: i for i, p in enumerate(policies)}
+    rank_bench = {b: i for i, b in enumerate(benchmarks)}
+    queries = (queries.assign(_p=queries.policy.map(rank_policy), _b=queries.benchmark.map(rank_bench))
+               .sort_values(["_p", "_b", "submit_s"], kind="stable").drop(columns=["_p", "_b"]))
+    return queries.reset_index(drop=True)
+
+
+PACKAGES = ("vlm-edge-testbed", "simpy", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "torch",
+            "transformers", "av", "decord", "pyzmq", "pyroute2")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def new_run_dir(root: Path, scenario: str, stamp: str) -> Path:
+    """results/<scenario>/<stamp>/ (with a suffix if it exists); the caller gives the timestamp."""
+    path = root / scenario / stamp
+    n = 1
+    while path.exists():
+        path = root / scenario / f"{stamp}-{n}"
+        n += 1
+    path.mkdir(parents=True)
+    return path
+
+
+def label(run: RunResult) -> str:
+    kind = "SYNTHETIC workload" if run.provenance.startswith("synthetic:") else "recorded workload"
+    if run.mode != "sim":
+        kind = f"{run.mode} run on {'SYNTHETIC queries' if 'synthetic' in run.provenance else 'real queries'}"
+    return f"{kind} ({run.provenance}); profile {run.profile}"
+
+
+def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str, Any]) -> None:
+    """Per-query rows as Parquet; `stage_s` is a map of stage key to seconds."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = q.copy()
+    stages = frame.pop("stage_s") if "stage_s" in frame else None
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if stages is not None:
+        col = pa.array([sorted(s.items()) for s in stages], type=pa.map_(pa.string(), pa.float64()))
+        table = table.append_column("stage_s", col)
+    meta = {b"testbed.provenance": provenance.encode(), b"testbed.run": json.dumps(extra, default=str).encode()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
+
+
+def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
+              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, str] | None = None) -> None:
+    """Everything a reader needs to trust and redo one run, whichever interpreter made it."""
+    from testbed import report
+
+    title = f"{name} - {label(run)}"
+    write_queries(out / "queries.parquet", run.queries, run.provenance,
+                  {"scenario": name, "seed": seed, "mode": run.mode, "calibration": run.calibration})
+    summary.to_csv(out / "summary.csv", index=False)
+    md = [f"# {name}", "", f"{description}", "", f"**Data:** {label(run)}", "",
+          f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "
+          "(fitted on the profiling split)", "", report.format_table(summary), ""]
+    md += [f"**Note:** {n}" for n in run.notes]
+    md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
+    if comparison is not None and len(comparison):
+        md += ["## Measured vs seed 000", "", "QuickGrasp is `quickgrasp-fixed16` (the paper's adaptive density "
+               "comes with the bandit).", "", report.format_table(comparison), ""]
+    (out / "summary.md").write_text("\n".join(md))
+    (out / "scenario.toml").write_text(scenario_toml)
+    (out / "versions.json").write_text(json.dumps({**versions(), "mode": run.mode, "workload": run.provenance,
+                                                   "profile": run.profile, **(extra_versions or {})}, indent=2))
+    run.totals.to_csv(out / "totals.csv", index=False)
+    if len(run.queries):
+        report.plot_delay_cdf(run.queries, out / "delay_cdf.png", title)
+        report.plot_breakdown(run.queries, out / "delay_breakdown.png", title)
+        report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
