@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from testbed.codec.size import TokenFormat, raw_token_bytes
 from testbed.profiles import DeviceProfile
-from testbed.query import Media
+from testbed.query import ImageMeta, Media
 from testbed.tokenizer.sampling import Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
 
 
@@ -30,7 +30,7 @@ def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined:
                   chunk_frames: int) -> TokenizeCost:
     """Decode (frames physically decoded x megapixels, plus seeks), preprocess and encode; a
     pipelined tokenizer overlaps them in chunks of `chunk_frames`. An image is one frame."""
-    if media.kind == "image":
+    if isinstance(media, ImageMeta):
         dec, pre, enc = dev.seconds("decode", media.megapixels), dev.seconds("preprocess", 1), dev.seconds("encode", 1)
         return TokenizeCost(1, 1, dec, pre, enc, dec + pre + enc)
     idx = sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler)

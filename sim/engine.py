@@ -132,7 +132,8 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
     totals = {"policy": spec.name, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
               "edge_gpu_util": w.edge.gpu_busy_s / (span * sc.nodes.edge_gpus),
               "uplink_util_max": max(c.busy_s for c in ups) / span,
-              "downlink_util_max": max(c.busy_s for c in downs) / span}
+              "downlink_util_max": max(c.busy_s for c in downs) / span,
+              "bytes_up": sum(c.bytes for c in ups), "bytes_down": sum(c.bytes for c in downs)}
     return rows, totals
 
 

@@ -121,7 +121,7 @@ def simulate_for_fit(sc: Scenario, profile: HardwareProfile, per_benchmark: int 
         df["policy"] = name
         frames.append(df)
     q = pd.concat(frames, ignore_index=True)
-    meta = pd.DataFrame({"query_id": [r.query.query_id for r in test], "duration_s": [r.query.media.duration_s for r in test]})
+    meta = pd.DataFrame({"query_id": [r.query.query_id for r in test], "duration_s": [getattr(r.query.media, "duration_s", 0.0) for r in test]})
     q = q.merge(meta, on="query_id")
     dn = q.policy == "device-native"
     q["decode_s"] = 0.0

@@ -7,7 +7,7 @@ recorded (`path == ""`), which is all the sim needs. Real interpreters refuse me
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import ClassVar, Literal, Union
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class VideoMeta:
     keyframes: tuple[int, ...]
     path: str = ""
 
-    kind = "video"
+    kind: ClassVar[Literal["video"]] = "video"
 
     @property
     def megapixels(self) -> float:
@@ -50,7 +50,7 @@ class ImageMeta:
     file_bytes: int
     path: str = ""
 
-    kind = "image"
+    kind: ClassVar[Literal["image"]] = "image"
 
     @property
     def megapixels(self) -> float:

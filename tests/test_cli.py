@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from testbed.bandwidth import mean_mbps, read_mahimahi
-from testbed.cli import main
+from cli.main import main
 from testbed.scenario import REPO_ROOT
 from testbed.traces import read_trace
 
@@ -56,12 +56,12 @@ def test_resolved_scenario_is_complete(tmp_path):
 def test_sweep_writes_one_table_and_one_plot(tmp_path):
     sc = tmp_path / "sw.toml"
     sc.write_text('[workload]\nqueries_per_benchmark = 12\n[policies]\nrun = ["device-native", "quickgrasp-fixed16"]\n'
-                  '[sweep]\n"network.up_mbps" = [5.0, 50.0]\n"policies.tau_route" = [0.5, 0.7]\n')
+                  '[sweep]\n"network.up_mbps" = [5.0, 50.0]\n"policies.quickgrasp-fixed16.tau_route" = [0.5, 0.7]\n')
     assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
     (run,) = (tmp_path / "r" / "sw").iterdir()
     table = pd.read_csv(run / "sweep.csv")
     assert len(table) == 2 * 2 * 2 and (run / "sweep.png").stat().st_size > 0
-    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps", "policies.tau_route"]).mean_s
+    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps", "policies.quickgrasp-fixed16.tau_route"]).mean_s
     assert qg[(5.0, 0.5)] > qg[(50.0, 0.5)]  # a slower uplink makes escalation slower
 
 

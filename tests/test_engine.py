@@ -56,7 +56,7 @@ def test_edge_hosted_is_fastest_on_the_shortest_clips(default_run):
     _, run, _ = default_run
     q = run.queries
     wl = load_workload(load_scenario("default"))
-    short = {r.query.query_id for r in wl.records if r.query.benchmark == "mvbench" and r.query.video.duration_s < 5}
+    short = {r.query.query_id for r in wl.records if r.query.benchmark == "mvbench" and r.query.media.duration_s < 5}
     m = q[q.query_id.isin(short)].groupby("policy").delay_s.mean()
     assert len(short) > 50
     for other in ("device-native", "collaborative", "quickgrasp-fixed16"):

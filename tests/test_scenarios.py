@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.cli import main
+from cli.main import main
 from testbed.errors import ConfigError
 from testbed.scenario import REPO_ROOT, load_scenario
 
@@ -61,7 +61,7 @@ def test_missing_files_are_one_line_errors(tmp_path, capsys):
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     p = _write(tmp_path, "[network]\nup_mbs = 5.0\n")
-    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "sim", str(p)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "cli", "sim", str(p)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

@@ -71,18 +71,18 @@ def test_temperature_14_corrects_small_model_overconfidence():
 
 def test_durations_options_and_sizes(workload):
     mv = _bench(workload, "mvbench")
-    d = np.array([r.query.video.duration_s for r in mv])
+    d = np.array([r.query.media.duration_s for r in mv])
     assert d.max() <= 35 and np.mean(d < 5) == pytest.approx(0.20, abs=0.04)
-    short = [r for r in mv if r.query.video.duration_s < 5]
-    assert np.mean([r.query.video.file_bytes < 821 * 1024 for r in short]) > 0.9
+    short = [r for r in mv if r.query.media.duration_s < 5]
+    assert np.mean([r.query.media.file_bytes < 821 * 1024 for r in short]) > 0.9
     assert {len(r.query.options) for r in mv} <= {3, 4, 5}
     vm = _bench(workload, "videomme")
-    dv = np.array([r.query.video.duration_s for r in vm])
+    dv = np.array([r.query.media.duration_s for r in vm])
     assert dv.min() >= 11 and dv.max() <= 3600 and {len(r.query.options) for r in vm} == {4}
-    upload_s = np.mean([r.query.video.file_bytes for r in vm]) * 8 / (59e6 / 1.055)
+    upload_s = np.mean([r.query.media.file_bytes for r in vm]) * 8 / (59e6 / 1.055)
     assert upload_s == pytest.approx(15, rel=0.15)  # SI: ~15 s to upload at 59 Mbit/s
     ml = _bench(workload, "mlvu")
-    dm = np.array([r.query.video.duration_s for r in ml])
+    dm = np.array([r.query.media.duration_s for r in ml])
     assert dm.min() >= 187 and dm.max() <= 8206 and {len(r.query.options) for r in ml} == {6}
 
 
@@ -90,7 +90,7 @@ def test_keyframe_sampling_cuts_median_frames_486_to_124(workload):
     vm = _bench(workload, "videomme")
 
     def frames(r, s):
-        v = r.query.video
+        v = r.query.media
         return len(sample_indices(v.n_frames, v.fps, v.keyframe_array, s))
 
     assert np.median([frames(r, DEFAULT_SAMPLER) for r in vm]) == pytest.approx(486, rel=0.10)
@@ -112,4 +112,4 @@ def test_trace_round_trip(tmp_path):
     r0 = wl.records[0]
     assert r0.query.query_id == frame.query_id[0]
     np.testing.assert_allclose(r0.small_logits, np.asarray(frame.small_logits[0], dtype=np.float32))
-    assert list(r0.query.video.keyframes) == list(frame.keyframes[0])
+    assert list(r0.query.media.keyframes) == list(frame.keyframes[0])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import decord
-from testbed.cli import main
+from cli.main import main
 from testbed.models.encoder import make_encoder, tiny_encoder
 from testbed.tokenizer.decode import decode, iter_frames_decord, iter_keyframes
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +90,7 @@ def test_bad_files_raise_the_documented_error(videos, name, encoder):
 @pytest.mark.parametrize("name", BAD + ["missing"])
 def test_bad_files_end_the_cli_with_one_line(videos, name):
     path = videos.get(name, "/nonexistent/video.mp4")
-    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2
     ours = [line for line in proc.stderr.splitlines() if line.startswith("testbed: error:")]

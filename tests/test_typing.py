@@ -7,6 +7,6 @@ from testbed.scenario import REPO_ROOT
 
 
 def test_mypy_passes():
-    proc = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "testbed", "sim"], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "testbed", "sim", "cli", "live"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

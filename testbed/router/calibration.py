@@ -83,6 +83,10 @@ def fit_calibration(records: Sequence[QueryRecord]) -> Calibration:
     model's from its native logits."""
     if not records:
         return Calibration(1.0, 1.0)
+    small = [r.small_logits for r in records]
+    large = [r.large_native_logits for r in records]
+    if any(x is None for x in small + large):
+        raise ValueError("calibration needs both models' logits on every profiling query")
     labels = np.array([r.answer for r in records])
-    return Calibration(fit_temperature(padded_logits([r.small_logits for r in records]), labels),
-                       fit_temperature(padded_logits([r.large_native_logits for r in records]), labels))
+    return Calibration(fit_temperature(padded_logits(small), labels),  # type: ignore[arg-type]
+                       fit_temperature(padded_logits(large), labels))  # type: ignore[arg-type]
