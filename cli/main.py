@@ -67,6 +67,50 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_live(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from testbed import report
+    from testbed.errors import ConfigError
+    from testbed.results import label, new_run_dir, write_run
+    from testbed.scenario import resolved_toml, with_overrides
+
+    console = Console(width=max(140, Console().width))
+    sc = _scenario(argparse.Namespace(**{**vars(args), "queries": None}))
+    if sc.sweep:
+        raise ConfigError("sweep", "real runs take one point; run the sweep in the sim (testbed sim) or drop [sweep]")
+    overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
+    if overrides:
+        sc = with_overrides(sc, overrides)
+    if not args.inproc:
+        raise ConfigError("", "live mode over a ZeroMQ link is not available yet; run in one process with --inproc")
+    from live.run import load_media_workload, run_real
+    from testbed.models.pair import make_pair
+
+    workload = load_media_workload(sc, args.queries)
+    pair = make_pair(sc.models.preset, sc.models.device)
+    ran = [p for p in sc.policies.run if p != "oracle"]
+    total = len(workload.split("test") or workload.records) * len(ran)
+    notes: list[str] = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"running {sc.name} in one process", total=total)
+        run = run_real(sc, workload, pair, "inproc", progress=lambda n: bar.advance(task, n), note=notes.append)
+    for n in notes:
+        console.print(f"[yellow]note:[/yellow] {n}")
+    out = new_run_dir(Path(args.out), sc.name, _stamp())
+    baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
+    summary = report.summarize(run.queries, baselines)
+    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed,
+              {"models": pair.preset, "device": sc.models.device})
+    _print_summary(console, summary, baselines, label(run))
+    console.print(f"\nresults: {out}")
+    return 0
+
+
 def _stamp() -> str:
     import datetime
 
@@ -170,7 +214,10 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     from testbed.tokenizer.sampling import Sampler
     from testbed.tokenizer.video import probe
 
-    meta = probe(args.video)  # a bad file fails here, before any model loads
+    notes: list[str] = []
+    meta = probe(args.video, notes)  # a bad file fails here, before any model loads
+    for note in notes:
+        print(f"testbed: warning: {note}", file=sys.stderr)
     from testbed.models.encoder import make_encoder
     from testbed.tokenizer.pipeline import tokenize
 
@@ -238,6 +285,17 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--chunk", type=int, default=16, help="frames per pipeline chunk")
     t.add_argument("--threads", type=int, default=0, help="decoder threads (0: decord's default)")
     t.set_defaults(fn=_cmd_tokenize)
+    lv = sub.add_parser("live", help="run a scenario for real (real decoding, models and codec) and write "
+                                     "results/<scenario>/<timestamp>/")
+    lv.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
+    lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
+    lv.add_argument("--seed", type=int, help="override the scenario's seed")
+    lv.add_argument("--queries", type=int, help="queries per benchmark (a synthetic workload makes this many "
+                                                "clips per class; default 8)")
+    lv.add_argument("--out", default="results", help="results root folder")
+    lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
+    lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
+    lv.set_defaults(fn=_cmd_live)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     return p

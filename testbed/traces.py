@@ -72,6 +72,7 @@ class Workload:
     records: tuple[QueryRecord, ...]
     provenance: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # one line each, e.g. a video that was cut short
 
     @property
     def synthetic(self) -> bool:

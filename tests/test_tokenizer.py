@@ -183,4 +183,44 @@ def test_memory_stays_flat_over_200_tokenizations(videos, encoder):
 def test_cli_tokenize(videos, capsys):
     assert main(["tokenize", str(videos["long"]), "--sampler", "keyframe"]) == 0
     out = capsys.readouterr().out
-    assert "(120, 16, 64)" in out and "keyframe packets only" in out
+    assert "(120, 64, 64)" in out and "keyframe packets only" in out
+
+
+@pytest.fixture(scope="module")
+def short_files(tmp_path_factory):
+    """Files that declare more frames than they hold: one frame (common in AVI), and cut in the middle."""
+    from tests.videos import cut, declare_extra_frames, encode
+
+    d = tmp_path_factory.mktemp("short")
+    avi = encode(d / "full.avi", 4, fps=25, size="160x90", gop=25)
+    mkv = encode(d / "full.mkv", 4, fps=25, size="160x90", gop=25)
+    mp4 = encode(d / "faststart.mp4", 4, fps=25, size="160x90", gop=25, container_args=("-movflags", "+faststart"))
+    return {"plus_one": declare_extra_frames(avi, d / "plus_one.avi"), "half_avi": cut(avi, d / "half.avi", 0.5),
+            "half_mkv": cut(mkv, d / "half.mkv", 0.5), "half_mp4": cut(mp4, d / "half.mp4", 0.5)}
+
+
+def test_one_frame_fewer_than_declared_tokenizes_without_a_note(short_files, encoder):
+    notes = []
+    m = probe(short_files["plus_one"], notes)
+    assert m.n_frames == 100 and notes == []
+    r = tokenize(short_files["plus_one"], Sampler("uniform", count=100), encoder, time.perf_counter, meta=m)
+    assert r.tokens.shape[0] == 100
+
+
+@pytest.mark.parametrize("name", ["half_avi", "half_mkv", "half_mp4"])
+def test_a_file_cut_in_the_middle_tokenizes_the_frames_present(short_files, encoder, name):
+    notes = []
+    m = probe(short_files[name], notes)
+    assert 40 <= m.n_frames <= 51
+    assert len(notes) == 1 and "cut short" in notes[0] and "\n" not in notes[0]
+    for sampler in (KEYFRAME_SAMPLER, Sampler("uniform", count=100)):
+        r = tokenize(short_files[name], sampler, encoder, time.perf_counter, meta=m)
+        assert r.tokens.shape[0] == m.n_frames  # every frame present, none invented
+
+
+def test_the_cli_warns_in_one_line_about_a_cut_file(short_files):
+    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(short_files["half_avi"])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("testbed: warning:")]
+    assert len(warnings) == 1 and "cut short" in warnings[0]

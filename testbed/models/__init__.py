@@ -1,1 +1,2 @@
-"""Models: a vision encoder shared by the small and large VLM (language models come later)."""
+"""Models: vision encoders (encoder.py), text tokenizers (text.py) and the small/large VLM pair that
+shares one encoder (pair.py). Importing this package loads no torch; its modules do."""

@@ -67,16 +67,65 @@ def iter_keyframes(path: Path | str, meta: VideoMeta, indices: Sequence[int] | n
         raise VideoError(path, f"truncated or corrupt: decoded {got} of {len(wanted)} keyframes")
 
 
+def iter_frames_sequential(path: Path | str, indices: Sequence[int] | np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    """RGB frames at `indices`, decoding every frame in order with PyAV (slow, but it reads files
+    that decord cannot open, such as an MP4 cut short after its index)."""
+    wanted = set(np.asarray(indices).tolist())
+    last = max(wanted, default=-1)
+    out: list[np.ndarray] = []
+    got = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for i, frame in enumerate(_frames_until_error(container, stream)):
+                if i in wanted:
+                    out.append(frame.to_ndarray(format="rgb24"))
+                    got += 1
+                    if len(out) >= chunk:
+                        yield np.stack(out)
+                        out = []
+                if i >= last:
+                    break
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise VideoError(path, f"decoding failed ({exc})") from None
+    if out:
+        yield np.stack(out)
+    if got != len(wanted):
+        raise VideoError(path, f"truncated or corrupt: decoded {got} of {len(wanted)} frames")
+
+
+def _frames_until_error(container, stream) -> Iterator:  # type: ignore[no-untyped-def]
+    """Decoded frames in display order; a demux or decode error ends the sequence (a file cut short)."""
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()
+    except (av.FFmpegError, ValueError, OSError):
+        try:  # flush the frames the decoder still holds
+            yield from stream.codec_context.decode(None)
+        except (av.FFmpegError, ValueError, OSError):
+            return
+
+
+def _decord_reader(path: Path | str, threads: int):  # type: ignore[no-untyped-def]
+    import decord
+
+    try:
+        return decord.VideoReader(str(path), num_threads=threads)
+    except (decord.DECORDError, RuntimeError) as exc:
+        raise VideoError(path, f"not a readable video ({str(exc).splitlines()[0]})") from None
+
+
 def iter_frames_decord(path: Path | str, indices: Sequence[int] | np.ndarray, chunk: int,
                        threads: int = 0) -> Iterator[np.ndarray]:
     """RGB frames (c, H, W, 3) uint8 at `indices`, `chunk` at a time, with decord."""
+    return _decord_batches(_decord_reader(path, threads), path, indices, chunk)
+
+
+def _decord_batches(reader, path: Path | str, indices: Sequence[int] | np.ndarray,  # type: ignore[no-untyped-def]
+                    chunk: int) -> Iterator[np.ndarray]:
     import decord
 
     idx = np.asarray(indices, dtype=np.int64)
-    try:
-        reader = decord.VideoReader(str(path), num_threads=threads)
-    except (decord.DECORDError, RuntimeError) as exc:
-        raise VideoError(path, f"not a readable video ({str(exc).splitlines()[0]})") from None
     try:
         if len(idx) and (idx.min() < 0 or idx.max() >= len(reader)):
             raise VideoError(path, f"frame index out of range 0..{len(reader) - 1}")
@@ -95,10 +144,15 @@ def iter_frames_decord(path: Path | str, indices: Sequence[int] | np.ndarray, ch
 
 def iter_frames(path: Path | str, meta: VideoMeta, indices: Sequence[int] | np.ndarray, chunk: int,
                 threads: int = 0) -> Iterator[np.ndarray]:
-    """Chunks of decoded frames: the keyframe fast path when it applies, decord otherwise."""
+    """Chunks of decoded frames: the keyframe fast path when it applies, decord otherwise, and
+    PyAV's sequential decode for a file decord cannot open (it may still hold the frames wanted)."""
     if only_keyframes(indices, meta):
         return iter_keyframes(path, meta, indices, chunk)
-    return iter_frames_decord(path, indices, chunk, threads)
+    try:
+        reader = _decord_reader(path, threads)
+    except VideoError:
+        return iter_frames_sequential(path, indices, chunk)
+    return _decord_batches(reader, path, indices, chunk)
 
 
 def decode(path: Path | str, meta: VideoMeta, indices: Sequence[int] | np.ndarray, threads: int = 0) -> np.ndarray:

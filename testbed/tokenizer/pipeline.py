@@ -169,6 +169,19 @@ class Tokenizer:
                               totals, clock() - t_start, pipelined)
 
 
+    def image(self, path: Path | str) -> TokenizeResult:
+        """An image as one frame: decode, preprocess, encode (no sampler, nothing to pipeline)."""
+        from testbed.tokenizer.image import load_image
+
+        clock, enc = self.clock, self.encoder
+        totals = {"decode": 0.0, "preprocess": 0.0, "encode": 0.0}
+        t_start = clock()
+        frame = _timed(clock, totals, "decode", lambda: load_image(path))
+        pixels = _timed(clock, totals, "preprocess", lambda: preprocess(frame, enc.image_size, enc.mean, enc.std))
+        tokens = _timed(clock, totals, "encode", lambda: enc.encode(pixels))
+        return TokenizeResult(tokens, np.zeros(1, np.int64), 1, 0, False, totals, clock() - t_start, False)
+
+
 def tokenize(path: Path | str, sampler: Sampler, encoder: VisionEncoder, clock: Clock, *, pipelined: bool = True,
              chunk_frames: int = 16, threads: int = 0, meta: VideoMeta | None = None) -> TokenizeResult:
     """One-off tokenization (a Tokenizer for one call); keep a Tokenizer to tokenize many videos."""

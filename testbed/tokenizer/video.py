@@ -27,9 +27,20 @@ class VideoError(TestbedError):
         super().__init__(f"{path}: {reason}")
 
 
-def probe(path: Path | str) -> VideoMeta:
-    """Frame count, fps, size, bytes and keyframe indices of the first video stream."""
+SLACK_FRAMES = 1
+"""Frames a container may declare beyond those present without comment: AVI headers often count
+one more than the stream holds, and ffmpeg, OpenCV and decord all play such files."""
+
+
+def probe(path: Path | str, notes: list[str] | None = None) -> VideoMeta:
+    """Frame count, fps, size, bytes and keyframe indices of the first video stream.
+
+    A file cut short (fewer frames than declared, beyond SLACK_FRAMES, or a demux error after the
+    first frames) keeps the frames before the cut, without its last packet (it may be partial);
+    a one-line note saying so is appended to `notes`. What cannot be demuxed raises VideoError."""
     p = Path(path)
+    if p.is_dir():
+        raise VideoError(p, "is a folder, not a video file")
     if not p.is_file():
         raise VideoError(p, "no such file")
     size = p.stat().st_size
@@ -41,29 +52,42 @@ def probe(path: Path | str) -> VideoMeta:
                 raise VideoError(p, "no video stream")
             stream = container.streams.video[0]
             declared = int(stream.frames or 0)
+            declared_s = container.duration / 1e6 if container.duration else 0.0  # AV_TIME_BASE units
             rate = stream.average_rate or stream.guessed_rate
             width, height = stream.codec_context.width, stream.codec_context.height
             pts: list[int] = []
             keys: list[bool] = []
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                stamp = packet.pts if packet.pts is not None else packet.dts
-                pts.append(stamp if stamp is not None else len(pts))
-                keys.append(bool(packet.is_keyframe))
+            cut = ""
+            try:
+                for packet in container.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    stamp = packet.pts if packet.pts is not None else packet.dts
+                    pts.append(stamp if stamp is not None else len(pts))
+                    keys.append(bool(packet.is_keyframe))
+            except (av.FFmpegError, ValueError, OSError) as exc:
+                if not pts:
+                    raise
+                cut = f"demuxing stopped after {len(pts)} frames ({exc})"
     except VideoError:
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise VideoError(p, f"not a readable video ({exc})") from None
+    fps = float(rate) if rate else 0.0
+    if not cut and declared and len(pts) < declared - SLACK_FRAMES:
+        cut = f"the container declares {declared} frames but only {len(pts)} are present"
+    if not cut and not declared and declared_s and fps > 0 and len(pts) < declared_s * fps - SLACK_FRAMES - 1:
+        cut = f"the container declares {declared_s:.2f} s but only {len(pts) / fps:.2f} s of frames are present"
+    if cut and len(pts) > 1:  # the last packet before a cut may be partial
+        pts, keys = pts[:-1], keys[:-1]
     n = len(pts)
     if n == 0:
         raise VideoError(p, "no video frames")
-    if declared and n < declared:
-        raise VideoError(p, f"truncated: the container declares {declared} frames but only {n} are present")
-    fps = float(rate) if rate else 0.0
+    if cut and notes is not None:
+        notes.append(f"{p}: cut short: {cut}; using its first {n} frames")
     if not fps > 0 or not width or not height:
         raise VideoError(p, "the stream gives no frame rate or size")
     rank = np.empty(n, dtype=np.int64)
     rank[np.argsort(np.asarray(pts), kind="stable")] = np.arange(n)
     keyframes = tuple(sorted(int(r) for r, k in zip(rank, keys) if k))
-    return VideoMeta(n / fps, fps, n, int(width), int(height), size, keyframes)
+    return VideoMeta(n / fps, fps, n, int(width), int(height), size, keyframes, str(p))

@@ -1,0 +1,199 @@
+"""Real runs of a scenario: load media, build the model pair, calibrate on the profiling split, and
+run every policy with the scenario's arrivals (closed loop or Poisson clients, one thread each),
+writing the same rows as the sim. Used by `testbed live --inproc` (and by live mode with a link).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as cwait
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, to_density
+from testbed.errors import TestbedError
+from testbed.models.pair import VLMPair
+from testbed.policies.base import PolicyContext, PolicySpec
+from testbed.policies.driver import drive, run_sync
+from testbed.policies.registry import resolve
+from testbed.query import ImageMeta, QueryRecord
+from testbed.results import QueryRun, RunResult, order_rows
+from testbed.router.calibration import Calibration, fit_calibration
+from testbed.scenario import Scenario
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
+from testbed.traces import Workload
+from testbed.workload.manifest import read_manifest, read_mvbench
+
+Progress = Callable[[int], None]
+CACHE_ENV = "TESTBED_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where generated media are kept between runs ($TESTBED_CACHE, else ~/.cache/vlm-edge-testbed)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vlm-edge-testbed")
+
+
+def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workload:
+    """The scenario's queries with media files: a manifest, MVBench's JSON, or, for a synthetic
+    workload, clips made with ffmpeg (SYNTHETIC queries). `per_benchmark` keeps the first N queries
+    of each benchmark (the generated workload makes N per class; 8 by default)."""
+    kind = sc.workload.kind
+    if kind == "trace":
+        raise TestbedError("workload.kind = 'trace' holds metadata, not media files; real runs need files: "
+                           "give a manifest (workload.kind = 'manifest')")
+    if kind == "synthetic":
+        from dataclasses import replace
+
+        from live.videos import GENERATOR, generated_manifest
+
+        manifest = generated_manifest(cache_dir() / "videos", per_benchmark or 8, sc.seed)
+        wl = read_manifest(manifest)
+        return replace(wl, provenance=f"synthetic:{GENERATOR}:{sc.seed}")
+    if kind == "manifest":
+        wl = read_manifest(sc.resolve_path(sc.workload.path))
+    else:
+        root = sc.resolve_path(sc.workload.video_root) if sc.workload.video_root else None
+        wl = read_mvbench(sc.resolve_path(sc.workload.path), root)
+    if per_benchmark:
+        from dataclasses import replace
+
+        kept: dict[str, int] = {}
+        records = []
+        for r in wl.records:
+            key = f"{r.query.benchmark}/{r.split}"
+            limit = max(1, round(per_benchmark * (0.3 if r.split == "profile" else 0.7)))
+            if kept.get(key, 0) < limit:
+                kept[key] = kept.get(key, 0) + 1
+                records.append(r)
+        wl = replace(wl, records=tuple(records))
+    return wl
+
+
+def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int) -> Calibration:
+    """Temperatures from real logits on the profiling split: the small model on the device's
+    keyframe tokens, the native large model on its own encoder's default tokens (as the sim fits)."""
+    outcomes = []
+    for rec in records:
+        q, m = rec.query, rec.query.media
+        small_tok, large_tok = device.tokenizers["small"], edge.tokenizers["large"]
+        if isinstance(m, ImageMeta):
+            ts, tl = small_tok.image(m.path).tokens, large_tok.image(m.path).tokens
+        else:
+            ts = small_tok(m.path, KEYFRAME_SAMPLER, pipelined=True, meta=m).tokens
+            tl = large_tok(m.path, DEFAULT_SAMPLER, pipelined=False, meta=m).tokens
+        small = device.pair.models["small"].option_logits(to_density(ts, density), q.question, q.options)
+        large = edge.pair.models["large"].option_logits(to_density(tl, density), q.question, q.options)
+        outcomes.append(QueryRecord(q, rec.answer, rec.split, small, large))
+    return fit_calibration(outcomes)
+
+
+def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
+    """The order queries are submitted in: the sim's seeded shuffle, the same for every policy."""
+    perm = np.random.default_rng([seed, 1]).permutation(len(records))
+    return [records[i] for i in perm]
+
+
+def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequence[QueryRecord],
+               interp: RealInterpreter, mode: str, progress: Progress | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> tuple[list[dict], dict]:
+    """Rows and totals of one policy over `records`, with the scenario's arrivals in real time."""
+    ordered = query_order(records, sc.seed)
+    n = sc.arrivals.clients
+    runs: list[QueryRun] = []
+    lock = threading.Lock()
+    t0 = clock()
+
+    def one(rec: QueryRecord, client: int) -> None:
+        run = QueryRun(rec, client, clock() - t0)
+        run.answer = run_sync(drive(spec.fn(rec.query, ctx), lambda e: interp.perform(e, run)))
+        run.done_s = clock() - t0
+        with lock:
+            runs.append(run)
+        if progress:
+            progress(1)
+
+    def closed(queue: list[QueryRecord], client: int) -> None:
+        for rec in queue:
+            one(rec, client)
+            if sc.arrivals.think_s:
+                time.sleep(sc.arrivals.think_s)
+
+    def poisson(queue: list[QueryRecord], client: int, pool: ThreadPoolExecutor) -> list:
+        rng = np.random.default_rng([sc.seed, 3, client])
+        due, started = clock(), []
+        for rec in queue:
+            due += rng.exponential(1.0 / sc.arrivals.rate_per_client)
+            time.sleep(max(0.0, due - clock()))
+            started.append(pool.submit(one, rec, client))
+        return started
+
+    with ThreadPoolExecutor(max_workers=max(1, len(ordered)) if sc.arrivals.kind == "poisson" else n) as pool:
+        if sc.arrivals.kind == "closed":
+            futures = [pool.submit(closed, ordered[c::n], c) for c in range(n)]
+            for f in futures:
+                f.result()
+        else:
+            with ThreadPoolExecutor(max_workers=n) as dispatch:
+                started = [dispatch.submit(poisson, ordered[c::n], c, pool) for c in range(n)]
+                for f in [f for d in started for f in d.result()]:
+                    f.result()
+    makespan = clock() - t0
+    pending = [f for run in runs for f in run.futures.values()]
+    cwait(pending)  # a query's row holds the work of every future it started
+    rows = [run.row(spec.name, mode) for run in runs]
+    span = max(makespan, 1e-12)
+    totals = {"policy": spec.name, "makespan_s": makespan, "edge_gpu_busy_s": interp.edge.busy_s,
+              "edge_gpu_util": interp.edge.busy_s / (span * sc.nodes.edge_gpus), "uplink_util_max": 0.0,
+              "downlink_util_max": 0.0, "bytes_up": sum(r["bytes_up"] for r in rows),
+              "bytes_down": sum(r["bytes_down"] for r in rows)}
+    return rows, totals
+
+
+def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inproc",
+             link: EdgeLink | None = None, progress: Progress | None = None,
+             note: Callable[[str], None] = print) -> RunResult:
+    """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
+    notes = list(workload.notes)
+    profile_split = workload.split("profile")
+    test = workload.split("test") or workload.records
+    density = sc.models.default_density
+    edge = RealNode(pair, sc.nodes.edge_gpus, sc.nodes.chunk_frames)
+    devices = [RealNode(pair, sc.nodes.local_gpus, sc.nodes.chunk_frames) for _ in range(sc.arrivals.clients)]
+    try:
+        if profile_split:
+            calibration = calibrate(profile_split, devices[0], edge, density)
+        else:
+            calibration = Calibration(1.0, 1.0)
+            notes.append("no profiling queries: calibration skipped (temperatures 1.0)")
+        rows: list[dict] = []
+        totals = []
+        for name in sc.policies.run:
+            spec = resolve(name)
+            if spec.needs_hindsight:
+                notes.append(f"{name} skipped: it needs hindsight, which only trace-driven (sim) runs have")
+                continue
+            ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(calibration), density)
+            for node in (edge, *devices):
+                node.busy_s = 0.0
+            interp = RealInterpreter(devices, edge, link or InProcEdge(), wire_dtype=sc.models.dtype)
+            try:
+                r, t = run_policy(sc, spec, ctx, test, interp, mode, progress)
+            finally:
+                interp.close()
+            rows += r
+            totals.append(t)
+    finally:
+        for node in (edge, *devices):
+            node.close()
+    for n in notes:
+        note(n)
+    benchmarks = list(dict.fromkeys(r.query.benchmark for r in workload.records))
+    ran = [p for p in sc.policies.run if not resolve(p).needs_hindsight]
+    return RunResult(order_rows(rows, ran, benchmarks), pd.DataFrame(totals), workload.provenance,
+                     f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes))

@@ -1,0 +1,80 @@
+"""Videos made with ffmpeg (the binary imageio-ffmpeg ships, libx264) for real runs of scenarios
+whose workload is synthetic, and for the tests.
+
+Each generated clip shows one of ffmpeg's test sources; its question asks which, so the answer is
+real (a model can learn it) but the queries are SYNTHETIC, and the workload says so. Three length
+classes mirror the synthetic benchmarks (short clips, minutes, several minutes), with fixed GOPs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from testbed.errors import TestbedError
+
+SOURCES = ("testsrc2", "smptebars", "rgbtestsrc", "mandelbrot", "life", "cellauto")
+"""ffmpeg lavfi sources: what a generated clip shows, and the options of its question."""
+CLASSES = {
+    # benchmark-like class: (seconds low, seconds high, fps, gop choices)
+    "mvbench": (4.0, 16.0, 30, (30, 60, 300)),
+    "videomme": (40.0, 120.0, 30, (60, 125, 250)),
+    "mlvu": (150.0, 300.0, 25, (125, 250)),
+}
+SIZE = "160x90"
+GENERATOR = "ffmpeg-lavfi"
+
+
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def encode(out: Path, seconds: float, fps: int = 30, size: str = "320x180", gop: int = 150,
+           source: str = "testsrc2", container_args: tuple[str, ...] = ()) -> Path:
+    """A lavfi test-source video with a fixed GOP (`-g N -keyint_min N -sc_threshold 0` puts a
+    keyframe exactly every N frames)."""
+    cmd = [ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}", "-t", f"{seconds:.3f}", "-c:v", "libx264",
+           "-preset", "ultrafast", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt",
+           "yuv420p", *container_args, str(out)]
+    try:
+        subprocess.run(cmd, check=True, timeout=600, capture_output=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise TestbedError(f"ffmpeg could not make {out.name}: {exc}") from None
+    return out
+
+
+def generated_manifest(folder: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """Make (or reuse) `per_class` clips per length class in `folder` and a manifest of their
+    synthetic questions; 30% of each class is the profiling split. Returns the manifest's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / f"synthetic-{per_class}x{len(CLASSES)}-seed{seed}.jsonl"
+    if manifest.is_file() and all((folder / json.loads(line)["video"]).is_file()
+                                  for line in manifest.read_text().splitlines() if line.strip()):
+        return manifest
+    rng = np.random.default_rng([seed, 77])
+    lines = []
+    for bench, (lo, hi, fps, gops) in CLASSES.items():
+        n_profile = round(0.3 * per_class)
+        for i in range(per_class):
+            seconds = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            gop = int(rng.choice(gops))
+            source = str(rng.choice(SOURCES))
+            name = f"{bench}-{i:02d}-{source}-{seconds:.0f}s-g{gop}.mp4"
+            if not (folder / name).is_file():
+                encode(folder / f".{name}", seconds, fps, SIZE, gop, source).rename(folder / name)
+            options = [str(o) for o in rng.permutation(SOURCES)[:4]]
+            if source not in options:
+                options[int(rng.integers(4))] = source
+            lines.append({"query_id": f"gen-{bench}-{i:02d}", "benchmark": bench, "video": name,
+                          "question": "[synthetic] Which ffmpeg test source does this video show?",
+                          "options": options, "answer": options.index(source),
+                          "split": "profile" if i < n_profile else "test"})
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    tmp.rename(manifest)
+    return manifest
