@@ -240,8 +240,15 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from testbed.config import field_help
     from testbed.scenario import Scenario
 
-    for key, tp, default, text in field_help(Scenario):
-        print(f"{key:34} {tp:28} default {default:20} {text}")
+    from testbed.policies.registry import FIXED, PER_DENSITY
+
+    rows = field_help(Scenario)
+    # each policy's knobs, in [policies.<name>] (density families share their knobs type)
+    specs = {**FIXED, **{f"{prefix}-fixed<a>": make(16) for prefix, make in PER_DENSITY.items()}}
+    for name, spec in specs.items():
+        rows += field_help(spec.knobs, f"policies.{name}.")
+    for key, tp, default, text in rows:
+        print(f"{key:40} {tp:28} default {default:20} {text}")
     return 0
 
 

@@ -82,3 +82,28 @@ def test_pipeline_between_slowest_stage_and_sum(stages, chunks):
 def test_sampler_rejects_bad_kind():
     with pytest.raises(ValueError):
         Sampler("everything")  # type: ignore[arg-type]
+
+
+def _decode_work_loop(idx, keys):
+    """Reference: step the decoder target by target."""
+    keys = list(keys) if len(keys) and keys[0] == 0 else [0, *keys]
+    decoded = seeks = 0
+    pos = -1
+    for target in idx:
+        key = max(k for k in keys if k <= target)
+        if key <= pos < target:
+            decoded += target - pos
+        elif pos == target:
+            continue
+        else:
+            decoded += target - key + 1
+            seeks += 1
+        pos = target
+    return decoded, seeks
+
+
+@given(st.lists(st.integers(0, 500), max_size=60), st.lists(st.integers(0, 500), max_size=20, unique=True))
+def test_decode_work_equals_stepping_the_decoder(targets, keys):
+    keys = sorted(keys)
+    w = decode_work(np.array(targets, dtype=np.int64), np.array(keys, dtype=np.int64))
+    assert (w.decoded, w.seeks) == _decode_work_loop(targets, keys) and w.sampled == len(targets)

@@ -41,6 +41,13 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("[sweep]\n'network.up' = [1.0]\n", "sweep.network.up", "not a key path"),
     ("[sweep]\n'network.up_mbps' = [1.0, 'x']\n", "sweep.network.up_mbps", "expected a number"),
     ("[workload]\nbenchmarks = ['mvbench', 'kinetics']\n", "workload.benchmarks", "allowed: mvbench"),
+    ("[policies]\ntau_route = 0.5\n", "policies.tau_route", "a table per policy with its knobs"),
+    ("[policies.quickgrasp-fixed16]\ntau = 0.5\n", "policies.quickgrasp-fixed16.tau", "allowed here: tau_route"),
+    ("[policies.quickgrasp-fixed16]\ntau_route = 1.5\n", "policies.quickgrasp-fixed16.tau_route", "in [0, 1]"),
+    ("[policies]\nrun = ['device-native']\n[policies.nosharing]\ntau_route = 0.5\n", "policies.nosharing",
+     "neither run nor a baseline"),
+    ("[policies]\nbaselines = ['foo']\n", "policies.baselines", "unknown policy 'foo'"),
+    ("[workload]\nkind = 'manifest'\n", "workload.path", "required"),
 ])
 def test_bad_scenarios_name_the_key(tmp_path, text, path, hint):
     with pytest.raises(ConfigError) as err:
@@ -72,3 +79,18 @@ def test_invalid_toml_is_reported(tmp_path, capsys):
     p = _write(tmp_path, "[network\nup_mbps = 5\n")
     assert main(["validate", str(p)]) == 2
     assert "invalid TOML" in capsys.readouterr().err
+
+
+def test_knobs_reach_the_policy_and_show_in_the_resolved_scenario(tmp_path):
+    from testbed.scenario import resolved_toml
+
+    p = _write(tmp_path, "[policies]\nrun = ['quickgrasp-fixed8', 'nosharing']\n"
+                         "[policies.quickgrasp-fixed8]\ntau_route = 0.7\n")
+    sc = load_scenario(str(p))
+    assert sc.policies.knobs_for("quickgrasp-fixed8").tau_route == 0.7
+    assert sc.policies.knobs_for("nosharing").tau_route == 0.6  # the default, filled in
+    text = resolved_toml(sc)
+    assert "[policies.quickgrasp-fixed8]\ntau_route = 0.7" in text and "[policies.nosharing]\ntau_route = 0.6" in text
+    again = tmp_path / "again.toml"
+    again.write_text(text)
+    assert load_scenario(str(again)).policies == sc.policies

@@ -111,18 +111,12 @@ def decode_work(indices: np.ndarray, keyframes: np.ndarray) -> DecodeWork:
     if len(keys) == 0 or keys[0] != 0:
         keys = np.concatenate([[0], keys])
     gop_start = keys[np.searchsorted(keys, idx, side="right") - 1]
-    decoded = seeks = 0
-    pos = -1  # last decoded frame
-    for target, key in zip(idx.tolist(), gop_start.tolist()):
-        if key <= pos < target:
-            decoded += target - pos
-        elif pos == target:
-            continue
-        else:
-            decoded += target - key + 1
-            seeks += 1
-        pos = target
-    return DecodeWork(int(len(idx)), int(decoded), int(seeks))
+    prev = np.concatenate([[-1], idx[:-1]])  # the decoder sits on the previous target
+    same = prev == idx
+    onward = ~same & (gop_start <= prev) & (prev < idx)  # same GOP, ahead: keep decoding forward
+    seek = ~same & ~onward  # otherwise jump to the target's keyframe
+    decoded = int(np.sum(idx - prev, where=onward)) + int(np.sum(idx - gop_start + 1, where=seek))
+    return DecodeWork(int(len(idx)), decoded, int(seek.sum()))
 
 
 def gop_keyframes(n_frames: int, gop: int) -> np.ndarray:
