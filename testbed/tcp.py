@@ -141,7 +141,7 @@ def _ca_time(w: int, wmax: int, j: int, path: RenoPath) -> float:
         m = j
     else:
         m = min(j, math.ceil(bdp - w))
-    return m * path.rtt_s + (_ca_sum(w, wmax, j) - _ca_sum(w, wmax, m)) * path.pkt_s
+    return m * (path.rtt_s + path.pkt_s) + (_ca_sum(w, wmax, j) - _ca_sum(w, wmax, m)) * path.pkt_s
 
 
 def _gap(rng: np.random.Generator, loss: float) -> float:
