@@ -230,6 +230,16 @@ def test_high_rtt_scenario_transfer_is_mathis_limited():
     assert t == pytest.approx(mathis_s, rel=0.2)
 
 
+def test_retransmissions_take_link_time():
+    # a window far above the BDP even after halving keeps the link the limit throughout: the send
+    # time is then exactly every segment's link time, first transmissions and retransmissions
+    pkt = 0.0002
+    sent = tcp.send(50_000, tcp.RenoState(100_000, 100_000), tcp.RenoPath(0.01, 0.01, pkt, 10**6),
+                    np.random.default_rng(2))
+    assert sent.retransmitted > 400
+    assert sent.duration_s == pytest.approx((50_000 + sent.retransmitted) * pkt, rel=1e-9)
+
+
 def test_retransmissions_take_link_time_and_hold_the_channel():
     env = simpy.Environment()
     rate, eff, loss = 20.0, 1.0, 0.02
