@@ -50,27 +50,27 @@ def load_workload(sc: Scenario) -> Workload:
 
 
 @functools.lru_cache(maxsize=4)  # a trace scaled to ~100 Mbit/s holds tens of millions of stamps
-def _trace_link(path: str, target_mbps: float, mtu: int, efficiency: float) -> MahimahiLink:
+def _trace_link(path: str, target_mbps: float) -> MahimahiLink:
     stamps = read_mahimahi(Path(path))
     if target_mbps > 0:
-        stamps = scale_to_mean(stamps, target_mbps, mtu)
-    return MahimahiLink(stamps, mtu * efficiency)
+        stamps = scale_to_mean(stamps, target_mbps)
+    return MahimahiLink(stamps)
 
 
 def build_world(sc: Scenario, profile: HardwareProfile) -> World:
     """A fresh clock and edge; per client a device and a link (one shared link if network.shared)."""
     env = simpy.Environment()
     net = sc.network
-    up_trace = _trace_link(str(sc.resolve_path(net.up_trace)), net.trace_mean_mbps_up, net.mtu, net.efficiency) \
-        if net.up_trace else None
-    down_trace = _trace_link(str(sc.resolve_path(net.down_trace)), net.trace_mean_mbps_down, net.mtu,
-                             net.efficiency) if net.down_trace else None
+    up_trace = _trace_link(str(sc.resolve_path(net.up_trace)), net.trace_mean_mbps_up) if net.up_trace else None
+    down_trace = _trace_link(str(sc.resolve_path(net.down_trace)), net.trace_mean_mbps_down) \
+        if net.down_trace else None
     rtt = net.rtt_ms / 1000
     n_links = 1 if net.shared else sc.arrivals.clients
 
     def channels(rate: float, trace: MahimahiLink | None, direction: int) -> list[Channel]:
         made = [Channel(env, rate, rtt, net.efficiency, net.mtu, net.loss,
-                        np.random.default_rng([sc.seed, 2, direction, i]), trace) for i in range(n_links)]
+                        np.random.default_rng([sc.seed, 2, direction, i]), trace, net.slow_start_after_idle)
+                for i in range(n_links)]
         return made * sc.arrivals.clients if net.shared else made
 
     edge = Node(env, profile.edge, sc.nodes.edge_gpus, sc.nodes.edge_decode_workers)

@@ -48,9 +48,15 @@ class NetworkConfig:
     up_mbps: float = help_field(59.0, "uplink rate, Mbit/s (seed 000: 59, Speedtest global median)")
     down_mbps: float = help_field(119.0, "downlink rate, Mbit/s (seed 000: 119)")
     rtt_ms: float = help_field(9.0, "round-trip time, ms; each direction adds RTT/2 (seed 000: 9)")
-    loss: float = help_field(0.0, "packet loss probability; each lost packet costs one extra RTT")
-    efficiency: float = help_field(1 / 1.055, "goodput / shaped rate (ZeroMQ over tbf-shaped veth: 1/1.055)")
-    mtu: int = help_field(1500, "bytes per mahimahi delivery opportunity")
+    loss: float = help_field(0.0, "random loss probability per TCP segment; the sender's Reno window caps the rate "
+                                  "near MSS/RTT*1.22/sqrt(loss) (Mathis) and lost segments are sent again")
+    efficiency: float = help_field(1 / 1.055, "goodput / shaped rate on a constant-rate link (ZeroMQ over "
+                                              "tbf-shaped veth: 1/1.055); traces use mahimahi's framing instead")
+    mtu: int = help_field(1500, "IP MTU, bytes; TCP segments carry mtu - 52 payload bytes (IP, TCP, timestamps)")
+    slow_start_after_idle: bool = help_field(False, "a connection starts in slow start (initial window 10) and its "
+                                                    "window decays after idling longer than RTT + 200 ms, as "
+                                                    "Linux's net.ipv4.tcp_slow_start_after_idle = 1 does; false: "
+                                                    "a warm window that never limits a loss-free link")
     up_trace: str = help_field("", "mahimahi uplink trace (ms per 1500-byte opportunity); overrides up_mbps")
     down_trace: str = help_field("", "mahimahi downlink trace; overrides down_mbps")
     trace_mean_mbps_up: float = help_field(0.0, "scale the uplink trace to this mean rate (0: as recorded)")
@@ -68,6 +74,10 @@ class NetworkConfig:
             raise ConfigError("network.loss", "must be in [0, 1)")
         if not 0 < self.efficiency <= 1:
             raise ConfigError("network.efficiency", "must be in (0, 1]")
+        if not 576 <= self.mtu <= 1500:
+            raise ConfigError("network.mtu", "must be in [576, 1500] (mahimahi carries at most 1500-byte packets)")
+        if not isinstance(self.slow_start_after_idle, bool):
+            raise ConfigError("network.slow_start_after_idle", "must be true or false")
         if self.trace_mean_mbps_up < 0 or self.trace_mean_mbps_down < 0:
             raise ConfigError("network.trace_mean_mbps_up", "must be >= 0")
 
