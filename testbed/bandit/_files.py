@@ -36,8 +36,8 @@ def write_npz_card(path: Path | str, arrays: dict[str, np.ndarray], card: dict[s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    contiguous: dict[str, Any] = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    np.savez(buf, allow_pickle=False, **contiguous)
+    # numpy's stubs type **kwds as its allow_pickle flag; numpy 1.26 has no such flag, so none is passed
+    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     data = buf.getvalue()
     full = {**card, "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
             "sha256": hashlib.sha256(data).hexdigest()}

@@ -334,7 +334,8 @@ class NeuralLinearThompson(_LinearAgent):
     exactly, so each density's score is drawn from that one-dimensional normal: the same
     distribution of decisions as drawing the d_u-dimensional beta_a, at O(d_u^2) per density instead
     of a Cholesky factor per query. The propensity of the chosen density is the share of
-    `propensity_draws` further posterior samples (plus the one that decided) that choose it."""
+    `propensity_draws` further posterior samples (plus the one that decided) that choose it, so
+    it is never 0 (NaN with propensity_draws = 0, for runs that log no decisions)."""
 
     kind = "neural-linear-thompson"
 
@@ -354,7 +355,7 @@ class NeuralLinearThompson(_LinearAgent):
         cost = self.cost.costs(n_frames)
         scores = np.clip(mean + sd * rng.standard_normal(len(mean)), 0.0, 1.0) - cost
         i = int(np.argmax(scores))
-        propensity = 1.0
+        propensity = float("nan")  # not estimated when propensity_draws is 0
         if self.propensity_draws > 0:
             draws = np.clip(mean + sd * rng.standard_normal((self.propensity_draws, len(mean))), 0.0, 1.0) - cost
             propensity = (1 + int((draws.argmax(axis=1) == i).sum())) / (self.propensity_draws + 1)

@@ -103,7 +103,8 @@ def train_backbone(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarra
                    ) -> Backbone:
     """Fit the MLP on profiling triples: contexts (n, p), actions (n,) densities, correct (n,)
     in {0, 1} (see `full_information`). Deterministic for a seed on a given machine: initial
-    weights and batch order come from numpy's generator, torch's global RNG is untouched."""
+    weights and batch order come from numpy's generator, torch's global RNG is untouched, and
+    training runs on one thread (restored afterwards)."""
     import torch  # offline only: importing testbed.bandit must not load torch
 
     c = np.asarray(contexts, dtype=np.float64)
@@ -122,8 +123,20 @@ def train_backbone(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarra
     scale = np.where(std > 1e-8, std, 1.0)
     x = (c - mean) / scale
 
+    threads = torch.get_num_threads()
+    # one thread: faster for a net this small, and the sums no longer depend on the core count
+    torch.set_num_threads(1)
+    try:
+        return _train(torch, x, head, y, mean, scale, dens, seed, hidden, epochs, batch_size, lr, weight_decay)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(torch: Any, x: np.ndarray, head: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+           dens: tuple[int, ...], seed: int, hidden: tuple[int, int], epochs: int, batch_size: int, lr: float,
+           weight_decay: float) -> Backbone:
     rng = np.random.default_rng(seed)
-    p, (h1, h2), k = c.shape[1], hidden, len(dens)
+    p, (h1, h2), k = x.shape[1], hidden, len(dens)
     params = [torch.tensor(t, dtype=torch.float32, requires_grad=True)
               for pair in (_init(rng, p, h1), _init(rng, h1, h2), _init(rng, h2, k)) for t in pair]
     w1, b1, w2, b2, wh, bh = params
