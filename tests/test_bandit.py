@@ -308,8 +308,28 @@ def test_scalar_thompson_draw_matches_drawing_the_full_beta():
     np.testing.assert_allclose(got, want, atol=0.015)
     picks = np.bincount([agent.select(c, n, rng).index for _ in range(5000)], minlength=5) / 5000
     np.testing.assert_allclose(picks, want, atol=0.025)
-    dec = agent.select(c, n, np.random.default_rng(7))
-    assert abs(dec.propensity - want[dec.index]) < 0.05
+    for seed in range(20):
+        dec = agent.select(c, n, np.random.default_rng(seed))
+        assert abs(dec.propensity - want[dec.index]) < 0.02
+
+
+def test_win_probability_matches_counting_argmax_wins():
+    """The conditional Monte Carlo propensity against plain counting, including clipping point
+    masses, zero variances and exact ties (which go to the smaller density, as np.argmax)."""
+    from testbed.bandit.agents import win_probability
+
+    rng = np.random.default_rng(12)
+    cases = [(rng.uniform(-0.5, 1.5, 5), rng.uniform(0.0, 0.6, 5) * (rng.random(5) > 0.2),
+              np.sort(rng.uniform(0, 0.3, 5)) * (rng.random() > 0.3)) for _ in range(12)]
+    cases.append((np.array([2.0, 3.0, 0.5, -1.0, 2.0]), np.array([0.1, 0.1, 0.0, 0.2, 0.3]), np.zeros(5)))
+    for mean, sd, cost in cases:
+        draws = np.clip(mean + sd * rng.standard_normal((100_000, 5)), 0, 1) - cost
+        counted = np.bincount(draws.argmax(axis=1), minlength=5) / 100_000
+        est = [win_probability(mean, sd, cost, i, rng, 200) for i in range(5)]
+        np.testing.assert_allclose(est, counted, atol=0.006)  # counting's own standard error is <= 0.0016
+    # all five clip to 1 with no cost: the first density always wins the tie
+    assert win_probability(np.full(5, 3.0), np.full(5, 0.0), np.zeros(5), 0, rng, 10) == 1.0
+    assert win_probability(np.full(5, 3.0), np.full(5, 0.0), np.zeros(5), 1, rng, 10) == 0.0
 
 
 def test_epsilon_greedy_propensity_is_exact():
