@@ -486,3 +486,65 @@ def test_bandit_loads_arrays_without_pickle():
     for path in Path(REPO_ROOT / "testbed" / "bandit").glob("*.py"):
         for call in re.findall(r"np\.load\(.*", path.read_text()):
             assert "allow_pickle=False" in call, (path, call)
+
+
+# --- run start from profiling-split arrays ----------------------------------------------------
+
+
+def fake_split(rng: np.random.Generator, m: int) -> dict:
+    """Arrays shaped like trace rows: ragged small logits, large logits per density, answers,
+    frames, and the optional context columns; the needed density follows context_s_cplx."""
+    k = rng.integers(3, 6, m)
+    answers = [int(rng.integers(0, kk)) for kk in k]
+    s_cplx = rng.random(m)
+    large = []
+    for kk, ans, cx in zip(k, answers, s_cplx):
+        row = {}
+        for a in D:
+            logits = rng.standard_normal(kk)
+            if rng.random() < 0.2 + 0.7 / (1 + np.exp(-6 * (np.log2(a) - 1 - 3 * cx))):
+                logits[ans] += 4.0
+            row[a] = logits
+        large.append(row)
+    return {"n_frames": rng.integers(16, 513, m), "small_logits": [rng.standard_normal(kk) for kk in k],
+            "large_logits": large, "answers": answers, "txt": rng.standard_normal((m, 16)).tolist(),
+            "vis": rng.standard_normal((m, 16)).tolist(), "s_max": rng.random(m), "s_mean": rng.random(m) / 2,
+            "s_cplx": s_cplx}
+
+
+def test_run_start_from_profiling_arrays_is_deterministic():
+    from testbed.bandit import correctness_matrix, fit_profiling, make_agent
+
+    rng = np.random.default_rng(30)
+    prof, test = fake_split(rng, 120), fake_split(rng, 60)
+    fit = fit_profiling(**prof, small_temperature=1.4, seed=0, epochs=20)
+    assert fit.contexts.shape == (120, 15) and fit.correct.shape == (120, 5)
+    np.testing.assert_array_equal(fit.correct[0], [np.argmax(prof["large_logits"][0][a]) == prof["answers"][0]
+                                                   for a in D])
+    assert correctness_matrix(prof["large_logits"], prof["answers"]).mean() == fit.correct.mean()
+    again = fit_profiling(**prof, small_temperature=1.4, seed=0, epochs=20)
+    assert again.backbone.fingerprint == fit.backbone.fingerprint  # type: ignore[union-attr]
+
+    def run(profiling, kind, seed, **kw):
+        agent = make_agent(kind, profiling, CostModel(D, 512, 0.5), **kw)
+        r = np.random.default_rng(seed)
+        out = []
+        for i in range(60):
+            c = profiling.builder.one(test["n_frames"][i], test["small_logits"][i], test["txt"][i], test["vis"][i],
+                                      test["s_max"][i], test["s_mean"][i], test["s_cplx"][i])
+            d = agent.select(c, test["n_frames"][i], r, {a: 1.0 for a in D})
+            out.append(d.action)
+            agent.update(c, d.action, proxy_success(test["large_logits"][i][d.action], 1.0))
+        return out
+
+    for kind, kw in (("neural-linear-thompson", {}), ("epsilon-greedy", {}), ("epsilon-greedy-raw", {}),
+                     ("linucb", {}), ("fixed", {"density": 8}), ("oracle", {})):
+        assert run(fit, kind, 1, **kw) == run(again, kind, 1, **kw), kind
+    bare = fit_profiling(prof["n_frames"], prof["small_logits"], prof["large_logits"], prof["answers"], 1.0,
+                         train=False)
+    assert bare.backbone is None and (bare.contexts[:, 4:] == 0).all()
+    assert len(run(bare, "linucb", 2)) == 60
+    with pytest.raises(ValueError, match="needs the backbone"):
+        make_agent("neural-linear-thompson", bare)
+    with pytest.raises(ValueError, match="context_txt is missing"):
+        fit_profiling(**{**prof, "txt": [None] + prof["txt"][1:]}, small_temperature=1.0, train=False)

@@ -7,7 +7,9 @@
 - `agents`: one interface (`Agent.select` / `Agent.update`) and the fixed-density,
   epsilon-greedy, LinUCB, neural-linear Thompson and oracle agents;
 - `ope`: decision logs and off-policy evaluation (IPS, doubly robust) with 95% intervals;
-- `persist`: saving and restoring an agent's learned state and its random generator.
+- `persist`: saving and restoring an agent's learned state and its random generator;
+- `profiling`: run start, fitting all of the above on the profiling split (`fit_profiling`,
+  `make_agent`).
 
 Importing this package loads neither torch nor matplotlib, reads no clock and opens no file.
 """
@@ -54,12 +56,14 @@ from testbed.bandit.ope import (
     target_probs,
 )
 from testbed.bandit.persist import load_agent_state, save_agent_state
+from testbed.bandit.profiling import Profiling, correctness_matrix, fit_profiling, make_agent
 
 __all__ = [
     "AGENTS", "Agent", "Backbone", "BanditFileError", "CONTEXT_FIELDS", "ContextBuilder", "CorruptFileError",
     "CostModel", "Decision", "DecisionLog", "DecisionLogger", "EpsilonGreedy", "Estimate", "FixedDensity",
-    "LinUCB", "LinearPosteriors", "MismatchError", "NeuralLinearThompson", "Oracle", "PCA", "RawFeatures",
-    "context_dim", "context_vector", "doubly_robust", "fit_context_builder", "fit_pca", "full_information",
+    "LinUCB", "LinearPosteriors", "MismatchError", "NeuralLinearThompson", "Oracle", "PCA", "Profiling",
+    "RawFeatures", "context_dim", "context_vector", "correctness_matrix", "doubly_robust", "fit_context_builder",
+    "fit_pca", "fit_profiling", "full_information", "make_agent",
     "hindsight_value", "instant_regret", "ips", "load_agent_state", "load_backbone", "load_log", "pca_transform",
     "proxy_success", "relevance_and_complexity", "save_agent_state", "save_backbone", "save_log",
     "spectral_entropy", "target_probs", "train_backbone", "uncertainty_features",
