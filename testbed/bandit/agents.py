@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
 import numpy as np
-
 from scipy.special import ndtr, ndtri
 
 from testbed.query import DENSITIES
@@ -84,12 +83,13 @@ def instant_regret(hindsight: Mapping[int, float], n_frames: float, density: int
 class Decision:
     """An agent's choice for one query. `propensity` is the probability that the agent, in the
     state it had, picks `action` for this context (1 for deterministic agents, Monte Carlo for
-    Thompson); `scores` (K,) is what it maximised: sampled or estimated success minus cost."""
+    Thompson); `scores` (K values) is what it maximised: sampled or estimated success minus cost.
+    `index` is the density's position in the agent's densities."""
 
     action: int
     index: int
     propensity: float
-    scores: np.ndarray
+    scores: tuple[float, ...]
 
 
 # --- feature maps -----------------------------------------------------------------------------
@@ -247,7 +247,7 @@ class Agent(ABC):
 
     def _decide(self, scores: np.ndarray, propensity: float) -> Decision:
         i = int(np.argmax(scores))  # ties go to the smaller density
-        return Decision(self.densities[i], i, float(propensity), scores)
+        return Decision(self.densities[i], i, float(propensity), tuple(scores.tolist()))
 
 
 class FixedDensity(Agent):
@@ -342,11 +342,13 @@ def _below(mean: np.ndarray, sd: np.ndarray, cost: np.ndarray, i: int, s: np.nda
     np.argmax does; the two differ only at the clipping point masses and where sd_j = 0."""
     t = s[None, :] + cost[:, None]  # (K, M): X_j must stay below t for j's score to stay below s
     m = mean[:, None]
-    pos = (sd > 0)[:, None]
+    pos = sd > 0
     before = (np.arange(len(mean)) < i)[:, None]
-    cdf = ndtr((t - m) / np.where(pos, sd[:, None], 1.0))
-    mid = np.where(pos, cdf, np.where(before, m < t, m <= t))
-    p = np.where(np.where(before, t > 1, t >= 1), 1.0, np.where(np.where(before, t <= 0, t < 0), 0.0, mid))
+    p = ndtr((t - m) / np.where(pos, sd, 1.0)[:, None])
+    if not pos.all():
+        p = np.where(pos[:, None], p, np.where(before, m < t, m <= t))
+    p[np.where(before, t > 1, t >= 1)] = 1.0  # clipped at 1: always at or below
+    p[np.where(before, t <= 0, t < 0)] = 0.0  # clipped at 0: never below
     p[i] = 1.0
     return p.prod(axis=0)
 
@@ -440,7 +442,7 @@ class EpsilonGreedy(_LinearAgent):
         i = pick if explore else greedy
         k = len(scores)
         prop = self.epsilon / k + (1.0 - self.epsilon) * (i == greedy)
-        return Decision(self.densities[i], i, prop, scores)
+        return Decision(self.densities[i], i, prop, tuple(scores.tolist()))
 
     def action_probs(self, context: np.ndarray, n_frames: float, rng: np.random.Generator,
                      hindsight: Mapping[int, float] | None = None, draws: int = PROPENSITY_DRAWS) -> np.ndarray:
