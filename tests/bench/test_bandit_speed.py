@@ -72,7 +72,8 @@ def test_thompson_decision_plus_update(benchmark, record_ratio):
     rng = np.random.default_rng(3)
     benchmark.pedantic(lambda: _loop(agent, contexts, rng), rounds=5, iterations=1)
     ours = benchmark.stats.stats.min / len(contexts)
-    logged = _best(lambda: _loop(_agent(200), contexts, rng)) / len(contexts)
+    logging_agent = _agent(200)
+    logged = _best(lambda: _loop(logging_agent, contexts, rng)) / len(contexts)
     literal_agent = _agent(0)
     literal = _best(lambda: _literal_loop(literal_agent.posterior, literal_agent.features,  # type: ignore[arg-type]
                                           literal_agent.cost, contexts[:100], rng), rounds=3) / 100
