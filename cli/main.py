@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from cli import ope
 from testbed.errors import TestbedError
 
 
@@ -173,7 +174,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from testbed.traces import write_trace
     from testbed.workload.synthetic import synthetic_workload
 
-    frame, provenance, params = synthetic_workload(tuple(args.benchmarks), args.queries, args.seed)
+    from testbed.errors import ConfigError
+    from testbed.workload.synthetic import CONTEXT_SIGNAL
+
+    signal = CONTEXT_SIGNAL if args.context_signal is None else args.context_signal
+    if not 0.0 <= signal <= 1.0:
+        raise ConfigError("--context-signal", "must be in [0, 1]")
+    frame, provenance, params = synthetic_workload(tuple(args.benchmarks), args.queries, args.seed, signal)
     write_trace(frame, Path(args.out), provenance, params)
     print(f"wrote {len(frame)} queries to {args.out} ({provenance})")
     return 0
@@ -269,6 +276,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--queries", type=int, default=1000, help="queries per benchmark")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--benchmarks", nargs="+", default=["mvbench", "videomme", "mlvu"])
+    g.add_argument("--context-signal", type=float,
+                   help="correlation of the bandit context columns with the density a query needs (assumed; "
+                        "default: the generator's CONTEXT_SIGNAL, 0.8)")
     g.set_defaults(fn=_cmd_synth)
     c = sub.add_parser("convert-trace", help="cooked (time_s, Mbit/s) bandwidth trace -> mahimahi")
     c.add_argument("input")
@@ -305,6 +315,7 @@ def parser() -> argparse.ArgumentParser:
     lv.set_defaults(fn=_cmd_live)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
+    ope.register(sub)
     return p
 
 

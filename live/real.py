@@ -18,19 +18,21 @@ from concurrent.futures import wait as cwait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 
+from testbed.bandit.features import relevance_and_complexity
 from testbed.codec.merge import merge_to_density
 from testbed.codec.size import REPLY_BYTES
 from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
 from testbed.errors import TestbedError
-from testbed.models.pair import VLMPair
+from testbed.models.pair import VLM, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
-from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Future, Inference, Infer, Offload, Payload,
-                                      Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Future, Inference,
+                                      Infer, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import ImageMeta
-from testbed.results import QueryRun, compress_key, decompress_key, infer_key, tokenize_key
+from testbed.results import QueryRun, compress_key, decompress_key, describe_key, infer_key, tokenize_key
 from testbed.tokenizer.pipeline import Tokenizer
 
 Clock = Callable[[], float]
@@ -166,6 +168,17 @@ class RealInterpreter(Interpreter):
         self._book(run, "edge", decompress_key(p.density), 0.0, dur)
         return Tokens(p.frames, 0, msg.density, "edge", p.encoder, tokens)
 
+    def describe(self, eff: Describe, run: QueryRun, site: str) -> ContextInputs:
+        """The context inputs from the real tokens, on the device's GPU (see `describe_tokens`)."""
+        tokens = eff.tokens
+        if tokens.data is None:
+            raise TestbedError("Describe needs real tokens")
+        node = self.node(run, "local")
+        model = node.pair.models["small"]
+        out, waited, worked = node.hold(lambda: describe_tokens(model, tokens.data, eff.density, eff.question))
+        self._book(run, "local", describe_key(), waited, worked)
+        return out
+
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:
         check_offload(eff)
         return self.link.offload(self, eff, run)
@@ -203,6 +216,26 @@ def run_sync_value(out: Any) -> Any:
     if hasattr(out, "send"):
         return run_sync(out)
     return out
+
+
+@torch.inference_mode()
+def describe_tokens(vlm: VLM, tokens: torch.Tensor, density: int, question: str) -> ContextInputs:
+    """Seed 000 Eq. 6-10 from what the small VLM sees: the vision tokens merged to `density` and
+    projected by its connector (N, H), their mean (h_vis), the mean of the question's input
+    embeddings (h_txt), and per clip (one frame: the encoders here embed frames one by one) the
+    relevance R_t, its max and mean, and the spectral complexity of the top-3 clips."""
+    frames = tokens.shape[0]
+    vision = to_density(tokens, density)
+    h = vlm.proj(vision.reshape(-1, vision.shape[-1]).to(vlm.device, vlm.dtype)).double().cpu().numpy()
+    ids = vlm.tokenizer.encode(question)
+    if ids:
+        emb = vlm.lm.get_input_embeddings()(torch.tensor(ids, device=vlm.device))
+        txt = emb.mean(dim=0).double().cpu().numpy()
+    else:
+        txt = np.zeros(h.shape[1])
+    clip = np.repeat(np.arange(frames), h.shape[0] // frames)
+    s_max, s_mean, s_cplx = relevance_and_complexity(txt, h, clip)
+    return ContextInputs(txt, h.mean(axis=0), s_max, s_mean, s_cplx)
 
 
 def to_density(tokens: torch.Tensor, density: int) -> torch.Tensor:

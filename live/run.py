@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
 from pathlib import Path
@@ -16,13 +17,14 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, to_density
+from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
+from testbed.bandit import DecisionLog, Profiling, fit_records
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
-from testbed.policies.base import PolicyContext, PolicySpec
+from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.registry import resolve
-from testbed.query import ImageMeta, QueryRecord
+from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord
 from testbed.results import QueryRun, RunResult, order_rows
 from testbed.router.calibration import Calibration, fit_calibration
 from testbed.scenario import Scenario
@@ -75,10 +77,24 @@ def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workl
     return wl
 
 
-def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int) -> Calibration:
-    """Temperatures from real logits on the profiling split: the small model on the device's
-    keyframe tokens, the native large model on its own encoder's default tokens (as the sim fits)."""
-    outcomes = []
+@dataclass(frozen=True)
+class Profiled:
+    """A profiling query run for real: its record with the logits the models gave (the small
+    model's, the native large model's, and with `shared` the large model's on the small model's
+    tokens at every density), the bandit's context inputs and the frames sampled."""
+
+    record: QueryRecord
+    context: ContextInputs
+    frames: int
+
+
+def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int,
+            shared: bool = False) -> list[Profiled]:
+    """Run the models on the profiling split: the small model on the device's keyframe tokens, the
+    native large model on its own encoder's default tokens (what calibration fits, as the sim
+    does), and with `shared` the large LM on the small model's tokens at every density and the
+    context inputs (what the density agent is fitted on; seed 000 SV-A)."""
+    out = []
     for rec in records:
         q, m = rec.query, rec.query.media
         small_tok, large_tok = device.tokenizers["small"], edge.tokenizers["large"]
@@ -87,10 +103,20 @@ def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, 
         else:
             ts = small_tok(m.path, KEYFRAME_SAMPLER, pipelined=True, meta=m).tokens
             tl = large_tok(m.path, DEFAULT_SAMPLER, pipelined=False, meta=m).tokens
-        small = device.pair.models["small"].option_logits(to_density(ts, density), q.question, q.options)
-        large = edge.pair.models["large"].option_logits(to_density(tl, density), q.question, q.options)
-        outcomes.append(QueryRecord(q, rec.answer, rec.split, small, large))
-    return fit_calibration(outcomes)
+        small_vlm, large_vlm = device.pair.models["small"], edge.pair.models["large"]
+        small = small_vlm.option_logits(to_density(ts, density), q.question, q.options)
+        large = large_vlm.option_logits(to_density(tl, density), q.question, q.options)
+        per_density = {a: large_vlm.option_logits(to_density(ts, a), q.question, q.options)
+                       for a in DENSITIES if a <= ts.shape[1]} if shared else {}
+        context = describe_tokens(small_vlm, ts, density, q.question) if shared else ContextInputs()
+        out.append(Profiled(QueryRecord(q, rec.answer, rec.split, small, large, per_density), context,
+                            int(ts.shape[0])))
+    return out
+
+
+def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int) -> Calibration:
+    """Temperatures from real logits on the profiling split (see `profile`)."""
+    return fit_calibration([p.record for p in profile(records, device, edge, density)])
 
 
 def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
@@ -165,20 +191,40 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     density = sc.models.default_density
     edge = RealNode(pair, sc.nodes.edge_gpus, sc.nodes.chunk_frames)
     devices = [RealNode(pair, sc.nodes.local_gpus, sc.nodes.chunk_frames) for _ in range(sc.arrivals.clients)]
+    skipped: set[str] = set()
+    for name in sc.policies.run:
+        spec = resolve(name)
+        if spec.needs_hindsight:
+            notes.append(f"{name} skipped: it needs hindsight, which only trace-driven (sim) runs have")
+            skipped.add(name)
+        elif spec.agent and not profile_split:
+            notes.append(f"{name} skipped: its density agent is fitted on the profiling split, which this workload "
+                         "lacks")
+            skipped.add(name)
+    ran = [p for p in sc.policies.run if p not in skipped]
+    adaptive = any(resolve(p).agent for p in ran)
+    logs: dict[str, DecisionLog] = {}
+    profiling: Profiling | None = None
     try:
         if profile_split:
-            calibration = calibrate(profile_split, devices[0], edge, density)
+            profiled = profile(profile_split, devices[0], edge, density, shared=adaptive)
+            calibration = fit_calibration([p.record for p in profiled])
+            if adaptive:
+                profiling = fit_records([p.record for p in profiled], [p.frames for p in profiled],
+                                        calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
         else:
             calibration = Calibration(1.0, 1.0)
             notes.append("no profiling queries: calibration skipped (temperatures 1.0)")
         rows: list[dict] = []
         totals = []
-        for name in sc.policies.run:
+        for name in ran:
             spec = resolve(name)
-            if spec.needs_hindsight:
-                notes.append(f"{name} skipped: it needs hindsight, which only trace-driven (sim) runs have")
-                continue
-            ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(calibration), density)
+            knobs = sc.policies.knobs_for(name)
+            state = spec.new_state(calibration)
+            if spec.agent and profiling is not None:
+                state.bandit = start_bandit(spec, knobs, profiling, calibration, sc.seed, sc.resolve_path,
+                                            {"scenario": sc.name, "mode": mode})
+            ctx = PolicyContext(knobs, state, density)
             for node in (edge, *devices):
                 node.busy_s = 0.0
             interp = RealInterpreter(devices, edge, link or InProcEdge(), wire_dtype=sc.models.dtype)
@@ -188,12 +234,17 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
                 interp.close()
             rows += r
             totals.append(t)
+            if state.bandit is not None:
+                log = state.bandit.decision_log()
+                if log is not None:
+                    logs[name] = log
+                finish_bandit(spec, knobs, state.bandit, sc.resolve_path, {"scenario": sc.name, "mode": mode})
     finally:
         for node in (edge, *devices):
             node.close()
     for n in notes:
         note(n)
     benchmarks = list(dict.fromkeys(r.query.benchmark for r in workload.records))
-    ran = [p for p in sc.policies.run if not resolve(p).needs_hindsight]
     return RunResult(order_rows(rows, ran, benchmarks), pd.DataFrame(totals), workload.provenance,
-                     f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes))
+                     f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
+                     logs, profiling)

@@ -7,6 +7,7 @@ ratios between policies come from one run.
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,16 +17,18 @@ import simpy
 
 from sim.interpreter import Node, SimInterpreter, World
 from sim.link import Channel
+from testbed.bandit import BanditRun, DecisionLog, Profiling, fit_records, sampled_frames
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
 from testbed.codec.size import TokenFormat
 from testbed.errors import TestbedError
-from testbed.policies.base import PolicyContext, PolicySpec
+from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile
-from testbed.query import QueryRecord
-from testbed.results import RunResult, order_rows
-from testbed.router.calibration import fit_calibration
+from testbed.query import DENSITIES, QueryRecord
+from testbed.results import RunResult, density_regret, order_rows, regret_cost
+from testbed.router.calibration import Calibration, fit_calibration
 from testbed.scenario import Scenario
+from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 from testbed.traces import Workload, read_trace, table_to_workload, to_table
 from testbed.workload.synthetic import synthetic_workload
 
@@ -33,8 +36,8 @@ Progress = Callable[[int], None]
 
 
 @functools.lru_cache(maxsize=8)
-def _synthetic(benchmarks: tuple[str, ...], n: int, seed: int) -> Workload:
-    frame, provenance, params = synthetic_workload(benchmarks, n, seed)
+def _synthetic(benchmarks: tuple[str, ...], n: int, seed: int, context_signal: float) -> Workload:
+    frame, provenance, params = synthetic_workload(benchmarks, n, seed, context_signal)
     return table_to_workload(to_table(frame, provenance, params), provenance)
 
 
@@ -42,7 +45,8 @@ def load_workload(sc: Scenario) -> Workload:
     """The scenario's workload: generated (synthetic, labelled) or read from a trace file. The sim
     replays recorded model outcomes, so a manifest (queries without outcomes) is refused."""
     if sc.workload.kind == "synthetic":
-        return _synthetic(sc.workload.benchmarks, sc.workload.queries_per_benchmark, sc.seed)
+        return _synthetic(sc.workload.benchmarks, sc.workload.queries_per_benchmark, sc.seed,
+                          sc.workload.context_signal)
     if sc.workload.kind != "trace":
         raise TestbedError(f"workload.kind = {sc.workload.kind!r} holds queries but no model outcomes: run it with "
                            "`testbed live SCENARIO --inproc`; the sim replays traces (kind = 'trace')")
@@ -112,7 +116,8 @@ def _poisson_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], 
 def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
                     records: Sequence[QueryRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
     """Per-query rows and run-level totals for one policy over `records`. Rows are built after the
-    clock stops, so each holds the work of every future its query started."""
+    clock stops, so each holds the work of every future its query started; a policy that sends
+    shared tokens at a density gets each escalated query's regret against the oracle density."""
     w = build_world(sc, profile)
     interp = SimInterpreter(w, spec, ctx)
     ordered = query_order(records, sc.seed)
@@ -125,7 +130,9 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
             rng = np.random.default_rng([sc.seed, 3, c])
             w.env.process(_poisson_client(interp, w, queue, c, sc.arrivals.rate_per_client, rng, progress))
     w.env.run()
-    rows = [run.row(spec.name, "sim") for run in w.runs]
+    cost = regret_cost(ctx.knobs)
+    rows = [run.row(spec.name, "sim", density_regret(run.rec, run.answer, run.ledger.frames, cost)
+                    if spec.uses_density and run.answer is not None else float("nan")) for run in w.runs]
     ups = list({id(c): c for c in w.uplinks}.values())
     downs = list({id(c): c for c in w.downlinks}.values())
     span = max(w.env.now, 1e-12)
@@ -137,20 +144,68 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
     return rows, totals
 
 
+_PROFILING: dict[str, Profiling] = {}
+
+
+def profiling_fit(records: Sequence[QueryRecord], calibration: Calibration, seed: int) -> Profiling:
+    """The density agents' profiling fit (backbone included) on `records`, once per distinct
+    profiling split, temperature and seed in this process: every adaptive policy and sweep point
+    shares it (it is immutable; each policy warm-starts an agent of its own from it)."""
+    h = hashlib.sha256(f"{seed}:{calibration.small_t!r}".encode())
+    for r in records:
+        c = r.context
+        h.update(r.query.query_id.encode())
+        for v in (r.small_logits, *(r.large_logits.get(a) for a in DENSITIES), c.txt, c.vis,
+                  np.array([np.nan if x is None else x for x in (c.s_max, c.s_mean, c.s_cplx)])):
+            h.update(b"-" if v is None else np.ascontiguousarray(v, dtype=np.float64).tobytes())
+    key = h.hexdigest()
+    if key not in _PROFILING:
+        frames = [sampled_frames(r.query.media, KEYFRAME_SAMPLER) for r in records]
+        while len(_PROFILING) >= 4:  # a sweep reuses its fit; the oldest of other workloads' goes
+            del _PROFILING[next(iter(_PROFILING))]
+        _PROFILING[key] = fit_records(records, frames, calibration.small_t, seed)
+    return _PROFILING[key]
+
+
+def trace_rewards(bandit: BanditRun, records: Sequence[QueryRecord]) -> dict[str, np.ndarray]:
+    """Every density's proxy reward of each query whose trace holds every density's logits."""
+    return {r.query.query_id: bandit.proxy_rewards(r.large_logits, sampled_frames(r.query.media, KEYFRAME_SAMPLER))
+            for r in records if all(a in r.large_logits for a in bandit.cost.densities)}
+
+
 def run_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
                  workload: Workload | None = None) -> RunResult:
-    """Simulate every policy of `sc` on its workload's test split."""
+    """Simulate every policy of `sc` on its workload's test split. Adaptive-density policies start
+    from the profiling split's fit; their decision logs come back in the result, and an agent's
+    state is saved where its knobs say."""
     workload = workload or load_workload(sc)
     profile = profile or load_profile(sc.profile_path())
     calibration = fit_calibration(workload.split("profile"))
     test = workload.split("test") or workload.records
     rows: list[dict] = []
     totals = []
+    logs: dict[str, DecisionLog] = {}
+    profiling: Profiling | None = None
     for name in sc.policies.run:
         spec = resolve(name)
-        ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(calibration), sc.models.default_density)
+        knobs = sc.policies.knobs_for(name)
+        state = spec.new_state(calibration)
+        if spec.agent:
+            if not workload.split("profile"):
+                raise TestbedError(f"{name}: its density agent is fitted on the profiling split, which this "
+                                   "workload lacks (give some queries split = 'profile')")
+            profiling = profiling or profiling_fit(workload.split("profile"), calibration, sc.seed)
+            state.bandit = start_bandit(spec, knobs, profiling, calibration, sc.seed, sc.resolve_path,
+                                        {"scenario": sc.name})
+        ctx = PolicyContext(knobs, state, sc.models.default_density)
         r, t = simulate_policy(sc, profile, spec, ctx, test, progress)
         rows += r
         totals.append(t)
+        if state.bandit is not None:
+            log = state.bandit.decision_log(trace_rewards(state.bandit, test))
+            if log is not None:
+                logs[name] = log
+            finish_bandit(spec, knobs, state.bandit, sc.resolve_path, {"scenario": sc.name})
     return RunResult(order_rows(rows, sc.policies.run, workload.benchmarks()), pd.DataFrame(totals),
-                     workload.provenance, f"{profile.name} ({profile.provenance})", calibration, workload.parameters)
+                     workload.provenance, f"{profile.name} ({profile.provenance})", calibration, workload.parameters,
+                     logs=logs, profiling=profiling)

@@ -22,12 +22,12 @@ from testbed.codec.size import REPLY_BYTES, TokenFormat, raw_token_bytes, text_t
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import Interpreter, drive
-from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Future, Inference, Infer, Offload, Payload,
-                                      Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Future, Inference,
+                                      Infer, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
-from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, infer_key, tokenize_key)
+from testbed.results import Ledger, QueryRun, compress_key, decompress_key, describe_key, infer_key, tokenize_key
 
 SimGen = Generator[simpy.Event, Any, Any]
 
@@ -144,6 +144,23 @@ class SimInterpreter(Interpreter):
         run.ledger.stage(key, dur)
         yield self.w.env.timeout(dur)
         return Tokens(p.frames, 0, p.density, "edge", p.encoder)
+
+    def describe(self, eff: Describe, run: QueryRun, site: str) -> ContextInputs | SimGen:
+        """The trace's context columns. Free unless the trace recorded the stage: seed 000 reuses
+        the small model's own embeddings (SIII-C, "without incurring additional computational
+        overhead"); what is left, cosine similarities and three small SVDs, is milliseconds
+        against the model's seconds. A recorded time holds the device's GPU for that long."""
+        key = describe_key()
+        if key not in run.rec.recorded_s:
+            run.ledger.stage(key, 0.0)
+            return run.rec.context
+        return self._describe_recorded(run, key)
+
+    def _describe_recorded(self, run: QueryRun, key: str) -> SimGen:
+        node, dur = self.w.devices[run.client], run.rec.recorded_s[key]
+        yield from self._hold(node, node.gpu, dur, run.ledger, "local")
+        run.ledger.stage(key, dur)
+        return run.rec.context
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)

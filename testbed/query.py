@@ -81,10 +81,26 @@ class Hindsight:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextInputs:
+    """The raw inputs of the density bandit's context (seed 000 Eq. 4, 6-10) besides the frame count
+    and the small model's logits: the pooled question embedding `txt` (D,) and vision embedding
+    `vis` (D,) before PCA, the clip relevance summaries `s_max`, `s_mean` (Eq. 7) and the spectral
+    complexity `s_cplx` (Eq. 8-10). A trace records them in its context_* columns; a real run
+    computes them from the tokens (the `Describe` effect). None where unknown."""
+
+    txt: np.ndarray | None = field(default=None, compare=False)
+    vis: np.ndarray | None = field(default=None, compare=False)
+    s_max: float | None = None
+    s_mean: float | None = None
+    s_cplx: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueryRecord:
     """One workload row: the query and its ground truth; from a trace also every model variant's
-    option logits and the stage times a live run recorded. A manifest gives no logits (None):
-    real interpreters compute them, the sim cannot run without them."""
+    option logits, the stage times a live run recorded and the bandit's context inputs. A
+    manifest gives no logits (None): real interpreters compute them, the sim cannot run without
+    them."""
 
     query: Query
     answer: int
@@ -93,6 +109,7 @@ class QueryRecord:
     large_native_logits: np.ndarray | None = None
     large_logits: dict[int, np.ndarray] = field(default_factory=dict)
     recorded_s: dict[str, float] = field(default_factory=dict)
+    context: ContextInputs = field(default_factory=ContextInputs)
 
     @property
     def has_outcomes(self) -> bool:

@@ -187,6 +187,35 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path, title)
 
 
+def regret_curves(q: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """Cumulative regret against the oracle density over each policy's density decisions in
+    submission order, per (benchmark, policy), with benchmark 'all' over every query."""
+    d = q[q.regret.notna()].sort_values("submit_s", kind="stable")
+    out = {}
+    for bench, part in [(ALL, d)] + ([(b, d[d.benchmark == b]) for b in _benchmarks(d)] if d.benchmark.nunique() > 1
+                                     else []):
+        for policy, rows in part.groupby("policy", sort=False):
+            out[(bench, str(policy))] = np.cumsum(rows.regret.to_numpy())
+    return out
+
+
+def plot_regret(q: pd.DataFrame, path: Path, title: str) -> None:
+    """Cumulative regret against the oracle density (seed 000 Eq. 3: 1{correct} - lambda n a in
+    hindsight), per benchmark and over all, for every policy that sends tokens at a density."""
+    curves = regret_curves(q)
+    benches = list(dict.fromkeys(b for b, _ in curves))
+    fig, axes = _panels(benches)
+    for ax, b in zip(axes, benches):
+        for (bench, policy), y in curves.items():
+            if bench == b:
+                ax.plot(np.arange(1, len(y) + 1), y, label=policy)
+        ax.set_xlabel("escalated queries (submission order)")
+        ax.set_ylabel("cumulative regret vs oracle density")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    _save(fig, path, title)
+
+
 def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str) -> None:
     """Mean delay and accuracy over the first swept key: colour per policy, line style per value
     of the other swept keys (lines of policies that ignore a key lie on top of each other)."""

@@ -14,10 +14,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
+from testbed.bandit.agents import MAX_FRAMES, CostModel, instant_regret
+from testbed.bandit.ope import DecisionLog
+from testbed.bandit.profiling import Profiling
 from testbed.policies.effects import Answer, ModelName, Tokenize, Tokens
-from testbed.query import QueryRecord
+from testbed.query import DENSITIES, QueryRecord
 from testbed.router.calibration import Calibration
 
 MODES = ("sim", "inproc", "live")
@@ -38,6 +42,11 @@ def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
     if model == "large":
         return stage_key(site, "infer", model, "shared" if tokens.encoder == "small" else "native", f"a{density}")
     return stage_key(site, "infer", model, f"a{density}")
+
+
+def describe_key() -> str:
+    """The device's computing of the density bandit's context inputs (the Describe effect)."""
+    return stage_key("local", "describe")
 
 
 def compress_key(density: int) -> str:
@@ -90,15 +99,16 @@ class QueryRun:
     done_s: float = float("nan")
     answer: Answer | None = None
 
-    def row(self, policy: str, mode: str) -> dict[str, Any]:
-        """The query's result row; call once every future it started has finished."""
+    def row(self, policy: str, mode: str, regret: float = float("nan")) -> dict[str, Any]:
+        """The query's result row; call once every future it started has finished. `regret` is the
+        density's regret against the oracle density (`density_regret`), NaN where there is none."""
         a, rec, ledger = self.answer, self.rec, self.ledger
         assert a is not None, "row() of a query that has not been answered"
         return {
             "policy": policy, "mode": mode, "query_id": rec.query.query_id, "benchmark": rec.query.benchmark,
             "client": self.client, "submit_s": self.submit_s, "done_s": self.done_s,
             "delay_s": self.done_s - self.submit_s, "choice": a.choice, "answer": rec.answer,
-            "correct": a.choice == rec.answer, "served_by": a.served_by, "density": a.density,
+            "correct": a.choice == rec.answer, "served_by": a.served_by, "density": a.density, "regret": regret,
             "confidence": a.confidence, "fallback": a.fallback, "bytes_up": ledger.bytes_up,
             "bytes_down": ledger.bytes_down, "frames": ledger.frames, "decoded_frames": ledger.decoded,
             "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
@@ -107,9 +117,28 @@ class QueryRun:
         }
 
 
+def density_regret(rec: QueryRecord, answer: Answer, frames: int, cost: CostModel) -> float:
+    """Exact regret of the density an escalated query was sent at, against the oracle density
+    (seed 000 Eq. 3/11: the best 1{correct} - lambda n a in hindsight minus the one chosen), from the
+    trace's large-model logits at every density. NaN for a local answer, a density outside the
+    cost model's, or a record without every density's outcome (a real run)."""
+    if answer.served_by != "edge" or answer.density not in cost.densities or \
+            any(a not in rec.large_logits for a in cost.densities):
+        return float("nan")
+    hindsight = {a: float(int(np.argmax(rec.large_logits[a])) == rec.answer) for a in cost.densities}
+    return instant_regret(hindsight, frames, answer.density, cost)
+
+
+def regret_cost(knobs: object) -> CostModel:
+    """The cost model regret is measured with: the policy's own lambda where its knobs have one
+    (adaptive policies), else seed 000's (the largest token volume costs 1)."""
+    return CostModel(DENSITIES, MAX_FRAMES, float(getattr(knobs, "cost_weight", 1.0)))
+
+
 @dataclass(frozen=True)
 class RunResult:
-    """Per-query rows of every policy, run totals, and what the run was made from."""
+    """Per-query rows of every policy, run totals, and what the run was made from; for
+    adaptive-density policies, each one's decision log and the profiling fit they started from."""
 
     queries: pd.DataFrame
     totals: pd.DataFrame
@@ -119,6 +148,8 @@ class RunResult:
     parameters: dict[str, Any]
     mode: str = "sim"
     notes: tuple[str, ...] = ()
+    logs: dict[str, DecisionLog] = field(default_factory=dict)
+    profiling: Profiling | None = None
 
 
 def order_rows(rows: list[dict[str, Any]], policies: Sequence[str], benchmarks: Sequence[str]) -> pd.DataFrame:
@@ -202,7 +233,25 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
     (out / "versions.json").write_text(json.dumps({**versions(), "mode": run.mode, "workload": run.provenance,
                                                    "profile": run.profile, **(extra_versions or {})}, indent=2))
     run.totals.to_csv(out / "totals.csv", index=False)
+    write_bandit_files(out, run)
     if len(run.queries):
         report.plot_delay_cdf(run.queries, out / "delay_cdf.png", title)
         report.plot_breakdown(run.queries, out / "delay_breakdown.png", title)
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
+        if "regret" in run.queries and run.queries.regret.notna().any():
+            report.plot_regret(run.queries, out / "cumulative_regret.png", title)
+
+
+def decision_log_path(out: Path, policy: str) -> Path:
+    return out / f"decisions-{policy}.npz"
+
+
+def write_bandit_files(out: Path, run: RunResult) -> None:
+    """Each adaptive policy's decision log (`decisions-<policy>.npz` and its .json card) and the
+    profiling fit they started from (`profiling.npz`, `backbone.npz`), which `testbed ope` reads."""
+    from testbed.bandit import save_log, save_profiling
+
+    for policy, log in run.logs.items():
+        save_log(log, decision_log_path(out, policy))
+    if run.profiling is not None and run.logs:
+        save_profiling(run.profiling, out / "profiling.npz")

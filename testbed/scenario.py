@@ -17,7 +17,7 @@ import tomli_w
 from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
 from testbed.policies.registry import BASELINES, resolve
 from testbed.query import DENSITIES
-from testbed.workload.synthetic import BENCHMARKS
+from testbed.workload.synthetic import BENCHMARKS, CONTEXT_SIGNAL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PROFILE = REPO_ROOT / "traces" / "profiles" / "paper-fitted.toml"
@@ -32,6 +32,8 @@ class WorkloadConfig:
     video_root: str = help_field("", "folder the MVBench JSON's videos are in (kind mvbench; default: the JSON's)")
     benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate")
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)")
+    context_signal: float = help_field(CONTEXT_SIGNAL, "synthetic: correlation of each bandit context column with "
+                                                       "the density a query needs (assumed; 0: pure noise)")
 
     def __post_init__(self) -> None:
         for b in self.benchmarks:
@@ -39,6 +41,8 @@ class WorkloadConfig:
                 raise ConfigError("workload.benchmarks", f"unknown benchmark {b!r}; allowed: {', '.join(BENCHMARKS)}")
         if self.queries_per_benchmark < 10:
             raise ConfigError("workload.queries_per_benchmark", "must be at least 10")
+        if not 0.0 <= self.context_signal <= 1.0:
+            raise ConfigError("workload.context_signal", "must be in [0, 1]")
         if self.kind != "synthetic" and not self.path:
             raise ConfigError("workload.path", f"required when workload.kind = {self.kind!r}")
 
@@ -131,7 +135,7 @@ class ArrivalsConfig:
             raise ConfigError("arrivals.think_s", "must be >= 0")
 
 
-DEFAULT_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing",
+DEFAULT_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp", "quickgrasp-fixed16", "nosharing",
                     "uncalibrated-fixed16", "oracle")
 
 

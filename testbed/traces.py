@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
-from testbed.query import DENSITIES, Query, QueryRecord, VideoMeta
+from testbed.query import DENSITIES, ContextInputs, Query, QueryRecord, VideoMeta
 
 SCHEMA_VERSION = 1
 META_VERSION = b"testbed.schema_version"
@@ -172,4 +172,30 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
     query = Query(qid, cols["benchmark"][i], video, cols["question"][i], options)
     recorded = dict(cols["recorded_s"][i] or []) if "recorded_s" in cols else {}
     return QueryRecord(query, int(answer), cols["split"][i], logits("small_logits"), logits("large_native_logits"),
-                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded)
+                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded, _context(cols, i, name))
+
+
+def _context(cols: dict[str, list[Any]], i: int, name: str) -> ContextInputs:
+    """The bandit's context inputs of row i from the optional context_* columns (None where a column
+    is absent or the row's value is null)."""
+    qid = cols["query_id"][i]
+
+    def embedding(col: str) -> np.ndarray | None:
+        v = cols[col][i] if col in cols else None
+        if v is None:
+            return None
+        out = np.asarray(v, dtype=np.float64)
+        if out.size == 0 or not np.isfinite(out).all():
+            raise TraceError(f"{name}: query {qid}: {col} must hold a non-empty list of finite values")
+        return out
+
+    def scalar(col: str) -> float | None:
+        v = cols[col][i] if col in cols else None
+        if v is None:
+            return None
+        if not np.isfinite(v):
+            raise TraceError(f"{name}: query {qid}: {col} must be finite")
+        return float(v)
+
+    return ContextInputs(embedding("context_txt"), embedding("context_vis"), scalar("context_s_max"),
+                         scalar("context_s_mean"), scalar("context_s_cplx"))

@@ -11,6 +11,7 @@ reading here (the caller maps `QueryRecord`s or trace columns to arrays).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -25,8 +26,10 @@ from testbed.bandit.agents import (
     Oracle,
     RawFeatures,
 )
-from testbed.bandit.backbone import Backbone, full_information, train_backbone
-from testbed.bandit.features import ContextBuilder, fit_context_builder
+from testbed.bandit._files import card_path, read_npz_card, require, write_npz_card
+from testbed.bandit.backbone import Backbone, full_information, load_backbone, save_backbone, train_backbone
+from testbed.bandit.errors import MismatchError
+from testbed.bandit.features import PCA, ContextBuilder, fit_context_builder
 from testbed.query import DENSITIES
 from testbed.router.calibration import padded_logits
 
@@ -125,3 +128,56 @@ def make_agent(kind: str, profiling: Profiling, cost: CostModel | None = None, *
         raise ValueError(f"unknown agent kind {kind!r}; one of {AGENT_KINDS}")
     agent.warm_start(*profiling.triples())
     return agent
+
+
+FORMAT = "testbed.bandit.profiling"
+VERSION = 1
+
+
+def backbone_path(path: Path | str) -> Path:
+    """Where `save_profiling` puts the backbone: `backbone.npz` next to the profiling file."""
+    return Path(path).with_name("backbone.npz")
+
+
+def save_profiling(profiling: Profiling, path: Path | str) -> None:
+    """Write the profiling fit (contexts, correctness, the context builder's temperature and PCA
+    projections) to `path` (.npz plus .json card) and its backbone, if any, to `backbone.npz` next
+    to it: what a decision log's agents are rebuilt from offline (`testbed ope`)."""
+    arrays = {"contexts": profiling.contexts, "correct": profiling.correct}
+    b = profiling.builder
+    for name, pca in (("txt", b.pca_txt), ("vis", b.pca_vis)):
+        if pca is not None:
+            arrays[f"pca_{name}_mean"], arrays[f"pca_{name}_components"] = pca.mean, pca.components
+    card: dict[str, Any] = {"format": FORMAT, "version": VERSION, "densities": list(profiling.densities),
+                            "temperature": b.temperature, "d": b.d, "backbone": None}
+    if profiling.backbone is not None:
+        save_backbone(profiling.backbone, backbone_path(path))
+        card["backbone"] = {"file": backbone_path(path).name, "fingerprint": profiling.backbone.fingerprint}
+    write_npz_card(path, arrays, card)
+
+
+def load_profiling(path: Path | str) -> Profiling:
+    """Read what `save_profiling` wrote; a missing, corrupt or mismatched file (or backbone) is one
+    BanditFileError naming it."""
+    arrays, card = read_npz_card(path, FORMAT, VERSION)
+    dens = tuple(int(d) for d in card.get("densities", ()))
+    ctx = arrays.get("contexts")
+    if ctx is None or ctx.ndim != 2:
+        raise MismatchError(path, "contexts must be a (queries, features) array")
+    m, p = ctx.shape
+    require(path, arrays, {"contexts": (m, p), "correct": (m, len(dens))})
+
+    def pca(name: str) -> PCA | None:
+        mean, comps = arrays.get(f"pca_{name}_mean"), arrays.get(f"pca_{name}_components")
+        return None if mean is None or comps is None else PCA(mean, comps)
+
+    builder = ContextBuilder(float(card.get("temperature", 1.0)), pca("txt"), pca("vis"), int(card.get("d", 4)))
+    backbone = None
+    info = card.get("backbone")
+    if info:
+        bpath = Path(path).with_name(str(info.get("file", "backbone.npz")))
+        backbone = load_backbone(bpath, dens, p)
+        if backbone.fingerprint != info.get("fingerprint"):
+            raise MismatchError(card_path(path), f"names backbone {info.get('fingerprint')}, {bpath.name} holds "
+                                                 f"{backbone.fingerprint}")
+    return Profiling(builder, ctx, arrays["correct"], dens, backbone)

@@ -7,9 +7,13 @@ that policy (``[policies.quickgrasp-fixed16] tau_route = 0.7``); each field carr
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
+from testbed.bandit.online import BanditRun, start_run
+from testbed.bandit.profiling import Profiling
 from testbed.config import help_field
 from testbed.policies.effects import Policy
 from testbed.query import Hindsight, Query
@@ -35,13 +39,104 @@ class RouteKnobs:
             raise ConfigError("tau_route", "must be in [0, 1]")
 
 
+@dataclass(frozen=True)
+class AdaptiveKnobs(RouteKnobs):
+    """Knobs of QuickGrasp with adaptive density (seed 000 SIII-C): the router's, plus what the
+    density agent optimises and learns from, and where its state is saved or loaded."""
+
+    tau_proxy: float = help_field(0.6, "after an edge answer, the large model's calibrated confidence above which "
+                                       "it counts as correct for the online update (Eq. 12; seed 000: 0.6)")
+    cost_weight: float = help_field(1.0, "lambda's scale: what the largest token volume (512 frames at density 32) "
+                                         "costs against a correct answer (Eq. 16; seed 000: 1)")
+    online: bool = help_field(True, "update the agent after each edge answer with the proxy reward (Eq. 14); "
+                                    "false: it stays as the profiling split warm-started it")
+    save_state: str = help_field("", "write the agent's learned state and random generator to this .npz (and its "
+                                     ".json card) when the run ends; relative to the scenario file")
+    load_state: str = help_field("", "start from a state saved by save_state instead of the profiling warm start "
+                                     "(the same agent, densities, features and hyper-parameters, or a one-line "
+                                     "error)")
+
+    def __post_init__(self) -> None:
+        from testbed.errors import ConfigError
+
+        super().__post_init__()
+        if not 0 <= self.tau_proxy <= 1:
+            raise ConfigError("tau_proxy", "must be in [0, 1]")
+        if self.cost_weight < 0:
+            raise ConfigError("cost_weight", "must be >= 0")
+
+    def agent_kw(self) -> dict[str, Any]:
+        """The agent's own hyper-parameters (the constructor keywords of its kind)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class ThompsonKnobs(AdaptiveKnobs):
+    """The neural-linear Thompson agent's (seed 000 SV-A)."""
+
+    alpha: float = help_field(0.05, "Thompson sampling scale: beta ~ N(A^-1 b, alpha^2 A^-1) (seed 000: 0.05)")
+    lambda0: float = help_field(0.1, "prior precision of each density's Bayesian linear regression (Eq. 13; "
+                                     "seed 000: 0.1)")
+    propensity_draws: int = help_field(200, "Monte Carlo draws per decision for its logged propensity (0: none, "
+                                            "the log then cannot be evaluated off-policy)")
+
+    def __post_init__(self) -> None:
+        from testbed.errors import ConfigError
+
+        super().__post_init__()
+        if self.alpha < 0 or self.lambda0 <= 0 or self.propensity_draws < 0:
+            raise ConfigError("alpha", "alpha >= 0, lambda0 > 0 and propensity_draws >= 0 are required")
+
+    def agent_kw(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "lambda0": self.lambda0, "propensity_draws": self.propensity_draws}
+
+
+@dataclass(frozen=True)
+class EpsilonKnobs(AdaptiveKnobs):
+    """Epsilon-greedy on the backbone's latent (the Thompson agent's exploration replaced)."""
+
+    epsilon: float = help_field(0.1, "chance of a uniformly random density instead of the greedy one")
+    lambda0: float = help_field(0.1, "prior precision of each density's Bayesian linear regression")
+
+    def __post_init__(self) -> None:
+        from testbed.errors import ConfigError
+
+        super().__post_init__()
+        if not 0 <= self.epsilon <= 1 or self.lambda0 <= 0:
+            raise ConfigError("epsilon", "epsilon in [0, 1] and lambda0 > 0 are required")
+
+    def agent_kw(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "lambda0": self.lambda0}
+
+
+@dataclass(frozen=True)
+class LinUCBKnobs(AdaptiveKnobs):
+    """LinUCB (Li et al. 2010) on the raw standardised context."""
+
+    alpha_ucb: float = help_field(0.5, "width of the upper confidence bound: mean + alpha_ucb * sd")
+    lambda0: float = help_field(1.0, "ridge prior precision of each density's linear model")
+
+    def __post_init__(self) -> None:
+        from testbed.errors import ConfigError
+
+        super().__post_init__()
+        if self.alpha_ucb < 0 or self.lambda0 <= 0:
+            raise ConfigError("alpha_ucb", "alpha_ucb >= 0 and lambda0 > 0 are required")
+
+    def agent_kw(self) -> dict[str, Any]:
+        return {"alpha_ucb": self.alpha_ucb, "lambda0": self.lambda0}
+
+
 @dataclass
 class RunState:
-    """Learned state of one policy's run (calibration now; a bandit and a seeded RNG next).
+    """Learned state of one policy's run: the calibration, and for adaptive-density policies the
+    density agent with its generator and decision log (`BanditRun`).
 
-    One object per policy per run, threaded to the policy explicitly, never global."""
+    One object per policy per run, built by whoever runs it (the engine, a real run) and threaded
+    to the policy explicitly, never global."""
 
     calibration: Calibration = field(default_factory=Calibration)
+    bandit: BanditRun | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +168,32 @@ class PolicySpec:
     needs_hindsight: bool = False
     calibrated: bool = True
     description: str = ""
+    agent: str = ""
+    """The density agent's kind (`testbed.bandit.make_agent`) for adaptive-density policies, whose
+    run state then carries a BanditRun; "" for every other policy."""
+    uses_density: bool = False
+    """Escalates shared tokens at a density it chose (fixed or adaptive): results give such
+    queries their regret against the oracle density."""
 
     def new_state(self, calibration: Calibration) -> RunState:
         """The learned state this policy starts a run with (Uncalibrated variants drop the temperatures)."""
         return RunState(calibration if self.calibrated else Calibration(1.0, 1.0))
+
+
+def start_bandit(spec: PolicySpec, knobs: AdaptiveKnobs, profiling: Profiling, calibration: Calibration, seed: int,
+                 resolve_path: Callable[[str], Path], meta: dict[str, Any] | None = None) -> BanditRun:
+    """An adaptive policy's learner for one run (sim or real): its agent warm-started on the
+    profiling fit, or loaded from the knobs' `load_state` (`resolve_path` turns the knob into a
+    file), with a generator of its own seeded by the run's seed and the policy's name, so adding
+    a policy to a scenario changes no other policy's choices."""
+    return start_run(spec.agent, profiling, seed=[seed, 5, zlib.crc32(spec.name.encode())],
+                     cost_weight=knobs.cost_weight, large_temperature=calibration.large_t, tau_proxy=knobs.tau_proxy,
+                     online=knobs.online, load_state=resolve_path(knobs.load_state) if knobs.load_state else None,
+                     meta={"policy": spec.name, "seed": seed, **(meta or {})}, **knobs.agent_kw())
+
+
+def finish_bandit(spec: PolicySpec, knobs: AdaptiveKnobs, bandit: BanditRun, resolve_path: Callable[[str], Path],
+                  meta: dict[str, Any] | None = None) -> None:
+    """At the end of a run: save the agent's state where the knobs' `save_state` says."""
+    if knobs.save_state:
+        bandit.save(resolve_path(knobs.save_state), {"policy": spec.name, **(meta or {})})

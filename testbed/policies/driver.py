@@ -15,8 +15,8 @@ from types import GeneratorType
 from typing import Any, Callable, Generator
 
 from testbed.errors import TestbedError
-from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Infer, Offload, Policy, PolicyInterrupt,
-                                      Submit, Tokenize, Wait, WaitAny)
+from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Infer, Offload, Policy,
+                                      PolicyInterrupt, Submit, Tokenize, Wait, WaitAny)
 from testbed.policies.placement import check_placement
 
 Perform = Callable[[Any], Any]
@@ -78,6 +78,9 @@ class Interpreter(ABC):
 
     @abstractmethod
     def decompress(self, eff: Decompress, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def describe(self, eff: Describe, run: Any, site: str) -> Any: ...
 
     @abstractmethod
     def offload(self, eff: Offload, run: Any, site: str) -> Any: ...

@@ -21,7 +21,7 @@ from typing import Any, Generator, Literal, Union
 import numpy as np
 
 from testbed.errors import TestbedError
-from testbed.query import ImageMeta, Media, VideoMeta
+from testbed.query import ContextInputs, ImageMeta, Media, VideoMeta
 from testbed.tokenizer.sampling import Sampler
 
 Where = Literal["local", "edge"]
@@ -118,6 +118,18 @@ class Decompress:
     payload: Payload
 
 
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """On the device, after the small model answered: the density bandit's context inputs for
+    `tokens` as the small model saw them at `density`, and its `question` (seed 000 Eq. 6-10):
+    pooled question and vision embeddings, clip relevance and spectral complexity. Returns
+    ContextInputs; the sim reads them from the trace's context columns."""
+
+    tokens: Tokens
+    density: int
+    question: str
+
+
 EdgeStep = Union[Tokenize, Infer, Decompress]
 
 
@@ -180,10 +192,10 @@ class EdgeUnavailable(PolicyInterrupt):
     """The edge did not answer an Offload (down, busy or too late)."""
 
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Offload, Submit, Wait, WaitAny]
+Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Offload, Submit, Wait, WaitAny]
 
 HANDLERS: dict[type, str] = {
-    Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress",
+    Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress", Describe: "describe",
     Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
 }
 """The interpreter method that performs each effect (one method per effect, found by type)."""
@@ -205,6 +217,6 @@ Policy = Generator[Effect, Any, Answer]
 Step = Generator[Effect, Any, Any]
 """A helper generator a policy delegates to with ``yield from`` (returns any value)."""
 
-__all__ = ["Answer", "Compress", "Decompress", "EdgeStep", "EdgeUnavailable", "Effect", "Future", "HANDLERS",
+__all__ = ["Answer", "Compress", "ContextInputs", "Decompress", "Describe", "EdgeStep", "EdgeUnavailable", "Effect", "Future", "HANDLERS",
            "ImageMeta", "Infer", "Inference", "ModelName", "Offload", "Payload", "Policy", "PolicyInterrupt", "Step",
            "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny", "Where"]

@@ -14,8 +14,8 @@ from typing import Any, Callable, Generator
 
 from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
-from testbed.policies.effects import (Compress, Decompress, EdgeStep, Infer, Offload, Submit, Tokenize, Tokens, Wait,
-                                      WaitAny)
+from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Infer, Offload, Submit, Tokenize,
+                                      Tokens, Wait, WaitAny)
 from testbed.query import Media
 
 ALLOWED: dict[type, frozenset[str]] = {
@@ -23,6 +23,7 @@ ALLOWED: dict[type, frozenset[str]] = {
     Infer: frozenset({"local", "edge"}),
     Compress: frozenset({"local"}),
     Decompress: frozenset({"edge"}),
+    Describe: frozenset({"local"}),
     Offload: frozenset({"local"}),
     Submit: frozenset({"local"}),
     Wait: frozenset({"local"}),

@@ -1,19 +1,22 @@
-"""QuickGrasp (seed 000) with a fixed density, and its ablations.
+"""QuickGrasp (seed 000): adaptive density, fixed densities, and its ablations.
 
 Local first: keyframe-aligned, pipelined tokenization; the small VLM answers; if its calibrated
-confidence is below tau_route, the tokens are merged to `density` per frame, compressed and sent
-to the edge, where the large LM (sharing the small model's encoder) answers. NoSharing instead
-uploads the video and the edge re-tokenizes it for the native large VLM. Uncalibrated routes on
-raw confidences (registered with calibrated=False). The adaptive-density bandit is its own policy.
+confidence is below tau_route, the tokens are merged to a density per frame, compressed and sent
+to the edge, where the large LM (sharing the small model's encoder) answers. `quickgrasp_adaptive`
+lets the run's density agent choose that density from the query's context and learn from the
+edge's answer (SIII-C); `quickgrasp_fixed` always sends one density. NoSharing instead uploads the
+video and the edge re-tokenizes it for the native large VLM. Uncalibrated routes on raw
+confidences (registered with calibrated=False).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext
-from testbed.policies.effects import (Answer, Compress, Decompress, Inference, Infer, Offload, Payload, Policy, Step,
-                                      Tokenize, Tokens)
+from testbed.policies.effects import (Answer, Compress, Decompress, Describe, Inference, Infer, Offload, Payload,
+                                      Policy, Step, Tokenize, Tokens)
 from testbed.query import Query
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 
@@ -25,10 +28,15 @@ def local_first(q: Query, ctx: PolicyContext) -> Step:
     return tokens, local
 
 
+def shared_offload(q: Query, tokens: Tokens, density: int) -> Step:
+    """Send tokens merged to `density` to the edge's large LM (shared encoder); returns its Inference."""
+    payload = yield Compress(tokens, density)
+    return (yield Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options))))
+
+
 def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int) -> Policy:
     """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer."""
-    payload = yield Compress(tokens, density)
-    out = yield Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options)))
+    out = yield from shared_offload(q, tokens, density)
     return Answer(out.choice, "edge", density, ctx.calibration.large_confidence(out.option_logits))
 
 
@@ -47,6 +55,25 @@ def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
         return (yield from offload_tokens(q, ctx, tokens, density))
 
     return policy
+
+
+def quickgrasp_adaptive(q: Query, ctx: PolicyContext) -> Policy:
+    """QuickGrasp proper (seed 000 SIII-C): route as quickgrasp_fixed; for an escalated query, the
+    run's density agent picks the density from the context (frames, the small model's calibrated
+    uncertainty, the Describe inputs), and learns from the large model's proxy reward (Eq. 12)."""
+    bandit = ctx.state.bandit
+    if bandit is None:
+        raise TestbedError("an adaptive-density policy needs its density agent in the run state (RunState.bandit)")
+    tokens, local = yield from local_first(q, ctx)
+    conf = ctx.calibration.small_confidence(local.option_logits)
+    if conf >= ctx.knobs.tau_route:
+        return _local_answer(ctx, local, conf)
+    inputs = yield Describe(tokens, ctx.default_density, q.question)
+    context = bandit.context(tokens.frames, local.option_logits, inputs)
+    decision = bandit.choose(context, tokens.frames)
+    out = yield from shared_offload(q, tokens, decision.action)
+    bandit.learn(q.query_id, context, tokens.frames, decision, out.option_logits)
+    return Answer(out.choice, "edge", decision.action, ctx.calibration.large_confidence(out.option_logits))
 
 
 def nosharing(q: Query, ctx: PolicyContext) -> Policy:

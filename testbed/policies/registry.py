@@ -10,10 +10,10 @@ import re
 from typing import Callable
 
 from testbed.errors import ConfigError
-from testbed.policies.base import NoKnobs, PolicySpec, RouteKnobs
+from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
 from testbed.policies.baselines import collaborative, device_native, edge_hosted
 from testbed.policies.oracle import oracle
-from testbed.policies.quickgrasp import nosharing, quickgrasp_fixed
+from testbed.policies.quickgrasp import nosharing, quickgrasp_adaptive, quickgrasp_fixed
 from testbed.query import DENSITIES
 
 FIXED: dict[str, PolicySpec] = {s.name: s for s in (
@@ -22,12 +22,19 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
     PolicySpec("collaborative", collaborative, description="device tokenizes, all tokens to the edge LM"),
     PolicySpec("nosharing", nosharing, RouteKnobs, description="QuickGrasp routing; escalation uploads the video"),
     PolicySpec("oracle", oracle, NoKnobs, needs_hindsight=True, description="cheapest correct action in hindsight"),
+    PolicySpec("quickgrasp", quickgrasp_adaptive, ThompsonKnobs, agent="neural-linear-thompson", uses_density=True,
+               description="QuickGrasp: router, then the neural-linear Thompson agent picks the density"),
+    PolicySpec("quickgrasp-eps", quickgrasp_adaptive, EpsilonKnobs, agent="epsilon-greedy", uses_density=True,
+               description="QuickGrasp router; epsilon-greedy on the backbone's latent picks the density"),
+    PolicySpec("quickgrasp-linucb", quickgrasp_adaptive, LinUCBKnobs, agent="linucb", uses_density=True,
+               description="QuickGrasp router; LinUCB on the raw context picks the density"),
 )}
 
 PER_DENSITY: dict[str, Callable[[int], PolicySpec]] = {
-    "quickgrasp": lambda a: PolicySpec(f"quickgrasp-fixed{a}", quickgrasp_fixed(a), RouteKnobs,
+    "quickgrasp": lambda a: PolicySpec(f"quickgrasp-fixed{a}", quickgrasp_fixed(a), RouteKnobs, uses_density=True,
                                        description=f"QuickGrasp router, fixed density {a}"),
     "uncalibrated": lambda a: PolicySpec(f"uncalibrated-fixed{a}", quickgrasp_fixed(a), RouteKnobs, calibrated=False,
+                                         uses_density=True,
                                          description=f"QuickGrasp without temperature scaling, density {a}"),
 }
 

@@ -8,6 +8,14 @@ are correct, so accuracies hit their targets exactly. Option probabilities are d
 given correctness (confidence of correct answers ~ c*g(c)/acc, of wrong ones ~ (1-c)*g(c)/(1-acc)),
 then sharpened by a per-query temperature around T = 1.4 into raw logits: temperature scaling
 with T ~ 1.4 recalibrates them (Fig. 7).
+
+The density bandit's context columns (context_txt, context_vis, context_s_max, context_s_mean,
+context_s_cplx; seed 000 Eq. 4-10) carry what SIII-C says the features carry: which density a query
+needs. Per query that is the oracle density in hindsight, the cheapest density at which the large
+model answers correctly (the cheapest of all when none does; the argmax of Eq. 3's per-query
+reward). Each column is a noisy reading of it whose correlation with it is `CONTEXT_SIGNAL`, the
+one assumed parameter here; they are drawn from a generator of their own, so every other column
+is the same whatever the signal strength.
 """
 
 from __future__ import annotations
@@ -117,6 +125,24 @@ CONCENTRATION = 4.0
 PROFILE_SHARE = 0.3
 """SV-A: each benchmark split 3:7 into a profiling set and a test set."""
 
+CONTEXT_SIGNAL = 0.8
+"""Assumed: the correlation of each context reading (each scalar column; each embedding along its
+signal direction) with the density the query needs. Seed 000 gives no figure for how predictive its
+features are, only that adaptive density beats every fixed one (Fig. 11); 0 makes the columns pure
+noise. `workload.context_signal` sets it per scenario."""
+EMBED_DIM = 16
+"""Width D of the pooled question and vision embeddings. Seed 000's LM width is D = 1536 (SIII-C),
+but only the top d = 4 principal components reach the agent (Eq. 6); 16 keeps directions for the
+PCA to discard at a hundredth of the trace size."""
+EMBED_SIGNAL_SD = 2.0
+"""Spread of an embedding along its signal direction, against 1 along every other: the direction
+the features vary most in is the one the PCA keeps first (Eq. 6, top-d components of the
+profiling split)."""
+CLIP_TOKENS = 16
+"""Vision tokens per clip behind the relevance sums R_t (Eq. 7): one frame at the default density
+16 (SIII-C), so |R_t| <= 16. Locations and spreads of the scalar columns below are immaterial:
+every agent standardises its inputs with the profiling split's mean and scale."""
+
 
 def _durations(spec: BenchmarkSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     kind, p = spec.duration
@@ -193,7 +219,44 @@ def _wrong_choice(answer: int, k: int, rng: np.random.Generator, follow: int | N
     return pick + (pick >= answer)
 
 
-def generate(spec: BenchmarkSpec, n: int, seed: int) -> pd.DataFrame:
+def needed_density(large_ok: dict[int, np.ndarray]) -> np.ndarray:
+    """(n,) index into DENSITIES of the density each query needs: the cheapest at which the large
+    model is correct, 0 (the cheapest) where none is."""
+    ok = np.stack([large_ok[a] for a in DENSITIES], axis=1)
+    return np.where(ok.any(axis=1), ok.argmax(axis=1), 0)
+
+
+def context_columns(spec: BenchmarkSpec, large_ok: dict[int, np.ndarray], seed: int,
+                    signal: float = CONTEXT_SIGNAL) -> dict[str, list]:
+    """The context_* columns of one benchmark's queries from their per-density correctness, drawn
+    from a generator of their own (the other columns do not depend on it or on `signal`)."""
+    if not 0.0 <= signal <= 1.0:
+        raise ValueError(f"context signal must be in [0, 1], got {signal}")
+    need = needed_density(large_ok).astype(np.float64)
+    n = len(need)
+    rng = np.random.default_rng([seed, sum(spec.name.encode()), 4])
+    nu = (need - need.mean()) / (need.std() or 1.0)
+    noise_w = np.sqrt(1.0 - signal ** 2)
+
+    def reading() -> np.ndarray:
+        return signal * nu + noise_w * rng.standard_normal(n)
+
+    def embedding() -> np.ndarray:
+        direction = rng.standard_normal(EMBED_DIM)
+        direction /= np.linalg.norm(direction)
+        e = rng.standard_normal((n, EMBED_DIM))
+        e -= np.outer(e @ direction, direction)  # unit noise off the signal direction
+        return (e + EMBED_SIGNAL_SD * np.outer(reading(), direction)).astype(np.float32)
+
+    txt, vis = embedding(), embedding()
+    s_mean = CLIP_TOKENS * np.clip(0.25 + 0.1 * reading(), -1.0, 1.0)
+    s_max = np.minimum(s_mean + CLIP_TOKENS * 0.1 * np.abs(rng.standard_normal(n)), CLIP_TOKENS)
+    s_cplx = np.clip(0.7 + 0.05 * reading(), 0.0, 1.0)
+    return {"context_txt": txt.tolist(), "context_vis": vis.tolist(), "context_s_max": s_max.tolist(),
+            "context_s_mean": s_mean.tolist(), "context_s_cplx": s_cplx.tolist()}
+
+
+def generate(spec: BenchmarkSpec, n: int, seed: int, context_signal: float = CONTEXT_SIGNAL) -> pd.DataFrame:
     """`n` synthetic queries of one benchmark, as trace rows (see testbed.traces)."""
     rng = np.random.default_rng([seed, sum(spec.name.encode())])
     ks = rng.choice(spec.options, size=n, p=spec.option_weights)
@@ -243,19 +306,27 @@ def generate(spec: BenchmarkSpec, n: int, seed: int) -> pd.DataFrame:
         for a, acc in zip(DENSITIES, spec.acc_large):
             row[f"large_logits_a{a}"] = variant(bool(large_ok[a][i]), acc, LARGE_T, LARGE_T_SPREAD).tolist()
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for col, values in context_columns(spec, large_ok, seed, context_signal).items():
+        frame[col] = values
+    return frame
 
 
-def synthetic_workload(benchmarks: tuple[str, ...], n_per_benchmark: int, seed: int) -> tuple[pd.DataFrame, str, dict]:
+def synthetic_workload(benchmarks: tuple[str, ...], n_per_benchmark: int, seed: int,
+                       context_signal: float = CONTEXT_SIGNAL) -> tuple[pd.DataFrame, str, dict]:
     """Frame, provenance and parameters of the calibrated synthetic workload."""
     unknown = [b for b in benchmarks if b not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown[0]!r}; allowed: {', '.join(BENCHMARKS)}")
-    frame = pd.concat([generate(BENCHMARKS[b], n_per_benchmark, seed) for b in benchmarks], ignore_index=True)
+    frame = pd.concat([generate(BENCHMARKS[b], n_per_benchmark, seed, context_signal) for b in benchmarks],
+                      ignore_index=True)
     params = {
         "generator": GENERATOR, "seed": seed, "n_per_benchmark": n_per_benchmark,
         "small_temperature": SMALL_T, "small_temperature_spread": SMALL_T_SPREAD, "large_temperature": LARGE_T,
         "concentration": CONCENTRATION, "profile_share": PROFILE_SHARE,
+        "context": {"signal": context_signal, "signal_source": "assumed (CONTEXT_SIGNAL)", "embed_dim": EMBED_DIM,
+                    "embed_signal_sd": EMBED_SIGNAL_SD, "clip_tokens": CLIP_TOKENS,
+                    "need": "index of the cheapest density the large model answers correctly (0 if none)"},
         "benchmarks": {b: asdict(BENCHMARKS[b]) for b in benchmarks},
     }
     return frame, f"synthetic:{GENERATOR}:{seed}", params
