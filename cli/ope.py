@@ -97,4 +97,12 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     print(format_table(pd.DataFrame(rows), ".4f"))
     if np.isfinite(exact):
         print(f"exact value from every density's logged reward: {exact:.4f}")
+    w = probs[np.arange(len(log)), log.action_index] / log.propensities
+    ess = float(w.sum() ** 2 / max(float((w ** 2).sum()), 1e-300))
+    print(f"importance weights: mean {w.mean():.3f} (about 1 when the log covers the target's choices), effective "
+          f"sample size {ess:.0f} of {len(log)}")
+    if w.mean() < 0.8:
+        print("warning: the logging agent rarely chose what this target chooses (weights average well below 1): "
+              "IPS is biased low and DR leans on its reward model; log with more exploration (quickgrasp-eps) "
+              "to evaluate targets far from the logger")
     return 0

@@ -108,3 +108,17 @@ def test_overload_is_reported(scenario_factory):
     notes = report.saturation_notes(run.totals, run.queries)
     assert any(n.startswith("edge-hosted:") for n in notes)
     assert not any(n.startswith("device-native:") for n in notes)
+
+
+@pytest.mark.parametrize("bench", ["all", "mvbench", "videomme", "mlvu"])
+def test_adaptive_density_matches_the_best_fixed_density_faster(default_run, bench):
+    """Seed 000 Fig. 11's shape: quickgrasp's accuracy is within 0.5 point of the most accurate
+    fixed density's (ties go to the faster), at no more than 1.05x that density's mean delay."""
+    _, _, s = default_run
+    fixed = [f"quickgrasp-fixed{a}" for a in (2, 4, 8, 16, 32)]
+    best = max(fixed, key=lambda p: (_mean(s, bench, p, "accuracy"), -_mean(s, bench, p)))
+    acc, delay = _mean(s, bench, "quickgrasp", "accuracy"), _mean(s, bench, "quickgrasp")
+    print(f"\n{bench}: quickgrasp {acc:.2f}% at {delay:.3f} s; best fixed {best} "
+          f"{_mean(s, bench, best, 'accuracy'):.2f}% at {_mean(s, bench, best):.3f} s")
+    assert acc >= _mean(s, bench, best, "accuracy") - 0.5
+    assert delay <= 1.05 * _mean(s, bench, best)

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from cli.main import main
 from live.real import InProcEdge, RealInterpreter, RealNode
 from live.run import run_policy
+from testbed.bandit import load_log
 from testbed.codec.size import REPLY_BYTES, text_bytes
 from testbed.errors import TraceError
 from testbed.models.pair import tiny_pair
@@ -74,6 +76,14 @@ def test_every_policy_runs_in_process_and_writes_the_sims_folder(media, tmp_path
         assert live_keys <= sim_keys, policy
     qg = q[q.policy == "quickgrasp-fixed8"]
     assert (qg.served_by == "edge").all() and (qg.bytes_up > 0).all()  # tau 1.0: every query escalates
+    # adaptive density: the agent chose from real context inputs, learnt, and logged every decision
+    for name in ("quickgrasp", "quickgrasp-eps", "quickgrasp-linucb"):
+        ad = q[q.policy == name]
+        assert (ad.served_by == "edge").all() and ad.density.isin([2, 4, 8, 16, 32]).all()
+        assert all("local.describe" in dict(s) for s in ad.stage_s)
+        assert len(load_log(run / f"decisions-{name}.npz")) == len(ad)
+    assert q.regret.isna().all()  # a real run does not know every density's outcome
+    assert {"profiling.npz", "backbone.npz"} <= {p.name for p in run.iterdir()}
     assert all(dict(s).keys() >= {"local.compress.a8", "edge.decompress.a8", "edge.infer.large.shared.a8"}
                for s in qg.stage_s)
     assert (q.delay_s > 0).all() and (q.t_local_s + q.t_edge_s > 0).all()
@@ -190,3 +200,25 @@ def test_mvbench_annotation_json(media):
     (folder / "bad.json").write_text(json.dumps(ann))
     with pytest.raises(TraceError, match=r"bad.json\[1\]: answer 'blue' is not one of its candidates"):
         read_mvbench(folder / "bad.json")
+
+
+def test_describe_computes_the_context_inputs_from_real_tokens(real):
+    from live.real import describe_tokens
+    from testbed.bandit.features import relevance_and_complexity
+
+    pair, _ = real
+    tokens = torch.randn(5, 64, 64, generator=torch.Generator().manual_seed(0))  # the tiny encoder's (F, 64, 64)
+    vlm = pair.models["small"]
+    got = describe_tokens(vlm, tokens, 16, "What does the clip show?")
+    assert got.txt.ndim == 1 and got.vis.shape == got.txt.shape and np.isfinite(got.vis).all()
+    assert 0.0 <= got.s_cplx <= 1.0 and got.s_max >= got.s_mean
+    # the same numbers by hand: the connector's output at density 16, one clip per frame
+    with torch.no_grad():
+        from live.real import to_density
+
+        h = vlm.proj(to_density(tokens, 16).reshape(-1, tokens.shape[-1])).double().numpy()
+        ids = torch.tensor(vlm.tokenizer.encode("What does the clip show?"))
+        txt = vlm.lm.get_input_embeddings()(ids).mean(0).double().numpy()
+    np.testing.assert_allclose(got.vis, h.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose((got.s_max, got.s_mean, got.s_cplx),
+                               relevance_and_complexity(txt, h, np.repeat(np.arange(5), 16)), rtol=1e-6)

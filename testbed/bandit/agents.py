@@ -380,8 +380,8 @@ class NeuralLinearThompson(_LinearAgent):
     exactly, so each density's score is drawn from that one-dimensional normal: the same
     distribution of decisions as drawing the d_u-dimensional beta_a, at O(d_u^2) per density instead
     of a Cholesky factor per query. The propensity of the chosen density comes from
-    `propensity_draws` further draws from the same generator (`win_probability`), floored at 1e-12
-    so that it is never 0 (NaN with propensity_draws = 0, for runs that log no decisions)."""
+    `propensity_draws` further draws from the same generator (`win_probability`), clipped to
+    [1e-12, 1] so that it is never 0 or past 1 by rounding (NaN with propensity_draws = 0, for runs that log no decisions)."""
 
     kind = "neural-linear-thompson"
 
@@ -403,7 +403,8 @@ class NeuralLinearThompson(_LinearAgent):
         i = int(np.argmax(scores))
         propensity = float("nan")
         if self.propensity_draws > 0:
-            propensity = max(win_probability(mean, sd, cost, i, rng, self.propensity_draws), 1e-12)
+            # rounding can carry a sure win a few ulps past 1; the log requires (0, 1]
+            propensity = min(max(win_probability(mean, sd, cost, i, rng, self.propensity_draws), 1e-12), 1.0)
         return self._decide(scores, propensity)
 
     def action_probs(self, context: np.ndarray, n_frames: float, rng: np.random.Generator,
