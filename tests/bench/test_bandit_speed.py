@@ -110,3 +110,42 @@ def test_rank1_update_vs_fresh_inverse(benchmark, record_ratio):
     print(f"\nposterior update at d_u = 64: rank-1 {t_rank1 * 1e6:.1f} us, fresh inverse {t_fresh * 1e6:.1f} us")
     record_ratio("bandit_rank1_vs_fresh_inverse", t_fresh / t_rank1)
     assert t_fresh / t_rank1 > 1.0
+
+
+@pytest.mark.benchmark(group="bandit")
+def test_adaptive_policy_overhead_in_the_sim(benchmark, record_ratio):
+    """Wall time per simulated query of `quickgrasp` (Describe, context, Thompson decision with its
+    200-draw propensity, update, log) against `quickgrasp-fixed16` on the same queries; the
+    profiling fit (backbone training) is done once before timing and is not counted."""
+    from sim.engine import load_workload, profiling_fit, simulate_policy
+    from testbed.policies.base import PolicyContext, start_bandit
+    from testbed.policies.registry import resolve
+    from testbed.profiles import load_profile
+    from testbed.router.calibration import fit_calibration
+    from tests.conftest import make_scenario
+
+    sc = make_scenario({"workload": {"queries_per_benchmark": 300}, "policies": {"run": ["quickgrasp"]}})
+    wl, profile = load_workload(sc), load_profile(sc.profile_path())
+    cal = fit_calibration(wl.split("profile"))
+    prof = profiling_fit(wl.split("profile"), cal, sc.seed)
+    test = wl.split("test")
+
+    def once(name: str) -> tuple[int, float]:
+        spec, knobs = resolve(name), sc.policies.knobs_for(name)
+        state = spec.new_state(cal)
+        if spec.agent:
+            state.bandit = start_bandit(spec, knobs, prof, cal, sc.seed, sc.resolve_path)
+        t0 = time.perf_counter()
+        simulate_policy(sc, profile, spec, PolicyContext(knobs, state, 16), test)
+        return (len(state.bandit.query_ids) if state.bandit else 0), time.perf_counter() - t0
+
+    decisions, _ = benchmark.pedantic(lambda: once("quickgrasp"), rounds=3, iterations=1)
+    t_adaptive = benchmark.stats.stats.min / len(test)
+    t_fixed = min(once("quickgrasp-fixed16")[1] for _ in range(3)) / len(test)
+    benchmark.extra_info.update(us_per_query_adaptive=t_adaptive * 1e6, us_per_query_fixed=t_fixed * 1e6,
+                                decisions=decisions, queries=len(test))
+    print(f"\nsim wall time per query: quickgrasp {t_adaptive * 1e6:.0f} us ({decisions} decisions in {len(test)} "
+          f"queries), quickgrasp-fixed16 {t_fixed * 1e6:.0f} us: "
+          f"{(t_adaptive - t_fixed) * len(test) / max(decisions, 1) * 1e6:.0f} us more per decision")
+    record_ratio("bandit_sim_fixed_over_adaptive", t_fixed / t_adaptive)
+    assert t_adaptive / t_fixed < 5.0
