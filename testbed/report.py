@@ -23,7 +23,8 @@ ALL = "all"
 
 def summarize(q: pd.DataFrame, baselines: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (benchmark, policy), plus benchmark 'all': accuracy, delay statistics, local
-    share, bytes per query, edge compute per query, and speedup of mean delay vs each baseline."""
+    share, bytes per query, edge compute per query, the summed regret against the oracle density
+    (density policies; NaN for the others), and speedup of mean delay vs each baseline."""
     frames = [q.assign(benchmark=ALL)] + ([q] if q.benchmark.nunique() > 1 else [])
     both = pd.concat(frames, ignore_index=True)
     g = both.groupby(["benchmark", "policy"], sort=False)
@@ -39,6 +40,8 @@ def summarize(q: pd.DataFrame, baselines: Sequence[str] = ()) -> pd.DataFrame:
         "mb_down_per_query": g.bytes_down.mean() / 1e6,
         "edge_compute_s_per_query": g.t_edge_s.mean(),
     }).reset_index()
+    if "regret" in both:  # density policies: summed regret against the oracle density (NaN for others)
+        s["regret"] = g.regret.sum(min_count=1).to_numpy()
     for b in baselines:
         base = s[s.policy == b].set_index("benchmark").mean_s
         s[f"speedup_vs_{b}"] = s.benchmark.map(base) / s.mean_s
