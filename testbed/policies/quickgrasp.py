@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from dataclasses import replace
+
 from testbed.policies.base import PolicyContext
+from testbed.policies.baselines import edge_answer, large_answer
 from testbed.policies.effects import (Answer, Compress, Decompress, Inference, Infer, Offload, Payload, Policy, Step,
                                       Tokenize, Tokens)
 from testbed.query import Query
@@ -25,11 +28,18 @@ def local_first(q: Query, ctx: PolicyContext) -> Step:
     return tokens, local
 
 
-def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int) -> Policy:
-    """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer."""
+def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int, local: Answer | None = None) -> Policy:
+    """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer;
+    if the edge does not answer, the local answer (marked as a fallback)."""
     payload = yield Compress(tokens, density)
-    out = yield Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options)))
-    return Answer(out.choice, "edge", density, ctx.calibration.large_confidence(out.option_logits))
+    out = yield from edge_answer(
+        Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options))))
+    if out is None:
+        if local is None:
+            inf = yield Infer("small", tokens, ctx.default_density, q.question, q.options)
+            local = _local_answer(ctx, inf, ctx.calibration.small_confidence(inf.option_logits))
+        return replace(local, fallback=True)
+    return large_answer(ctx, out, density)
 
 
 def _local_answer(ctx: PolicyContext, local: Inference, conf: float) -> Answer:
@@ -44,7 +54,7 @@ def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
         conf = ctx.calibration.small_confidence(local.option_logits)
         if conf >= ctx.knobs.tau_route:
             return _local_answer(ctx, local, conf)
-        return (yield from offload_tokens(q, ctx, tokens, density))
+        return (yield from offload_tokens(q, ctx, tokens, density, _local_answer(ctx, local, conf)))
 
     return policy
 
@@ -57,5 +67,7 @@ def nosharing(q: Query, ctx: PolicyContext) -> Policy:
         return _local_answer(ctx, local, conf)
     steps = (Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True, encoder="large"),
              Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield Offload((Payload.of_media(q.media),), steps)
-    return Answer(out.choice, "edge", ctx.default_density, ctx.calibration.large_confidence(out.option_logits))
+    out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
+    if out is None:
+        return replace(_local_answer(ctx, local, conf), fallback=True)
+    return large_answer(ctx, out, ctx.default_density)
