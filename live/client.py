@@ -9,10 +9,12 @@ socket each, requests from different threads are in flight at once (sharing the 
 real clients do), and a reply can only reach the thread that asked. close() closes every thread's
 socket; call it once the threads are done.
 
-Timeouts: the request is sent with ZMQ_IMMEDIATE and a send timeout (no connected edge: no queued
-message that a later edge would serve), then the reply is polled for until the deadline. After a
-timeout the thread's socket is discarded (the lazy-pirate pattern), so a late reply or a request
-still queued in the socket can never be mistaken for the next one.
+Timeouts: the reply is polled for until the deadline. After a timeout the thread's socket is
+discarded with linger 0 (the lazy-pirate pattern): a request still queued in it (no edge listening)
+is dropped rather than served by an edge that comes up later, and a late reply can never be
+mistaken for the next one. ZMQ_IMMEDIATE is not used: with it, libzmq drops a reply that has
+arrived but not yet been read when the edge closes the connection (an edge shutting down right
+after its last reply), and a down edge is reported by the timeout either way.
 
 User-space link emulation (live.pacing.UserLink), when given: an upload is held until the emulated
 link has carried it (rate or trace, then RTT/2) before it is sent; a reply is held after it arrives
@@ -119,7 +121,6 @@ class EdgeClient:
             return sock
         sock = self._context().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         sock.connect(self.endpoint)
         with self._lock:
@@ -141,7 +142,7 @@ class EdgeClient:
                 timeout_s: float | None = None) -> Response:
         """Send a request and wait for its reply, at most `timeout_s` (default: the client's).
 
-        Raises EdgeUnavailable (unreachable, timeout, busy, deadline, shutdown, closed), EdgeError
+        Raises EdgeUnavailable (timeout, busy, deadline, shutdown, closed), EdgeError
         (the edge rejected the request or its handler failed), EnvelopeError (the request exceeds
         `limits`, or the reply is malformed), TypeError (meta msgpack cannot carry)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
@@ -173,10 +174,9 @@ class EdgeClient:
         try:
             sock.setsockopt(zmq.SNDTIMEO, max(1, math.ceil((deadline - time.monotonic()) * 1000)))
             sock.send_multipart(frames, copy=False)
-        except zmq.Again:
+        except zmq.Again:  # the socket's queue is full: the edge has not been reachable for a while
             self._discard_socket()
-            raise EdgeUnavailable("unreachable", f"no connection to the edge at {self.endpoint} "
-                                                 f"within {timeout:g} s") from None
+            raise self._late(timeout) from None
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(max(1, math.ceil(left * 1000))):
@@ -203,7 +203,8 @@ class EdgeClient:
             return self._result(msg, expect, sent_at, time.monotonic(), nbytes, reply_bytes)
 
     def _late(self, timeout: float) -> EdgeUnavailable:
-        return EdgeUnavailable("timeout", f"no reply from the edge at {self.endpoint} within {timeout:g} s")
+        return EdgeUnavailable("timeout", f"no reply from the edge at {self.endpoint} within {timeout:g} s "
+                                          "(not reachable, or too slow)")
 
     def _result(self, msg: env.Envelope, expect: Kind, sent_at: float, received_at: float, request_bytes: int,
                 reply_bytes: int) -> Response:

@@ -451,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stop_on_eof(server: EdgeServer) -> None:
-    while sys.stdin.buffer.read1(4096):
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     server.stop()
 
@@ -537,4 +537,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], timeout_s: float, tail: deque[str
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module's main, so a handler's `from live.edge_server import Reply` is our Reply
+    from live.edge_server import main as _main
+
+    sys.exit(_main())

@@ -7,9 +7,9 @@ Header (a msgpack map; string keys, every other key is an error):
   logits, an error's code and reason, ...) | deadline_ms (requests, optional: the time the edge may
   still start the work, counted from its receipt) | timing (replies, optional: queue_s, service_s)
 
-Decoding trusts nothing. The frame count, the header's length and the message's total length are
-checked before the header is unpacked (with msgpack's length limits); the magic and version before
-any other field; the declared sizes against the limit and against the frames present before a
+Decoding trusts nothing. The frame count and the header's length are checked before the header is
+unpacked (with msgpack's length limits), the message's total length right after (so an oversize
+error can name the request id); the magic and version before any other field; the declared sizes against the limit and against the frames present before a
 payload is handed on. Payloads are zero-copy memoryviews of the received frames. Every problem
 raises EnvelopeError with a one-line reason.
 """
@@ -146,12 +146,12 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Envelope:
         raise EnvelopeError("empty header frame")
     if head.nbytes > limits.max_header_bytes:
         raise EnvelopeError(f"header of {head.nbytes} bytes; the limit is {limits.max_header_bytes}", "oversize")
+    header = _unpack_header(head, limits)  # bounded by max_header_bytes
+    raw_id: Any = header.get("id")
+    rid: int | None = raw_id if _is_int(raw_id) and 0 <= raw_id <= _MAX_ID else None
     total = sum(v.nbytes for v in views)
     if total > limits.max_message_bytes:
-        raise EnvelopeError(f"message of {total} bytes; the limit is {limits.max_message_bytes}", "oversize")
-    header = _unpack_header(head, limits)
-    rid = header.get("id")
-    rid = rid if _is_int(rid) and 0 <= rid <= _MAX_ID else None
+        raise EnvelopeError(f"message of {total} bytes; the limit is {limits.max_message_bytes}", "oversize", rid)
     if header.get("magic") != MAGIC:
         raise EnvelopeError("bad magic: not an edge envelope", request_id=rid)
     version = header.get("v")
@@ -161,7 +161,7 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Envelope:
     if unknown:
         raise EnvelopeError(f"unknown header field(s) {sorted(map(str, unknown))}", request_id=rid)
     try:
-        kind = Kind(header.get("kind"))
+        kind = Kind(str(header.get("kind")))
     except ValueError:
         raise EnvelopeError(f"unknown kind {header.get('kind')!r}; one of {[str(k) for k in Kind]}",
                             request_id=rid) from None
