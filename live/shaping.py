@@ -25,6 +25,7 @@ by a killed run (its pid gone) are removed by the next set-up (`cleanup_stale`).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import logging
@@ -274,6 +275,12 @@ def _segments(stamps: np.ndarray, mtu: int, bin_ms: int, tolerance: float = 0.05
     return [(start, max(packets * mtu * 8 / seconds, MIN_RATE_BPS)) for start, packets, seconds in steps]
 
 
+def _step_at(segs: list[tuple[float, float]], period_s: float, t: float) -> tuple[int, int]:
+    """(cycle, step index) of trace time `t` (the trace repeats every `period_s`)."""
+    cycle, offset = divmod(max(t, 0.0), period_s)
+    return int(cycle), max(0, bisect.bisect_right([start for start, _ in segs], offset) - 1)
+
+
 def _tbf_args(rate_bps: float, mtu: int) -> dict[str, Any]:
     # bucket: 1 ms of tokens, at least two full frames; queue: the sim's FIFO is unbounded, so a
     # deep one (a second of traffic, at least 2 MB, more than TCP keeps queued per socket) that
@@ -304,9 +311,15 @@ class _TraceDriver(threading.Thread):
         handles = {ns: _ipr(ns) for _, _, ns, _ in self.plans}
         try:
             idx = {ns: handles[ns].link_lookup(ifname=ifname)[0] for _, _, ns, ifname in self.plans}
-            # events: (time from origin, plan index, segment index)
-            pos = [0] * len(self.plans)
-            cycle = [0] * len(self.plans)
+            # the step in force now was set with the qdisc (or is set here, if set-up took long);
+            # from then on each step is applied when it is due
+            now = time.monotonic() - self.origin
+            pos, cycle = [], []
+            for segs, period, ns, _ in self.plans:
+                c, p = _step_at(segs, period, now)
+                self.link._set_rate(handles[ns], idx[ns], segs[p][1])
+                pos.append((p + 1) % len(segs))
+                cycle.append(c + (p + 1) // len(segs))
             while not self.stop_event.is_set():
                 due = [(cycle[i] * p[1] + p[0][pos[i]][0], i) for i, p in enumerate(self.plans)]
                 if not due:
@@ -351,10 +364,11 @@ class ShapedLink:
 
     After set-up: `backend` (the versions.json `shaping` string), `notes` (why that backend),
     `device_netns`/`edge_netns` (None for user-space), `edge_host`, `endpoint(port)`,
-    `user_link` (give it to EdgeClient(link=...)), `trace_origin` (monotonic time of trace t=0)."""
+    `user_link` (give it to EdgeClient(link=...)), `trace_origin` (monotonic time of trace t=0;
+    `trace_offset_s` puts set-up at that trace time instead of at 0)."""
 
     def __init__(self, spec: LinkSpec, backend: str = "auto", *, run_id: str | None = None,
-                 trace_bin_ms: int = 500, handle_sigterm: bool = True) -> None:
+                 trace_bin_ms: int = 500, trace_offset_s: float = 0.0, handle_sigterm: bool = True) -> None:
         if backend != "auto" and backend not in BACKENDS:
             raise ShapingError(f"unknown shaping backend {backend!r}; one of auto, {', '.join(BACKENDS)}")
         self.spec = spec
@@ -363,6 +377,7 @@ class ShapedLink:
         if not all(c.isalnum() or c in "_" for c in self.run_id) or len(self.run_id) > 32:
             raise ShapingError(f"run id {self.run_id!r}: letters, digits and _ only, at most 32")
         self.trace_bin_ms = trace_bin_ms
+        self.trace_offset_s = trace_offset_s
         self.handle_sigterm = handle_sigterm
         self.backend = ""
         self.notes: tuple[str, ...] = ()
@@ -469,7 +484,7 @@ class ShapedLink:
 
     def _setup_user_space(self) -> None:
         self.edge_host = "127.0.0.1"
-        self.trace_origin = time.monotonic()
+        self.trace_origin = time.monotonic() - self.trace_offset_s
         self.user_link = UserLink(self._pacer("up", rate=True), self._pacer("down", rate=True))
 
     def _setup_kernel(self) -> None:
@@ -483,13 +498,14 @@ class ShapedLink:
         starts = {"up": spec.up_mbps * 1e6, "down": spec.down_mbps * 1e6}
         for direction, trace in (("up", spec.up_trace), ("down", spec.down_trace)):
             if trace is not None:
-                starts[direction] = _segments(trace, spec.mtu, self.trace_bin_ms)[0][1]
+                segs = _segments(trace, spec.mtu, self.trace_bin_ms)
+                starts[direction] = segs[_step_at(segs, trace[-1] / 1000, self.trace_offset_s)[1]][1]
         for direction, ns, ifname in (("up", self.device_netns, DEVICE_IF), ("down", self.edge_netns, EDGE_IF)):
             with _ipr(ns) as ipr:
                 idx = ipr.link_lookup(ifname=ifname)[0]
                 self._add_qdiscs(ipr, idx, starts[direction])
         self.edge_host = EDGE_ADDR
-        self.trace_origin = time.monotonic()
+        self.trace_origin = time.monotonic() - self.trace_offset_s
         if self.backend == "tbf+netem":
             self.user_link = None
         else:  # delay (and the sim's loss penalty) in user space
