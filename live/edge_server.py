@@ -408,7 +408,8 @@ READY = "edge listening on "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="testbed edge", description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
+    p = argparse.ArgumentParser(prog="testbed edge",
+                                description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
     p.add_argument("--bind", required=True, help="tcp://HOST:PORT (PORT may be *); loopback or a testbed namespace's "
                                                  "address unless --public")
     p.add_argument("--handler", default="live.handlers:probe", help="module:function taking a Request, returning a "

@@ -1,7 +1,7 @@
 """The versioned envelope every live message travels in: one msgpack header frame, then the binary
 payloads as separate ZeroMQ frames, so big token payloads are never copied into msgpack. No pickle.
 
-Header (a msgpack map; string keys, every other key is an error):
+Header (a msgpack map with string keys; an unknown key is an error):
   magic "tbl-edge" | v 1 | kind: request, reply, error, busy, health | id: uint64 |
   sizes: byte length of each payload frame | meta: a map of plain values (question, options,
   logits, an error's code and reason, ...) | deadline_ms (requests, optional: the time the edge may
@@ -9,9 +9,11 @@ Header (a msgpack map; string keys, every other key is an error):
 
 Decoding trusts nothing. The frame count and the header's length are checked before the header is
 unpacked (with msgpack's length limits), the message's total length right after (so an oversize
-error can name the request id); the magic and version before any other field; the declared sizes against the limit and against the frames present before a
-payload is handed on. Payloads are zero-copy memoryviews of the received frames. Every problem
-raises EnvelopeError with a one-line reason.
+error can name the request id); the magic and version before any other field; the declared sizes
+against the limit and against the frames present before a payload is handed on. Payloads are
+zero-copy memoryviews of the received frames. Every problem raises EnvelopeError with a one-line
+reason. (ZeroMQ has received the frames by then; the receiving socket's ZMQ_MAXMSGSIZE bounds what
+it will allocate for any one frame.)
 """
 
 from __future__ import annotations

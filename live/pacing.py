@@ -87,4 +87,5 @@ class UserLink:
     down: Pacer | None
 
     def describe(self) -> str:
-        return f"up: {self.up.describe() if self.up else 'kernel'}; down: {self.down.describe() if self.down else 'kernel'}"
+        up = self.up.describe() if self.up else "kernel"
+        return f"up: {up}; down: {self.down.describe() if self.down else 'kernel'}"
