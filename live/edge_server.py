@@ -134,7 +134,7 @@ class EdgeServer:
         self._router: zmq.Socket | None = None
         self._done: zmq.Socket | None = None
         self._done_addr = f"inproc://edge-done-{id(self):x}"
-        self._queue: queue.Queue[tuple[bytes, Request] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[tuple[bytes, Request] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._serve_thread: threading.Thread | None = None
         self._stop_requested = False
@@ -347,6 +347,9 @@ class EdgeServer:
                     return
                 ident, req = item
                 push.send_multipart([ident, *self._serve_one(req)], copy=False)
+                # let the request's frames go now, while the reply travels, not when the next
+                # request arrives (freeing a big frame costs ~0.1 ms of munmap)
+                item = req = None  # type: ignore[assignment]
         finally:
             push.close()
 
