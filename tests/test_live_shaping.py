@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 
 from live import netns, shaping
-from live.client import EdgeClient
-from live.edge_server import spawn_edge
 from live.errors import ShapingError
 from live.pacing import Pacer
 from live.shaping import PREFIX, LinkSpec, Probe, ShapedLink, load_trace
@@ -56,8 +54,7 @@ def no_leftovers():
 def upload(link: ShapedLink, nbytes: int) -> tuple[float, float, int]:
     """(measured upload s, trace time at send, request bytes) of one upload to a probe edge in a
     child process on the link's edge side."""
-    with spawn_edge(link.endpoint("*"), "live.handlers:probe", netns_name=link.edge_netns) as edge, \
-            EdgeClient(edge.endpoint, netns_name=link.device_netns, link=link.user_link, timeout_s=60) as client:
+    with link.spawn_edge("live.handlers:probe") as edge, link.client(edge.endpoint, timeout_s=60) as client:
         client.health(timeout_s=10)  # connected before the clock starts
         r = client.request({"op": "sink"}, [bytes(nbytes)])
         return r.meta["received_at"] - r.sent_at, link.trace_time(r.sent_at), r.request_bytes
@@ -103,6 +100,8 @@ def test_self_check_measures_both_ways_and_warns_when_off(kernel):
         assert link.backend == backend
         check = link.self_check()
     print(f"\nself-check ({backend}): {check}")
+    manifest = link.manifest(check)
+    assert manifest["shaping"] == backend and manifest["self_check"]["rtt_ms"] == check.rtt_ms
     assert check.warnings == ()
     assert abs(check.rtt_ms / 30 - 1) < 0.10
     assert abs(check.up_mbps / check.up_mbps_expected - 1) < 0.10
