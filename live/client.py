@@ -172,8 +172,7 @@ class EdgeClient:
                 raise self._late(timeout)
             _sleep_until(release)
         try:
-            sock.setsockopt(zmq.SNDTIMEO, max(1, math.ceil((deadline - time.monotonic()) * 1000)))
-            sock.send_multipart(frames, copy=False)
+            sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the socket's queue is full: the edge has not been reachable for a while
             self._discard_socket()
             raise self._late(timeout) from None
