@@ -138,7 +138,6 @@ class EdgeServer:
         self._threads: list[threading.Thread] = []
         self._serve_thread: threading.Thread | None = None
         self._stop_requested = False
-        self._stopping = False
         self._outstanding = 0  # accepted requests not yet answered (loop thread only)
         self._closed = False
         self.endpoint = ""
@@ -325,12 +324,16 @@ class EdgeServer:
     def _close_sockets(self) -> None:
         for t in self._threads:
             t.join(timeout=1.0)
+        stuck = [t.name for t in self._threads if t.is_alive()]
         for sock in (self._router, self._done):
             if sock is not None:
                 sock.close(self.linger_ms if sock is self._router else 0)
         self._router = self._done = None
         if self._ctx is not None and self._given_context is None:
-            self._ctx.term()
+            if stuck:  # a handler that never returns still holds its socket: term() would wait for it
+                log.warning("edge: %s still in a handler; leaving its socket to process exit", ", ".join(stuck))
+            else:
+                self._ctx.term()
         self._ctx = None
 
     # -- workers ---------------------------------------------------------------------------------

@@ -129,6 +129,20 @@ def test_handler_failures_are_error_replies_and_serving_goes_on():
         assert client.request({"op": "echo", "x": 1}).meta == {"op": "echo", "x": 1}
 
 
+def test_a_handler_that_never_returns_does_not_hang_shutdown():
+    gate = Gate()
+    srv = EdgeServer(LOOPBACK, gate, drain_s=0.2).start()
+    try:
+        with EdgeClient(srv.endpoint, timeout_s=0.5) as client:
+            with pytest.raises(EdgeUnavailable):
+                client.request({"tag": "stuck"})
+        t0 = time.monotonic()
+        srv.close()
+        assert time.monotonic() - t0 < 5.0
+    finally:
+        gate.release.set()
+
+
 def test_unreachable_edge_raises_quickly_and_never_hangs():
     with EdgeClient("tcp://127.0.0.1:9", timeout_s=0.3) as client:  # nothing listens on the discard port
         t0 = time.monotonic()
