@@ -246,3 +246,25 @@ def test_trace_steps_keep_the_traces_bytes():
     assert carried == pytest.approx(len(stamps) * 1500 * 8, rel=0.01)
     assert len(steps) < stamps[-1] / 500  # neighbours merged: fewer tbf changes than bins
     assert np.all(np.diff([s for s, _ in steps]) > 0)
+
+
+def test_netem_requests_are_well_formed(kernel):
+    """netem is missing here, so tbf+netem never runs; at least its requests must reach the kernel
+    (which answers ENOENT, module missing) rather than fail to encode."""
+    if kernel.netns != "ok" or kernel.netem == "ok":
+        pytest.skip("needs namespaces and a kernel without netem (with netem, the backend tests run it)")
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    name = f"{PREFIX}{shaping._owner_tag()}-netemcheck"
+    netns.create(name)
+    try:
+        with shaping._ipr(name) as ipr:
+            ipr.link("add", ifname="tbl-p0", kind="veth", peer={"ifname": "tbl-p1"})
+            idx = ipr.link_lookup(ifname="tbl-p0")[0]
+            link = ShapedLink(LinkSpec(20, 20, 40, loss=0.01), "tbf+netem")
+            link.backend = "tbf+netem"
+            with pytest.raises(NetlinkError) as info:
+                link._add_qdiscs(ipr, idx, 20e6)
+            assert info.value.code == errno.ENOENT
+    finally:
+        netns.remove(name)
