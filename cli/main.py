@@ -68,6 +68,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    import contextlib
     from dataclasses import replace
 
     from rich.console import Console
@@ -85,9 +86,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     if overrides:
         sc = with_overrides(sc, overrides)
-    if not args.inproc:
-        raise ConfigError("", "live mode over a ZeroMQ link is not available yet; run in one process with --inproc")
-    from live.run import load_media_workload, run_real
+    if args.inproc and args.edge:
+        raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
+    from live.run import live_link, load_media_workload, run_real
     from testbed.models.pair import make_pair
 
     workload = load_media_workload(sc, args.queries)
@@ -95,17 +96,30 @@ def _cmd_live(args: argparse.Namespace) -> int:
     ran = [p for p in sc.policies.run if p != "oracle"]
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(f"running {sc.name} in one process", total=total)
-        run = run_real(sc, workload, pair, "inproc", progress=lambda n: bar.advance(task, n), note=notes.append)
+    mode = "inproc" if args.inproc else "live"
+    extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device}
+    with contextlib.ExitStack() as stack:
+        link = None
+        if mode == "live":
+            console.print(f"starting the edge and the link for {sc.name} ...")
+            link, link_info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
+                                                            note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
+            extra.update(link_info)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
+            task = bar.add_task(f"running {sc.name} {where}", total=total)
+            run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
+                           note=notes.append)
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     out = new_run_dir(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed,
-              {"models": pair.preset, "device": sc.models.device})
+    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed, extra)
+    fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
+    if fallbacks:
+        console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
     console.print(f"\nresults: {out}")
     return 0
@@ -296,6 +310,8 @@ def parser() -> argparse.ArgumentParser:
                                      "results/<scenario>/<timestamp>/")
     lv.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
+    lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
+                                   "of starting one behind a shaped link")
     lv.add_argument("--seed", type=int, help="override the scenario's seed")
     lv.add_argument("--queries", type=int, help="queries per benchmark (a synthetic workload makes this many "
                                                 "clips per class; default 8)")
@@ -303,12 +319,19 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
     lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
     lv.set_defaults(fn=_cmd_live)
+    sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
+                   add_help=False)  # its own parser: live.edge_server.build_parser
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["edge"]:  # the edge server parses its own flags
+        from live.edge_server import main as edge_main
+
+        return edge_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.fn(args))

@@ -428,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linger-ms", type=int, default=1000, help="on shutdown, time to flush replies (default 1000)")
     p.add_argument("--netns", help="enter this network namespace first (the shaped link's edge side)")
     p.add_argument("--public", action="store_true", help="allow binding to a non-loopback address")
+    p.add_argument("--models", help="serve the model pair's edge steps with this preset (tiny, real-size, or a "
+                                    "model-pair folder) instead of --handler")
+    p.add_argument("--device", default="cpu", help="torch device for --models (default cpu)")
+    p.add_argument("--chunk-frames", type=int, default=16, help="frames per pipeline chunk for --models")
     p.add_argument("--stop-on-stdin-eof", action="store_true",
                    help="shut down when stdin closes (a parent that dies takes its edge with it)")
     return p
@@ -442,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 netns.enter_for_good(args.netns)  # before any thread exists: ZeroMQ's threads inherit it
             except OSError as exc:
                 raise ConfigError("--netns", f"cannot enter network namespace {args.netns}: {exc.strerror}") from None
-        handler = load_handler(args.handler)
+        handler = load_handler(args.handler) if not args.models else _model_handler(args)
         limits = Limits(max_message_bytes=int(args.max_message_mb * 2**20))
         server = EdgeServer(args.bind, handler, args.max_queue, workers=args.workers, limits=limits,
                             linger_ms=args.linger_ms, drain_s=args.drain_s, public=args.public)
@@ -452,9 +456,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{READY}{server.endpoint} (pid {os.getpid()})", flush=True)
             serve_until_signal(server)
     except TestbedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"testbed: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _model_handler(args: argparse.Namespace) -> Handler:
+    """The edge's real work: the model pair behind the edge steps (live.edge_node)."""
+    from live.edge_node import ModelEdge
+    from testbed.models.pair import make_pair
+
+    return ModelEdge(make_pair(args.models, args.device), gpus=args.workers, chunk_frames=args.chunk_frames,
+                     max_message_bytes=int(args.max_message_mb * 2**20))
 
 
 def _stop_on_eof(server: EdgeServer) -> None:
