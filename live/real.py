@@ -138,8 +138,9 @@ class RealInterpreter(Interpreter):
             raise TestbedError("Infer needs real tokens (tokens=None means the step before it, inside an Offload)")
         node = self.node(run, site)
         model = node.pair.models[eff.model]
-        vision = to_density(tokens.data, eff.density)
-        logits, waited, worked = node.hold(lambda: model.option_logits(vision, eff.question, eff.options))
+        data, density = tokens.data, eff.density
+        logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), eff.question,
+                                                                       eff.options))
         self._book(run, site, infer_key(site, eff.model, tokens, eff.density), waited, worked)
         return Inference(eff.model, logits)
 
