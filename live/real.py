@@ -30,7 +30,7 @@ from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Future, I
                                       Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import ImageMeta
-from testbed.results import QueryRun, compress_key, decompress_key, infer_key, tokenize_key
+from testbed.results import QueryRun, compress_key, decompress_key, infer_key, sampler_kind, tokenize_key
 from testbed.tokenizer.pipeline import Tokenizer
 
 Clock = Callable[[], float]
@@ -130,7 +130,7 @@ class RealInterpreter(Interpreter):
         self._book(run, site, tokenize_key(site, eff), waited, worked)
         with self.lock:
             run.ledger.frames, run.ledger.decoded = r.frames, r.decoded
-        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, r.tokens)  # type: ignore[arg-type]
+        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens)  # type: ignore[arg-type]
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> Inference:
         tokens = eff.tokens
@@ -152,9 +152,9 @@ class RealInterpreter(Interpreter):
         merged = to_density(tokens.data, eff.density).to("cpu", self.wire_dtype)
         msg = encode_message(merged, level=self.zstd_level)
         dur = self.clock() - t0
-        self._book(run, "local", compress_key(eff.density), 0.0, dur)
+        self._book(run, "local", compress_key(tokens.sampler, eff.density), 0.0, dur)
         return Payload("tokens", len(msg), merged.numel() * merged.element_size(), tokens.frames, eff.density,
-                       tokens.encoder, data=msg)
+                       tokens.encoder, tokens.sampler, data=msg)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> Tokens:
         p = eff.payload
@@ -164,8 +164,8 @@ class RealInterpreter(Interpreter):
         msg = decode_message(p.data, max_bytes=self.max_message_bytes)
         tokens = msg.tokens.float()
         dur = self.clock() - t0
-        self._book(run, "edge", decompress_key(p.density), 0.0, dur)
-        return Tokens(p.frames, 0, msg.density, "edge", p.encoder, tokens)
+        self._book(run, "edge", decompress_key(p.sampler, p.density), 0.0, dur)
+        return Tokens(p.frames, 0, msg.density, "edge", p.encoder, p.sampler, tokens)
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:
         check_offload(eff)

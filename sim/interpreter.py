@@ -27,7 +27,7 @@ from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Future, I
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
-from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, infer_key, tokenize_key)
+from testbed.results import Ledger, QueryRun, compress_key, decompress_key, infer_key, sampler_kind, tokenize_key
 
 SimGen = Generator[simpy.Event, Any, Any]
 
@@ -110,7 +110,7 @@ class SimInterpreter(Interpreter):
             yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, site)
         ledger.stage(key, dur)
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder)  # type: ignore[arg-type]
+        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff))  # type: ignore[arg-type]
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> SimGen:
         tokens = eff.tokens
@@ -128,22 +128,22 @@ class SimInterpreter(Interpreter):
     def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
         node, fmt = self.w.devices[run.client], self.w.token_format
         frames, density = eff.tokens.frames, eff.density
-        key = compress_key(density)
+        key = compress_key(eff.tokens.sampler, density)
         dur = _duration(run.rec, key, lambda: costs.compress_cost(node.profile, frames, density, fmt))
         run.ledger.local_s += dur
         run.ledger.stage(key, dur)
         yield self.w.env.timeout(dur)
         return Payload("tokens", wire_token_bytes(frames, density, fmt), raw_token_bytes(frames, density, fmt),
-                       frames, density, eff.tokens.encoder)
+                       frames, density, eff.tokens.encoder, eff.tokens.sampler)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
         p = eff.payload
-        key = decompress_key(p.density)
+        key = decompress_key(p.sampler, p.density)
         dur = _duration(run.rec, key, lambda: costs.decompress_cost(self.w.edge.profile, p.raw_bytes))
         run.ledger.edge_s += dur
         run.ledger.stage(key, dur)
         yield self.w.env.timeout(dur)
-        return Tokens(p.frames, 0, p.density, "edge", p.encoder)
+        return Tokens(p.frames, 0, p.density, "edge", p.encoder, p.sampler)
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)
@@ -205,15 +205,18 @@ class SimInterpreter(Interpreter):
     @staticmethod
     def _inference(eff: Infer, tokens: Tokens, rec: QueryRecord) -> Inference:
         """The trace's logits for this model variant: the small model, the large model on the small
-        model's encoder's tokens at this density (shared), or the native large VLM."""
+        model's encoder's tokens at this density (shared), or the native large VLM; a recorded trace
+        also tells the frames' sampler apart (1 FPS or keyframes) where it has both."""
         if eff.model == "small":
-            logits = rec.small_logits
+            logits = rec.small_logits_fps if tokens.sampler == "fps" and rec.small_logits_fps is not None \
+                else rec.small_logits
         elif tokens.encoder == "small":
             if eff.density not in rec.large_logits:
                 raise TestbedError(f"the trace has no large-model logits at density {eff.density}")
             logits = rec.large_logits[eff.density]
         else:
-            logits = rec.large_native_logits
+            logits = rec.large_native_logits_keyframe if tokens.sampler == "keyframe" \
+                and rec.large_native_logits_keyframe is not None else rec.large_native_logits
         if logits is None:
             raise TestbedError(f"query {rec.query.query_id} has no recorded {eff.model}-model logits; "
                                "the sim needs a trace (testbed record), a manifest runs with testbed live")

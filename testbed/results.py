@@ -29,23 +29,31 @@ def stage_key(where: str, what: str, *detail: object) -> str:
 
 
 def tokenize_key(site: str, eff: Tokenize) -> str:
-    kind = eff.sampler.kind if eff.media.kind == "video" else "image"
-    return stage_key(site, "tokenize", kind, "pipelined" if eff.pipelined else "sequential")
+    return stage_key(site, "tokenize", sampler_kind(eff), "pipelined" if eff.pipelined else "sequential")
 
 
 def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
-    """The large model's key says whether it ran on the small model's encoder's tokens (shared)."""
-    if model == "large":
-        return stage_key(site, "infer", model, "shared" if tokens.encoder == "small" else "native", f"a{density}")
-    return stage_key(site, "infer", model, f"a{density}")
+    """The large model's key says whether it ran on the small model's encoder's tokens (shared); every
+    key names the sampler the frames came from (their number differs), e.g. ``local.infer.small.fps.a16``."""
+    encoder = ("shared" if tokens.encoder == "small" else "native",) if model == "large" else ()
+    return stage_key(site, "infer", model, *encoder, *_sampler(tokens.sampler), f"a{density}")
 
 
-def compress_key(density: int) -> str:
-    return stage_key("local", "compress", f"a{density}")
+def compress_key(sampler: str, density: int) -> str:
+    return stage_key("local", "compress", *_sampler(sampler), f"a{density}")
 
 
-def decompress_key(density: int) -> str:
-    return stage_key("edge", "decompress", f"a{density}")
+def decompress_key(sampler: str, density: int) -> str:
+    return stage_key("edge", "decompress", *_sampler(sampler), f"a{density}")
+
+
+def _sampler(kind: str) -> tuple[str, ...]:
+    return (kind,) if kind else ()
+
+
+def sampler_kind(eff: Tokenize) -> str:
+    """What a Tokenize effect's tokens record as their sampler."""
+    return eff.sampler.kind if eff.media.kind == "video" else "image"
 
 
 @dataclass

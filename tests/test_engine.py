@@ -27,7 +27,7 @@ def test_same_seed_same_results_other_seed_differs(scenario_factory):
 def test_recorded_stage_times_replace_the_profile(scenario_factory):
     sc = scenario_factory({"workload": {"queries_per_benchmark": 20}, "policies": {"run": ["device-native"]}})
     frame, prov, params = synthetic_workload(("mvbench",), 20, 0)
-    frame["recorded_s"] = [[("local.tokenize.fps.sequential", 1.25), ("local.infer.small.a16", 0.5)]] * len(frame)
+    frame["recorded_s"] = [[("local.tokenize.fps.sequential", 1.25), ("local.infer.small.fps.a16", 0.5)]] * len(frame)
     wl = table_to_workload(to_table(frame, "live:testhost:tiny", params))
     q = run_scenario(sc, workload=wl).queries
     assert np.allclose(q.delay_s, 1.75)

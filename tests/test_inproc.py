@@ -74,7 +74,7 @@ def test_every_policy_runs_in_process_and_writes_the_sims_folder(media, tmp_path
         assert live_keys <= sim_keys, policy
     qg = q[q.policy == "quickgrasp-fixed8"]
     assert (qg.served_by == "edge").all() and (qg.bytes_up > 0).all()  # tau 1.0: every query escalates
-    assert all(dict(s).keys() >= {"local.compress.a8", "edge.decompress.a8", "edge.infer.large.shared.a8"}
+    assert all(dict(s).keys() >= {"local.compress.keyframe.a8", "edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"}
                for s in qg.stage_s)
     assert (q.delay_s > 0).all() and (q.t_local_s + q.t_edge_s > 0).all()
     meta = pq.read_schema(run / "queries.parquet").metadata
@@ -143,12 +143,12 @@ def test_a_future_never_waited_for_counts_in_a_real_run(real):
     by_id = {r.query.query_id: r.query for r in wl.records}
     for row in rows:
         stages = row["stage_s"]
-        assert {"edge.decompress.a8", "edge.infer.large.shared.a8"} <= set(stages)
-        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.a8"] + stages["edge.infer.large.shared.a8"])
+        assert {"edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"} <= set(stages)
+        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.keyframe.a8"] + stages["edge.infer.large.shared.keyframe.a8"])
         q = by_id[row["query_id"]]
         assert row["bytes_up"] > text_bytes(q.question, q.options) and row["bytes_down"] == REPLY_BYTES
     assert sum(r["bytes_up"] for r in rows) == totals["bytes_up"]
-    edge_infer = sum(r["stage_s"]["edge.infer.large.shared.a8"] for r in rows)
+    edge_infer = sum(r["stage_s"]["edge.infer.large.shared.keyframe.a8"] for r in rows)
     assert edge_infer == pytest.approx(totals["edge_gpu_busy_s"])
 
 
