@@ -125,6 +125,35 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from live.record import record
+    from live.run import load_media_workload
+    from testbed.models.pair import make_pair
+    from testbed.scenario import scenario_from_dict, with_overrides
+
+    if args.workload.endswith(".jsonl"):
+        path = Path(args.workload).resolve()
+        sc = scenario_from_dict({"name": path.stem, "workload": {"kind": "manifest", "path": str(path)}}, path.parent)
+    else:
+        sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
+    overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
+    sc = with_overrides(sc, overrides) if overrides else sc
+    workload = load_media_workload(sc, args.queries)
+    pair = make_pair(sc.models.preset, sc.models.device)
+    console = Console()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"recording {len(workload.records)} queries", total=len(workload.records))
+        out = record(workload, pair, Path(args.out), device=sc.models.device, default_density=sc.models.default_density,
+                     wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n))
+    console.print(f"wrote {out}: {len(workload.records)} queries, every arm ({workload.provenance}; models "
+                  f"{pair.preset} on {sc.models.device})")
+    return 0
+
+
 def _stamp() -> str:
     import datetime
 
@@ -321,6 +350,13 @@ def parser() -> argparse.ArgumentParser:
     lv.set_defaults(fn=_cmd_live)
     sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
                    add_help=False)  # its own parser: live.edge_server.build_parser
+    r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
+    r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
+    r.add_argument("--out", required=True, help="the trace to write (Parquet); an interrupted run resumes")
+    r.add_argument("--queries", type=int, help="queries per benchmark (as testbed live --queries)")
+    r.add_argument("--models", help="override models.preset")
+    r.add_argument("--device", help="override models.device")
+    r.set_defaults(fn=_cmd_record)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     return p

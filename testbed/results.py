@@ -29,6 +29,9 @@ def stage_key(where: str, what: str, *detail: object) -> str:
 
 
 def tokenize_key(site: str, eff: Tokenize) -> str:
+    """An image is one frame: nothing to pipeline, one key whatever the effect asks."""
+    if eff.media.kind == "image":
+        return stage_key(site, "tokenize", "image")
     return stage_key(site, "tokenize", sampler_kind(eff), "pipelined" if eff.pipelined else "sequential")
 
 
