@@ -64,9 +64,9 @@ def build_profile(x: np.ndarray, name: str = "paper-fitted", notes: str = "") ->
         notes)
 
 
-FIT_SEED = 1
-"""Workload seed the profile is fitted on. The default scenario runs seed 0, so every figure it
-reports, fitted or held-out, is measured on queries the fit never saw."""
+FIT_SEED = 1000
+"""Workload seed the profile is fitted on, far from the seeds scenarios and replications use (0, 1,
+...), so every figure a run reports, fitted or held-out, is measured on queries the fit never saw."""
 WEIGHTS = {"QuickGrasp mean delay (ms)": 2.0, "DeviceNative mean delay (ms)": 2.0,
            "DeviceNative decode share of delay": 0.5, "2B delay, long videos / MVBench": 0.5,
            "7B edge compute, long videos / MVBench": 0.5}

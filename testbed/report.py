@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Literal, Sequence
 
 import matplotlib
@@ -98,6 +99,9 @@ LONG_S = 1800.0
 """Fig. 2's "long" videos: 30-60 min (Video-MME's long class)."""
 
 
+Role = Literal["fitted", "held-out"]
+
+
 @dataclass(frozen=True)
 class PaperFigure:
     """One figure of seed 000 and how to measure it on per-query result rows.
@@ -111,7 +115,7 @@ class PaperFigure:
     label: str
     source: str
     paper: tuple[float, float]
-    role: Literal["fitted", "held-out"]
+    role: Role
     measure: Callable[[pd.DataFrame], float]
     policies: tuple[str, ...]
     columns: tuple[str, ...] = ()
@@ -158,6 +162,10 @@ def _network(q: pd.DataFrame, policy: str, bench: str) -> float:
     return float((sel.t_uplink_s + sel.t_downlink_s).mean())
 
 
+def _network_speedup(bench: str) -> Callable[[pd.DataFrame], float]:
+    return lambda q: _network(q, EH, bench) / _network(q, COLLAB, bench)
+
+
 def _slower_share(q: pd.DataFrame, a: str, b: str, bench: str) -> float:
     """Percentage of queries on which policy `a` answers later than policy `b`."""
     x, y = _rows(q, a, bench), _rows(q, b, bench)
@@ -194,7 +202,8 @@ def _long_over_mvbench(policy: str, col: str) -> Callable[[pd.DataFrame], float]
 
 
 def _figures() -> tuple[PaperFigure, ...]:
-    F, H = "fitted", "held-out"
+    F: Role = "fitted"
+    H: Role = "held-out"
     net_range, server_range = (2.9, 15.6), (10.0, 17.7)
     out = [
         PaperFigure("mvbench", "QuickGrasp mean delay (ms)", "SV-B, Fig. 8", (819.0, 819.0), F,
@@ -234,22 +243,22 @@ def _figures() -> tuple[PaperFigure, ...]:
     benches = ("mvbench", "videomme", "mlvu")
     for b in benches:
         out.append(PaperFigure(b, "Collaborative network speedup vs EdgeHosted", "Fig. 10: 2.9-15.6x", net_range,
-                               H, lambda q, b=b: _network(q, EH, b) / _network(q, COLLAB, b), (EH, COLLAB)))
+                               H, _network_speedup(b), (EH, COLLAB)))
     for b in benches:
         out.append(PaperFigure(b, "Collaborative edge-compute speedup vs EdgeHosted", "Fig. 10: 10-17.7x",
                                server_range, H, _ratio(EH, COLLAB, b, "t_edge_s"), (EH, COLLAB)))
     for b, share in zip(benches, (49.0, 89.0, 92.0)):
         out.append(PaperFigure(b, "NoSharing's added delay that is transmission (%)", "SV-D, Fig. 12",
-                               (share, share), H, lambda q, b=b: _transmission_share(q, b), (NS, QG)))
+                               (share, share), H, partial(_transmission_share, bench=b), (NS, QG)))
     for b in benches:
         for base, name in ((EH, "EdgeHosted"), (COLLAB, "Collaborative")):
             out.append(PaperFigure(b, f"offloaded queries: QuickGrasp speedup vs {name}", "Fig. 9: 1.3-12.6x",
-                                   (1.3, 12.6), H, lambda q, b=b, base=base: _subset_speedup(q, base, b, "edge"),
+                                   (1.3, 12.6), H, partial(_subset_speedup, base=base, bench=b, served_by="edge"),
                                    (QG, base)))
     for b in benches:
         for base, name in ((DN, "DeviceNative"), (EH, "EdgeHosted"), (COLLAB, "Collaborative")):
             out.append(PaperFigure(b, f"local queries: QuickGrasp speedup vs {name}", "Fig. 9: 1.2-13.1x",
-                                   (1.2, 13.1), H, lambda q, b=b, base=base: _subset_speedup(q, base, b, "local"),
+                                   (1.2, 13.1), H, partial(_subset_speedup, base=base, bench=b, served_by="local"),
                                    (QG, base)))
     return tuple(out)
 
@@ -279,18 +288,27 @@ def paper_comparison(q: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "role", "benchmark", "figure", "source", "paper", "sim", "error"])
 
 
-def format_comparison(table: pd.DataFrame) -> str:
-    """The comparison as Markdown: fitted rows first, errors as signed percentages."""
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
+    """The comparison as Markdown: fitted rows first, errors as signed percentages ("in range" inside
+    a range the paper gives); with replications, sim is "mean [95% CI]"."""
     if table.empty:
         return "(no figure of seed 000 is measurable on this run)"
     t = table.copy()
     t["role"] = pd.Categorical(t.role, ["fitted", "held-out"])
     t = t.sort_values("role", kind="stable")
     t["role"] = t.role.astype(str)
-    t["sim"] = [format(v, ".3g") for v in t.sim]
+    if "sim_ci_low" in t:
+        t["sim"] = [f"{_num(v)} [{_num(lo)}, {_num(hi)}]" for v, lo, hi in zip(t.sim, t.sim_ci_low, t.sim_ci_high)]
+        t = t.drop(columns=["sim_ci_low", "sim_ci_high", "n"])
+    else:
+        t["sim"] = [_num(v) for v in t.sim]
     t["error"] = ["in range" if e == 0 and ("-" in p or p.startswith("<")) else f"{100 * e:+.0f}%"
                   for e, p in zip(t.error, t.paper)]
-    return format_table(t.drop(columns=["seed"]))
+    return format_table(t.drop(columns=["seed"] + ([] if source else ["source"])))
 
 
 def _benchmarks(q: pd.DataFrame) -> list[str]:
@@ -387,3 +405,80 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
         ax.set_ylabel(label)
     ax_d.set_yscale("log")
     _save(fig, path, title)
+
+
+# -- replications ---------------------------------------------------------------------------------
+SUMMARY_METRICS = ("accuracy", "mean_s", "p50_s", "p95_s", "p99_s", "local_share", "mb_up_per_query",
+                   "mb_down_per_query", "edge_compute_s_per_query")
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the Student-t confidence interval of the mean of independent replications."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def replication_summary(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per (benchmark, policy, metric) over replications' summaries (one per seed): n, mean,
+    95% CI (Student t). Ratios (`speedup_vs_<baseline>`: the baseline's mean delay over the policy's,
+    taken in each replication, then averaged) are kind "ratio", with `differs` true when their CI
+    excludes 1, i.e. the difference is larger than the seed-to-seed noise; metrics are kind "metric"."""
+    both = pd.concat([s.assign(_rep=i) for i, s in enumerate(summaries)], ignore_index=True)
+    ratios = [c for c in both.columns if c.startswith("speedup_vs_")]
+    rows = []
+    for (bench, policy), g in both.groupby(["benchmark", "policy"], sort=False):
+        for metric in (*SUMMARY_METRICS, *ratios):
+            values = g[metric].dropna().to_numpy()
+            if len(values) == 0:
+                continue
+            mean, lo, hi = t_interval(values)
+            ratio = metric in ratios
+            rows.append({"benchmark": bench, "policy": policy, "metric": metric, "kind": "ratio" if ratio else "metric",
+                         "n": len(values), "mean": mean, "ci_low": lo, "ci_high": hi,
+                         "differs": bool(ratio and (lo > 1 or hi < 1))})
+    return pd.DataFrame(rows)
+
+
+def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str]) -> pd.DataFrame:
+    """One benchmark's replication summary as a wide table of "mean ± half-width" cells; a ratio
+    whose CI excludes 1 ends in '*'."""
+    t = table[table.benchmark == bench]
+    cols = {"accuracy": ("acc %", ".1f"), "mean_s": ("mean s", ".3f"), "p50_s": ("p50 s", ".3f"),
+            "p95_s": ("p95 s", ".3f"), "p99_s": ("p99 s", ".3f"), "local_share": ("local", ".2f"),
+            "mb_up_per_query": ("MB up/q", ".2f"),
+            **{f"speedup_vs_{b}": (f"x vs {b}", ".2f") for b in baselines}}
+    out = []
+    for policy, g in t.groupby("policy", sort=False):
+        by = g.set_index("metric")
+        row = {"policy": policy}
+        for metric, (name, fmt) in cols.items():
+            if metric not in by.index:
+                continue
+            r = by.loc[metric]
+            cell = f"{format(r['mean'], fmt)} ± {format((r['ci_high'] - r['ci_low']) / 2, fmt)}"
+            if r["kind"] == "ratio" and r["differs"]:
+                cell += "*"
+            row[name] = cell
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def comparison_replicated(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Paper comparisons of several replications as one: sim is the mean over replications, with its
+    95% CI (sim_ci_low, sim_ci_high) and n; error is the mean's."""
+    both = pd.concat([t.assign(_rep=i) for i, t in enumerate(tables)], ignore_index=True)
+    by_label = {(f.benchmark, f.label): f for f in PAPER_FIGURES}
+    rows = []
+    for (role, bench, figure), g in both.groupby(["role", "benchmark", "figure"], sort=False):
+        mean, lo, hi = t_interval(g.sim.to_numpy())
+        f = by_label[(bench, figure)]
+        rows.append({"seed": SEED_ID, "role": role, "benchmark": bench, "figure": figure, "source": f.source,
+                     "paper": f.paper_text(), "sim": mean, "error": f.error(mean), "sim_ci_low": lo,
+                     "sim_ci_high": hi, "n": len(g)})
+    return pd.DataFrame(rows)

@@ -58,7 +58,7 @@ class BenchmarkSpec:
     acc_large_native: float
     acc_large: tuple[float, ...]  # shared-encoder large model at each density in DENSITIES
     rho: float  # latent correlation of model correctness
-    same_wrong: float  # chance two wrong models pick the same wrong option
+    same_wrong: float  # chance a wrong model picks the query's shared wrong option (else any wrong one)
     sources: tuple[tuple[str, str], ...]
     subsets: tuple[Subset, ...] = ()
 
@@ -261,8 +261,8 @@ def generate(spec: BenchmarkSpec, n: int, seed: int) -> pd.DataFrame:
             edge += sub.share
             durations[idx] = _durations(sub.duration, len(idx), rng)
             bitrate[idx] = sub.bitrate_mbps * np.exp(sub.bitrate_sigma * rng.standard_normal(len(idx)))
-            for i in idx:
-                media[i] = (sub.fps, sub.width, sub.height, sub.gop_s, sub.name)
+            for j in idx.tolist():
+                media[j] = (sub.fps, sub.width, sub.height, sub.gop_s, sub.name)
 
     rows = []
     for i in range(n):
