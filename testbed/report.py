@@ -244,9 +244,10 @@ def _figures() -> tuple[PaperFigure, ...]:
     for b in benches:
         out.append(PaperFigure(b, "Collaborative network speedup vs EdgeHosted", "Fig. 10: 2.9-15.6x", net_range,
                                H, _network_speedup(b), (EH, COLLAB)))
-    for b in benches:
+    for b in benches:  # Video-MME's is fitted: without it nothing bounds the 7B's cost against tokenization
         out.append(PaperFigure(b, "Collaborative edge-compute speedup vs EdgeHosted", "Fig. 10: 10-17.7x",
-                               server_range, H, _ratio(EH, COLLAB, b, "t_edge_s"), (EH, COLLAB)))
+                               server_range, F if b == "videomme" else H, _ratio(EH, COLLAB, b, "t_edge_s"),
+                               (EH, COLLAB)))
     for b, share in zip(benches, (49.0, 89.0, 92.0)):
         out.append(PaperFigure(b, "NoSharing's added delay that is transmission (%)", "SV-D, Fig. 12",
                                (share, share), H, partial(_transmission_share, bench=b), (NS, QG)))
