@@ -87,12 +87,27 @@ def _replications(value: str | None, points: int) -> int:
     return n
 
 
+def _print_frame(console, frame, title: str) -> None:
+    """A table of strings (first column left-aligned, the rest right-aligned) in the terminal."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(frame.columns):
+        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in frame.itertuples(index=False):
+        t.add_row(*("" if v != v else str(v) for v in row))
+    console.print(t)
+
+
 def _print_comparison(console, comparison) -> None:
     from testbed import report
 
     console.print(f"\n[bold]Measured vs seed 000[/bold] (QuickGrasp = {report.QG}; fitted: a target of the "
                   "profile fit or an input of the generator; held-out: a prediction)")
-    console.print(report.format_comparison(comparison, source=False))
+    if comparison.empty:
+        console.print(report.format_comparison(comparison))
+    else:
+        _print_frame(console, report.comparison_cells(comparison, source=False), "")
 
 
 def _sim_replications(console, sc, reps: int, out: Path) -> int:
@@ -133,9 +148,10 @@ def _sim_replications(console, sc, reps: int, out: Path) -> int:
     write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
     console.print(f"[bold]{reps} replications[/bold] (seeds {seeds[0]}-{seeds[-1]}): mean ± 95% CI half-width "
                   "(Student t); * marks a ratio whose CI excludes 1")
+    data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
     for bench in dict.fromkeys(table.benchmark):
-        console.print(f"\n[bold]{bench}[/bold] - {label(runs[0][1])}")
-        console.print(report.format_table(report.replication_table(table, bench, sc.policies.baselines)))
+        _print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
+                     f"{bench} - {data}")
     if comparison is not None:
         _print_comparison(console, comparison)
     console.print(f"\nresults: {out}")

@@ -293,11 +293,9 @@ def _num(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
-    """The comparison as Markdown: fitted rows first, errors as signed percentages ("in range" inside
-    a range the paper gives); with replications, sim is "mean [95% CI]"."""
-    if table.empty:
-        return "(no figure of seed 000 is measurable on this run)"
+def comparison_cells(table: pd.DataFrame, source: bool = True) -> pd.DataFrame:
+    """The comparison as display strings: fitted rows first, errors as signed percentages ("in
+    range" inside a range the paper gives); with replications, sim is "mean [95% CI]"."""
     t = table.copy()
     t["role"] = pd.Categorical(t.role, ["fitted", "held-out"])
     t = t.sort_values("role", kind="stable")
@@ -309,7 +307,14 @@ def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
         t["sim"] = [_num(v) for v in t.sim]
     t["error"] = ["in range" if e == 0 and ("-" in p or p.startswith("<")) else f"{100 * e:+.0f}%"
                   for e, p in zip(t.error, t.paper)]
-    return format_table(t.drop(columns=["seed"] + ([] if source else ["source"])))
+    return t.drop(columns=["seed"] + ([] if source else ["source"]))
+
+
+def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
+    """The comparison as Markdown (see comparison_cells)."""
+    if table.empty:
+        return "(no figure of seed 000 is measurable on this run)"
+    return format_table(comparison_cells(table, source))
 
 
 def _benchmarks(q: pd.DataFrame) -> list[str]:
@@ -446,28 +451,33 @@ def replication_summary(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str]) -> pd.DataFrame:
-    """One benchmark's replication summary as a wide table of "mean ± half-width" cells; a ratio
-    whose CI excludes 1 ends in '*'."""
+def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str],
+                      transpose: bool = False) -> pd.DataFrame:
+    """One benchmark's replication summary as "mean ± half-width" cells, a row per policy (or, with
+    `transpose`, a row per metric and a column per policy); a ratio whose CI excludes 1 ends in '*'."""
     t = table[table.benchmark == bench]
-    cols = {"accuracy": ("acc %", ".1f"), "mean_s": ("mean s", ".3f"), "p50_s": ("p50 s", ".3f"),
-            "p95_s": ("p95 s", ".3f"), "p99_s": ("p99 s", ".3f"), "local_share": ("local", ".2f"),
-            "mb_up_per_query": ("MB up/q", ".2f"),
-            **{f"speedup_vs_{b}": (f"x vs {b}", ".2f") for b in baselines}}
+    cols = {"accuracy": ("acc %", ".1f", 1.0), "mean_s": ("mean s", ".3f", 1.0), "p50_s": ("p50 s", ".3f", 1.0),
+            "p95_s": ("p95 s", ".3f", 1.0), "p99_s": ("p99 s", ".3f", 1.0), "local_share": ("local", ".2f", 1.0),
+            "mb_up_per_query": ("MB up/q", ".2f", 1.0), "mb_down_per_query": ("kB down/q", ".2f", 1000.0),
+            "edge_compute_s_per_query": ("edge s/q", ".3f", 1.0),
+            **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
     out = []
     for policy, g in t.groupby("policy", sort=False):
         by = g.set_index("metric")
         row = {"policy": policy}
-        for metric, (name, fmt) in cols.items():
+        for metric, (name, fmt, scale) in cols.items():
             if metric not in by.index:
                 continue
             r = by.loc[metric]
-            cell = f"{format(r['mean'], fmt)} ± {format((r['ci_high'] - r['ci_low']) / 2, fmt)}"
+            cell = f"{format(scale * r['mean'], fmt)} ± {format(scale * (r['ci_high'] - r['ci_low']) / 2, fmt)}"
             if r["kind"] == "ratio" and r["differs"]:
                 cell += "*"
             row[name] = cell
         out.append(row)
-    return pd.DataFrame(out)
+    wide = pd.DataFrame(out)
+    if not transpose:
+        return wide
+    return wide.set_index("policy").T.rename_axis("metric").reset_index()
 
 
 def comparison_replicated(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
