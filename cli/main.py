@@ -93,7 +93,7 @@ def _print_frame(console, frame, title: str) -> None:
 
     t = Table(title=title, title_justify="left")
     for i, c in enumerate(frame.columns):
-        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0)
+        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="fold")
     for row in frame.itertuples(index=False):
         t.add_row(*("" if v != v else str(v) for v in row))
     console.print(t)
