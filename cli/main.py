@@ -18,6 +18,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
     from testbed import report
     from testbed.profiles import load_profile
     from testbed.results import label, new_run_dir, write_run
@@ -26,7 +27,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     console = Console(width=max(140, Console().width))
     sc = _scenario(args)
     points = sc.grid()
+    reps = _replications(args.replications, len(points))
     out = new_run_dir(Path(args.out), sc.name, _stamp())
+    if reps:
+        return _sim_replications(console, sc, reps, out)
     total = 0
     for _, point in points:
         wl = load_workload(point)
@@ -39,7 +43,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             profile = load_profile(point.profile_path())
             run = run_scenario(point, lambda n: bar.advance(task, n), profile)
             summary = report.summarize(run.queries, point.policies.baselines)
-            comparison = report.paper_comparison(summary) if point.paper_comparison else None
+            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
             folder = out if len(points) == 1 else out / f"point-{i:03d}"
             folder.mkdir(exist_ok=True)
             write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison,
@@ -50,8 +54,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             if len(points) == 1:
                 _print_summary(console, summary, point.policies.baselines, label(run))
                 if comparison is not None:
-                    console.print("\n[bold]Measured vs seed 000[/bold] (QuickGrasp = quickgrasp-fixed16)")
-                    console.print(report.format_table(comparison))
+                    _print_comparison(console, comparison)
     if len(points) > 1:
         keys = list(sc.sweep)
         table = pd.concat(rows, ignore_index=True)
@@ -63,6 +66,94 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         report.plot_sweep(table, keys, out / "sweep.png", f"{sc.name} sweep - {label(run)}")
         console.print(f"[bold]{sc.name}[/bold] sweep over {', '.join(keys)} - {label(run)}")
         console.print(report.format_table(table))
+    console.print(f"\nresults: {out}")
+    return 0
+
+
+def _replications(value: str | None, points: int) -> int:
+    """--replications N: an integer >= 2, for a scenario without a sweep (0: not given)."""
+    from testbed.errors import ConfigError
+
+    if value is None:
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise ConfigError("--replications", f"must be an integer >= 2 (seeds seed, seed+1, ...), got {value!r}")
+    if points > 1:
+        raise ConfigError("--replications", "replicates one point; drop [sweep] or run its points one by one")
+    return n
+
+
+def _print_frame(console, frame, title: str) -> None:
+    """A table of strings (first column left-aligned, the rest right-aligned) in the terminal."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(frame.columns):
+        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="fold")
+    for row in frame.itertuples(index=False):
+        t.add_row(*("" if v != v else str(v) for v in row))
+    console.print(t)
+
+
+def _print_comparison(console, comparison) -> None:
+    from testbed import report
+
+    console.print(f"\n[bold]Measured vs seed 000[/bold] (QuickGrasp = {report.QG}; fitted: a target of the "
+                  "profile fit or an input of the generator; held-out: a prediction)")
+    if comparison.empty:
+        console.print(report.format_comparison(comparison))
+    else:
+        _print_frame(console, report.comparison_cells(comparison, source=False), "")
+
+
+def _sim_replications(console, sc, reps: int, out: Path) -> int:
+    """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
+    from testbed import report
+    from testbed.profiles import load_profile
+    from testbed.results import label, write_replications, write_run
+    from testbed.scenario import resolved_toml
+
+    seeds = [sc.seed + i for i in range(reps)]
+    points = [replace(sc, seed=s) for s in seeds]
+    total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
+    profile = load_profile(sc.profile_path())
+    runs, summaries, comparisons = [], [], []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total)
+        for point in points:
+            run = run_scenario(point, lambda n: bar.advance(task, n), profile)
+            summary = report.summarize(run.queries, point.policies.baselines)
+            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
+            folder = out / f"seed-{point.seed}"
+            folder.mkdir()
+            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
+            runs.append((point.seed, run))
+            summaries.append(summary)
+            comparisons.append(comparison)
+            for note in report.saturation_notes(run.totals, run.queries):
+                console.print(f"[yellow]warning:[/yellow] {note} (seed {point.seed})")
+    table = report.replication_summary(summaries)
+    comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None
+    write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
+    console.print(f"[bold]{reps} replications[/bold] (seeds {seeds[0]}-{seeds[-1]}): mean ± 95% CI half-width "
+                  "(Student t); * marks a ratio whose CI excludes 1")
+    data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
+    for bench in dict.fromkeys(table.benchmark):
+        _print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
+                     f"{bench} - {data}")
+    if comparison is not None:
+        _print_comparison(console, comparison)
     console.print(f"\nresults: {out}")
     return 0
 
@@ -244,7 +335,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from testbed.scenario import load_scenario
 
     sc = load_scenario(args.scenario)
-    profile, table = fit(sc, args.per_benchmark, args.max_evals)
+    profile, table = fit(sc, args.per_benchmark, args.max_evals, args.seed)
     Path(args.out).write_text(tomli_w.dumps(profile_to_dict(profile)))
     print(format_table(table))
     print(f"wrote {args.out}")
@@ -303,6 +394,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="override the scenario's seed")
     s.add_argument("--queries", type=int, help="override workload.queries_per_benchmark")
     s.add_argument("--out", default="results", help="results root folder")
+    s.add_argument("--replications", metavar="N", help="run N seeds (seed, seed+1, ...) and report every metric "
+                                                       "and ratio as a mean with its 95%% confidence interval")
     s.set_defaults(fn=_cmd_sim)
     v = sub.add_parser("validate", help="validate scenario files (all of scenarios/ by default)")
     v.add_argument("scenarios", nargs="*")
@@ -324,6 +417,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default="traces/profiles/paper-fitted.toml")
     f.add_argument("--per-benchmark", type=int, default=150, help="test queries per benchmark in each fit step")
     f.add_argument("--max-evals", type=int, default=150)
+    f.add_argument("--seed", type=int, default=1000, help="workload seed to fit on (figures are then reported on "
+                                                       "the scenario's own seed too)")
     f.set_defaults(fn=_cmd_fit)
     t = sub.add_parser("tokenize", help="sample, decode, preprocess and encode one video; print stage times")
     t.add_argument("video")

@@ -37,6 +37,15 @@ def _duration(rec: QueryRecord, key: str, model: Callable[[], float]) -> float:
     return rec.recorded_s[key] if key in rec.recorded_s else model()
 
 
+def _split(rec: QueryRecord, key: str, *parts: float) -> tuple[float, ...]:
+    """A stage made of parts: the profile's part times, or the recorded total split in their proportion."""
+    if key not in rec.recorded_s:
+        return parts
+    total = sum(parts)
+    share = [p / total for p in parts] if total > 0 else [1.0 / len(parts)] * len(parts)
+    return tuple(rec.recorded_s[key] * w for w in share)
+
+
 class Node:
     """A device or the edge: GPU servers and CPU decode workers as SimPy resources."""
 
@@ -126,23 +135,29 @@ class SimInterpreter(Interpreter):
         return self._inference(eff, tokens, run.rec)
 
     def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
+        """Merge where the tokens are (the device GPU that encoded them: ToMe is tensor work), then
+        zstd on a device CPU worker (zstd is a CPU library); each waits for its resource, so
+        compression contends with tokenization and inference. A recorded total is split between
+        the two in the profile's proportion."""
         node, fmt = self.w.devices[run.client], self.w.token_format
         frames, density = eff.tokens.frames, eff.density
         key = compress_key(eff.tokens.sampler, density)
-        dur = _duration(run.rec, key, lambda: costs.compress_cost(node.profile, frames, density, fmt))
-        run.ledger.local_s += dur
-        run.ledger.stage(key, dur)
-        yield self.w.env.timeout(dur)
+        merge, zstd = costs.merge_cost(node.profile, frames), costs.zstd_cost(node.profile, frames, density, fmt)
+        merge, zstd = _split(run.rec, key, merge, zstd)
+        yield from self._hold(node, node.gpu, merge, run.ledger, "local")
+        yield from self._hold(node, node.cpu, zstd, run.ledger, "local")
+        run.ledger.stage(key, merge + zstd)
         return Payload("tokens", wire_token_bytes(frames, density, fmt), raw_token_bytes(frames, density, fmt),
                        frames, density, eff.tokens.encoder, eff.tokens.sampler)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
+        """zstd decompression on an edge CPU worker (the pool that decodes EdgeHosted's videos)."""
         p = eff.payload
         key = decompress_key(p.sampler, p.density)
-        dur = _duration(run.rec, key, lambda: costs.decompress_cost(self.w.edge.profile, p.raw_bytes))
-        run.ledger.edge_s += dur
+        edge = self.w.edge
+        dur = _duration(run.rec, key, lambda: costs.decompress_cost(edge.profile, p.raw_bytes))
+        yield from self._hold(edge, edge.cpu, dur, run.ledger, "edge")
         run.ledger.stage(key, dur)
-        yield self.w.env.timeout(dur)
         return Tokens(p.frames, 0, p.density, "edge", p.encoder, p.sampler)
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:

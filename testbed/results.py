@@ -191,6 +191,19 @@ def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str,
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
 
 
+COMPARISON_NOTE = ("Rows marked fitted were targets of the profile fit (run on the workload seed its notes name) or "
+                   "inputs of the synthetic generator; held-out rows were never fitted: they are predictions. error "
+                   "is (sim - paper) / paper, 0 inside a range the paper gives. QuickGrasp is `{qg}`.")
+
+
+def comparison_md(comparison: pd.DataFrame) -> list[str]:
+    """The paper comparison section of summary.md."""
+    from testbed import report
+
+    return ["## Measured vs seed 000", "", COMPARISON_NOTE.format(qg=report.QG), "",
+            report.format_comparison(comparison), ""]
+
+
 def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
               comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, str] | None = None) -> None:
     """Everything a reader needs to trust and redo one run, whichever interpreter made it."""
@@ -205,9 +218,9 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
           "(fitted on the profiling split)", "", report.format_table(summary), ""]
     md += [f"**Note:** {n}" for n in run.notes]
     md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
-    if comparison is not None and len(comparison):
-        md += ["## Measured vs seed 000", "", "QuickGrasp is `quickgrasp-fixed16` (the paper's adaptive density "
-               "comes with the bandit).", "", report.format_table(comparison), ""]
+    if comparison is not None:
+        md += comparison_md(comparison)
+        comparison.to_csv(out / "paper_comparison.csv", index=False)
     (out / "summary.md").write_text("\n".join(md))
     (out / "scenario.toml").write_text(scenario_toml)
     (out / "versions.json").write_text(json.dumps({**versions(), "mode": run.mode, "workload": run.provenance,
@@ -217,3 +230,27 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
         report.plot_delay_cdf(run.queries, out / "delay_cdf.png", title)
         report.plot_breakdown(run.queries, out / "delay_breakdown.png", title)
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
+
+
+def write_replications(out: Path, name: str, description: str, runs: Sequence[tuple[int, RunResult]],
+                       summaries: Sequence[pd.DataFrame], table: pd.DataFrame, baselines: Sequence[str],
+                       comparison: pd.DataFrame | None) -> None:
+    """The top of a replicated run's folder (each seed's own results are in seed-<n>/): every
+    per-seed summary in summary.csv (column seed), the replication summary in replications.csv,
+    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared."""
+    from testbed import report
+
+    seeds = [s for s, _ in runs]
+    pd.concat([s.assign(seed=seed) for seed, s in zip(seeds, summaries)], ignore_index=True).to_csv(
+        out / "summary.csv", index=False)
+    table.to_csv(out / "replications.csv", index=False)
+    md = [f"# {name}", "", description, "", f"**Data:** {label(runs[0][1])}", "",
+          f"**Replications:** {len(seeds)} seeds ({', '.join(map(str, seeds))}); each cell is the mean over seeds "
+          "± the half-width of its 95% confidence interval (Student t). A ratio (x vs a baseline, taken per seed) "
+          "marked * has a CI that excludes 1: that difference is larger than seed-to-seed noise.", ""]
+    for bench in dict.fromkeys(table.benchmark):
+        md += [f"## {bench}", "", report.format_table(report.replication_table(table, bench, baselines)), ""]
+    if comparison is not None:
+        md += comparison_md(comparison)
+        comparison.to_csv(out / "paper_comparison.csv", index=False)
+    (out / "summary.md").write_text("\n".join(md))
