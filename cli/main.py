@@ -19,6 +19,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
     from testbed import report
     from testbed.profiles import load_profile
     from testbed.results import label, new_run_dir, write_run
@@ -27,7 +28,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     console = Console(width=max(140, Console().width))
     sc = _scenario(args)
     points = sc.grid()
+    reps = _replications(args.replications, len(points))
     out = new_run_dir(Path(args.out), sc.name, _stamp())
+    if reps:
+        return _sim_replications(console, sc, reps, out)
     total = 0
     for _, point in points:
         wl = load_workload(point)
@@ -40,7 +44,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             profile = load_profile(point.profile_path())
             run = run_scenario(point, lambda n: bar.advance(task, n), profile)
             summary = report.summarize(run.queries, point.policies.baselines)
-            comparison = report.paper_comparison(summary) if point.paper_comparison else None
+            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
             folder = out if len(points) == 1 else out / f"point-{i:03d}"
             folder.mkdir(exist_ok=True)
             write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison,
@@ -51,8 +55,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             if len(points) == 1:
                 _print_summary(console, summary, point.policies.baselines, label(run))
                 if comparison is not None:
-                    console.print("\n[bold]Measured vs seed 000[/bold] (QuickGrasp = quickgrasp-fixed16)")
-                    console.print(report.format_table(comparison))
+                    _print_comparison(console, comparison)
     if len(points) > 1:
         keys = list(sc.sweep)
         table = pd.concat(rows, ignore_index=True)
@@ -68,7 +71,96 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replications(value: str | None, points: int) -> int:
+    """--replications N: an integer >= 2, for a scenario without a sweep (0: not given)."""
+    from testbed.errors import ConfigError
+
+    if value is None:
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise ConfigError("--replications", f"must be an integer >= 2 (seeds seed, seed+1, ...), got {value!r}")
+    if points > 1:
+        raise ConfigError("--replications", "replicates one point; drop [sweep] or run its points one by one")
+    return n
+
+
+def _print_frame(console, frame, title: str) -> None:
+    """A table of strings (first column left-aligned, the rest right-aligned) in the terminal."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(frame.columns):
+        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="fold")
+    for row in frame.itertuples(index=False):
+        t.add_row(*("" if v != v else str(v) for v in row))
+    console.print(t)
+
+
+def _print_comparison(console, comparison) -> None:
+    from testbed import report
+
+    console.print(f"\n[bold]Measured vs seed 000[/bold] (QuickGrasp = {report.QG}; fitted: a target of the "
+                  "profile fit or an input of the generator; held-out: a prediction)")
+    if comparison.empty:
+        console.print(report.format_comparison(comparison))
+    else:
+        _print_frame(console, report.comparison_cells(comparison, source=False), "")
+
+
+def _sim_replications(console, sc, reps: int, out: Path) -> int:
+    """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
+    from testbed import report
+    from testbed.profiles import load_profile
+    from testbed.results import label, write_replications, write_run
+    from testbed.scenario import resolved_toml
+
+    seeds = [sc.seed + i for i in range(reps)]
+    points = [replace(sc, seed=s) for s in seeds]
+    total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
+    profile = load_profile(sc.profile_path())
+    runs, summaries, comparisons = [], [], []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total)
+        for point in points:
+            run = run_scenario(point, lambda n: bar.advance(task, n), profile)
+            summary = report.summarize(run.queries, point.policies.baselines)
+            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
+            folder = out / f"seed-{point.seed}"
+            folder.mkdir()
+            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
+            runs.append((point.seed, run))
+            summaries.append(summary)
+            comparisons.append(comparison)
+            for note in report.saturation_notes(run.totals, run.queries):
+                console.print(f"[yellow]warning:[/yellow] {note} (seed {point.seed})")
+    table = report.replication_summary(summaries)
+    comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None
+    write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
+    console.print(f"[bold]{reps} replications[/bold] (seeds {seeds[0]}-{seeds[-1]}): mean ± 95% CI half-width "
+                  "(Student t); * marks a ratio whose CI excludes 1")
+    data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
+    for bench in dict.fromkeys(table.benchmark):
+        _print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
+                     f"{bench} - {data}")
+    if comparison is not None:
+        _print_comparison(console, comparison)
+    console.print(f"\nresults: {out}")
+    return 0
+
+
 def _cmd_live(args: argparse.Namespace) -> int:
+    import contextlib
     from dataclasses import replace
 
     from rich.console import Console
@@ -86,9 +178,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     if overrides:
         sc = with_overrides(sc, overrides)
-    if not args.inproc:
-        raise ConfigError("", "live mode over a ZeroMQ link is not available yet; run in one process with --inproc")
-    from live.run import load_media_workload, run_real
+    if args.inproc and args.edge:
+        raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
+    from live.run import live_link, load_media_workload, run_real
     from testbed.models.pair import make_pair
 
     workload = load_media_workload(sc, args.queries)
@@ -96,19 +188,61 @@ def _cmd_live(args: argparse.Namespace) -> int:
     ran = [p for p in sc.policies.run if p != "oracle"]
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(f"running {sc.name} in one process", total=total)
-        run = run_real(sc, workload, pair, "inproc", progress=lambda n: bar.advance(task, n), note=notes.append)
+    mode = "inproc" if args.inproc else "live"
+    extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device}
+    with contextlib.ExitStack() as stack:
+        link = None
+        if mode == "live":
+            console.print(f"starting the edge and the link for {sc.name} ...")
+            link, link_info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
+                                                            note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
+            extra.update(link_info)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
+            task = bar.add_task(f"running {sc.name} {where}", total=total)
+            run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
+                           note=notes.append)
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     out = new_run_dir(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed,
-              {"models": pair.preset, "device": sc.models.device})
+    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed, extra)
+    fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
+    if fallbacks:
+        console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
     console.print(f"\nresults: {out}")
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from live.record import record
+    from live.run import load_media_workload
+    from testbed.models.pair import make_pair
+    from testbed.scenario import scenario_from_dict, with_overrides
+
+    if args.workload.endswith(".jsonl"):
+        path = Path(args.workload).resolve()
+        sc = scenario_from_dict({"name": path.stem, "workload": {"kind": "manifest", "path": str(path)}}, path.parent)
+    else:
+        sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
+    overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
+    sc = with_overrides(sc, overrides) if overrides else sc
+    workload = load_media_workload(sc, args.queries)
+    pair = make_pair(sc.models.preset, sc.models.device)
+    console = Console()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"recording {len(workload.records)} queries", total=len(workload.records))
+        out = record(workload, pair, Path(args.out), device=sc.models.device, default_density=sc.models.default_density,
+                     wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n))
+    console.print(f"wrote {out}: {len(workload.records)} queries, every arm ({workload.provenance}; models "
+                  f"{pair.preset} on {sc.models.device})")
     return 0
 
 
@@ -208,7 +342,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from testbed.scenario import load_scenario
 
     sc = load_scenario(args.scenario)
-    profile, table = fit(sc, args.per_benchmark, args.max_evals)
+    profile, table = fit(sc, args.per_benchmark, args.max_evals, args.seed)
     Path(args.out).write_text(tomli_w.dumps(profile_to_dict(profile)))
     print(format_table(table))
     print(f"wrote {args.out}")
@@ -267,6 +401,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="override the scenario's seed")
     s.add_argument("--queries", type=int, help="override workload.queries_per_benchmark")
     s.add_argument("--out", default="results", help="results root folder")
+    s.add_argument("--replications", metavar="N", help="run N seeds (seed, seed+1, ...) and report every metric "
+                                                       "and ratio as a mean with its 95%% confidence interval")
     s.set_defaults(fn=_cmd_sim)
     v = sub.add_parser("validate", help="validate scenario files (all of scenarios/ by default)")
     v.add_argument("scenarios", nargs="*")
@@ -291,6 +427,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default="traces/profiles/paper-fitted.toml")
     f.add_argument("--per-benchmark", type=int, default=150, help="test queries per benchmark in each fit step")
     f.add_argument("--max-evals", type=int, default=150)
+    f.add_argument("--seed", type=int, default=1000, help="workload seed to fit on (figures are then reported on "
+                                                       "the scenario's own seed too)")
     f.set_defaults(fn=_cmd_fit)
     t = sub.add_parser("tokenize", help="sample, decode, preprocess and encode one video; print stage times")
     t.add_argument("video")
@@ -306,6 +444,8 @@ def parser() -> argparse.ArgumentParser:
                                      "results/<scenario>/<timestamp>/")
     lv.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
+    lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
+                                   "of starting one behind a shaped link")
     lv.add_argument("--seed", type=int, help="override the scenario's seed")
     lv.add_argument("--queries", type=int, help="queries per benchmark (a synthetic workload makes this many "
                                                 "clips per class; default 8)")
@@ -313,6 +453,15 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
     lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
     lv.set_defaults(fn=_cmd_live)
+    sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
+                   add_help=False)  # its own parser: live.edge_server.build_parser
+    r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
+    r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
+    r.add_argument("--out", required=True, help="the trace to write (Parquet); an interrupted run resumes")
+    r.add_argument("--queries", type=int, help="queries per benchmark (as testbed live --queries)")
+    r.add_argument("--models", help="override models.preset")
+    r.add_argument("--device", help="override models.device")
+    r.set_defaults(fn=_cmd_record)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     ope.register(sub)
@@ -320,6 +469,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["edge"]:  # the edge server parses its own flags
+        from live.edge_server import main as edge_main
+
+        return edge_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.fn(args))

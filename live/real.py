@@ -32,7 +32,7 @@ from testbed.policies.effects import (TIMED_OUT, Compress, ContextInputs, Decomp
                                       Infer, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import ImageMeta
-from testbed.results import QueryRun, compress_key, decompress_key, describe_key, infer_key, tokenize_key
+from testbed.results import QueryRun, compress_key, decompress_key, describe_key, infer_key, sampler_kind, tokenize_key
 from testbed.tokenizer.pipeline import Tokenizer
 
 Clock = Callable[[], float]
@@ -132,7 +132,7 @@ class RealInterpreter(Interpreter):
         self._book(run, site, tokenize_key(site, eff), waited, worked)
         with self.lock:
             run.ledger.frames, run.ledger.decoded = r.frames, r.decoded
-        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, r.tokens)  # type: ignore[arg-type]
+        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens)  # type: ignore[arg-type]
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> Inference:
         tokens = eff.tokens
@@ -140,8 +140,9 @@ class RealInterpreter(Interpreter):
             raise TestbedError("Infer needs real tokens (tokens=None means the step before it, inside an Offload)")
         node = self.node(run, site)
         model = node.pair.models[eff.model]
-        vision = to_density(tokens.data, eff.density)
-        logits, waited, worked = node.hold(lambda: model.option_logits(vision, eff.question, eff.options))
+        data, density = tokens.data, eff.density
+        logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), eff.question,
+                                                                       eff.options))
         self._book(run, site, infer_key(site, eff.model, tokens, eff.density), waited, worked)
         return Inference(eff.model, logits)
 
@@ -153,9 +154,9 @@ class RealInterpreter(Interpreter):
         merged = to_density(tokens.data, eff.density).to("cpu", self.wire_dtype)
         msg = encode_message(merged, level=self.zstd_level)
         dur = self.clock() - t0
-        self._book(run, "local", compress_key(eff.density), 0.0, dur)
+        self._book(run, "local", compress_key(tokens.sampler, eff.density), 0.0, dur)
         return Payload("tokens", len(msg), merged.numel() * merged.element_size(), tokens.frames, eff.density,
-                       tokens.encoder, data=msg)
+                       tokens.encoder, tokens.sampler, data=msg)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> Tokens:
         p = eff.payload
@@ -165,8 +166,8 @@ class RealInterpreter(Interpreter):
         msg = decode_message(p.data, max_bytes=self.max_message_bytes)
         tokens = msg.tokens.float()
         dur = self.clock() - t0
-        self._book(run, "edge", decompress_key(p.density), 0.0, dur)
-        return Tokens(p.frames, 0, msg.density, "edge", p.encoder, tokens)
+        self._book(run, "edge", decompress_key(p.sampler, p.density), 0.0, dur)
+        return Tokens(p.frames, 0, msg.density, "edge", p.encoder, p.sampler, tokens)
 
     def describe(self, eff: Describe, run: QueryRun, site: str) -> ContextInputs:
         """The context inputs from the real tokens, on the device's GPU (see `describe_tokens`)."""
@@ -176,7 +177,7 @@ class RealInterpreter(Interpreter):
         node = self.node(run, "local")
         model = node.pair.models["small"]
         out, waited, worked = node.hold(lambda: describe_tokens(model, tokens.data, eff.density, eff.question))
-        self._book(run, "local", describe_key(), waited, worked)
+        self._book(run, "local", describe_key(tokens.sampler), waited, worked)
         return out
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:

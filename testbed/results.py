@@ -33,28 +33,39 @@ def stage_key(where: str, what: str, *detail: object) -> str:
 
 
 def tokenize_key(site: str, eff: Tokenize) -> str:
-    kind = eff.sampler.kind if eff.media.kind == "video" else "image"
-    return stage_key(site, "tokenize", kind, "pipelined" if eff.pipelined else "sequential")
+    """An image is one frame: nothing to pipeline, one key whatever the effect asks."""
+    if eff.media.kind == "image":
+        return stage_key(site, "tokenize", "image")
+    return stage_key(site, "tokenize", sampler_kind(eff), "pipelined" if eff.pipelined else "sequential")
 
 
 def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
-    """The large model's key says whether it ran on the small model's encoder's tokens (shared)."""
-    if model == "large":
-        return stage_key(site, "infer", model, "shared" if tokens.encoder == "small" else "native", f"a{density}")
-    return stage_key(site, "infer", model, f"a{density}")
+    """The large model's key says whether it ran on the small model's encoder's tokens (shared); every
+    key names the sampler the frames came from (their number differs), e.g. ``local.infer.small.fps.a16``."""
+    encoder = ("shared" if tokens.encoder == "small" else "native",) if model == "large" else ()
+    return stage_key(site, "infer", model, *encoder, *_sampler(tokens.sampler), f"a{density}")
 
 
-def describe_key() -> str:
+def describe_key(sampler: str) -> str:
     """The device's computing of the density bandit's context inputs (the Describe effect)."""
-    return stage_key("local", "describe")
+    return stage_key("local", "describe", *_sampler(sampler))
 
 
-def compress_key(density: int) -> str:
-    return stage_key("local", "compress", f"a{density}")
+def compress_key(sampler: str, density: int) -> str:
+    return stage_key("local", "compress", *_sampler(sampler), f"a{density}")
 
 
-def decompress_key(density: int) -> str:
-    return stage_key("edge", "decompress", f"a{density}")
+def decompress_key(sampler: str, density: int) -> str:
+    return stage_key("edge", "decompress", *_sampler(sampler), f"a{density}")
+
+
+def _sampler(kind: str) -> tuple[str, ...]:
+    return (kind,) if kind else ()
+
+
+def sampler_kind(eff: Tokenize) -> str:
+    """What a Tokenize effect's tokens record as their sampler."""
+    return eff.sampler.kind if eff.media.kind == "video" else "image"
 
 
 @dataclass
@@ -211,8 +222,21 @@ def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str,
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
 
 
+COMPARISON_NOTE = ("Rows marked fitted were targets of the profile fit (run on the workload seed its notes name) or "
+                   "inputs of the synthetic generator; held-out rows were never fitted: they are predictions. error "
+                   "is (sim - paper) / paper, 0 inside a range the paper gives. QuickGrasp is `{qg}`.")
+
+
+def comparison_md(comparison: pd.DataFrame) -> list[str]:
+    """The paper comparison section of summary.md."""
+    from testbed import report
+
+    return ["## Measured vs seed 000", "", COMPARISON_NOTE.format(qg=report.QG), "",
+            report.format_comparison(comparison), ""]
+
+
 def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
-              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, str] | None = None) -> None:
+              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, Any] | None = None) -> None:
     """Everything a reader needs to trust and redo one run, whichever interpreter made it."""
     from testbed import report
 
@@ -225,9 +249,9 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
           "(fitted on the profiling split)", "", report.format_table(summary), ""]
     md += [f"**Note:** {n}" for n in run.notes]
     md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
-    if comparison is not None and len(comparison):
-        md += ["## Measured vs seed 000", "", "QuickGrasp is `quickgrasp-fixed16` (the paper's adaptive density "
-               "comes with the bandit).", "", report.format_table(comparison), ""]
+    if comparison is not None:
+        md += comparison_md(comparison)
+        comparison.to_csv(out / "paper_comparison.csv", index=False)
     (out / "summary.md").write_text("\n".join(md))
     (out / "scenario.toml").write_text(scenario_toml)
     (out / "versions.json").write_text(json.dumps({**versions(), "mode": run.mode, "workload": run.provenance,
@@ -255,3 +279,27 @@ def write_bandit_files(out: Path, run: RunResult) -> None:
         save_log(log, decision_log_path(out, policy))
     if run.profiling is not None and run.logs:
         save_profiling(run.profiling, out / "profiling.npz")
+
+
+def write_replications(out: Path, name: str, description: str, runs: Sequence[tuple[int, RunResult]],
+                       summaries: Sequence[pd.DataFrame], table: pd.DataFrame, baselines: Sequence[str],
+                       comparison: pd.DataFrame | None) -> None:
+    """The top of a replicated run's folder (each seed's own results are in seed-<n>/): every
+    per-seed summary in summary.csv (column seed), the replication summary in replications.csv,
+    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared."""
+    from testbed import report
+
+    seeds = [s for s, _ in runs]
+    pd.concat([s.assign(seed=seed) for seed, s in zip(seeds, summaries)], ignore_index=True).to_csv(
+        out / "summary.csv", index=False)
+    table.to_csv(out / "replications.csv", index=False)
+    md = [f"# {name}", "", description, "", f"**Data:** {label(runs[0][1])}", "",
+          f"**Replications:** {len(seeds)} seeds ({', '.join(map(str, seeds))}); each cell is the mean over seeds "
+          "± the half-width of its 95% confidence interval (Student t). A ratio (x vs a baseline, taken per seed) "
+          "marked * has a CI that excludes 1: that difference is larger than seed-to-seed noise.", ""]
+    for bench in dict.fromkeys(table.benchmark):
+        md += [f"## {bench}", "", report.format_table(report.replication_table(table, bench, baselines)), ""]
+    if comparison is not None:
+        md += comparison_md(comparison)
+        comparison.to_csv(out / "paper_comparison.csv", index=False)
+    (out / "summary.md").write_text("\n".join(md))

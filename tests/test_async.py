@@ -76,9 +76,9 @@ def test_a_future_never_waited_for_counts_to_its_query(scenario_factory):
         assert row.bytes_up == wire_token_bytes(row.frames, 8, fmt) + text_bytes(rq.question, rq.options)
         assert row.bytes_down == REPLY_BYTES
         assert row.t_edge_s > 0 and row.t_uplink_s > 0
-        assert "edge.infer.large.shared.a8" in row.stage_s
+        assert "edge.infer.large.shared.keyframe.a8" in row.stage_s
     # row totals equal run totals: the edge GPU's busy time and the links' bytes are all in rows
-    edge_gpu = sum(s["edge.infer.large.shared.a8"] for s in q.stage_s)
+    edge_gpu = sum(s["edge.infer.large.shared.keyframe.a8"] for s in q.stage_s)
     assert edge_gpu == pytest.approx(totals["edge_gpu_busy_s"])
     assert q.bytes_up.sum() == totals["bytes_up"] and q.bytes_down.sum() == totals["bytes_down"]
     # and the answer did not wait for the edge: delay is the local path alone

@@ -80,11 +80,11 @@ def test_every_policy_runs_in_process_and_writes_the_sims_folder(media, tmp_path
     for name in ("quickgrasp", "quickgrasp-eps", "quickgrasp-linucb"):
         ad = q[q.policy == name]
         assert (ad.served_by == "edge").all() and ad.density.isin([2, 4, 8, 16, 32]).all()
-        assert all("local.describe" in dict(s) for s in ad.stage_s)
+        assert all("local.describe.keyframe" in dict(s) for s in ad.stage_s)
         assert len(load_log(run / f"decisions-{name}.npz")) == len(ad)
     assert q.regret.isna().all()  # a real run does not know every density's outcome
     assert {"profiling.npz", "backbone.npz"} <= {p.name for p in run.iterdir()}
-    assert all(dict(s).keys() >= {"local.compress.a8", "edge.decompress.a8", "edge.infer.large.shared.a8"}
+    assert all(dict(s).keys() >= {"local.compress.keyframe.a8", "edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"}
                for s in qg.stage_s)
     assert (q.delay_s > 0).all() and (q.t_local_s + q.t_edge_s > 0).all()
     meta = pq.read_schema(run / "queries.parquet").metadata
@@ -153,12 +153,12 @@ def test_a_future_never_waited_for_counts_in_a_real_run(real):
     by_id = {r.query.query_id: r.query for r in wl.records}
     for row in rows:
         stages = row["stage_s"]
-        assert {"edge.decompress.a8", "edge.infer.large.shared.a8"} <= set(stages)
-        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.a8"] + stages["edge.infer.large.shared.a8"])
+        assert {"edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"} <= set(stages)
+        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.keyframe.a8"] + stages["edge.infer.large.shared.keyframe.a8"])
         q = by_id[row["query_id"]]
         assert row["bytes_up"] > text_bytes(q.question, q.options) and row["bytes_down"] == REPLY_BYTES
     assert sum(r["bytes_up"] for r in rows) == totals["bytes_up"]
-    edge_infer = sum(r["stage_s"]["edge.infer.large.shared.a8"] for r in rows)
+    edge_infer = sum(r["stage_s"]["edge.infer.large.shared.keyframe.a8"] for r in rows)
     assert edge_infer == pytest.approx(totals["edge_gpu_busy_s"])
 
 

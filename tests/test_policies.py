@@ -237,3 +237,22 @@ def test_nothing_is_pickled():
     for folder in ("testbed", "sim", "live"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
             assert not uses.search(path.read_text()), path
+
+
+@pytest.mark.parametrize("name", ["edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing",
+                                  "uncalibrated-fixed4"])
+def test_every_offloading_policy_falls_back_to_the_device(name):
+    """The edge does not answer: the policy answers on the device, marked as a fallback, never lost."""
+    def perform(eff):
+        if isinstance(eff, Offload):
+            raise EdgeUnavailable("edge down")
+        if isinstance(eff, Tokenize):
+            return TOKENS
+        if isinstance(eff, Compress):
+            return payload_for(eff)
+        return Inference("small", logits(0.3))  # unsure: QuickGrasp escalates
+
+    spec = resolve(name)
+    ctx = PolicyContext(spec.knobs(), spec.new_state(Calibration(1.4, 1.2)))
+    ans = run_sync(drive(spec.fn(QUERY, ctx), perform))
+    assert ans.fallback and ans.served_by == "local" and ans.choice == 0

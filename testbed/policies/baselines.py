@@ -8,27 +8,46 @@ large model's encoder, all tokens at the default density go up compressed, the e
 from __future__ import annotations
 
 from testbed.policies.base import PolicyContext
-from testbed.policies.effects import Answer, Compress, Decompress, Infer, Offload, Payload, Policy, Tokenize
+from testbed.policies.effects import (Answer, Compress, Decompress, EdgeUnavailable, Inference, Infer, Offload, Payload,
+                                      Policy, Step, Tokenize)
 from testbed.query import Query
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 
 
-def device_native(q: Query, ctx: PolicyContext) -> Policy:
+def edge_answer(off: Offload) -> Step:
+    """Yield the Offload; its Inference, or None if the edge did not answer (down, busy or late), so
+    the policy can fall back to the device. The sim's edge always answers."""
+    try:
+        return (yield off)
+    except EdgeUnavailable:
+        return None
+
+
+def device_native(q: Query, ctx: PolicyContext, fallback: bool = False) -> Policy:
     tokens = yield Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False)
     out = yield Infer("small", tokens, ctx.default_density, q.question, q.options)
-    return Answer(out.choice, "local", ctx.default_density, ctx.calibration.small_confidence(out.option_logits))
+    return Answer(out.choice, "local", ctx.default_density, ctx.calibration.small_confidence(out.option_logits),
+                  fallback)
 
 
 def edge_hosted(q: Query, ctx: PolicyContext) -> Policy:
     steps = (Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False, encoder="large"),
              Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield Offload((Payload.of_media(q.media),), steps)
-    return Answer(out.choice, "edge", ctx.default_density, ctx.calibration.large_confidence(out.option_logits))
+    out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
+    if out is None:
+        return (yield from device_native(q, ctx, fallback=True))
+    return large_answer(ctx, out, ctx.default_density)
 
 
 def collaborative(q: Query, ctx: PolicyContext) -> Policy:
     tokens = yield Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False, encoder="large")
     payload = yield Compress(tokens, ctx.default_density)
     steps = (Decompress(payload), Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield Offload((payload,), steps)
-    return Answer(out.choice, "edge", ctx.default_density, ctx.calibration.large_confidence(out.option_logits))
+    out = yield from edge_answer(Offload((payload,), steps))
+    if out is None:  # the device holds the large model's encoder's tokens, not the small model's
+        return (yield from device_native(q, ctx, fallback=True))
+    return large_answer(ctx, out, ctx.default_density)
+
+
+def large_answer(ctx: PolicyContext, out: Inference, density: int) -> Answer:
+    return Answer(out.choice, "edge", density, ctx.calibration.large_confidence(out.option_logits))

@@ -8,13 +8,15 @@ edge's answer (SIII-C); `quickgrasp_fixed` always sends one density. NoSharing i
 video and the edge re-tokenizes it for the native large VLM. Uncalibrated routes on raw
 confidences (registered with calibrated=False).
 """
-
 from __future__ import annotations
 
 from typing import Callable
 
+from dataclasses import replace
+
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext
+from testbed.policies.baselines import edge_answer, large_answer
 from testbed.policies.effects import (Answer, Compress, Decompress, Describe, Inference, Infer, Offload, Payload,
                                       Policy, Step, Tokenize, Tokens)
 from testbed.query import Query
@@ -28,16 +30,18 @@ def local_first(q: Query, ctx: PolicyContext) -> Step:
     return tokens, local
 
 
-def shared_offload(q: Query, tokens: Tokens, density: int) -> Step:
-    """Send tokens merged to `density` to the edge's large LM (shared encoder); returns its Inference."""
+def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int, local: Answer | None = None) -> Policy:
+    """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer;
+    if the edge does not answer, the local answer (marked as a fallback)."""
     payload = yield Compress(tokens, density)
-    return (yield Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options))))
-
-
-def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int) -> Policy:
-    """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer."""
-    out = yield from shared_offload(q, tokens, density)
-    return Answer(out.choice, "edge", density, ctx.calibration.large_confidence(out.option_logits))
+    out = yield from edge_answer(
+        Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options))))
+    if out is None:
+        if local is None:
+            inf = yield Infer("small", tokens, ctx.default_density, q.question, q.options)
+            local = _local_answer(ctx, inf, ctx.calibration.small_confidence(inf.option_logits))
+        return replace(local, fallback=True)
+    return large_answer(ctx, out, density)
 
 
 def _local_answer(ctx: PolicyContext, local: Inference, conf: float) -> Answer:
@@ -52,7 +56,7 @@ def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
         conf = ctx.calibration.small_confidence(local.option_logits)
         if conf >= ctx.knobs.tau_route:
             return _local_answer(ctx, local, conf)
-        return (yield from offload_tokens(q, ctx, tokens, density))
+        return (yield from offload_tokens(q, ctx, tokens, density, _local_answer(ctx, local, conf)))
 
     return policy
 
@@ -60,7 +64,8 @@ def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
 def quickgrasp_adaptive(q: Query, ctx: PolicyContext) -> Policy:
     """QuickGrasp proper (seed 000 SIII-C): route as quickgrasp_fixed; for an escalated query, the
     run's density agent picks the density from the context (frames, the small model's calibrated
-    uncertainty, the Describe inputs), and learns from the large model's proxy reward (Eq. 12)."""
+    uncertainty, the Describe inputs), and learns from the large model's proxy reward (Eq. 12). If
+    the edge does not answer, the device's answer stands (a fallback) and there is nothing to learn."""
     bandit = ctx.state.bandit
     if bandit is None:
         raise TestbedError("an adaptive-density policy needs its density agent in the run state (RunState.bandit)")
@@ -71,9 +76,13 @@ def quickgrasp_adaptive(q: Query, ctx: PolicyContext) -> Policy:
     inputs = yield Describe(tokens, ctx.default_density, q.question)
     context = bandit.context(tokens.frames, local.option_logits, inputs)
     decision = bandit.choose(context, tokens.frames)
-    out = yield from shared_offload(q, tokens, decision.action)
+    payload = yield Compress(tokens, decision.action)
+    out = yield from edge_answer(Offload((payload,), (Decompress(payload), Infer("large", None, decision.action,
+                                                                                   q.question, q.options))))
+    if out is None:
+        return replace(_local_answer(ctx, local, conf), fallback=True)
     bandit.learn(q.query_id, context, tokens.frames, decision, out.option_logits)
-    return Answer(out.choice, "edge", decision.action, ctx.calibration.large_confidence(out.option_logits))
+    return large_answer(ctx, out, decision.action)
 
 
 def nosharing(q: Query, ctx: PolicyContext) -> Policy:
@@ -84,5 +93,7 @@ def nosharing(q: Query, ctx: PolicyContext) -> Policy:
         return _local_answer(ctx, local, conf)
     steps = (Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True, encoder="large"),
              Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield Offload((Payload.of_media(q.media),), steps)
-    return Answer(out.choice, "edge", ctx.default_density, ctx.calibration.large_confidence(out.option_logits))
+    out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
+    if out is None:
+        return replace(_local_answer(ctx, local, conf), fallback=True)
+    return large_answer(ctx, out, ctx.default_density)
