@@ -24,13 +24,13 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from live.real import RealNode, to_density
+from live.real import RealNode, describe_tokens, to_density
 from testbed.codec.merge import merge_to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.query import DENSITIES, ImageMeta, QueryRecord
-from testbed.results import compress_key, decompress_key, stage_key
+from testbed.results import compress_key, decompress_key, describe_key, stage_key
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload, write_trace
 
@@ -103,6 +103,10 @@ class Recorder:
             "large_native_logits_keyframe": self._infer(
                 s, stage_key("edge", "infer", "large", "native", "keyframe", f"a{a}"), "large", key_large, a, rec),
         }
+        context = self._timed(s, describe_key("keyframe"),  # the density bandit's context inputs (Describe)
+                              lambda: describe_tokens(self.pair.models["small"], key_small, a, q.question))
+        row.update({"context_txt": [float(x) for x in context.txt], "context_vis": [float(x) for x in context.vis],
+                    "context_s_max": context.s_max, "context_s_mean": context.s_mean, "context_s_cplx": context.s_cplx})
         for d in DENSITIES:  # QuickGrasp's arms: the small model's tokens merged to d, over the codec
             received = self._codec(s, "keyframe", d, key_small)
             row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "keyframe",
