@@ -408,11 +408,12 @@ def plot_regret(q: pd.DataFrame, path: Path, title: str) -> None:
     hindsight), per benchmark and over all, for every policy that sends tokens at a density."""
     curves = regret_curves(q)
     benches = list(dict.fromkeys(b for b, _ in curves))
+    colours = {p: f"C{i % 10}" for i, p in enumerate(dict.fromkeys(p for _, p in curves))}
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
         for (bench, policy), y in curves.items():
             if bench == b:
-                ax.plot(np.arange(1, len(y) + 1), y, label=policy)
+                ax.plot(np.arange(1, len(y) + 1), y, label=policy, color=colours[policy])
         ax.set_xlabel("escalated queries (submission order)")
         ax.set_ylabel("cumulative regret vs oracle density")
         ax.grid(alpha=0.3)
