@@ -205,7 +205,7 @@ def comparison_md(comparison: pd.DataFrame) -> list[str]:
 
 
 def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
-              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, str] | None = None) -> None:
+              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, Any] | None = None) -> None:
     """Everything a reader needs to trust and redo one run, whichever interpreter made it."""
     from testbed import report
 
