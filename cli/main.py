@@ -245,6 +245,46 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import datetime
+    import platform
+
+    import tomli_w
+
+    from live.profile import device_name, library_versions, measure
+    from live.run import cache_dir
+    from live.videos import encode
+    from testbed.config import read_toml
+    from testbed.models.pair import make_pair
+    from testbed.profiles import PROFILE_SCHEMA_VERSION, device_to_dict
+
+    out = Path(args.out)
+    data = read_toml(out) if out.is_file() else {}
+    pair = make_pair(args.models, args.device)
+    video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
+    if not video.is_file():
+        video.parent.mkdir(parents=True, exist_ok=True)
+        encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
+    roles = ["local", "edge"] if args.role == "both" else [args.role]
+    measured = dict(data.get("meta", {}).get("measured", {}))
+    for role in roles:
+        print(f"profiling {role} ({args.models} on {args.device}) ...", flush=True)
+        data[role] = device_to_dict(measure(role, pair, video, repeats=args.repeats,
+                                            progress=lambda stage: print(f"  {stage}", flush=True)))
+        measured[f"{role}_device"] = device_name(args.device)
+    measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=args.models,
+                    host=platform.node())
+    data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,
+                    "provenance": f"measured:{platform.node()}:{args.models}@{args.device}",
+                    "notes": "measured by `testbed profile`: median of repeats after a warm-up", "measured": measured}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(tomli_w.dumps(data))
+    missing = [r for r in ("local", "edge") if r not in data]
+    print(f"wrote {out}" + (f" (still without the {missing[0]} role: run testbed profile --role {missing[0]} "
+                            f"--out {out})" if missing else ""))
+    return 0
+
+
 def _stamp() -> str:
     import datetime
 
@@ -452,6 +492,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--models", help="override models.preset")
     r.add_argument("--device", help="override models.device")
     r.set_defaults(fn=_cmd_record)
+    pr = sub.add_parser("profile", help="measure each stage's latency against its size on this machine into a "
+                                        "hardware profile (TOML)")
+    pr.add_argument("--role", choices=["local", "edge", "both"], default="both",
+                    help="local: the device's small model; edge: the server's large model (other roles in --out kept)")
+    pr.add_argument("--out", required=True, help="the profile to write")
+    pr.add_argument("--models", default="tiny", help="tiny, real-size or a model-pair folder")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--repeats", type=int, default=3, help="timed repeats per size after a warm-up (median)")
+    pr.set_defaults(fn=_cmd_profile)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     return p
