@@ -10,6 +10,7 @@ raw byte. The clock is read here (live/), never in the core.
 from __future__ import annotations
 
 import platform
+from functools import partial
 import statistics
 import time
 from importlib import metadata
@@ -85,7 +86,7 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
 
     progress("decode")
     counts = [c for c in (8, 32, 96) if c <= meta.n_frames]
-    dec = [(c * mpx, _median(lambda c=c: decode(video, meta, list(range(c))), repeats, clock)) for c in counts]
+    dec = [(c * mpx, _median(partial(decode, video, meta, list(range(c))), repeats, clock)) for c in counts]
     stages["decode"] = _curve(dec)
     progress("seek")
     keys = list(meta.keyframes)
@@ -93,7 +94,7 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     for k in (2, 4, 8):
         if k > len(keys):
             break
-        t = _median(lambda k=k: decode(video, meta, keys[:k]), repeats, clock)
+        t = _median(partial(decode, video, meta, keys[:k]), repeats, clock)
         seek_pts.append((float(k), max(0.0, t - stages["decode"](k * mpx))))
     stages["seek"] = _curve(seek_pts or [(1.0, 0.0)])
     frames = decode(video, meta, list(range(min(64, meta.n_frames))))
@@ -101,10 +102,9 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     pre, encd = [], []
     for n in (4, 16, 64):
         batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
-        pre.append((float(n), _median(lambda b=batch: preprocess(b, enc.image_size, enc.mean, enc.std), repeats,
-                                       clock)))
+        pre.append((float(n), _median(partial(preprocess, batch, enc.image_size, enc.mean, enc.std), repeats, clock)))
         pixels = preprocess(batch, enc.image_size, enc.mean, enc.std)
-        encd.append((float(n), _median(lambda p=pixels: enc.encode(p), repeats, clock)))
+        encd.append((float(n), _median(partial(enc.encode, pixels), repeats, clock)))
     stages["preprocess"], stages["encode"] = _curve(pre), _curve(encd)
     progress("prefill, generate")
     question, options = "Which test source does this video show?", ("bars", "noise", "fractal", "life")
@@ -112,22 +112,20 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     pf = []
     for vision_tokens in (64, 512, 2048):
         vision = torch.randn(vision_tokens // 16, 16, enc.dim, generator=torch.Generator().manual_seed(0))
-        pf.append((float(vision_tokens + text), _median(lambda v=vision: model.option_logits(v, question, options),
+        pf.append((float(vision_tokens + text), _median(partial(model.option_logits, vision, question, options),
                                                         repeats, clock)))
     stages["prefill"] = _curve(pf)
-    stages["generate"] = _curve([(float(n), _median(lambda n=n: _generate(model, n), repeats, clock))
-                                 for n in (1, 4)])
+    stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock)) for n in (1, 4)])
     progress("merge, compress, decompress")
     mg, cp, dc = [], [], []
     for n in (16, 64, 256):
         tokens = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
         density = min(16, enc.tokens_per_frame)
-        mg.append((float(n), _median(lambda t=tokens: merge_to_density(t, density), repeats, clock)))
+        mg.append((float(n), _median(partial(merge_to_density, tokens, density), repeats, clock)))
         merged = merge_to_density(tokens, density)[0].half()
         raw = merged.numel() * merged.element_size()
-        msg = encode_message(merged)
-        cp.append((float(raw), _median(lambda m=merged: encode_message(m), repeats, clock)))
-        dc.append((float(raw), _median(lambda m=msg: decode_message(m), repeats, clock)))
+        cp.append((float(raw), _median(partial(encode_message, merged), repeats, clock)))
+        dc.append((float(raw), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
     stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
     assert set(stages) == set(STAGES)
     return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(model.device))}", stages)
