@@ -296,7 +296,6 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:
     from sim.fidelity import fidelity
-    from testbed import report
 
     run_dir = Path(args.run_dir)
     result = fidelity(run_dir, Path(args.trace) if args.trace else None, Path(args.profile) if args.profile else None)

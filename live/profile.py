@@ -13,7 +13,6 @@ import platform
 from functools import partial
 import statistics
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +23,7 @@ from testbed.codec.merge import merge_to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.models.pair import VLMPair
 from testbed.profiles import STAGES, Curve, DeviceProfile
+from testbed.results import versions
 from testbed.tokenizer.decode import decode
 from testbed.tokenizer.preprocess import preprocess
 from testbed.tokenizer.video import probe
@@ -33,13 +33,8 @@ LIBRARIES = ("torch", "transformers", "av", "decord", "numpy", "zstandard")
 
 
 def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for p in LIBRARIES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
+    """The versions a measured stage time depends on."""
+    return versions(LIBRARIES)
 
 
 def device_name(device: str) -> str:

