@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 live-eval: $(STAMP)
-	$(BIN)/testbed live $(scenario) --device $(DEVICE) $(if $(MODELS),--models $(MODELS))
+	$(BIN)/testbed live $(scenario) --fidelity --device $(DEVICE) $(if $(MODELS),--models $(MODELS))
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)

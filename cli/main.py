@@ -189,7 +189,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
     mode = "inproc" if args.inproc else "live"
-    extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device}
+    from live.profile import device_name, library_versions
+
+    here = device_name(sc.models.device)
+    extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device, "profile_measured": {
+        "local_device": here, "edge_device": here if not args.edge else "", "versions": library_versions()}}
     with contextlib.ExitStack() as stack:
         link = None
         if mode == "live":
@@ -213,6 +217,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if fallbacks:
         console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
+    if args.fidelity:
+        _fidelity_after_run(console, sc, workload, pair, out, args.edge)
     console.print(f"\nresults: {out}")
     return 0
 
@@ -244,6 +250,95 @@ def _cmd_record(args: argparse.Namespace) -> int:
     console.print(f"wrote {out}: {len(workload.records)} queries, every arm ({workload.provenance}; models "
                   f"{pair.preset} on {sc.models.device})")
     return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from testbed.models.pair import make_pair
+
+    write_profile(Path(args.out), make_pair(args.models, args.device), args.models, args.device, args.role,
+                  args.repeats, lambda text: print(text, flush=True))
+    return 0
+
+
+def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say) -> None:
+    """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role."""
+    import datetime
+    import platform
+
+    import tomli_w
+
+    from live.profile import device_name, library_versions, measure
+    from live.run import cache_dir
+    from live.videos import encode
+    from testbed.config import read_toml
+    from testbed.profiles import PROFILE_SCHEMA_VERSION, device_to_dict
+
+    data = read_toml(out) if out.is_file() else {}
+    video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
+    if not video.is_file():
+        video.parent.mkdir(parents=True, exist_ok=True)
+        encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
+    roles = ["local", "edge"] if role == "both" else [role]
+    measured = dict(data.get("meta", {}).get("measured", {}))
+    for r in roles:
+        say(f"profiling {r} ({models} on {device}) ...")
+        data[r] = device_to_dict(measure(r, pair, video, repeats=repeats, progress=lambda stage: say(f"  {stage}")))
+        measured[f"{r}_device"] = device_name(device)
+    measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=models,
+                    host=platform.node())
+    data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,
+                    "provenance": f"measured:{platform.node()}:{models}@{device}",
+                    "notes": "measured by `testbed profile`: median of repeats after a warm-up", "measured": measured}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(tomli_w.dumps(data))
+    missing = [r for r in ("local", "edge") if r not in data]
+    say(f"wrote {out}" + (f" (still without the {missing[0]} role: run testbed profile --role {missing[0]} "
+                          f"--out {out})" if missing else ""))
+
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from sim.fidelity import fidelity
+
+    run_dir = Path(args.run_dir)
+    result = fidelity(run_dir, Path(args.trace) if args.trace else None, Path(args.profile) if args.profile else None)
+    print_fidelity(result)
+    print(f"wrote {run_dir / 'fidelity.csv'}, fidelity.md, fidelity.png")
+    return 0
+
+
+def print_fidelity(result: dict) -> None:
+    from testbed import report
+
+    totals = result["table"]
+    totals = totals[totals.stage == "total"].pivot_table(index="policy", columns=["replay", "metric"], values="error",
+                                                         sort=False)
+    totals.columns = [f"{r} {m}" for r, m in totals.columns]
+    print("sim vs live, whole query: (sim - live) / live")
+    print(report.format_table(totals.reset_index(), ".1%"))
+    print("largest contributor (mean seconds):")
+    print(report.format_table(result["largest"]))
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+
+def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
+    """Record the run's workload on every arm, measure a profile, replay the run in the sim."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from live.record import record
+    from sim.fidelity import fidelity
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("recording the trace (every arm)", total=len(workload.records))
+        record(workload, pair, out / "trace.parquet", device=sc.models.device,
+               default_density=sc.models.default_density, wire_dtype=sc.models.dtype,
+               progress=lambda n: bar.advance(task, n))
+    console.print(f"recorded {out / 'trace.parquet'}; profiling this machine ...")
+    write_profile(out / "profile.toml", pair, sc.models.preset, sc.models.device, "both", 3, lambda text: None)
+    if edge:
+        console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
+    print_fidelity(fidelity(out))
+    console.print(f"fidelity: {out / 'fidelity.md'}")
 
 
 def _stamp() -> str:
@@ -452,6 +547,8 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--out", default="results", help="results root folder")
     lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
     lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
+    lv.add_argument("--fidelity", action="store_true", help="then record the workload's trace, profile this machine "
+                                                            "and replay the run in the sim (fidelity.md)")
     lv.set_defaults(fn=_cmd_live)
     sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
                    add_help=False)  # its own parser: live.edge_server.build_parser
@@ -462,6 +559,21 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--models", help="override models.preset")
     r.add_argument("--device", help="override models.device")
     r.set_defaults(fn=_cmd_record)
+    pr = sub.add_parser("profile", help="measure each stage's latency against its size on this machine into a "
+                                        "hardware profile (TOML)")
+    pr.add_argument("--role", choices=["local", "edge", "both"], default="both",
+                    help="local: the device's small model; edge: the server's large model (other roles in --out kept)")
+    pr.add_argument("--out", required=True, help="the profile to write")
+    pr.add_argument("--models", default="tiny", help="tiny, real-size or a model-pair folder")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--repeats", type=int, default=3, help="timed repeats per size after a warm-up (median)")
+    pr.set_defaults(fn=_cmd_profile)
+    fi = sub.add_parser("fidelity", help="replay a live run in the sim (strict and profile-only) and write "
+                                         "fidelity.csv/.md/.png into its folder")
+    fi.add_argument("run_dir", help="a live run's results folder")
+    fi.add_argument("--trace", help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
+    fi.add_argument("--profile", help="measured hardware profile (default RUN_DIR/profile.toml)")
+    fi.set_defaults(fn=_cmd_fidelity)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     ope.register(sub)

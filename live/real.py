@@ -154,7 +154,10 @@ class RealInterpreter(Interpreter):
         merged = to_density(tokens.data, eff.density).to("cpu", self.wire_dtype)
         msg = encode_message(merged, level=self.zstd_level)
         dur = self.clock() - t0
-        self._book(run, "local", compress_key(tokens.sampler, eff.density), 0.0, dur)
+        key = compress_key(tokens.sampler, eff.density)
+        self._book(run, "local", key, 0.0, dur)
+        with self.lock:
+            run.ledger.size(key, len(msg))
         return Payload("tokens", len(msg), merged.numel() * merged.element_size(), tokens.frames, eff.density,
                        tokens.encoder, tokens.sampler, data=msg)
 

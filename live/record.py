@@ -69,13 +69,17 @@ class Recorder:
         logits = self._timed(stages, key, lambda: m.option_logits(to_density(tokens, density), q.question, q.options))
         return [float(x) for x in logits]
 
-    def _codec(self, stages: dict[str, float], sampler: str, density: int, tokens: torch.Tensor) -> torch.Tensor:
-        """Merge, compress and decompress for real (timed under the sim's keys); the tokens the edge gets."""
+    def _codec(self, stages: dict[str, float], sizes: dict[str, int], sampler: str, density: int,
+               tokens: torch.Tensor) -> torch.Tensor:
+        """Merge, compress and decompress for real (timed under the sim's keys; the payload's bytes
+        recorded too); the tokens the edge gets."""
         def compress() -> bytes:
             merged = tokens if tokens.shape[1] == density else merge_to_density(tokens, density)[0]
             return encode_message(merged.to(self.wire))
 
-        msg = self._timed(stages, compress_key(sampler, density), compress)
+        key = compress_key(sampler, density)
+        msg = self._timed(stages, key, compress)
+        sizes[key] = len(msg)
         return self._timed(stages, decompress_key(sampler, density), lambda: decode_message(msg).tokens.float())
 
     def row(self, rec: QueryRecord) -> dict[str, Any]:
@@ -83,6 +87,7 @@ class Recorder:
         if isinstance(m, ImageMeta) or not m.path:
             raise TestbedError(f"query {q.query_id}: recording needs a video file (image traces are not recorded yet)")
         s: dict[str, float] = {}
+        sizes: dict[str, int] = {}
         a = self.density
         dev, edge = self.device.tokenizers, self.edge.tokenizers
         key_small = self._timed(s, "local.tokenize.keyframe.pipelined",
@@ -108,15 +113,15 @@ class Recorder:
         row.update({"context_txt": [float(x) for x in context.txt], "context_vis": [float(x) for x in context.vis],
                     "context_s_max": context.s_max, "context_s_mean": context.s_mean, "context_s_cplx": context.s_cplx})
         for d in DENSITIES:  # QuickGrasp's arms: the small model's tokens merged to d, over the codec
-            received = self._codec(s, "keyframe", d, key_small)
+            received = self._codec(s, sizes, "keyframe", d, key_small)
             row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "keyframe",
                                                                  f"a{d}"), "large", received, d, rec)
-        self._codec(s, "fps", a, fps_large)  # Collaborative's compression of the device's 1-FPS tokens
+        self._codec(s, sizes, "fps", a, fps_large)  # Collaborative's compression of the device's 1-FPS tokens
         return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": m.duration_s,
                 "fps": m.fps, "n_frames": m.n_frames, "width": m.width, "height": m.height,
                 "file_bytes": m.file_bytes, "keyframes": list(m.keyframes), "question": q.question,
                 "options": list(q.options), "answer": rec.answer, **row,
-                "recorded_s": sorted((k, max(v, 1e-9)) for k, v in s.items())}
+                "recorded_s": sorted((k, max(v, 1e-9)) for k, v in s.items()), "recorded_bytes": sorted(sizes.items())}
 
 
 def _done(partial: Path) -> dict[str, dict[str, Any]]:
@@ -166,9 +171,10 @@ def record(workload: Workload, pair: VLMPair, out: Path, *, device: str = "cpu",
     finally:
         recorder.close()
     frame = pd.DataFrame([done[r.query.query_id] for r in workload.records])
-    frame["recorded_s"] = [[tuple(kv) for kv in x] for x in frame.recorded_s]
+    for col in ("recorded_s", "recorded_bytes"):
+        frame[col] = [[tuple(kv) for kv in x] for x in frame[col]]
     params = {"workload": workload.provenance, "models": pair.preset, "device": device, "host": platform.node(),
-              "default_density": default_density, "wire_dtype": wire_dtype}
+              "default_density": default_density, "wire_dtype": wire_dtype, "token_dim": pair.encoders["small"].dim}
     write_trace(frame, out, provenance(pair, device), params)
     partial.unlink()
     return out

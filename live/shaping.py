@@ -36,7 +36,6 @@ import math
 import os
 import secrets
 import signal
-import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, field

@@ -148,8 +148,10 @@ class SimInterpreter(Interpreter):
         yield from self._hold(node, node.gpu, merge, run.ledger, "local")
         yield from self._hold(node, node.cpu, zstd, run.ledger, "local")
         run.ledger.stage(key, merge + zstd)
-        return Payload("tokens", wire_token_bytes(frames, density, fmt), raw_token_bytes(frames, density, fmt),
-                       frames, density, eff.tokens.encoder, eff.tokens.sampler)
+        nbytes = run.rec.recorded_bytes.get(key) or wire_token_bytes(frames, density, fmt)
+        run.ledger.size(key, nbytes)
+        return Payload("tokens", nbytes, raw_token_bytes(frames, density, fmt), frames, density, eff.tokens.encoder,
+                       eff.tokens.sampler)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
         """zstd decompression on an edge CPU worker (the pool that decodes EdgeHosted's videos)."""

