@@ -40,6 +40,12 @@ def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
     return stage_key(site, "infer", model, f"a{density}")
 
 
+def frame_infer_key(site: str, model: ModelName, context: bool, focus: bool) -> str:
+    """Key of a stream frame's inference (seed 001): the model on one frame, with a large-model
+    answer as its history (context) and visual focus on it, e.g. ``local.infer.small.frame.context``."""
+    return stage_key(site, "infer", model, "frame", *(["context"] if context else []), *(["focus"] if focus else []))
+
+
 def compress_key(density: int) -> str:
     return stage_key("local", "compress", f"a{density}")
 
@@ -119,6 +125,7 @@ class RunResult:
     parameters: dict[str, Any]
     mode: str = "sim"
     notes: tuple[str, ...] = ()
+    kind: str = "query"  # "stream": `queries` holds one row per frame (testbed.streams.run)
 
 
 def order_rows(rows: list[dict[str, Any]], policies: Sequence[str], benchmarks: Sequence[str]) -> pd.DataFrame:

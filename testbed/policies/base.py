@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from testbed.config import help_field
-from testbed.policies.effects import Policy
-from testbed.query import Hindsight, Query
+from testbed.policies.effects import Policy, StreamPolicy
+from testbed.query import Hindsight, Query, Stream
 from testbed.router.calibration import Calibration
 
 
@@ -42,6 +42,7 @@ class RunState:
     One object per policy per run, threaded to the policy explicitly, never global."""
 
     calibration: Calibration = field(default_factory=Calibration)
+    difficulty: list[float] = field(default_factory=list)  # laecips-like: classifier scores seen in the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +61,22 @@ class PolicyContext:
 
 
 PolicyFn = Callable[[Query, PolicyContext], Policy]
+StreamPolicyFn = Callable[[Stream, PolicyContext], StreamPolicy]
 
 
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
     """A named policy: its generator function, its knobs type, whether it needs hindsight (so it
-    runs only where a trace holds every outcome), and whether it uses the calibration."""
+    runs only where a trace holds every outcome), whether it uses the calibration, and whether
+    it answers camera streams (one generator per stream, `fn(stream, ctx)`) instead of queries."""
 
     name: str
-    fn: PolicyFn
+    fn: Any  # PolicyFn, or StreamPolicyFn when `stream`
     knobs: type = NoKnobs
     needs_hindsight: bool = False
     calibrated: bool = True
     description: str = ""
+    stream: bool = False
 
     def new_state(self, calibration: Calibration) -> RunState:
         """The learned state this policy starts a run with (Uncalibrated variants drop the temperatures)."""
