@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from cli.streams import register as register_streams
 from testbed.errors import TestbedError
 
 
@@ -27,6 +28,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     sc = _scenario(args)
     points = sc.grid()
     out = new_run_dir(Path(args.out), sc.name, _stamp())
+    if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
+        from cli.streams import sim_streams
+
+        return sim_streams(args, sc, console, out)
     total = 0
     for _, point in points:
         wl = load_workload(point)
@@ -305,6 +310,7 @@ def parser() -> argparse.ArgumentParser:
     lv.set_defaults(fn=_cmd_live)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
+    register_streams(sub)
     return p
 
 

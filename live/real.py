@@ -26,8 +26,8 @@ from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.policies.driver import Interpreter, run_sync
-from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Future, Inference, Infer, Offload, Payload,
-                                      Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (TIMED_OUT, Compress, Decompress, Emit, Future, Inference, Infer, NextFrame, Offload,
+                                      Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import ImageMeta
 from testbed.results import QueryRun, compress_key, decompress_key, infer_key, tokenize_key
@@ -196,6 +196,13 @@ class RealInterpreter(Interpreter):
             if fut in done:
                 return i, fut.result()
         return TIMED_OUT
+
+
+    def next_frame(self, eff: NextFrame, run: Any, site: str) -> Any:
+        raise TestbedError("camera streams run for real with `testbed live SCENARIO --inproc` on a stream scenario")
+
+    def emit(self, eff: Emit, run: Any, site: str) -> Any:
+        raise TestbedError("camera streams run for real with `testbed live SCENARIO --inproc` on a stream scenario")
 
 
 def run_sync_value(out: Any) -> Any:

@@ -196,7 +196,7 @@ class SimInterpreter(Interpreter):
         run.futures[fid] = self.w.env.process(out) if type(out) is GeneratorType else self.w.env.timeout(0, out)
         return Future(fid)
 
-    def _future(self, run: QueryRun, future: Future) -> simpy.Event:
+    def _future(self, run: QueryRun | FrameRun, future: Future) -> simpy.Event:
         proc = run.futures.get(future.id)
         if proc is None:
             raise TestbedError(f"{self.spec.name} waits on a future it did not submit")

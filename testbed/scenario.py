@@ -70,7 +70,7 @@ class StreamConfig:
     live_streams: int = help_field(2, "real runs: streams to play")
 
     def __post_init__(self) -> None:
-        from testbed.streams.synthetic import DATASETS
+        from testbed.streams.specs import DATASETS
 
         for d in self.datasets:
             if d not in DATASETS:

@@ -24,7 +24,7 @@ and is otherwise kept, by edgeVLM, as history for later frames:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -96,7 +96,7 @@ class AdasKnobs:
         _check(0 < self.smoothing <= 1, "smoothing", "must be in (0, 1]")
 
 
-def band_knobs(family: str, band: int) -> dict[str, object]:
+def band_knobs(family: str, band: int) -> dict[str, Any]:
     """Knob defaults that put `family` in a Table 2 band on the calibrated workload."""
     if family == "edgevlm":
         return {20: {"k_call": 3}, 35: {"k_call": 2}, 50: {"k_call": 1}, 100: {"k_call": 0, "k_delay": 1000}}[band]

@@ -69,7 +69,7 @@ def _band_spec(family: str, band: int) -> PolicySpec:
     fields = [(f.name, hints[f.name], dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
               for f in dataclasses.fields(base.knobs)]
     knobs = dataclasses.make_dataclass(f"{base.knobs.__name__}Lcr{band}", fields, frozen=True,
-                                       namespace={"__post_init__": base.knobs.__post_init__,
+                                       namespace={"__post_init__": getattr(base.knobs, "__post_init__"),
                                                   "__doc__": f"{base.knobs.__doc__} Defaults for the {band}% band."})
     what = "every frame" if band == 100 else f"the {band}-{band + 10}% call-ratio band"
     return dataclasses.replace(base, name=f"{family}-lcr{band}", knobs=knobs,

@@ -43,7 +43,8 @@ def fit_spec(spec: StreamSpec, seed: int = 1, max_nfev: int = 200) -> tuple[Stre
     goal = targets(spec)
 
     def make(x: np.ndarray) -> StreamSpec:
-        return replace(spec, **{n: float(v) for n, v in zip(names, x)})
+        values: dict[str, Any] = {n: float(v) for n, v in zip(names, x)}
+        return replace(spec, **values)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         got = reference_metrics(make(x), outcomes(make(x), d))

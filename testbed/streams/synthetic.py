@@ -39,97 +39,7 @@ from scipy.special import expit, logit, ndtr
 from testbed.codec.size import REPLY_BYTES
 from testbed.streams.labels import predicted
 
-GENERATOR = "calibrated-seed001"
-LINK = {"up_mbps": 211.0, "down_mbps": 72.0, "rtt_ms": 42.0, "efficiency": 1 / 1.055}
-"""Seed 001 Sec. 4.1.3: commercial 5G, 211 Mbit/s up, 72 down, RTT about 42 ms (efficiency: the
-link model's default, ZeroMQ over a shaped link)."""
-TAU_S = 1.0
-"""Seed 001 Sec. 4.1.2: a frame's answer is due tau = 1 s after capture (DriveVLM)."""
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """One dataset-like stream set; `sources` names the figure behind each parameter."""
-
-    name: str
-    task: str
-    categories: tuple[str, ...]
-    prior: tuple[float, ...]  # multi-label: share of frames each category is in; single-label: class shares
-    streams: int
-    seconds: float
-    fps: float
-    width: int
-    height: int
-    image_kb: float
-    question: str
-    change_rate: float  # per second: how often a category's presence (or the class) is re-drawn
-    local_s: tuple[float, float, float]  # small-model inference: own history, + CRM, + CRM + VFM
-    latency_median_s: float
-    latency_sigma: float
-    latency_rho: float
-    small_a: float  # multi-label: recall logit offset; single-label: accuracy
-    small_b: float  # multi-label: false-alarm logit; single-label: unused
-    large_a: float
-    large_b: float
-    beta: float  # recall over category commonness
-    frame_corr: float  # share of the difficulty latent that is per frame
-    difficulty_rho: float  # frame difficulty AR(1) between neighbouring frames
-    model_corr: float  # share of the large model's latent it shares with the small model
-    trust: float  # w: pull of the context towards the large model's answer
-    focus_gain: float  # nu
-    max_lag_s: float  # context lags recorded in the trace
-    sources: tuple[tuple[str, str], ...]
-
-    @property
-    def frames(self) -> int:
-        return int(round(self.seconds * self.fps))
-
-    @property
-    def max_lag(self) -> int:
-        return int(round(self.max_lag_s * self.fps))
-
-
-_LOCAL_SOURCE = ("local_s", "Table 3 (nuScenes, RTX 4090): SVLM only 581.71 ms; edgeVLM 511.20 ms inference + "
-                 "19.93 ms CRM + 31.27 ms VFM; with CRM alone 581.71 + 19.93 ms (assumed)")
-_LATENCY_SOURCES = (
-    ("latency_sigma", "assumed: Fig. 4's spread (log-sd 0.6)"),
-    ("latency_rho", "assumed: Fig. 4, 'adjacent frames exhibit similar latency patterns' (lag-1 0.8)"),
-)
-_SHARED_SOURCES = (
-    ("change_rate", "assumed: an object stays in the front camera ~10 s"),
-    ("frame_corr", "fitted with the model accuracies to Table 2's SVLM-only, LVLM-only and edgeVLM (20-30%) rows"),
-    ("difficulty_rho", "assumed: frame difficulty (light, clutter) persists over neighbouring frames (0.8)"),
-    ("model_corr", "assumed: half of what makes a frame hard for the small model also does for the large one"),
-    ("focus_gain", "assumed: VFM adds a tenth of CRM's gain (Table 5: +0.3/+0.4 Micro-F1 of +6.1 for CRM)"),
-    ("max_lag_s", "assumed: context lags up to 10 s recorded (Table 1's LHL reaches 5.66 s)"),
-)
-
-NUSCENES = StreamSpec(
-    name="nuscenes", task="multi-label",
-    categories=("car", "truck", "bus", "trailer", "construction vehicle", "pedestrian", "motorcycle", "bicycle",
-                "traffic cone", "barrier"),
-    prior=(0.90, 0.45, 0.12, 0.08, 0.10, 0.55, 0.12, 0.12, 0.35, 0.35),
-    streams=156, seconds=20.0, fps=1.0, width=1600, height=900, image_kb=300.0,
-    question="Identify which object categories from the list below appear in the image.",
-    change_rate=0.1, local_s=(0.58171, 0.60164, 0.56240),
-    latency_median_s=1.2588, latency_sigma=0.6, latency_rho=0.8,
-    small_a=-0.5362, small_b=-1.6017, large_a=0.9315, large_b=-4.8055, beta=0.7871, frame_corr=0.2445,
-    difficulty_rho=0.8, model_corr=0.5, trust=0.3194, focus_gain=0.1, max_lag_s=10.0,
-    sources=(
-        ("categories", "Sec. 4.1.1: nuScenes, 10 object categories (its detection classes)"),
-        ("prior", "assumed: how often each class is in a front-camera frame"),
-        ("streams", "Sec. 4.1.1: 156 scenes of ~20 s sampled at 1 FPS"),
-        ("image_kb", "assumed: a 1600x900 JPEG of ~300 kB (Sec. 3.3.1: 1600x900 images)"),
-        _LOCAL_SOURCE, *_LATENCY_SOURCES, *_SHARED_SOURCES,
-        ("latency_median_s", "fitted to Table 2's LVLM-only and edgeVLM (20-30%) rows"),
-        ("small_a", "fitted to Table 2 nuScenes SVLM-only: Micro-F1 55.36, Macro-F1 38.51, 0-1 EM 13.80"),
-        ("large_a", "fitted to Table 2 nuScenes LVLM-only: 43.84 / 33.81 / 18.98 (late answers: no response)"),
-        ("trust", "fitted to Table 2 nuScenes edgeVLM at 20-30%: 64.49 / 48.00 / 21.99, LCR 27.3"),
-    ),
-)
-
-SPECS: dict[str, StreamSpec] = {s.name: s for s in (NUSCENES,)}
-DATASETS = tuple(SPECS)
+from testbed.streams.specs import DATASETS, GENERATOR, LINK, NUSCENES, SPECS, TAU_S, StreamSpec  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -161,23 +71,25 @@ def draw(spec: StreamSpec, seed: int, streams: int | None = None) -> Draws:
     s, n, c = streams or spec.streams, spec.frames, len(spec.categories)
     prior = np.asarray(spec.prior)
     redraw = 1 - np.exp(-spec.change_rate / spec.fps)
+    truth: np.ndarray
+    shape: tuple[int, ...]
     if spec.task == "multi-label":
-        truth = np.empty((s, n, c), dtype=bool)
-        truth[:, 0] = rng.random((s, c)) < prior
+        present = np.empty((s, n, c), dtype=bool)
+        present[:, 0] = rng.random((s, c)) < prior
         for t in range(1, n):
             fresh = rng.random((s, c)) < prior
             keep = rng.random((s, c)) >= redraw
-            truth[:, t] = np.where(keep, truth[:, t - 1], fresh)
-        shape: tuple[int, ...] = (s, n, c)
+            present[:, t] = np.where(keep, present[:, t - 1], fresh)
+        truth, shape = present, (s, n, c)
     else:
         p = prior / prior.sum()
-        truth = np.empty((s, n), dtype=np.int64)
-        truth[:, 0] = rng.choice(c, size=s, p=p)
+        cls = np.empty((s, n), dtype=np.int64)
+        cls[:, 0] = rng.choice(c, size=s, p=p)
         for t in range(1, n):
-            fresh = rng.choice(c, size=s, p=p)
+            fresh_cls = rng.choice(c, size=s, p=p)
             keep = rng.random(s) >= redraw
-            truth[:, t] = np.where(keep, truth[:, t - 1], fresh)
-        shape = (s, n)
+            cls[:, t] = np.where(keep, cls[:, t - 1], fresh_cls)
+        truth, shape = cls, (s, n)
     g = _ar1(rng, (s, n), spec.difficulty_rho)
     e_small = rng.standard_normal(shape)
     e_large = rng.standard_normal(shape)
@@ -384,12 +296,9 @@ def synthetic_streams(datasets: tuple[str, ...], seed: int, streams: int = 0) ->
     """The calibrated synthetic stream trace: (frame rows, provenance, parameters with sources).
     `streams` > 0 caps the streams per dataset (0: each dataset's own count)."""
     frames = [spec_frame(SPECS[name], seed, streams or None) for name in datasets]
-    params = {name: {**{k: v for k, v in asdict(SPECS[name]).items() if k != "sources"},
+    params: dict[str, Any] = {name: {**{k: v for k, v in asdict(SPECS[name]).items() if k != "sources"},
                      "sources": dict(SPECS[name].sources)} for name in datasets}
     params["link"] = LINK
     params["tau_s"] = TAU_S
     return pd.concat(frames, ignore_index=True), f"synthetic:{GENERATOR}:{seed}", params
 
-
-def with_params(spec: StreamSpec, **kw: float) -> StreamSpec:
-    return replace(spec, **kw)

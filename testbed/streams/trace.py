@@ -274,9 +274,9 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
         if t == "single-label" and label_len[i] != 1:
             raise TraceError(f"{name}: stream {sid[i]} frame {scalars['frame_index'][i]}: a single-label frame "
                              f"needs exactly one label, got {label_len[i]}")
-    for c, what in (("fps", "fps"), ("width", "width"), ("height", "height")):
-        if (scalars[c] <= 0).any():
-            raise TraceError(f"{name}: {what} must be > 0")
+    for col in ("fps", "width", "height"):
+        if (scalars[col] <= 0).any():
+            raise TraceError(f"{name}: {col} must be > 0")
     if (scalars["image_bytes"] < 1).any():
         raise TraceError(f"{name}: image_bytes must be >= 1")
     if (~np.isfinite(scalars["cloud_s"]) | (scalars["cloud_s"] < 0)).any():
@@ -293,10 +293,10 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
     for s in order:
         idx = np.asarray(by_id[s])
         first = int(idx[0])
-        for c in PER_STREAM:
-            vals = [strings[c][i] for i in idx] if c in strings else scalars[c][idx]
+        for key in PER_STREAM:
+            vals = [strings[key][i] for i in idx] if key in strings else scalars[key][idx]
             if len(set(np.asarray(vals).tolist())) != 1:
-                raise TraceError(f"{name}: stream {s}: {c} must be the same on every frame")
+                raise TraceError(f"{name}: stream {s}: {key} must be the same on every frame")
         if len({tuple(cats[i]) for i in idx}) != 1:
             raise TraceError(f"{name}: stream {s}: categories must be the same on every frame")
         fi = scalars["frame_index"][idx]
