@@ -92,6 +92,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
         sc = with_overrides(sc, overrides)
     if not args.inproc:
         raise ConfigError("", "live mode over a ZeroMQ link is not available yet; run in one process with --inproc")
+    if sc.workload.streams:  # camera streams played in real time (seed 001)
+        from cli.streams import live_streams
+
+        return live_streams(args, sc, console)
     from live.run import load_media_workload, run_real
     from testbed.models.pair import make_pair
 

@@ -63,6 +63,7 @@ class StreamRun:
     futures: dict[int, Any] = field(default_factory=dict)
     next_index: int = 0
     current: FrameRun | None = None
+    notes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.frames:
