@@ -90,17 +90,25 @@ class VideoSource:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self, t0: float) -> None:
-        self.t0 = t0
-        self._thread = threading.Thread(target=self._play, name=f"source-{self.stream_id}", daemon=True)
-        self._thread.start()
-
-    def _play(self) -> None:
+    def start(self) -> float:
+        """Open the video and decode the first frame (a camera that is already running), then start
+        playing; returns t0, the clock time of frame 0's capture."""
         import av
 
+        self._container = av.open(str(self.video))
+        self._frames = self._container.decode(video=0)
+        self._first = next(self._frames, None)
+        self.t0 = self.clock()
+        self._thread = threading.Thread(target=self._play, name=f"source-{self.stream_id}", daemon=True)
+        self._thread.start()
+        return self.t0
+
+    def _play(self) -> None:
+        import itertools
+
         try:
-            with av.open(str(self.video)) as container:
-                frames = container.decode(video=0)
+            with self._container:
+                frames = itertools.chain([self._first] if self._first is not None else [], self._frames)
                 k = 0
                 for vf in frames:
                     if k >= self.n:
@@ -156,6 +164,21 @@ def live_record(stream_id: str, fps: float, seconds: float, segments: list[tuple
                         labels, zeros, zeros, np.zeros(n), np.zeros(n, dtype=np.int64))
 
 
+def warm_up(pair: VLMPair, edge: RealNode, devices: list[RealNode], folder: Path, density: int) -> None:
+    """Run both paths once on a blank frame before any stream starts, as a deployed system would
+    be warm when its camera starts: first calls allocate and initialise (uncounted)."""
+    from PIL import Image
+
+    path = folder / "warm-up.jpg"
+    Image.new("RGB", SIZE).save(path)
+    options = tuple(SOURCES)
+    for node in (*devices, edge):
+        for name, tok in node.tokenizers.items():
+            tokens = tok.image(path).tokens
+            pair.models[name].option_logits(to_density(tokens, density), QUESTION, options)
+    path.unlink()
+
+
 def vision_tokens(pair: VLMPair) -> int:
     """Tokens the large model's encoder makes of one frame."""
     return int(pair.encoders["large"].tokens_per_frame)
@@ -186,6 +209,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     played: dict[str, tuple[StreamRecord, list[ImageMeta]]] = {}
     tokens = vision_tokens(pair)
     try:
+        warm_up(pair, edge, devices, frames_dir, sc.models.default_density)
         for name in sc.policies.run:
             spec = resolve(name)
             ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(Calibration(1.0, 1.0)),
@@ -202,8 +226,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
                     policy_dir = frames_dir / name
                     policy_dir.mkdir(exist_ok=True)
                     run.source = VideoSource(video, st.fps, n, policy_dir, stream_id, clock)
-                    run.start_s = clock()
-                    run.source.start(run.start_s)
+                    run.start_s = run.source.start()
 
                     def perform(e: Any, run: LiveStreamRun = run) -> Any:
                         return interp.perform(e, run.current if run.current is not None else run)
