@@ -42,7 +42,7 @@ class RunState:
     One object per policy per run, threaded to the policy explicitly, never global."""
 
     calibration: Calibration = field(default_factory=Calibration)
-    difficulty: list[float] = field(default_factory=list)  # laecips-like: classifier scores seen in the run
+    difficulty: dict[str, list[float]] = field(default_factory=dict)  # laecips-like: scores seen, sorted, per benchmark
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ and is otherwise kept, by edgeVLM, as history for later frames:
   edge (Distributed VLM [16]); late answers as LVLM-only.
 - `laecips-like`: a difficulty classifier (the small model's uncertainty on the previous frame)
   sends the hardest frames, about `target_lcr` of them (LAECIPS [9]).
-- `adas-like`: latency-adaptive: sends frames while recent answers came back within a frame
-  interval, at most `target_lcr` of them (ADAS [10]).
+- `adas-like`: latency-adaptive: sends frames while recent answers came back within tau, at
+  most `target_lcr` of them (ADAS [10]).
 - `edgevlm`: upload unless the newest LVLM call (or reply, `freshness`) is at most K_call frames
   old, or K_delay uploads are unanswered (Sec. 3.4); the newest large answer at most delta old
   replaces the small model's history (CRM, Sec. 3.2) and focuses its tokens (VFM, Sec. 3.3).
@@ -23,10 +23,9 @@ and is otherwise kept, by edgeVLM, as history for later frames:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import numpy as np
 
 from testbed.config import help_field
 from testbed.policies.base import PolicyContext
@@ -86,14 +85,17 @@ class AdasKnobs:
     """Latency-adaptive offloading (ADAS-like)."""
 
     target_lcr: float = help_field(0.25, "most frames to offload, as a share")
-    min_timely: float = help_field(0.3, "offload while the smoothed share of answers back within a frame interval "
-                                        "is at least this (assumed)")
+    min_timely: float = help_field(0.2, "offload while the smoothed share of answers back within tau is at least "
+                                        "this (assumed)")
     smoothing: float = help_field(0.3, "weight of the newest answer in that share (exponential smoothing)")
+    recovery: float = help_field(0.05, "per frame with no answer to learn from, the share drifts this part of the "
+                                       "way back to 1, so a policy that stopped offloading probes again (assumed)")
 
     def __post_init__(self) -> None:
         _check(0 < self.target_lcr <= 1, "target_lcr", "must be in (0, 1]")
         _check(0 <= self.min_timely <= 1, "min_timely", "must be in [0, 1]")
         _check(0 < self.smoothing <= 1, "smoothing", "must be in (0, 1]")
+        _check(0 <= self.recovery <= 1, "recovery", "must be in [0, 1]")
 
 
 def band_knobs(family: str, band: int) -> dict[str, Any]:
@@ -101,7 +103,7 @@ def band_knobs(family: str, band: int) -> dict[str, Any]:
     if family == "edgevlm":
         return {20: {"k_call": 3}, 35: {"k_call": 2}, 50: {"k_call": 1}, 100: {"k_call": 0, "k_delay": 1000}}[band]
     if family == "adas-like":  # at higher budgets it must also call in worse conditions to spend them
-        return {"target_lcr": BANDS[band], "min_timely": {20: 0.3, 35: 0.15, 50: 0.0}[band]}
+        return {"target_lcr": BANDS[band], "min_timely": {20: 0.2, 35: 0.1, 50: 0.0}[band]}
     return {"target_lcr": BANDS[band]}
 
 
@@ -187,7 +189,7 @@ def laecips_like(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
     their quantile; the run's state carries them from stream to stream). A stream's first frame,
     with no score yet, counts as a median one."""
     target = ctx.knobs.target_lcr
-    seen = ctx.state.difficulty
+    seen = ctx.state.difficulty.setdefault(stream.benchmark, [])  # kept sorted
     prev, n = None, 0
     while (frame := (yield NextFrame(stream.stream_id))) is not END_OF_STREAM:
         fut = None
@@ -195,32 +197,37 @@ def laecips_like(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
             fut = yield Submit(upload(stream, frame, ctx.default_density))
         _, inf = yield from small_answer(stream, frame, ctx)
         prev = uncertainty(stream.task, inf.option_logits)
-        seen.append(prev)
+        bisect.insort(seen, prev)
         yield Emit(frame.index, _answer(stream, inf), fut, frame.deadline_s if fut else None)
         n += 1
     return StreamDone(n)
 
 
 def _rank(seen: list[float], x: float | None) -> float:
-    """Share of `seen` below `x` (the empirical CDF at x); 0.5 for no score or nothing seen."""
+    """Share of the sorted `seen` below `x` (the empirical CDF at x); 0.5 for no score or nothing seen."""
     if x is None or not seen:
         return 0.5
-    return float(np.searchsorted(np.sort(seen), x, side="left")) / len(seen)
+    return bisect.bisect_left(seen, x) / len(seen)
 
 
 def adas_like(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
-    """Offload while the cloud has been answering within a frame interval (smoothed share of
-    answers back by the next frame at least `min_timely`), within `target_lcr` calls per frame."""
+    """Offload while the cloud has been answering in time (the smoothed share of answers seen back
+    within tau of their frame, at frame granularity, at least `min_timely`), within `target_lcr`
+    calls per frame."""
     k = ctx.knobs
+    window = max(1, int(round(stream.tau_s * stream.fps)))  # frames within tau
     timely, credit, n = 1.0, 0.0, 0
     pending: dict[int, Future] = {}
     while (frame := (yield NextFrame(stream.stream_id))) is not END_OF_STREAM:
         got = yield from arrived(pending)
-        for j in list(got) + [j for j in pending if j < frame.index - 1]:
-            back = 1.0 if j in got and j == frame.index - 1 else 0.0
+        seen = list(got) + [j for j in pending if j < frame.index - window]
+        for j in seen:
+            back = 1.0 if j in got and frame.index - j <= window else 0.0
             timely = (1 - k.smoothing) * timely + k.smoothing * back
             pending.pop(j, None)
-        credit = min(credit + k.target_lcr, 2.0)
+        if not seen:
+            timely += k.recovery * (1 - timely)
+        credit = min(credit + k.target_lcr, 4.0)  # a budget saved in bad spells is spent in good ones
         fut = None
         if credit >= 1.0 and timely >= k.min_timely:
             fut = yield Submit(upload(stream, frame, ctx.default_density))

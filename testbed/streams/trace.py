@@ -250,15 +250,15 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
         if not np.isfinite(lists[col][1]).all():
             raise TraceError(f"{name}: {col} holds a value that is not finite")
     for col, (lags, inner_len, values) in nested.items():
-        if len(set(lags.tolist())) != 1 or lags[0] < 1:
-            raise TraceError(f"{name}: {col} must hold the same number (>= 1) of context lags on every frame")
+        if (lags < 1).any():
+            raise TraceError(f"{name}: {col} must hold at least one context lag on every frame")
         if (inner_len != np.repeat(n_cat, lags)).any():
             raise TraceError(f"{name}: {col} must hold one score per category at every lag")
         if not np.isfinite(values).all():
             raise TraceError(f"{name}: {col} holds a value that is not finite")
     if "context_focus_logits" in nested and "context_logits" not in nested:
         raise TraceError(f"{name}: context_focus_logits needs context_logits")
-    if "context_focus_logits" in nested and nested["context_focus_logits"][0][0] != nested["context_logits"][0][0]:
+    if "context_focus_logits" in nested and (nested["context_focus_logits"][0] != nested["context_logits"][0]).any():
         raise TraceError(f"{name}: context_logits and context_focus_logits must hold the same lags")
     if "large_roi" in lists and (lists["large_roi"][0] != 4).any():
         raise TraceError(f"{name}: large_roi must hold 4 integers (x0, y0, x1, y1)")
@@ -322,7 +322,9 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
             labels[k, lists["labels"][1][lo[i]:lo[i + 1]]] = True
         ctx = {}
         for col, (lags, _inner, values) in nested.items():
-            d = int(lags[0])
+            if len(set(lags[idx].tolist())) != 1:
+                raise TraceError(f"{name}: stream {s}: {col} must hold the same number of context lags on every frame")
+            d = int(lags[idx[0]])
             o = nested_offsets[col]
             ctx[col] = np.stack([values[o[i]:o[i + 1]].reshape(d, c) for i in idx])
         streams.append(StreamRecord(
