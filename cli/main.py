@@ -174,6 +174,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 from testbed.traces import read_trace
 
                 read_trace(point.resolve_path(point.workload.path))
+            if point.workload.kind == "stream-trace":
+                from testbed.streams.trace import read_stream_trace
+
+                read_stream_trace(point.resolve_path(point.workload.path))
         print(f"ok  {p}  ({len(sc.grid())} point{'s' if len(sc.grid()) > 1 else ''})")
     return 0
 

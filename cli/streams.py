@@ -62,6 +62,9 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
             if m and len(keys) == 1:
                 t1 = report.table1([(int(a[key]), s) for a, s in summaries], m.group(1))
                 t1.to_csv(out / "table1.csv", index=False)
+                (out / "table1.md").write_text(f"# LCR and LHL over K_call ({m.group(1)}) - {data}\n\n"
+                                               "Next to seed 001's Table 1 (nuScenes, K_delay = 4).\n\n"
+                                               + report.format_table(t1) + "\n")
                 md += [f"## LCR and LHL over K_call ({m.group(1)}), next to seed 001's Table 1", "",
                        report.format_table(t1), ""]
                 console.print(f"[bold]LCR and LHL over K_call[/bold] ({m.group(1)}) - {data}")

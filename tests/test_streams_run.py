@@ -66,6 +66,7 @@ def test_a_k_call_sweep_writes_table_1(tmp_path):
     assert list(t1.k_call) == [1, 3] and list(t1.paper_lcr) == [69.1, 27.3]
     assert list(t1.lcr) == [50.0, 25.0]  # 'call' reading: ceil(20 / (K + 1)) of 20 frames
     assert (run / "point-000" / "summary.csv").is_file() and (run / "sweep.csv").is_file()
+    assert "SYNTHETIC" in (run / "table1.md").read_text()
 
 
 def test_roi_patches_by_hand():
