@@ -63,10 +63,12 @@ def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float
         ends = [s for s, _ in segments[1:]] + [seconds]
         cmd = [ffmpeg(), "-v", "error", "-y"]
         for (start, src), end in zip(segments, ends):
-            cmd += ["-f", "lavfi", "-i", f"{SOURCES[src]}=size={SIZE[0]}x{SIZE[1]}:rate={VIDEO_FPS}:"
-                                         f"duration={end - start:.3f}"]
+            cmd += ["-f", "lavfi", "-t", f"{end - start:.3f}", "-i",  # life, cellauto, mandelbrot: no duration option
+                    f"{SOURCES[src]}=size={SIZE[0]}x{SIZE[1]}:rate={VIDEO_FPS}"]
         n = len(segments)
-        cmd += ["-filter_complex", "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]", "-map", "[v]",
+        scaled = "".join(f"[{i}:v]format=yuv420p,setsar=1[s{i}];" for i in range(n))
+        cmd += ["-filter_complex", scaled + "".join(f"[s{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]",
+                "-map", "[v]",
                 "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path.with_suffix(".tmp.mp4"))]
         try:
             subprocess.run(cmd, check=True, timeout=600, capture_output=True)
@@ -208,6 +210,11 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     notes: set[str] = set()
     played: dict[str, tuple[StreamRecord, list[ImageMeta]]] = {}
     tokens = vision_tokens(pair)
+    import torch
+
+    threads = torch.get_num_threads()
+    if st.cpu_threads and sc.models.device == "cpu":
+        torch.set_num_threads(st.cpu_threads)
     try:
         warm_up(pair, edge, devices, frames_dir, sc.models.default_density)
         for name in sc.policies.run:
@@ -253,6 +260,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
                            "downlink_util_max": 0.0, "bytes_up": sum(x["bytes_up"] for x in rows if x["policy"] == name),
                            "bytes_down": sum(x["bytes_down"] for x in rows if x["policy"] == name)})
     finally:
+        torch.set_num_threads(threads)
         for node in (edge, *devices):
             node.close()
     for x in sorted(notes):
