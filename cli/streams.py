@@ -108,7 +108,8 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     console.print("\n[bold]Local path against each frame's deadline[/bold] (lateness < 0: early)")
     console.print(report.format_table(late, ".3f"))
     console.print("recording a stream trace (every frame through both models, offline) ...")
-    trace = record_trace(pair, played, sc.models.default_density)
+    trace = record_trace(pair, played, sc.models.default_density,
+                         threads=sc.stream.cpu_threads if sc.models.device == "cpu" else 0)
     provenance = host_provenance(pair, "inproc")
     params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": "ffmpeg-lavfi-stream",
               "note": "SYNTHETIC videos (ffmpeg test sources); cloud_s measured in one process (no network)"}

@@ -17,12 +17,13 @@ up to 10 s back as its history. That is a stream trace (testbed/streams/trace.py
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -166,6 +167,21 @@ def live_record(stream_id: str, fps: float, seconds: float, segments: list[tuple
                         labels, zeros, zeros, np.zeros(n), np.zeros(n, dtype=np.int64))
 
 
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (0: unchanged) for the block: one thread keeps a frame's
+    latency steady when other work shares a small CPU (parallel regions wait for their slowest thread)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def warm_up(pair: VLMPair, edge: RealNode, devices: list[RealNode], folder: Path, density: int) -> None:
     """Run both paths once on a blank frame before any stream starts, as a deployed system would
     be warm when its camera starts: first calls allocate and initialise (uncounted)."""
@@ -210,11 +226,8 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     notes: set[str] = set()
     played: dict[str, tuple[StreamRecord, list[ImageMeta]]] = {}
     tokens = vision_tokens(pair)
-    import torch
-
-    threads = torch.get_num_threads()
-    if st.cpu_threads and sc.models.device == "cpu":
-        torch.set_num_threads(st.cpu_threads)
+    stack = contextlib.ExitStack()
+    stack.enter_context(cpu_threads(st.cpu_threads if sc.models.device == "cpu" else 0))
     try:
         warm_up(pair, edge, devices, frames_dir, sc.models.default_density)
         for name in sc.policies.run:
@@ -260,7 +273,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
                            "downlink_util_max": 0.0, "bytes_up": sum(x["bytes_up"] for x in rows if x["policy"] == name),
                            "bytes_down": sum(x["bytes_down"] for x in rows if x["policy"] == name)})
     finally:
-        torch.set_num_threads(threads)
+        stack.close()
         for node in (edge, *devices):
             node.close()
     for x in sorted(notes):
@@ -273,9 +286,15 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
 
 
 def record_trace(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], density: int,
-                 clock: Clock = time.perf_counter, max_lag_s: float = MAX_LAG_S) -> pd.DataFrame:
+                 clock: Clock = time.perf_counter, max_lag_s: float = MAX_LAG_S, threads: int = 1) -> pd.DataFrame:
     """Every frame once more, offline: the large model (timed: cloud_s), the small model alone and
     with each earlier frame's large answer (up to `max_lag_s` back) as history. Trace rows."""
+    with cpu_threads(threads):
+        return _record(pair, played, density, clock, max_lag_s)
+
+
+def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], density: int, clock: Clock,
+            max_lag_s: float) -> pd.DataFrame:
     node = RealNode(pair)
     small_tok, large_tok = node.tokenizers["small"], node.tokenizers["large"]
     small, large = pair.models["small"], pair.models["large"]
