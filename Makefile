@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 scenario ?= default
 PYTEST_ARGS ?=
+DEVICE ?= cpu
+MODELS ?=
 
-.PHONY: venv sim test bench validate clean
+.PHONY: venv sim test bench validate live-eval clean
 
 venv: $(STAMP)
 
@@ -24,6 +26,9 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+live-eval: $(STAMP)
+	$(BIN)/testbed live $(scenario) --fidelity --device $(DEVICE) $(if $(MODELS),--models $(MODELS))
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
     from testbed import report
     from testbed.profiles import load_profile
     from testbed.results import label, new_run_dir, write_run
@@ -27,11 +28,18 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     console = Console(width=max(140, Console().width))
     sc = _scenario(args)
     points = sc.grid()
+    reps = _replications(args.replications, len(points))
     out = new_run_dir(Path(args.out), sc.name, _stamp())
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
+        if reps:
+            from testbed.errors import ConfigError
+
+            raise ConfigError("--replications", "a stream scenario runs once (replications are for query workloads)")
         from cli.streams import sim_streams
 
         return sim_streams(args, sc, console, out)
+    if reps:
+        return _sim_replications(console, sc, reps, out)
     total = 0
     for _, point in points:
         wl = load_workload(point)
@@ -44,7 +52,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             profile = load_profile(point.profile_path())
             run = run_scenario(point, lambda n: bar.advance(task, n), profile)
             summary = report.summarize(run.queries, point.policies.baselines)
-            comparison = report.paper_comparison(summary) if point.paper_comparison else None
+            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
             folder = out if len(points) == 1 else out / f"point-{i:03d}"
             folder.mkdir(exist_ok=True)
             write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison,
@@ -55,8 +63,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             if len(points) == 1:
                 _print_summary(console, summary, point.policies.baselines, label(run))
                 if comparison is not None:
-                    console.print("\n[bold]Measured vs seed 000[/bold] (QuickGrasp = quickgrasp-fixed16)")
-                    console.print(report.format_table(comparison))
+                    _print_comparison(console, comparison)
     if len(points) > 1:
         keys = list(sc.sweep)
         table = pd.concat(rows, ignore_index=True)
@@ -72,7 +79,96 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replications(value: str | None, points: int) -> int:
+    """--replications N: an integer >= 2, for a scenario without a sweep (0: not given)."""
+    from testbed.errors import ConfigError
+
+    if value is None:
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise ConfigError("--replications", f"must be an integer >= 2 (seeds seed, seed+1, ...), got {value!r}")
+    if points > 1:
+        raise ConfigError("--replications", "replicates one point; drop [sweep] or run its points one by one")
+    return n
+
+
+def _print_frame(console, frame, title: str) -> None:
+    """A table of strings (first column left-aligned, the rest right-aligned) in the terminal."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(frame.columns):
+        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="fold")
+    for row in frame.itertuples(index=False):
+        t.add_row(*("" if v != v else str(v) for v in row))
+    console.print(t)
+
+
+def _print_comparison(console, comparison) -> None:
+    from testbed import report
+
+    console.print(f"\n[bold]Measured vs seed 000[/bold] (QuickGrasp = {report.QG}; fitted: a target of the "
+                  "profile fit or an input of the generator; held-out: a prediction)")
+    if comparison.empty:
+        console.print(report.format_comparison(comparison))
+    else:
+        _print_frame(console, report.comparison_cells(comparison, source=False), "")
+
+
+def _sim_replications(console, sc, reps: int, out: Path) -> int:
+    """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
+    from testbed import report
+    from testbed.profiles import load_profile
+    from testbed.results import label, write_replications, write_run
+    from testbed.scenario import resolved_toml
+
+    seeds = [sc.seed + i for i in range(reps)]
+    points = [replace(sc, seed=s) for s in seeds]
+    total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
+    profile = load_profile(sc.profile_path())
+    runs, summaries, comparisons = [], [], []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total)
+        for point in points:
+            run = run_scenario(point, lambda n: bar.advance(task, n), profile)
+            summary = report.summarize(run.queries, point.policies.baselines)
+            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
+            folder = out / f"seed-{point.seed}"
+            folder.mkdir()
+            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
+            runs.append((point.seed, run))
+            summaries.append(summary)
+            comparisons.append(comparison)
+            for note in report.saturation_notes(run.totals, run.queries):
+                console.print(f"[yellow]warning:[/yellow] {note} (seed {point.seed})")
+    table = report.replication_summary(summaries)
+    comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None
+    write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
+    console.print(f"[bold]{reps} replications[/bold] (seeds {seeds[0]}-{seeds[-1]}): mean ± 95% CI half-width "
+                  "(Student t); * marks a ratio whose CI excludes 1")
+    data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
+    for bench in dict.fromkeys(table.benchmark):
+        _print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
+                     f"{bench} - {data}")
+    if comparison is not None:
+        _print_comparison(console, comparison)
+    console.print(f"\nresults: {out}")
+    return 0
+
+
 def _cmd_live(args: argparse.Namespace) -> int:
+    import contextlib
     from dataclasses import replace
 
     from rich.console import Console
@@ -90,13 +186,16 @@ def _cmd_live(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     if overrides:
         sc = with_overrides(sc, overrides)
-    if not args.inproc:
-        raise ConfigError("", "live mode over a ZeroMQ link is not available yet; run in one process with --inproc")
+    if args.inproc and args.edge:
+        raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
     if sc.workload.streams:  # camera streams played in real time (seed 001)
+        if not args.inproc:
+            raise ConfigError("", "camera streams run in one process for now: add --inproc (streams over the "
+                                  "ZeroMQ link are not built yet)")
         from cli.streams import live_streams
 
         return live_streams(args, sc, console)
-    from live.run import load_media_workload, run_real
+    from live.run import live_link, load_media_workload, run_real
     from testbed.models.pair import make_pair
 
     workload = load_media_workload(sc, args.queries)
@@ -104,20 +203,157 @@ def _cmd_live(args: argparse.Namespace) -> int:
     ran = [p for p in sc.policies.run if p != "oracle"]
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(f"running {sc.name} in one process", total=total)
-        run = run_real(sc, workload, pair, "inproc", progress=lambda n: bar.advance(task, n), note=notes.append)
+    mode = "inproc" if args.inproc else "live"
+    from live.profile import device_name, library_versions
+
+    here = device_name(sc.models.device)
+    extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device, "profile_measured": {
+        "local_device": here, "edge_device": here if not args.edge else "", "versions": library_versions()}}
+    with contextlib.ExitStack() as stack:
+        link = None
+        if mode == "live":
+            console.print(f"starting the edge and the link for {sc.name} ...")
+            link, link_info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
+                                                            note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
+            extra.update(link_info)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
+            task = bar.add_task(f"running {sc.name} {where}", total=total)
+            run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
+                           note=notes.append)
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     out = new_run_dir(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed,
-              {"models": pair.preset, "device": sc.models.device})
+    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed, extra)
+    fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
+    if fallbacks:
+        console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
+    if args.fidelity:
+        _fidelity_after_run(console, sc, workload, pair, out, args.edge)
     console.print(f"\nresults: {out}")
     return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from live.record import record
+    from live.run import load_media_workload
+    from testbed.models.pair import make_pair
+    from testbed.scenario import scenario_from_dict, with_overrides
+
+    if args.workload.endswith(".jsonl"):
+        path = Path(args.workload).resolve()
+        sc = scenario_from_dict({"name": path.stem, "workload": {"kind": "manifest", "path": str(path)}}, path.parent)
+    else:
+        sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
+    overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
+    sc = with_overrides(sc, overrides) if overrides else sc
+    workload = load_media_workload(sc, args.queries)
+    pair = make_pair(sc.models.preset, sc.models.device)
+    console = Console()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"recording {len(workload.records)} queries", total=len(workload.records))
+        out = record(workload, pair, Path(args.out), device=sc.models.device, default_density=sc.models.default_density,
+                     wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n))
+    console.print(f"wrote {out}: {len(workload.records)} queries, every arm ({workload.provenance}; models "
+                  f"{pair.preset} on {sc.models.device})")
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from testbed.models.pair import make_pair
+
+    write_profile(Path(args.out), make_pair(args.models, args.device), args.models, args.device, args.role,
+                  args.repeats, lambda text: print(text, flush=True))
+    return 0
+
+
+def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say) -> None:
+    """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role."""
+    import datetime
+    import platform
+
+    import tomli_w
+
+    from live.profile import device_name, library_versions, measure
+    from live.run import cache_dir
+    from live.videos import encode
+    from testbed.config import read_toml
+    from testbed.profiles import PROFILE_SCHEMA_VERSION, device_to_dict
+
+    data = read_toml(out) if out.is_file() else {}
+    video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
+    if not video.is_file():
+        video.parent.mkdir(parents=True, exist_ok=True)
+        encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
+    roles = ["local", "edge"] if role == "both" else [role]
+    measured = dict(data.get("meta", {}).get("measured", {}))
+    for r in roles:
+        say(f"profiling {r} ({models} on {device}) ...")
+        data[r] = device_to_dict(measure(r, pair, video, repeats=repeats, progress=lambda stage: say(f"  {stage}")))
+        measured[f"{r}_device"] = device_name(device)
+    measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=models,
+                    host=platform.node())
+    data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,
+                    "provenance": f"measured:{platform.node()}:{models}@{device}",
+                    "notes": "measured by `testbed profile`: median of repeats after a warm-up", "measured": measured}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(tomli_w.dumps(data))
+    missing = [r for r in ("local", "edge") if r not in data]
+    say(f"wrote {out}" + (f" (still without the {missing[0]} role: run testbed profile --role {missing[0]} "
+                          f"--out {out})" if missing else ""))
+
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from sim.fidelity import fidelity
+
+    run_dir = Path(args.run_dir)
+    result = fidelity(run_dir, Path(args.trace) if args.trace else None, Path(args.profile) if args.profile else None)
+    print_fidelity(result)
+    print(f"wrote {run_dir / 'fidelity.csv'}, fidelity.md, fidelity.png")
+    return 0
+
+
+def print_fidelity(result: dict) -> None:
+    from testbed import report
+
+    totals = result["table"]
+    totals = totals[totals.stage == "total"].pivot_table(index="policy", columns=["replay", "metric"], values="error",
+                                                         sort=False)
+    totals.columns = [f"{r} {m}" for r, m in totals.columns]
+    print("sim vs live, whole query: (sim - live) / live")
+    print(report.format_table(totals.reset_index(), ".1%"))
+    print("largest contributor (mean seconds):")
+    print(report.format_table(result["largest"]))
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+
+def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
+    """Record the run's workload on every arm, measure a profile, replay the run in the sim."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from live.record import record
+    from sim.fidelity import fidelity
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("recording the trace (every arm)", total=len(workload.records))
+        record(workload, pair, out / "trace.parquet", device=sc.models.device,
+               default_density=sc.models.default_density, wire_dtype=sc.models.dtype,
+               progress=lambda n: bar.advance(task, n))
+    console.print(f"recorded {out / 'trace.parquet'}; profiling this machine ...")
+    write_profile(out / "profile.toml", pair, sc.models.preset, sc.models.device, "both", 3, lambda text: None)
+    if edge:
+        console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
+    print_fidelity(fidelity(out))
+    console.print(f"fidelity: {out / 'fidelity.md'}")
 
 
 def _stamp() -> str:
@@ -214,7 +450,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from testbed.scenario import load_scenario
 
     sc = load_scenario(args.scenario)
-    profile, table = fit(sc, args.per_benchmark, args.max_evals)
+    profile, table = fit(sc, args.per_benchmark, args.max_evals, args.seed)
     Path(args.out).write_text(tomli_w.dumps(profile_to_dict(profile)))
     print(format_table(table))
     print(f"wrote {args.out}")
@@ -273,6 +509,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="override the scenario's seed")
     s.add_argument("--queries", type=int, help="override workload.queries_per_benchmark")
     s.add_argument("--out", default="results", help="results root folder")
+    s.add_argument("--replications", metavar="N", help="run N seeds (seed, seed+1, ...) and report every metric "
+                                                       "and ratio as a mean with its 95%% confidence interval")
     s.set_defaults(fn=_cmd_sim)
     v = sub.add_parser("validate", help="validate scenario files (all of scenarios/ by default)")
     v.add_argument("scenarios", nargs="*")
@@ -294,6 +532,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default="traces/profiles/paper-fitted.toml")
     f.add_argument("--per-benchmark", type=int, default=150, help="test queries per benchmark in each fit step")
     f.add_argument("--max-evals", type=int, default=150)
+    f.add_argument("--seed", type=int, default=1000, help="workload seed to fit on (figures are then reported on "
+                                                       "the scenario's own seed too)")
     f.set_defaults(fn=_cmd_fit)
     t = sub.add_parser("tokenize", help="sample, decode, preprocess and encode one video; print stage times")
     t.add_argument("video")
@@ -309,13 +549,41 @@ def parser() -> argparse.ArgumentParser:
                                      "results/<scenario>/<timestamp>/")
     lv.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
+    lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
+                                   "of starting one behind a shaped link")
     lv.add_argument("--seed", type=int, help="override the scenario's seed")
     lv.add_argument("--queries", type=int, help="queries per benchmark (a synthetic workload makes this many "
                                                 "clips per class; default 8)")
     lv.add_argument("--out", default="results", help="results root folder")
     lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
     lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
+    lv.add_argument("--fidelity", action="store_true", help="then record the workload's trace, profile this machine "
+                                                            "and replay the run in the sim (fidelity.md)")
     lv.set_defaults(fn=_cmd_live)
+    sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
+                   add_help=False)  # its own parser: live.edge_server.build_parser
+    r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
+    r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
+    r.add_argument("--out", required=True, help="the trace to write (Parquet); an interrupted run resumes")
+    r.add_argument("--queries", type=int, help="queries per benchmark (as testbed live --queries)")
+    r.add_argument("--models", help="override models.preset")
+    r.add_argument("--device", help="override models.device")
+    r.set_defaults(fn=_cmd_record)
+    pr = sub.add_parser("profile", help="measure each stage's latency against its size on this machine into a "
+                                        "hardware profile (TOML)")
+    pr.add_argument("--role", choices=["local", "edge", "both"], default="both",
+                    help="local: the device's small model; edge: the server's large model (other roles in --out kept)")
+    pr.add_argument("--out", required=True, help="the profile to write")
+    pr.add_argument("--models", default="tiny", help="tiny, real-size or a model-pair folder")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--repeats", type=int, default=3, help="timed repeats per size after a warm-up (median)")
+    pr.set_defaults(fn=_cmd_profile)
+    fi = sub.add_parser("fidelity", help="replay a live run in the sim (strict and profile-only) and write "
+                                         "fidelity.csv/.md/.png into its folder")
+    fi.add_argument("run_dir", help="a live run's results folder")
+    fi.add_argument("--trace", help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
+    fi.add_argument("--profile", help="measured hardware profile (default RUN_DIR/profile.toml)")
+    fi.set_defaults(fn=_cmd_fidelity)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     register_streams(sub)
@@ -323,6 +591,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["edge"]:  # the edge server parses its own flags
+        from live.edge_server import main as edge_main
+
+        return edge_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.fn(args))

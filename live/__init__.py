@@ -1,1 +1,14 @@
-"""Live interpreter: local and edge processes over ZeroMQ (later issues)."""
+"""Live mode: the local node and the edge node over a real ZeroMQ link shaped with Linux tc.
+
+Transport and link (this package so far; the live interpreter plugs into it):
+  envelope     versioned msgpack header + binary payload frames; EnvelopeError on bad input
+  edge_server  EdgeServer(bind, handler, max_queue): ROUTER, bounded queue, deadlines, health,
+               clean SIGINT/SIGTERM shutdown; main(argv) / `python -m live.edge_server`; spawn_edge
+  client       EdgeClient(endpoint): DEALER per thread, per-request timeout, EdgeUnavailable
+  shaping      ShapedLink(LinkSpec): netns + veth + tbf/htb (netem where present) or user space;
+               probe, stale clean-up, trace-driven rates, self-check
+  pacing       Pacer/UserLink: the user-space part of the link (delay, rate or trace, loss)
+  handlers     model-free handlers (echo, probe) for the self-check, tests and benchmarks
+
+Only live/ and sim/ touch clocks, sockets, processes and tc; nothing here is pickled.
+"""

@@ -31,7 +31,8 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Contex
                                       WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import Frame, ImageMeta
-from testbed.results import QueryRun, compress_key, decompress_key, frame_infer_key, infer_key, tokenize_key
+from testbed.results import (QueryRun, compress_key, decompress_key, frame_infer_key, infer_key, sampler_kind,
+                             tokenize_key)
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun
 from testbed.tokenizer.pipeline import Tokenizer
@@ -135,7 +136,7 @@ class RealInterpreter(Interpreter):
         self._book(run, site, tokenize_key(site, eff), waited, worked)
         with self.lock:
             run.ledger.frames, run.ledger.decoded = r.frames, r.decoded
-        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, r.tokens)  # type: ignore[arg-type]
+        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens)  # type: ignore[arg-type]
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> Inference:
         tokens = eff.tokens
@@ -145,15 +146,15 @@ class RealInterpreter(Interpreter):
         model = node.pair.models[eff.model]
         question = eff.question
         frame = isinstance(run, FrameRun)
-        data = tokens.data
+        data, density = tokens.data, eff.density
         if eff.context is not None:
             if not isinstance(run, FrameRun):
                 raise TestbedError("an Infer with a context belongs to a stream frame")
             question = history_prompt(run, eff.context) + question
             if eff.focus:
                 data = self._focus(run, eff, data)
-        vision = to_density(data, eff.density)
-        logits, waited, worked = node.hold(lambda: model.option_logits(vision, question, eff.options))
+        logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), question,
+                                                                       eff.options))
         key = frame_infer_key(site, eff.model, eff.context is not None, eff.focus) if frame else \
             infer_key(site, eff.model, tokens, eff.density)
         self._book(run, site, key, waited, worked)
@@ -183,9 +184,12 @@ class RealInterpreter(Interpreter):
         merged = to_density(tokens.data, eff.density).to("cpu", self.wire_dtype)
         msg = encode_message(merged, level=self.zstd_level)
         dur = self.clock() - t0
-        self._book(run, "local", compress_key(eff.density), 0.0, dur)
+        key = compress_key(tokens.sampler, eff.density)
+        self._book(run, "local", key, 0.0, dur)
+        with self.lock:
+            run.ledger.size(key, len(msg))
         return Payload("tokens", len(msg), merged.numel() * merged.element_size(), tokens.frames, eff.density,
-                       tokens.encoder, data=msg)
+                       tokens.encoder, tokens.sampler, data=msg)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> Tokens:
         p = eff.payload
@@ -195,8 +199,8 @@ class RealInterpreter(Interpreter):
         msg = decode_message(p.data, max_bytes=self.max_message_bytes)
         tokens = msg.tokens.float()
         dur = self.clock() - t0
-        self._book(run, "edge", decompress_key(p.density), 0.0, dur)
-        return Tokens(p.frames, 0, msg.density, "edge", p.encoder, tokens)
+        self._book(run, "edge", decompress_key(p.sampler, p.density), 0.0, dur)
+        return Tokens(p.frames, 0, msg.density, "edge", p.encoder, p.sampler, tokens)
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:
         check_offload(eff)

@@ -5,13 +5,14 @@ writing the same rows as the sim. Used by `testbed live --inproc` (and by live m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload
 from testbed.workload.manifest import read_manifest, read_mvbench
+
+if TYPE_CHECKING:
+    from live.remote_edge import ZmqEdge
 
 Progress = Callable[[int], None]
 CACHE_ENV = "TESTBED_CACHE"
@@ -197,3 +201,40 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     ran = [p for p in sc.policies.run if not resolve(p).needs_hindsight]
     return RunResult(order_rows(rows, ran, benchmarks), pd.DataFrame(totals), workload.provenance,
                      f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes))
+
+
+@contextlib.contextmanager
+def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = None,
+              note: Callable[[str], None] = print) -> Iterator[tuple[ZmqEdge, dict[str, Any]]]:
+    """An EdgeLink to a running edge: `endpoint`'s (no shaping: the network is what it is), or an
+    edge process this call starts on a link shaped as the scenario says, torn down on exit.
+    Yields the link and what the run records about it (versions.json)."""
+    from live.client import EdgeClient
+    from live.remote_edge import ZmqEdge, rate_split
+    from live.shaping import LinkSpec, ShapedLink, load_trace
+
+    net, lv = sc.network, sc.live
+    split = rate_split(net.up_mbps, net.down_mbps)
+    if endpoint:
+        with EdgeClient(endpoint, timeout_s=lv.edge_timeout_s) as client:
+            health = client.health(timeout_s=10.0)
+            yield ZmqEdge(client, lv.edge_timeout_s, split), {"shaping": "none (external edge)", "edge": endpoint,
+                                                               "edge_health": dict(health.meta)}
+        return
+    spec = LinkSpec(net.up_mbps, net.down_mbps, net.rtt_ms, net.loss, net.efficiency, net.mtu,
+                    up_trace=load_trace(sc.resolve_path(net.up_trace), net.trace_mean_mbps_up, net.mtu)
+                    if net.up_trace else None,
+                    down_trace=load_trace(sc.resolve_path(net.down_trace), net.trace_mean_mbps_down, net.mtu)
+                    if net.down_trace else None, seed=sc.seed)
+    with ShapedLink(spec, lv.shaping) as link:
+        note(f"link shaping: {link.backend}" + (f" ({'; '.join(link.notes)})" if link.notes else ""))
+        check = link.self_check() if lv.self_check else None
+        if check is not None:
+            for warning in check.warnings:
+                note(f"link self-check: {warning}")
+        with link.spawn_edge("live.handlers:probe", max_queue=lv.edge_max_queue, workers=sc.nodes.edge_gpus,
+                             extra_args=["--models", preset, "--device", device], ready_timeout_s=600.0) as edge, \
+                link.client(edge.endpoint, timeout_s=lv.edge_timeout_s) as client:
+            client.health(timeout_s=30.0)
+            yield ZmqEdge(client, lv.edge_timeout_s, split), {**link.manifest(check), "edge": edge.endpoint,
+                                                               "edge_pid": edge.pid}

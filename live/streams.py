@@ -37,7 +37,7 @@ from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Context, Inference
 from testbed.policies.registry import resolve
 from testbed.query import ImageMeta
-from testbed.results import RunResult, frame_infer_key, stage_key
+from testbed.results import RunResult, frame_infer_key, image_tokenize_key
 from testbed.router.calibration import Calibration
 from testbed.scenario import Scenario
 from testbed.streams.run import FrameRun, StreamRun
@@ -331,8 +331,8 @@ def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], d
                                                    rec.categories))
                     ctx_t.append(clock() - t0)
                 tok_s, own_s, ltok_s, big_s = times[k]
-                recorded = {stage_key("local", "tokenize", "image", "sequential"): tok_s,
-                            stage_key("edge", "tokenize", "image", "sequential"): ltok_s,
+                recorded = {image_tokenize_key("local"): tok_s,
+                            image_tokenize_key("edge"): ltok_s,
                             frame_infer_key("local", "small", False, False): own_s}
                 if ctx_t:
                     recorded[frame_infer_key("local", "small", True, False)] = float(np.mean(ctx_t))

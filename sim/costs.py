@@ -48,9 +48,19 @@ def infer_cost(dev: DeviceProfile, frames: int, density: int, text_tokens: int, 
     return dev.seconds("prefill", frames * density + text_tokens) + dev.seconds("generate", output_tokens)
 
 
+def merge_cost(dev: DeviceProfile, frames: int) -> float:
+    """Merge each frame's tokens to the target density (ToMe)."""
+    return dev.seconds("merge", frames)
+
+
+def zstd_cost(dev: DeviceProfile, frames: int, density: int, fmt: TokenFormat) -> float:
+    """zstd over the merged tokens' raw bytes."""
+    return dev.seconds("compress", raw_token_bytes(frames, density, fmt))
+
+
 def compress_cost(dev: DeviceProfile, frames: int, density: int, fmt: TokenFormat) -> float:
     """Merge the frames' tokens to `density`, then zstd the raw bytes."""
-    return dev.seconds("merge", frames) + dev.seconds("compress", raw_token_bytes(frames, density, fmt))
+    return merge_cost(dev, frames) + zstd_cost(dev, frames, density, fmt)
 
 
 def decompress_cost(dev: DeviceProfile, raw_bytes: int) -> float:

@@ -28,7 +28,8 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Decomp
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
-from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, frame_infer_key, infer_key, tokenize_key)
+from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, frame_infer_key, infer_key, sampler_kind,
+                             tokenize_key)
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
 from testbed.streams.trace import FrameRecord
@@ -39,6 +40,15 @@ SimGen = Generator[simpy.Event, Any, Any]
 def _duration(rec: QueryRecord | FrameRecord, key: str, model: Callable[[], float]) -> float:
     """The query's recorded stage time under `key` if the trace has one, else the profile's."""
     return rec.recorded_s[key] if key in rec.recorded_s else model()
+
+
+def _split(rec: QueryRecord, key: str, *parts: float) -> tuple[float, ...]:
+    """A stage made of parts: the profile's part times, or the recorded total split in their proportion."""
+    if key not in rec.recorded_s:
+        return parts
+    total = sum(parts)
+    share = [p / total for p in parts] if total > 0 else [1.0 / len(parts)] * len(parts)
+    return tuple(rec.recorded_s[key] * w for w in share)
 
 
 class Node:
@@ -126,7 +136,7 @@ class SimInterpreter(Interpreter):
             yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, site)
         ledger.stage(key, dur)
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder)  # type: ignore[arg-type]
+        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff))  # type: ignore[arg-type]
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> SimGen:
         tokens = eff.tokens
@@ -154,24 +164,32 @@ class SimInterpreter(Interpreter):
         return self._inference(eff, tokens, run.rec)
 
     def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
+        """Merge where the tokens are (the device GPU that encoded them: ToMe is tensor work), then
+        zstd on a device CPU worker (zstd is a CPU library); each waits for its resource, so
+        compression contends with tokenization and inference. A recorded total is split between
+        the two in the profile's proportion."""
         node, fmt = self.w.devices[run.client], self.w.token_format
         frames, density = eff.tokens.frames, eff.density
-        key = compress_key(density)
-        dur = _duration(run.rec, key, lambda: costs.compress_cost(node.profile, frames, density, fmt))
-        run.ledger.local_s += dur
-        run.ledger.stage(key, dur)
-        yield self.w.env.timeout(dur)
-        return Payload("tokens", wire_token_bytes(frames, density, fmt), raw_token_bytes(frames, density, fmt),
-                       frames, density, eff.tokens.encoder)
+        key = compress_key(eff.tokens.sampler, density)
+        merge, zstd = costs.merge_cost(node.profile, frames), costs.zstd_cost(node.profile, frames, density, fmt)
+        merge, zstd = _split(run.rec, key, merge, zstd)
+        yield from self._hold(node, node.gpu, merge, run.ledger, "local")
+        yield from self._hold(node, node.cpu, zstd, run.ledger, "local")
+        run.ledger.stage(key, merge + zstd)
+        nbytes = run.rec.recorded_bytes.get(key) or wire_token_bytes(frames, density, fmt)
+        run.ledger.size(key, nbytes)
+        return Payload("tokens", nbytes, raw_token_bytes(frames, density, fmt), frames, density, eff.tokens.encoder,
+                       eff.tokens.sampler)
 
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
+        """zstd decompression on an edge CPU worker (the pool that decodes EdgeHosted's videos)."""
         p = eff.payload
-        key = decompress_key(p.density)
-        dur = _duration(run.rec, key, lambda: costs.decompress_cost(self.w.edge.profile, p.raw_bytes))
-        run.ledger.edge_s += dur
+        key = decompress_key(p.sampler, p.density)
+        edge = self.w.edge
+        dur = _duration(run.rec, key, lambda: costs.decompress_cost(edge.profile, p.raw_bytes))
+        yield from self._hold(edge, edge.cpu, dur, run.ledger, "edge")
         run.ledger.stage(key, dur)
-        yield self.w.env.timeout(dur)
-        return Tokens(p.frames, 0, p.density, "edge", p.encoder)
+        return Tokens(p.frames, 0, p.density, "edge", p.encoder, p.sampler)
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)
@@ -283,15 +301,18 @@ class SimInterpreter(Interpreter):
     @staticmethod
     def _inference(eff: Infer, tokens: Tokens, rec: QueryRecord) -> Inference:
         """The trace's logits for this model variant: the small model, the large model on the small
-        model's encoder's tokens at this density (shared), or the native large VLM."""
+        model's encoder's tokens at this density (shared), or the native large VLM; a recorded trace
+        also tells the frames' sampler apart (1 FPS or keyframes) where it has both."""
         if eff.model == "small":
-            logits = rec.small_logits
+            logits = rec.small_logits_fps if tokens.sampler == "fps" and rec.small_logits_fps is not None \
+                else rec.small_logits
         elif tokens.encoder == "small":
             if eff.density not in rec.large_logits:
                 raise TestbedError(f"the trace has no large-model logits at density {eff.density}")
             logits = rec.large_logits[eff.density]
         else:
-            logits = rec.large_native_logits
+            logits = rec.large_native_logits_keyframe if tokens.sampler == "keyframe" \
+                and rec.large_native_logits_keyframe is not None else rec.large_native_logits
         if logits is None:
             raise TestbedError(f"query {rec.query.query_id} has no recorded {eff.model}-model logits; "
                                "the sim needs a trace (testbed record), a manifest runs with testbed live")

@@ -82,6 +82,7 @@ class HardwareProfile:
     local: DeviceProfile
     edge: DeviceProfile
     notes: str = ""
+    measured: dict[str, Any] = field(default_factory=dict)  # device, library versions, date (testbed profile)
 
     def device(self, where: str) -> DeviceProfile:
         return self.local if where == "local" else self.edge
@@ -126,9 +127,13 @@ def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
             raise ConfigError(f"meta.{key}", "required string is missing")
     for side in ("local", "edge"):
         if side not in data:
-            raise ConfigError(side, "required table is missing")
+            raise ConfigError(side, "required table is missing (a measured profile needs both roles: "
+                                    f"testbed profile --role {side} --out THIS_FILE)")
+    measured = meta.get("measured", {})
+    if not isinstance(measured, dict):
+        raise ConfigError("meta.measured", "expected a table")
     return HardwareProfile(meta["name"], meta["provenance"], _device_from(data["local"], "local"),
-                           _device_from(data["edge"], "edge"), str(meta.get("notes", "")))
+                           _device_from(data["edge"], "edge"), str(meta.get("notes", "")), measured)
 
 
 def load_profile(path: Path) -> HardwareProfile:
@@ -143,11 +148,36 @@ def load_profile(path: Path) -> HardwareProfile:
 
 def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
     """TOML-writable form of a profile."""
-    def dev(d: DeviceProfile) -> dict[str, Any]:
-        out: dict[str, Any] = {"description": d.description}
-        for name, c in d.stages.items():
-            out[name] = {"size": list(c.size), "seconds": list(c.seconds)}
-        return out
-    return {"meta": {"schema_version": PROFILE_SCHEMA_VERSION, "name": p.name, "provenance": p.provenance,
-                     "notes": p.notes},
-            "local": dev(p.local), "edge": dev(p.edge)}
+    dev = device_to_dict
+    meta: dict[str, Any] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": p.name, "provenance": p.provenance,
+                            "notes": p.notes}
+    if p.measured:
+        meta["measured"] = p.measured
+    return {"meta": meta, "local": dev(p.local), "edge": dev(p.edge)}
+
+
+def device_to_dict(d: DeviceProfile) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": d.description}
+    for name, c in d.stages.items():
+        out[name] = {"size": list(c.size), "seconds": list(c.seconds)}
+    return out
+
+
+def mismatch_notes(profile: HardwareProfile, measured: dict[str, Any]) -> list[str]:
+    """One line per way `profile` was measured differently from `measured` (the run's own device and
+    library versions): a prediction from it then carries that difference."""
+    mine = profile.measured
+    if not mine:
+        return [f"profile {profile.name} was not measured ({profile.provenance}); its predictions are not this "
+                "machine's"]
+    notes = []
+    for role in ("local", "edge"):
+        a, b = mine.get(f"{role}_device"), measured.get(f"{role}_device")
+        if a and b and a != b:
+            notes.append(f"profile {profile.name}: {role} measured on {a}, this run's {role} is {b}")
+    va, vb = mine.get("versions", {}), measured.get("versions", {})
+    diff = sorted(k for k in set(va) & set(vb) if va[k] != vb[k])
+    if diff:
+        notes.append(f"profile {profile.name} was measured with other library versions: "
+                     + ", ".join(f"{k} {va[k]} (now {vb[k]})" for k in diff))
+    return notes

@@ -122,6 +122,9 @@ class QueryRecord:
     large_native_logits: np.ndarray | None = None
     large_logits: dict[int, np.ndarray] = field(default_factory=dict)
     recorded_s: dict[str, float] = field(default_factory=dict)
+    recorded_bytes: dict[str, int] = field(default_factory=dict)  # a recorded stage's output bytes (payloads)
+    small_logits_fps: np.ndarray | None = None  # the small model on 1-FPS frames, where recorded
+    large_native_logits_keyframe: np.ndarray | None = None  # the native large model on keyframes, where recorded
 
     @property
     def has_outcomes(self) -> bool:

@@ -6,7 +6,9 @@ Every table made from a synthetic workload carries its provenance, so it reads a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Literal, Sequence
 
 import matplotlib
 
@@ -82,38 +84,237 @@ def format_table(df: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return "\n".join(lines)
 
 
-PAPER_FIGURES = (
-    # (benchmark, label, paper value, numerator policy, denominator policy or None for a mean in ms)
-    ("mvbench", "QuickGrasp mean delay (ms)", 819.0, "quickgrasp-fixed16", None),
-    ("mvbench", "DeviceNative mean delay (ms)", 900.0, "device-native", None),
-    ("videomme", "speedup vs DeviceNative", 2.9, "device-native", "quickgrasp-fixed16"),
-    ("videomme", "speedup vs Collaborative", 3.5, "collaborative", "quickgrasp-fixed16"),
-    ("videomme", "speedup vs EdgeHosted", 9.1, "edge-hosted", "quickgrasp-fixed16"),
-    ("mlvu", "speedup vs EdgeHosted", 12.8, "edge-hosted", "quickgrasp-fixed16"),
-    ("mlvu", "speedup vs Collaborative", 4.4, "collaborative", "quickgrasp-fixed16"),
-    ("mlvu", "QuickGrasp accuracy", 59.9, "quickgrasp-fixed16", "accuracy"),
-    ("mlvu", "EdgeHosted accuracy", 60.3, "edge-hosted", "accuracy"),
-)
+PAPER_POLICIES = {
+    "QuickGrasp": "quickgrasp-fixed16",
+    "DeviceNative": "device-native",
+    "EdgeHosted": "edge-hosted",
+    "Collaborative": "collaborative",
+    "NoSharing": "nosharing",
+}
+"""The paper's solutions and the policies that stand for them. QuickGrasp is its fixed-density-16
+form until the adaptive policy replaces it here (one change)."""
+QG, DN, EH, COLLAB, NS = (PAPER_POLICIES[k] for k in ("QuickGrasp", "DeviceNative", "EdgeHosted", "Collaborative",
+                                                     "NoSharing"))
+LONG_S = 1800.0
+"""Fig. 2's "long" videos: 30-60 min (Video-MME's long class)."""
 
 
-def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Measured figures next to seed 000's (SV-B). QuickGrasp here is its fixed-16 form; the
-    paper's adaptive density comes with the bandit."""
-    s = summary.set_index(["benchmark", "policy"])
+Role = Literal["fitted", "held-out"]
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """One figure of seed 000 and how to measure it on per-query result rows.
+
+    `paper` is (value, value) for a point figure, (lo, hi) for a range the paper gives; `role` says
+    whether the shipped profile was fitted to it ("fitted") or it is a prediction ("held-out").
+    `measure` takes the rows of every policy, with `duration_s` (media duration) and, for
+    DeviceNative rows, `decode_s` (its decode time) when `columns` names them."""
+
+    benchmark: str
+    label: str
+    source: str
+    paper: tuple[float, float]
+    role: Role
+    measure: Callable[[pd.DataFrame], float]
+    policies: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+
+    @property
+    def is_range(self) -> bool:
+        return self.paper[0] != self.paper[1]
+
+    def paper_text(self) -> str:
+        lo, hi = self.paper
+        if not self.is_range:
+            return format(lo, "g")
+        return f"< {hi:g}" if lo == 0 else f"{lo:g}-{hi:g}"
+
+    def error(self, sim: float) -> float:
+        """Signed relative error: (sim - paper) / paper for a point; 0 inside a range, else relative to
+        the nearer end."""
+        lo, hi = self.paper
+        if sim < lo:
+            return (sim - lo) / lo
+        if sim > hi:
+            return (sim - hi) / hi
+        return 0.0
+
+
+def _rows(q: pd.DataFrame, policy: str, bench: str) -> pd.DataFrame:
+    return q[(q.policy == policy) & (q.benchmark == bench)].set_index("query_id")
+
+
+def _mean(q: pd.DataFrame, policy: str, bench: str, col: str = "delay_s",
+          mask: Callable[[pd.DataFrame], Any] | None = None) -> float:
+    sel = _rows(q, policy, bench)
+    if mask is not None:
+        sel = sel[mask(sel)]
+    return float(sel[col].mean())
+
+
+def _ratio(num: str, den: str, bench: str, col: str = "delay_s") -> Callable[[pd.DataFrame], float]:
+    return lambda q: _mean(q, num, bench, col) / _mean(q, den, bench, col)
+
+
+def _network(q: pd.DataFrame, policy: str, bench: str) -> float:
+    sel = _rows(q, policy, bench)
+    return float((sel.t_uplink_s + sel.t_downlink_s).mean())
+
+
+def _network_speedup(bench: str) -> Callable[[pd.DataFrame], float]:
+    return lambda q: _network(q, EH, bench) / _network(q, COLLAB, bench)
+
+
+def _slower_share(q: pd.DataFrame, a: str, b: str, bench: str) -> float:
+    """Percentage of queries on which policy `a` answers later than policy `b`."""
+    x, y = _rows(q, a, bench), _rows(q, b, bench)
+    y = y.loc[x.index]
+    return float((x.delay_s > y.delay_s).mean() * 100)
+
+
+def _transmission_share(q: pd.DataFrame, bench: str) -> float:
+    """Percentage of NoSharing's added delay over QuickGrasp that is network time (SV-D)."""
+    ns, qg = _rows(q, NS, bench), _rows(q, QG, bench)
+    added_net = (ns.t_uplink_s + ns.t_downlink_s).mean() - (qg.t_uplink_s + qg.t_downlink_s).mean()
+    return float(added_net / (ns.delay_s.mean() - qg.delay_s.mean()) * 100)
+
+
+def _subset_speedup(q: pd.DataFrame, base: str, bench: str, served_by: str) -> float:
+    """Speedup of QuickGrasp over `base` on the queries QuickGrasp served at `served_by` (Fig. 9)."""
+    qg = _rows(q, QG, bench)
+    ids = qg.index[qg.served_by == served_by]
+    return float(_rows(q, base, bench).loc[ids].delay_s.mean() / qg.loc[ids].delay_s.mean())
+
+
+def _accelerated_share(q: pd.DataFrame) -> float:
+    """Pilot (SIII-A): delay of the accelerated tokenizer + 2B model over the default one's. QuickGrasp
+    runs both on every query before routing, so its local tokenize and small-infer stages are it."""
+    qg = _rows(q, QG, "videomme")
+    local = [sum(v for k, v in stages.items() if k.startswith(("local.tokenize.", "local.infer.small.")))
+             for stages in qg.stage_s]
+    return float(np.mean(local) / _mean(q, DN, "videomme"))
+
+
+def _long_over_mvbench(policy: str, col: str) -> Callable[[pd.DataFrame], float]:
+    return lambda q: (_mean(q, policy, "videomme", col, mask=lambda s: s.duration_s >= LONG_S)
+                      / _mean(q, policy, "mvbench", col))
+
+
+def _figures() -> tuple[PaperFigure, ...]:
+    F: Role = "fitted"
+    H: Role = "held-out"
+    net_range, server_range = (2.9, 15.6), (10.0, 17.7)
+    out = [
+        PaperFigure("mvbench", "QuickGrasp mean delay (ms)", "SV-B, Fig. 8", (819.0, 819.0), F,
+                    lambda q: _mean(q, QG, "mvbench") * 1000, (QG,)),
+        PaperFigure("mvbench", "DeviceNative mean delay (ms)", "SV-B, Fig. 8", (900.0, 900.0), F,
+                    lambda q: _mean(q, DN, "mvbench") * 1000, (DN,)),
+        PaperFigure("videomme", "QuickGrasp speedup vs DeviceNative", "SV-B", (2.9, 2.9), F,
+                    _ratio(DN, QG, "videomme"), (DN, QG)),
+        PaperFigure("videomme", "QuickGrasp speedup vs Collaborative", "SV-B", (3.5, 3.5), F,
+                    _ratio(COLLAB, QG, "videomme"), (COLLAB, QG)),
+        PaperFigure("videomme", "QuickGrasp speedup vs EdgeHosted", "SV-B", (9.1, 9.1), F,
+                    _ratio(EH, QG, "videomme"), (EH, QG)),
+        PaperFigure("mlvu", "QuickGrasp speedup vs EdgeHosted", "SV-B", (12.8, 12.8), F,
+                    _ratio(EH, QG, "mlvu"), (EH, QG)),
+        PaperFigure("mlvu", "QuickGrasp speedup vs Collaborative", "SV-B", (4.4, 4.4), F,
+                    _ratio(COLLAB, QG, "mlvu"), (COLLAB, QG)),
+        PaperFigure("videomme", "accelerated / default tokenizer delay, 2B model", "SIII-A pilot: -67%",
+                    (0.33, 0.33), F, _accelerated_share, (DN, QG)),
+        PaperFigure("videomme", "DeviceNative decode share of delay", "Fig. 2: 42-73%", (0.42, 0.73), F,
+                    lambda q: _mean(q, DN, "videomme", "decode_s") / _mean(q, DN, "videomme"), (DN,),
+                    ("decode_s",)),
+        PaperFigure("videomme", "2B delay, long videos / MVBench", "Fig. 2: ~14x", (14.0, 14.0), F,
+                    _long_over_mvbench(DN, "delay_s"), (DN,), ("duration_s",)),
+        PaperFigure("videomme", "7B edge compute, long videos / MVBench", "Fig. 2: ~15x", (15.0, 15.0), F,
+                    _long_over_mvbench(EH, "t_edge_s"), (EH,), ("duration_s",)),
+        PaperFigure("mvbench", "clips < 5 s: EdgeHosted / DeviceNative delay", "SV-B: EdgeHosted fastest",
+                    (0.0, 1.0), F, lambda q: (_mean(q, EH, "mvbench", mask=lambda s: s.duration_s < 5)
+                                              / _mean(q, DN, "mvbench", mask=lambda s: s.duration_s < 5)),
+                    (EH, DN), ("duration_s",)),
+        PaperFigure("mlvu", "QuickGrasp accuracy (%)", "SV-B (generator input)", (59.9, 59.9), F,
+                    lambda q: _mean(q, QG, "mlvu", "correct") * 100, (QG,)),
+        PaperFigure("mlvu", "EdgeHosted accuracy (%)", "SV-B (generator input)", (60.3, 60.3), F,
+                    lambda q: _mean(q, EH, "mlvu", "correct") * 100, (EH,)),
+        PaperFigure("mvbench", "queries where Collaborative is slower than EdgeHosted (%)", "SV-B", (73.0, 73.0), H,
+                    lambda q: _slower_share(q, COLLAB, EH, "mvbench"), (COLLAB, EH)),
+    ]
+    benches = ("mvbench", "videomme", "mlvu")
+    for b in benches:
+        out.append(PaperFigure(b, "Collaborative network speedup vs EdgeHosted", "Fig. 10: 2.9-15.6x", net_range,
+                               H, _network_speedup(b), (EH, COLLAB)))
+    for b in benches:  # Video-MME's is fitted: without it nothing bounds the 7B's cost against tokenization
+        out.append(PaperFigure(b, "Collaborative edge-compute speedup vs EdgeHosted", "Fig. 10: 10-17.7x",
+                               server_range, F if b == "videomme" else H, _ratio(EH, COLLAB, b, "t_edge_s"),
+                               (EH, COLLAB)))
+    for b, share in zip(benches, (49.0, 89.0, 92.0)):
+        out.append(PaperFigure(b, "NoSharing's added delay that is transmission (%)", "SV-D, Fig. 12",
+                               (share, share), H, partial(_transmission_share, bench=b), (NS, QG)))
+    for b in benches:
+        for base, name in ((EH, "EdgeHosted"), (COLLAB, "Collaborative")):
+            out.append(PaperFigure(b, f"offloaded queries: QuickGrasp speedup vs {name}", "Fig. 9: 1.3-12.6x",
+                                   (1.3, 12.6), H, partial(_subset_speedup, base=base, bench=b, served_by="edge"),
+                                   (QG, base)))
+    for b in benches:
+        for base, name in ((DN, "DeviceNative"), (EH, "EdgeHosted"), (COLLAB, "Collaborative")):
+            out.append(PaperFigure(b, f"local queries: QuickGrasp speedup vs {name}", "Fig. 9: 1.2-13.1x",
+                                   (1.2, 13.1), H, partial(_subset_speedup, base=base, bench=b, served_by="local"),
+                                   (QG, base)))
+    return tuple(out)
+
+
+PAPER_FIGURES = _figures()
+"""Seed 000's figures this testbed reproduces: the fitted ones (the profile fit's targets, or the
+synthetic generator's inputs) and the held-out ones (predictions nothing was tuned to)."""
+SEED_ID = "000"
+
+
+def paper_comparison(q: pd.DataFrame) -> pd.DataFrame:
+    """Each figure of seed 000 that these rows can measure next to the paper's value: seed, role,
+    benchmark, figure, source, paper (a value or a range), sim, error (signed, a fraction; 0 inside
+    a range). Figures whose policies, benchmark or columns the rows lack are left out."""
+    have = set(q.policy) if len(q) else set()
+    benches = set(q.benchmark) if len(q) else set()
     rows = []
-    for bench, label, paper, num, den in PAPER_FIGURES:
-        try:
-            if den is None:
-                sim = s.loc[(bench, num), "mean_s"] * 1000
-            elif den == "accuracy":
-                sim = s.loc[(bench, num), "accuracy"]
-            else:
-                sim = s.loc[(bench, num), "mean_s"] / s.loc[(bench, den), "mean_s"]
-        except KeyError:
+    for f in PAPER_FIGURES:
+        if not set(f.policies) <= have or f.benchmark not in benches or not set(f.columns) <= set(q.columns):
             continue
-        rows.append({"benchmark": bench, "figure": label, "seed 000": paper, "sim": round(float(sim), 2),
-                     "sim / paper": round(float(sim) / paper, 2)})
-    return pd.DataFrame(rows)
+        with np.errstate(all="ignore"):
+            sim = f.measure(q)
+        if not np.isfinite(sim):
+            continue
+        rows.append({"seed": SEED_ID, "role": f.role, "benchmark": f.benchmark, "figure": f.label,
+                     "source": f.source, "paper": f.paper_text(), "sim": float(sim), "error": f.error(sim)})
+    return pd.DataFrame(rows, columns=["seed", "role", "benchmark", "figure", "source", "paper", "sim", "error"])
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def comparison_cells(table: pd.DataFrame, source: bool = True) -> pd.DataFrame:
+    """The comparison as display strings: fitted rows first, errors as signed percentages ("in
+    range" inside a range the paper gives); with replications, sim is "mean [95% CI]"."""
+    t = table.copy()
+    t["role"] = pd.Categorical(t.role, ["fitted", "held-out"])
+    t = t.sort_values("role", kind="stable")
+    t["role"] = t.role.astype(str)
+    if "sim_ci_low" in t:
+        t["sim"] = [f"{_num(v)} [{_num(lo)}, {_num(hi)}]" for v, lo, hi in zip(t.sim, t.sim_ci_low, t.sim_ci_high)]
+        t = t.drop(columns=["sim_ci_low", "sim_ci_high", "n"])
+    else:
+        t["sim"] = [_num(v) for v in t.sim]
+    t["error"] = ["in range" if e == 0 and ("-" in p or p.startswith("<")) else f"{100 * e:+.0f}%"
+                  for e, p in zip(t.error, t.paper)]
+    return t.drop(columns=["seed"] + ([] if source else ["source"]))
+
+
+def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
+    """The comparison as Markdown (see comparison_cells)."""
+    if table.empty:
+        return "(no figure of seed 000 is measurable on this run)"
+    return format_table(comparison_cells(table, source))
 
 
 def _benchmarks(q: pd.DataFrame) -> list[str]:
@@ -209,4 +410,106 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
         _log_x(ax, x)
         ax.set_ylabel(label)
     ax_d.set_yscale("log")
+    _save(fig, path, title)
+
+
+# -- replications ---------------------------------------------------------------------------------
+SUMMARY_METRICS = ("accuracy", "mean_s", "p50_s", "p95_s", "p99_s", "local_share", "mb_up_per_query",
+                   "mb_down_per_query", "edge_compute_s_per_query")
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the Student-t confidence interval of the mean of independent replications."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def replication_summary(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per (benchmark, policy, metric) over replications' summaries (one per seed): n, mean,
+    95% CI (Student t). Ratios (`speedup_vs_<baseline>`: the baseline's mean delay over the policy's,
+    taken in each replication, then averaged) are kind "ratio", with `differs` true when their CI
+    excludes 1, i.e. the difference is larger than the seed-to-seed noise; metrics are kind "metric"."""
+    both = pd.concat([s.assign(_rep=i) for i, s in enumerate(summaries)], ignore_index=True)
+    ratios = [c for c in both.columns if c.startswith("speedup_vs_")]
+    rows = []
+    for (bench, policy), g in both.groupby(["benchmark", "policy"], sort=False):
+        for metric in (*SUMMARY_METRICS, *ratios):
+            values = g[metric].dropna().to_numpy()
+            if len(values) == 0:
+                continue
+            mean, lo, hi = t_interval(values)
+            ratio = metric in ratios
+            rows.append({"benchmark": bench, "policy": policy, "metric": metric, "kind": "ratio" if ratio else "metric",
+                         "n": len(values), "mean": mean, "ci_low": lo, "ci_high": hi,
+                         "differs": bool(ratio and (lo > 1 or hi < 1))})
+    return pd.DataFrame(rows)
+
+
+def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str],
+                      transpose: bool = False) -> pd.DataFrame:
+    """One benchmark's replication summary as "mean ± half-width" cells, a row per policy (or, with
+    `transpose`, a row per metric and a column per policy); a ratio whose CI excludes 1 ends in '*'."""
+    t = table[table.benchmark == bench]
+    cols = {"accuracy": ("acc %", ".1f", 1.0), "mean_s": ("mean s", ".3f", 1.0), "p50_s": ("p50 s", ".3f", 1.0),
+            "p95_s": ("p95 s", ".3f", 1.0), "p99_s": ("p99 s", ".3f", 1.0), "local_share": ("local", ".2f", 1.0),
+            "mb_up_per_query": ("MB up/q", ".2f", 1.0), "mb_down_per_query": ("kB down/q", ".2f", 1000.0),
+            "edge_compute_s_per_query": ("edge s/q", ".3f", 1.0),
+            **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
+    out = []
+    for policy, g in t.groupby("policy", sort=False):
+        by = g.set_index("metric")
+        row = {"policy": policy}
+        for metric, (name, fmt, scale) in cols.items():
+            if metric not in by.index:
+                continue
+            r = by.loc[metric]
+            cell = f"{format(scale * r['mean'], fmt)} ± {format(scale * (r['ci_high'] - r['ci_low']) / 2, fmt)}"
+            if r["kind"] == "ratio" and r["differs"]:
+                cell += "*"
+            row[name] = cell
+        out.append(row)
+    wide = pd.DataFrame(out)
+    if not transpose:
+        return wide
+    return wide.set_index("policy").T.rename_axis("metric").reset_index()
+
+
+def comparison_replicated(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Paper comparisons of several replications as one: sim is the mean over replications, with its
+    95% CI (sim_ci_low, sim_ci_high) and n; error is the mean's."""
+    both = pd.concat([t.assign(_rep=i) for i, t in enumerate(tables)], ignore_index=True)
+    by_label = {(f.benchmark, f.label): f for f in PAPER_FIGURES}
+    rows = []
+    for (role, bench, figure), g in both.groupby(["role", "benchmark", "figure"], sort=False):
+        mean, lo, hi = t_interval(g.sim.to_numpy())
+        f = by_label[(bench, figure)]
+        rows.append({"seed": SEED_ID, "role": role, "benchmark": bench, "figure": figure, "source": f.source,
+                     "paper": f.paper_text(), "sim": mean, "error": f.error(mean), "sim_ci_low": lo,
+                     "sim_ci_high": hi, "n": len(g)})
+    return pd.DataFrame(rows)
+
+
+def plot_fidelity(live: pd.DataFrame, sims: dict[str, pd.DataFrame], path: Path, title: str) -> None:
+    """Sim against live delay per query, one panel per replay, a colour per policy, y = x dashed."""
+    fig, axes = plt.subplots(1, len(sims), figsize=(5.5 * len(sims), 4.8), squeeze=False)
+    for ax, (mode, sim) in zip(axes[0], sims.items()):
+        m = live.merge(sim, on=["policy", "query_id"], suffixes=("_live", "_sim"))
+        for policy, d in m.groupby("policy", sort=False):
+            ax.scatter(d.delay_s_live, d.delay_s_sim, s=12, label=policy)
+        lo = max(1e-3, float(min(m.delay_s_live.min(), m.delay_s_sim.min())))
+        hi = float(max(m.delay_s_live.max(), m.delay_s_sim.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("live delay (s)")
+        ax.set_ylabel("sim delay (s)")
+        ax.set_title(f"{mode} replay")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     _save(fig, path, title)

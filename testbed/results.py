@@ -29,15 +29,22 @@ def stage_key(where: str, what: str, *detail: object) -> str:
 
 
 def tokenize_key(site: str, eff: Tokenize) -> str:
-    kind = eff.sampler.kind if eff.media.kind == "video" else "image"
-    return stage_key(site, "tokenize", kind, "pipelined" if eff.pipelined else "sequential")
+    """An image is one frame: nothing to pipeline, one key whatever the effect asks."""
+    if eff.media.kind == "image":
+        return stage_key(site, "tokenize", "image")
+    return stage_key(site, "tokenize", sampler_kind(eff), "pipelined" if eff.pipelined else "sequential")
 
 
 def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
-    """The large model's key says whether it ran on the small model's encoder's tokens (shared)."""
-    if model == "large":
-        return stage_key(site, "infer", model, "shared" if tokens.encoder == "small" else "native", f"a{density}")
-    return stage_key(site, "infer", model, f"a{density}")
+    """The large model's key says whether it ran on the small model's encoder's tokens (shared); every
+    key names the sampler the frames came from (their number differs), e.g. ``local.infer.small.fps.a16``."""
+    encoder = ("shared" if tokens.encoder == "small" else "native",) if model == "large" else ()
+    return stage_key(site, "infer", model, *encoder, *_sampler(tokens.sampler), f"a{density}")
+
+
+def image_tokenize_key(site: str) -> str:
+    """Key of tokenizing one image (a stream frame): what `tokenize_key` gives any Tokenize of an image."""
+    return stage_key(site, "tokenize", "image")
 
 
 def frame_infer_key(site: str, model: ModelName, context: bool, focus: bool) -> str:
@@ -46,12 +53,21 @@ def frame_infer_key(site: str, model: ModelName, context: bool, focus: bool) -> 
     return stage_key(site, "infer", model, "frame", *(["context"] if context else []), *(["focus"] if focus else []))
 
 
-def compress_key(density: int) -> str:
-    return stage_key("local", "compress", f"a{density}")
+def compress_key(sampler: str, density: int) -> str:
+    return stage_key("local", "compress", *_sampler(sampler), f"a{density}")
 
 
-def decompress_key(density: int) -> str:
-    return stage_key("edge", "decompress", f"a{density}")
+def decompress_key(sampler: str, density: int) -> str:
+    return stage_key("edge", "decompress", *_sampler(sampler), f"a{density}")
+
+
+def _sampler(kind: str) -> tuple[str, ...]:
+    return (kind,) if kind else ()
+
+
+def sampler_kind(eff: Tokenize) -> str:
+    """What a Tokenize effect's tokens record as their sampler."""
+    return eff.sampler.kind if eff.media.kind == "video" else "image"
 
 
 @dataclass
@@ -69,6 +85,7 @@ class Ledger:
     frames: int = 0
     decoded: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes a stage produced (a compressed payload)
 
     def add(self, where: str, waited: float, worked: float) -> None:
         if where == "local":
@@ -81,6 +98,10 @@ class Ledger:
     def stage(self, key: str, seconds: float) -> None:
         """Book a stage's time under its key (a query that runs a stage twice books the sum)."""
         self.stages[key] = self.stages.get(key, 0.0) + seconds
+
+    def size(self, key: str, nbytes: int) -> None:
+        """Book the bytes a stage produced under its key (a replay sends what the live run sent)."""
+        self.sizes[key] = int(nbytes)
 
 
 @dataclass
@@ -109,7 +130,7 @@ class QueryRun:
             "bytes_down": ledger.bytes_down, "frames": ledger.frames, "decoded_frames": ledger.decoded,
             "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
             "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s, "t_downlink_s": ledger.downlink_s,
-            "stage_s": ledger.stages,
+            "stage_s": ledger.stages, "stage_bytes": ledger.sizes,
         }
 
 
@@ -144,9 +165,10 @@ PACKAGES = ("vlm-edge-testbed", "simpy", "numpy", "scipy", "pandas", "pyarrow", 
             "transformers", "av", "decord", "pyzmq", "pyroute2")
 
 
-def versions() -> dict[str, str]:
+def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Python's and each package's version ("not installed" where it is not)."""
     out = {"python": platform.python_version()}
-    for p in PACKAGES:
+    for p in packages:
         try:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
@@ -173,37 +195,52 @@ def label(run: RunResult) -> str:
 
 
 def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str, Any]) -> None:
-    """Per-query rows as Parquet; `stage_s` is a map of stage key to seconds."""
+    """Per-query rows as Parquet; `stage_s` maps stage keys to seconds, `stage_bytes` to bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     frame = q.copy()
-    stages = frame.pop("stage_s") if "stage_s" in frame else None
+    maps = {name: (frame.pop(name), tp) for name, tp in (("stage_s", pa.float64()), ("stage_bytes", pa.int64()))
+            if name in frame}
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    if stages is not None:
-        col = pa.array([sorted(s.items()) for s in stages], type=pa.map_(pa.string(), pa.float64()))
-        table = table.append_column("stage_s", col)
+    for name, (values, tp) in maps.items():
+        col = pa.array([sorted(dict(s).items()) for s in values], type=pa.map_(pa.string(), tp))
+        table = table.append_column(name, col)
     meta = {b"testbed.provenance": provenance.encode(), b"testbed.run": json.dumps(extra, default=str).encode()}
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
 
 
+COMPARISON_NOTE = ("Rows marked fitted were targets of the profile fit (run on the workload seed its notes name) or "
+                   "inputs of the synthetic generator; held-out rows were never fitted: they are predictions. error "
+                   "is (sim - paper) / paper, 0 inside a range the paper gives. QuickGrasp is `{qg}`.")
+
+
+def comparison_md(comparison: pd.DataFrame) -> list[str]:
+    """The paper comparison section of summary.md."""
+    from testbed import report
+
+    return ["## Measured vs seed 000", "", COMPARISON_NOTE.format(qg=report.QG), "",
+            report.format_comparison(comparison), ""]
+
+
 def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
-              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, str] | None = None) -> None:
+              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, Any] | None = None) -> None:
     """Everything a reader needs to trust and redo one run, whichever interpreter made it."""
     from testbed import report
 
     title = f"{name} - {label(run)}"
     write_queries(out / "queries.parquet", run.queries, run.provenance,
-                  {"scenario": name, "seed": seed, "mode": run.mode, "calibration": run.calibration})
+                  {"scenario": name, "seed": seed, "mode": run.mode,
+                   "calibration": {"small_t": run.calibration.small_t, "large_t": run.calibration.large_t}})
     summary.to_csv(out / "summary.csv", index=False)
     md = [f"# {name}", "", f"{description}", "", f"**Data:** {label(run)}", "",
           f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "
           "(fitted on the profiling split)", "", report.format_table(summary), ""]
     md += [f"**Note:** {n}" for n in run.notes]
     md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
-    if comparison is not None and len(comparison):
-        md += ["## Measured vs seed 000", "", "QuickGrasp is `quickgrasp-fixed16` (the paper's adaptive density "
-               "comes with the bandit).", "", report.format_table(comparison), ""]
+    if comparison is not None:
+        md += comparison_md(comparison)
+        comparison.to_csv(out / "paper_comparison.csv", index=False)
     (out / "summary.md").write_text("\n".join(md))
     (out / "scenario.toml").write_text(scenario_toml)
     (out / "versions.json").write_text(json.dumps({**versions(), "mode": run.mode, "workload": run.provenance,
@@ -213,3 +250,27 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
         report.plot_delay_cdf(run.queries, out / "delay_cdf.png", title)
         report.plot_breakdown(run.queries, out / "delay_breakdown.png", title)
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
+
+
+def write_replications(out: Path, name: str, description: str, runs: Sequence[tuple[int, RunResult]],
+                       summaries: Sequence[pd.DataFrame], table: pd.DataFrame, baselines: Sequence[str],
+                       comparison: pd.DataFrame | None) -> None:
+    """The top of a replicated run's folder (each seed's own results are in seed-<n>/): every
+    per-seed summary in summary.csv (column seed), the replication summary in replications.csv,
+    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared."""
+    from testbed import report
+
+    seeds = [s for s, _ in runs]
+    pd.concat([s.assign(seed=seed) for seed, s in zip(seeds, summaries)], ignore_index=True).to_csv(
+        out / "summary.csv", index=False)
+    table.to_csv(out / "replications.csv", index=False)
+    md = [f"# {name}", "", description, "", f"**Data:** {label(runs[0][1])}", "",
+          f"**Replications:** {len(seeds)} seeds ({', '.join(map(str, seeds))}); each cell is the mean over seeds "
+          "± the half-width of its 95% confidence interval (Student t). A ratio (x vs a baseline, taken per seed) "
+          "marked * has a CI that excludes 1: that difference is larger than seed-to-seed noise.", ""]
+    for bench in dict.fromkeys(table.benchmark):
+        md += [f"## {bench}", "", report.format_table(report.replication_table(table, bench, baselines)), ""]
+    if comparison is not None:
+        md += comparison_md(comparison)
+        comparison.to_csv(out / "paper_comparison.csv", index=False)
+    (out / "summary.md").write_text("\n".join(md))

@@ -184,6 +184,23 @@ class ArrivalsConfig:
             raise ConfigError("arrivals.think_s", "must be >= 0")
 
 
+@dataclass(frozen=True)
+class LiveConfig:
+    shaping: Literal["auto", "tbf+netem", "tbf", "htb", "user-space"] = help_field(
+        "auto", "how live mode shapes the link: tc in network namespaces (tbf, htb; netem adds delay and loss in "
+                "the kernel where it exists, else the transport adds them), or user-space pacing on loopback; "
+                "auto takes the first this machine supports")
+    edge_timeout_s: float = help_field(60.0, "an Offload the edge has not answered by then falls back to the device")
+    edge_max_queue: int = help_field(8, "requests that may wait at the edge; more get 'busy' and fall back")
+    self_check: bool = help_field(True, "measure the shaped link's goodput and RTT before the first query")
+
+    def __post_init__(self) -> None:
+        if not self.edge_timeout_s > 0:
+            raise ConfigError("live.edge_timeout_s", "must be > 0")
+        if self.edge_max_queue < 1:
+            raise ConfigError("live.edge_max_queue", "must be >= 1")
+
+
 DEFAULT_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing",
                     "uncalibrated-fixed16", "oracle")
 
@@ -241,6 +258,7 @@ class Scenario:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     policies: PoliciesConfig = field(default_factory=PoliciesConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict, metadata={
         "help": "grid over any key path, e.g. 'network.up_mbps' = [5, 20, 59]"})
     base_dir: str = field(default=".", metadata={"internal": True, "help": "folder relative paths start from"})

@@ -47,6 +47,13 @@ REQUIRED: dict[str, pa.DataType] = {
 OPTIONAL: dict[str, pa.DataType] = {
     # stage times measured by a live run, keyed like "local.tokenize.keyframe.pipelined"
     "recorded_s": pa.map_(pa.string(), pa.float64()),
+    # the bytes those stages produced (compressed token payloads), under the same keys
+    "recorded_bytes": pa.map_(pa.string(), pa.int64()),
+    # recorded traces: the small model on the default (1 FPS) sampler's frames (DeviceNative), and
+    # the native large model on keyframe-aligned frames (NoSharing); without them the sim uses
+    # small_logits and large_native_logits for those paths too
+    "small_logits_fps": _F32_LIST,
+    "large_native_logits_keyframe": _F32_LIST,
     # bandit context inputs (seed 000 Eq. 4): PCA-ready pooled embeddings and relevance features
     "context_txt": _F32_LIST,
     "context_vis": _F32_LIST,
@@ -171,5 +178,11 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
                       int(cols["height"][i]), int(cols["file_bytes"][i]), keyframes)
     query = Query(qid, cols["benchmark"][i], video, cols["question"][i], options)
     recorded = dict(cols["recorded_s"][i] or []) if "recorded_s" in cols else {}
+
+    def optional(col: str) -> np.ndarray | None:
+        return logits(col) if col in cols and cols[col][i] is not None else None
+
+    sizes = {k: int(v) for k, v in (cols["recorded_bytes"][i] or [])} if "recorded_bytes" in cols else {}
     return QueryRecord(query, int(answer), cols["split"][i], logits("small_logits"), logits("large_native_logits"),
-                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded)
+                       {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded, sizes,
+                       optional("small_logits_fps"), optional("large_native_logits_keyframe"))

@@ -8,10 +8,11 @@ from sim import costs
 from sim.engine import load_workload, simulate_policy
 from testbed.codec.size import REPLY_BYTES, TokenFormat, text_bytes, text_tokens, wire_token_bytes
 from testbed.policies.base import PolicyContext, PolicySpec, RunState
-from testbed.policies.effects import (TIMED_OUT, Answer, Compress, Decompress, Infer, Offload, Payload, Submit,
+from testbed.policies.effects import (TIMED_OUT, Answer, Decompress, Infer, Offload, Payload, Submit,
                                       Tokenize, Wait, WaitAny)
 from testbed.profiles import load_profile
 from testbed.router.calibration import fit_calibration
+from tests.policies import fire_and_forget
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 
 TIMEOUT_S = 1.0
@@ -55,14 +56,6 @@ def test_wait_times_out_and_falls_back(scenario_factory, up_mbps, served):
             assert row.delay_s == pytest.approx(expected)
 
 
-def fire_and_forget(q, ctx):
-    """Answer locally, but also send the tokens to the edge and never wait for the answer."""
-    tokens = yield Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True)
-    payload = yield Compress(tokens, 8)
-    yield Submit(Offload((payload,), (Decompress(payload), Infer("large", None, 8, q.question, q.options))))
-    local = yield Infer("small", tokens, 16, q.question, q.options)
-    return Answer(local.choice, "local")
-
 
 def test_a_future_never_waited_for_counts_to_its_query(scenario_factory):
     sc = scenario_factory({"workload": {"benchmarks": ["mvbench"], "queries_per_benchmark": 20},
@@ -76,9 +69,9 @@ def test_a_future_never_waited_for_counts_to_its_query(scenario_factory):
         assert row.bytes_up == wire_token_bytes(row.frames, 8, fmt) + text_bytes(rq.question, rq.options)
         assert row.bytes_down == REPLY_BYTES
         assert row.t_edge_s > 0 and row.t_uplink_s > 0
-        assert "edge.infer.large.shared.a8" in row.stage_s
+        assert "edge.infer.large.shared.keyframe.a8" in row.stage_s
     # row totals equal run totals: the edge GPU's busy time and the links' bytes are all in rows
-    edge_gpu = sum(s["edge.infer.large.shared.a8"] for s in q.stage_s)
+    edge_gpu = sum(s["edge.infer.large.shared.keyframe.a8"] for s in q.stage_s)
     assert edge_gpu == pytest.approx(totals["edge_gpu_busy_s"])
     assert q.bytes_up.sum() == totals["bytes_up"] and q.bytes_down.sum() == totals["bytes_down"]
     # and the answer did not wait for the edge: delay is the local path alone

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from testbed.bandit import (
-    PCA,
     Backbone,
     ContextBuilder,
     CorruptFileError,

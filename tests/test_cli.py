@@ -46,6 +46,53 @@ def test_sim_writes_a_complete_results_folder(tmp_path, capsys):
     pd.testing.assert_frame_equal(pd.read_parquet(run / "queries.parquet"), pd.read_parquet(again / "queries.parquet"))
 
 
+def test_paper_comparison_csv_labels_each_row(tmp_path):
+    sc = tmp_path / "pc.toml"
+    sc.write_text('paper_comparison = true\n[workload]\nqueries_per_benchmark = 30\n[policies]\n'
+                  'run = ["device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing"]\n')
+    assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
+    (run,) = (tmp_path / "r" / "pc").iterdir()
+    table = pd.read_csv(run / "paper_comparison.csv", dtype={"seed": str})
+    assert list(table.columns) == ["seed", "role", "benchmark", "figure", "source", "paper", "sim", "error"]
+    assert set(table.seed) == {"000"} and set(table.role) == {"fitted", "held-out"}
+    md = (run / "summary.md").read_text()
+    assert "| fitted |" in md and "| held-out |" in md
+
+
+def test_replications_report_means_with_confidence_intervals(tmp_path, capsys):
+    sc = tmp_path / "rep.toml"
+    sc.write_text('seed = 5\npaper_comparison = true\n[workload]\nqueries_per_benchmark = 20\n[policies]\n'
+                  'run = ["device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing"]\n')
+    assert main(["sim", str(sc), "--replications", "3", "--out", str(tmp_path / "r")]) == 0
+    (run,) = (tmp_path / "r" / "rep").iterdir()
+    assert {p.name for p in run.iterdir()} >= {"replications.csv", "summary.md", "summary.csv", "paper_comparison.csv",
+                                               "seed-5", "seed-6", "seed-7"}
+    table = pd.read_csv(run / "replications.csv")
+    assert list(table.columns) == ["benchmark", "policy", "metric", "kind", "n", "mean", "ci_low", "ci_high", "differs"]
+    assert (table.n == 3).all() and (table.ci_low <= table["mean"]).all() and (table["mean"] <= table.ci_high).all()
+    # the mean and CI of a metric, by hand from the three seeds' own summaries
+    per_seed = [pd.read_csv(run / f"seed-{s}" / "summary.csv") for s in (5, 6, 7)]
+    x = [float(s[(s.benchmark == "all") & (s.policy == "device-native")].mean_s.iloc[0]) for s in per_seed]
+    row = table[(table.benchmark == "all") & (table.policy == "device-native") & (table.metric == "mean_s")].iloc[0]
+    half = 4.302652729911275 * pd.Series(x).std() / 3 ** 0.5  # t(0.975, 2 dof)
+    assert row["mean"] == pytest.approx(sum(x) / 3) and row.ci_high - row["mean"] == pytest.approx(half)
+    ratio = table[(table.benchmark == "all") & (table.policy == "quickgrasp-fixed16")
+                  & (table.metric == "speedup_vs_edge-hosted")].iloc[0]
+    assert ratio.kind == "ratio" and ratio["differs"] == (ratio.ci_low > 1 or ratio.ci_high < 1)
+    comparison = pd.read_csv(run / "paper_comparison.csv", dtype={"seed": str})
+    assert {"role", "seed", "sim_ci_low", "sim_ci_high", "n"} <= set(comparison.columns)
+    out = capsys.readouterr().out
+    assert "3 replications" in out and "±" in out and "held-out" in out
+
+
+@pytest.mark.parametrize("value", ["1", "0", "two", "2.5"])
+def test_replications_must_be_an_integer_of_at_least_two(tmp_path, capsys, value):
+    assert main(["sim", "default", "--replications", value, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--replications" in err[0] and ">= 2" in err[0]
+    assert not (tmp_path / "default").exists()
+
+
 def test_resolved_scenario_is_complete(tmp_path):
     assert main(["sim", "default", "--queries", "12", "--out", str(tmp_path)]) == 0
     (run,) = (tmp_path / "default").iterdir()

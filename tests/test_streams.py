@@ -17,7 +17,7 @@ from testbed.policies.edgevlm import upload
 from testbed.policies.effects import END_OF_STREAM, Emit, FrameAnswer, NextFrame, StreamDone, Submit, Wait
 from testbed.policies.registry import resolve
 from testbed.profiles import load_profile
-from testbed.results import frame_infer_key, stage_key
+from testbed.results import frame_infer_key, image_tokenize_key
 from testbed.streams import synthetic
 from testbed.streams.metrics import label_metrics, lcr_band, summarize_frames
 from testbed.streams.paper import CALIBRATION_ROWS, TABLE1
@@ -34,8 +34,8 @@ def stream_record(latency: list[float], fps: float = 1.0, stream_id: str = "s0",
     n = len(latency)
     c = 2
     scores = np.tile([1.0, -1.0], (n, 1))
-    keys = {stage_key("local", "tokenize", "image", "sequential"): 0.0,
-            stage_key("edge", "tokenize", "image", "sequential"): 0.0,
+    keys = {image_tokenize_key("local"): 0.0,
+            image_tokenize_key("edge"): 0.0,
             **{frame_infer_key("local", "small", a, b): LOCAL_S for a, b in ((False, False), (True, False), (True, True))}}
     return StreamRecord(stream_id, "hand", "multi-label", fps, "which?", ("a", "b"), 640, 360, np.arange(n) / fps,
                         np.tile([True, False], (n, 1)), scores, scores, np.asarray(latency, dtype=float),

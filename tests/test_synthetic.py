@@ -31,22 +31,46 @@ def test_labelled_synthetic(workload):
     assert "sources" in workload.parameters["benchmarks"]["mvbench"]
 
 
+def _both(acc_a: float, acc_b: float, rho: float) -> tuple[float, float]:
+    """P(both correct), P(both wrong) for two models whose scores are standard normals with
+    correlation rho, each correct on the lowest acc share of scores (a Gaussian copula)."""
+    from scipy.stats import multivariate_normal, norm
+
+    za, zb = norm.ppf(acc_a), norm.ppf(acc_b)
+    cov = [[1.0, rho], [rho, 1.0]]
+    return (float(multivariate_normal.cdf([za, zb], cov=cov)), float(multivariate_normal.cdf([-za, -zb], cov=cov)))
+
+
 @pytest.mark.parametrize("name", ["mvbench", "videomme", "mlvu"])
-def test_accuracies_within_one_point_of_targets(workload, name):
+def test_small_and_native_large_agree_as_the_latent_model_predicts(workload, name):
+    """Agreement of the small and the native large model's answers against its closed form: both
+    correct, or both wrong on the same option. A wrong model picks the query's shared wrong option
+    with probability f = same_wrong + (1 - same_wrong) / (k - 1), else one of the other k - 2, so
+    two wrong models agree with probability f^2 + (1 - f)^2 / (k - 2)."""
     spec = BENCHMARKS[name]
-    test = _bench(workload, name, "test")
-    assert _acc(test, lambda r: r.small_logits) == pytest.approx(spec.acc_small * 100, abs=1.0)
-    assert _acc(test, lambda r: r.large_native_logits) == pytest.approx(spec.acc_large_native * 100, abs=1.0)
-    for a, target in zip(DENSITIES, spec.acc_large):
-        assert _acc(test, lambda r: r.large_logits[a]) == pytest.approx(target * 100, abs=1.0)
+    rs = _bench(workload, name)
+    got = np.mean([np.argmax(r.small_logits) == np.argmax(r.large_native_logits) for r in rs])
+    both_right, both_wrong = _both(spec.acc_small, spec.acc_large_native, spec.rho)
+
+    def agree_wrong(k: int) -> float:
+        f = spec.same_wrong + (1 - spec.same_wrong) / (k - 1)
+        return f * f + (1 - f) ** 2 / (k - 2)
+
+    same = sum(w * agree_wrong(k) for k, w in zip(spec.options, spec.option_weights))
+    assert got == pytest.approx(both_right + both_wrong * same, abs=0.035)  # ~3 sd at n = 1500
 
 
-@pytest.mark.parametrize("name,peak", [("mvbench", 16), ("videomme", 16), ("mlvu", 8)])
-def test_density_accuracy_is_an_inverted_u(workload, name, peak):
-    test = _bench(workload, name, "test")
-    acc = {a: _acc(test, lambda r: r.large_logits[a]) for a in DENSITIES}
-    assert max(acc, key=acc.get) == peak
-    assert acc[2] < acc[peak] and acc[32] < acc[peak]
+@pytest.mark.parametrize("name", ["mvbench", "mlvu"])
+def test_density_variants_share_errors_as_the_latent_model_predicts(workload, name):
+    """The shared-encoder variants at two densities share a hybrid factor (weight 0.8 of their own
+    noise), so their scores correlate rho + (1 - rho) * 0.8: the joint correctness follows."""
+    spec = BENCHMARKS[name]
+    rs = _bench(workload, name)
+    a8, a16 = spec.acc_large[DENSITIES.index(8)], spec.acc_large[DENSITIES.index(16)]
+    got = np.mean([(np.argmax(r.large_logits[8]) == r.answer) and (np.argmax(r.large_logits[16]) == r.answer)
+                   for r in rs])
+    both_right, _ = _both(a8, a16, spec.rho + (1 - spec.rho) * 0.8)
+    assert got == pytest.approx(both_right, abs=0.035)
 
 
 @pytest.mark.parametrize("name", ["mvbench", "videomme"])

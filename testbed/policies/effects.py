@@ -37,13 +37,15 @@ ModelName = Literal["small", "large"]
 class Tokens:
     """Vision tokens of `frames` sampled frames (`decoded` physically decoded), made by `encoder`'s
     vision encoder on `where`; `per_frame` is the density they were merged to, 0 for the
-    encoder's own output. `data` holds the real (frames, tokens, dim) tensor; the sim leaves it None."""
+    encoder's own output; `sampler` is the kind of sampler that chose the frames ("image" for an
+    image). `data` holds the real (frames, tokens, dim) tensor; the sim leaves it None."""
 
     frames: int
     decoded: int
     per_frame: int
     where: Where
     encoder: ModelName = "small"
+    sampler: str = ""
     data: Any = field(default=None, compare=False, repr=False)
 
 
@@ -52,7 +54,8 @@ class Payload:
     """Bytes that cross the link: a media file (`kind` video or image) or compressed tokens.
 
     `nbytes` is what travels; for tokens `raw_bytes` is their size before compression, and
-    `frames`, `density` and `encoder` describe them. `data` holds the real bytes (None in the sim)."""
+    `frames`, `density`, `encoder` and `sampler` describe them. `data` holds the real bytes (None in
+    the sim)."""
 
     kind: Literal["video", "image", "tokens"]
     nbytes: int
@@ -60,6 +63,7 @@ class Payload:
     frames: int = 0
     density: int = 0
     encoder: ModelName = "small"
+    sampler: str = ""
     media: Media | None = None
     data: bytes | None = field(default=None, compare=False, repr=False)
 

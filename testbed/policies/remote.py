@@ -40,7 +40,7 @@ def offload_request(off: Offload) -> tuple[dict[str, Any], list[bytes]]:
         if p.data is None:
             raise RemoteError(f"a {p.kind} payload has no bytes to send")
         payloads.append({"kind": p.kind, "frames": p.frames, "density": p.density, "encoder": p.encoder,
-                         "raw_bytes": p.raw_bytes})
+                         "sampler": p.sampler, "raw_bytes": p.raw_bytes})
         frames.append(p.data)
     steps: list[dict[str, Any]] = []
     for step in off.steps:
@@ -96,7 +96,7 @@ def offload_from_request(meta: Mapping[str, Any], frames: Sequence[bytes | memor
         if kind == "tokens":
             payloads.append(Payload("tokens", len(data), _field(pm, "raw_bytes", int, where),
                                     _field(pm, "frames", int, where), _field(pm, "density", int, where),
-                                    encoder, data=bytes(data)))  # type: ignore[arg-type]
+                                    encoder, str(pm.get("sampler", ""))[:16], data=bytes(data)))  # type: ignore[arg-type]
         elif kind in ("video", "image"):
             media = media_for(i, kind, data)
             payloads.append(Payload(kind, len(data), media=media))  # type: ignore[arg-type]

@@ -257,11 +257,11 @@ def recorded_keys(spec: StreamSpec) -> dict[str, float]:
     """Stage times every frame of the spec records: the small model's inference with its own
     history, with CRM and with CRM + VFM (Table 3, encoding included), so tokenizing the frame
     books nothing of its own; at the cloud, the whole service time is the large inference (cloud_s)."""
-    from testbed.results import frame_infer_key, stage_key
+    from testbed.results import frame_infer_key, image_tokenize_key
 
     own, crm, both = spec.local_s
-    return {stage_key("local", "tokenize", "image", "sequential"): 0.0,
-            stage_key("edge", "tokenize", "image", "sequential"): 0.0,
+    return {image_tokenize_key("local"): 0.0,
+            image_tokenize_key("edge"): 0.0,
             frame_infer_key("local", "small", False, False): own, frame_infer_key("local", "small", True, False): crm,
             frame_infer_key("local", "small", True, True): both}
 

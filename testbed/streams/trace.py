@@ -118,6 +118,11 @@ class FrameRecord:
         return self.stream.recorded[self.index] if self.stream.recorded else {}
 
     @property
+    def recorded_bytes(self) -> dict[str, int]:
+        """Payload sizes a run recorded (none in stream traces yet: the size model applies)."""
+        return {}
+
+    @property
     def time_s(self) -> float:
         return float(self.stream.times[self.index])
 

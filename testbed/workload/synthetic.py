@@ -23,8 +23,26 @@ GENERATOR = "calibrated-seed000"
 
 
 @dataclass(frozen=True)
+class Subset:
+    """A share of a benchmark's queries whose videos come from a source unlike the rest (its own
+    durations, resolution, bitrate and GOP); `sources` cites each parameter."""
+
+    name: str
+    share: float
+    duration: tuple[str, tuple[float, ...]]
+    fps: float
+    width: int
+    height: int
+    bitrate_mbps: float
+    bitrate_sigma: float
+    gop_s: float
+    sources: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
-    """Parameters of one benchmark-like query set; `sources` cites the figure behind each."""
+    """Parameters of one benchmark-like query set; `sources` cites the figure behind each. The
+    media parameters describe the queries outside `subsets`."""
 
     name: str
     options: tuple[int, ...]
@@ -40,14 +58,34 @@ class BenchmarkSpec:
     acc_large_native: float
     acc_large: tuple[float, ...]  # shared-encoder large model at each density in DENSITIES
     rho: float  # latent correlation of model correctness
-    same_wrong: float  # chance two wrong models pick the same wrong option
+    same_wrong: float  # chance a wrong model picks the query's shared wrong option (else any wrong one)
     sources: tuple[tuple[str, str], ...]
+    subsets: tuple[Subset, ...] = ()
 
 
+PERCEPTION_TEST = Subset(
+    name="perception-test",
+    share=4 / 19,
+    duration=("lognormal", (22.0, 0.30, 10.0, 35.0)),
+    fps=30.0, width=1280, height=720,
+    bitrate_mbps=4.0, bitrate_sigma=0.30, gop_s=4.0,
+    sources=(
+        ("share", "MVBench's data list (OpenGVLab/Ask-Anything, video_chat2 mvbench): 4 of the 19 tasks with video "
+                  "files (object shuffle, action count, state change, character order) use Perception Test "
+                  "videos; seed 000 drops the 20th (episodic reasoning, TVQA frames), leaving 3,800 queries"),
+        ("duration", "Perception Test (Patraucean et al., NeurIPS 2023): 23 s average length; SV-A: MVBench clips "
+                     "< 35 s (lognormal median 22 s, sigma 0.30 assumed)"),
+        ("bitrate_mbps", "Perception Test's video archives (google-deepmind/perception_test README: train 26.5 GB, "
+                         "valid 70.2 GB, test 41.8 GB for 11.6k videos) hold ~11.9 MB per 23-s video, 4.1 Mbit/s; "
+                         "MVBench's perception.zip is 11.2 GB (HF OpenGVLab/MVBench); sigma 0.30 assumed"),
+        ("width", "assumed: 1280x720, the resolution YouTube recommends uploading at ~5 Mbit/s (480p: 2.5)"),
+        ("gop_s", "assumed: as the rest of MVBench"),
+    ),
+)
 MVBENCH = BenchmarkSpec(
     name="mvbench",
     options=(3, 4, 5), option_weights=(0.3, 0.5, 0.2),
-    duration=("lognormal", (9.0, 0.70, 1.0, 35.0)),
+    duration=("lognormal", (8.0, 0.70, 1.0, 35.0)),
     fps=30.0, width=480, height=360,
     bitrate_mbps=1.0, bitrate_sigma=0.2, gop_s=4.0,
     acc_small=0.699, acc_large_native=0.742,
@@ -55,14 +93,18 @@ MVBENCH = BenchmarkSpec(
     rho=0.80, same_wrong=0.5,
     sources=(
         ("options", "SV-A: up to 5 candidate options (split over 3-5 assumed)"),
-        ("duration", "SV-A: clips < 35 s; SV-B: ~20% under 5 s (lognormal median 9 s, sigma 0.70 gives 20%)"),
-        ("bitrate_mbps", "SV-B: 5-s clips under 821 KiB (<= 1.34 Mbit/s); tokens outweigh the file for ~73% of queries"),
+        ("duration", "SV-A: clips < 35 s; SV-B: ~20% of all clips under 5 s, none of them Perception Test's, so "
+                     "25% of the rest (lognormal median 8 s, sigma 0.70)"),
+        ("bitrate_mbps", "SV-B: 5-s clips under 821 KiB (<= 1.34 Mbit/s); 1 Mbit/s is YouTube's recommended "
+                         "upload bitrate at 360p; the rest of MVBench's sources (CLEVRER, SSv2, Moments in Time, "
+                         "Charades at 480p, ...) hold ~1.3-1.6 MB per video (HF OpenGVLab/MVBench archive sizes)"),
         ("acc_small", "SIII-B: VideoChat-Flash-2B 69.9 on MVBench"),
         ("acc_large_native", "SIII-B: VideoChat-Flash-7B 74.2 on MVBench"),
         ("acc_large", "SIII-B: VLM7B-Encoder2B 73.7 at the default density 16; Fig. 11 inverted U peaking at 16 (other points assumed)"),
         ("rho", "SII-C / Fig. 3: small and large agree on 60-76% of queries"),
         ("gop_s", "assumed: ~4 s GOP of web video; MVBench clips have too few keyframes, so Alg. 1 falls back to 1 FPS"),
     ),
+    subsets=(PERCEPTION_TEST,),
 )
 VIDEOMME = BenchmarkSpec(
     name="videomme",
@@ -118,8 +160,8 @@ PROFILE_SHARE = 0.3
 """SV-A: each benchmark split 3:7 into a profiling set and a test set."""
 
 
-def _durations(spec: BenchmarkSpec, n: int, rng: np.random.Generator) -> np.ndarray:
-    kind, p = spec.duration
+def _durations(duration: tuple[str, tuple[float, ...]], n: int, rng: np.random.Generator) -> np.ndarray:
+    kind, p = duration
     if kind == "lognormal":
         median, sigma, lo, hi = p
         return np.clip(median * np.exp(sigma * rng.standard_normal(n)), lo, hi)
@@ -197,7 +239,7 @@ def generate(spec: BenchmarkSpec, n: int, seed: int) -> pd.DataFrame:
     """`n` synthetic queries of one benchmark, as trace rows (see testbed.traces)."""
     rng = np.random.default_rng([seed, sum(spec.name.encode())])
     ks = rng.choice(spec.options, size=n, p=spec.option_weights)
-    durations = _durations(spec, n, rng)
+    durations = _durations(spec.duration, n, rng)
     split = np.where(rng.random(n) < PROFILE_SHARE, "profile", "test")
     u = rng.standard_normal(n)
 
@@ -210,11 +252,23 @@ def generate(spec: BenchmarkSpec, n: int, seed: int) -> pd.DataFrame:
     hybrid = rng.standard_normal(n)
     large_ok = {a: _correct(score(hybrid), acc, split) for a, acc in zip(DENSITIES, spec.acc_large)}
     bitrate = spec.bitrate_mbps * np.exp(spec.bitrate_sigma * rng.standard_normal(n))
+    media = [(spec.fps, spec.width, spec.height, spec.gop_s, "")] * n
+    if spec.subsets:  # drawn after everything else, so a benchmark without subsets keeps its numbers
+        pick = rng.random(n)
+        edge = 0.0
+        for sub in spec.subsets:
+            idx = np.flatnonzero((pick >= edge) & (pick < edge + sub.share))
+            edge += sub.share
+            durations[idx] = _durations(sub.duration, len(idx), rng)
+            bitrate[idx] = sub.bitrate_mbps * np.exp(sub.bitrate_sigma * rng.standard_normal(len(idx)))
+            for j in idx.tolist():
+                media[j] = (sub.fps, sub.width, sub.height, sub.gop_s, sub.name)
 
     rows = []
     for i in range(n):
         k = int(ks[i])
-        n_frames = max(1, int(round(durations[i] * spec.fps)))
+        fps, width, height, gop_s, _ = media[i]
+        n_frames = max(1, int(round(durations[i] * fps)))
         answer = int(rng.integers(0, k))
         s_choice = answer if small_ok[i] else _wrong_choice(answer, k, rng, None, 0.0)
 
@@ -227,13 +281,13 @@ def generate(spec: BenchmarkSpec, n: int, seed: int) -> pd.DataFrame:
             "query_id": f"{spec.name}-{i:05d}",
             "benchmark": spec.name,
             "split": str(split[i]),
-            "duration_s": n_frames / spec.fps,
-            "fps": spec.fps,
+            "duration_s": n_frames / fps,
+            "fps": fps,
             "n_frames": n_frames,
-            "width": spec.width,
-            "height": spec.height,
+            "width": width,
+            "height": height,
             "file_bytes": int(durations[i] * bitrate[i] * 1e6 / 8),
-            "keyframes": _keyframes(n_frames, spec.fps, spec.gop_s, rng).astype(np.int32).tolist(),
+            "keyframes": _keyframes(n_frames, fps, gop_s, rng).astype(np.int32).tolist(),
             "question": f"[synthetic] {spec.name}-like question {i}: what happens in the video?",
             "options": [f"synthetic option {chr(65 + j)}" for j in range(k)],
             "answer": answer,

@@ -1,0 +1,88 @@
+"""The edge node's work: rebuild an Offload from a request and run its steps for real with the
+model pair (decompress the tokens, or tokenize the uploaded media first; then the large model),
+through the same `placement.run_steps` and real interpreter the in-process run uses.
+
+The reply carries the option logits, the stage times under the sim's keys, and the edge's own
+queue and compute time; the transport adds its queue and service time. Uploaded media are written
+to a private temporary folder and removed after the request.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from live.edge_server import Reply, Request
+from live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.codec.wire import DEFAULT_MAX_BYTES
+from testbed.models.pair import VLMPair
+from testbed.policies.driver import run_sync
+from testbed.policies.placement import run_steps
+from testbed.policies.remote import offload_from_request
+from testbed.query import Media, Query, QueryRecord, VideoMeta
+from testbed.results import QueryRun
+from testbed.tokenizer.image import probe_image
+from testbed.tokenizer.video import probe
+
+EMPTY = VideoMeta(0.0, 1.0, 1, 1, 1, 0, (0,))
+
+
+def boot_id() -> str:
+    """This host's boot id: equal on both ends means one monotonic clock (namespaces share it)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return socket.gethostname()
+
+
+class ModelEdge:
+    """A handler for live.edge_server: the edge's models, its GPU servers and a work folder."""
+
+    def __init__(self, pair: VLMPair, *, gpus: int = 1, chunk_frames: int = 16,
+                 max_message_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.node = RealNode(pair, gpus, chunk_frames)
+        self.interp = RealInterpreter([], self.node, InProcEdge(), max_message_bytes=max_message_bytes)
+        self.workdir = Path(tempfile.mkdtemp(prefix="testbed-edge-"))
+        self.boot_id = boot_id()
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.interp.close()
+        self.node.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _file(self, kind: str, data: Any) -> Path:
+        with self._lock:
+            self._n += 1
+            n = self._n
+        path = self.workdir / f"{os.getpid()}-{n}.{'mp4' if kind == 'video' else 'img'}"
+        path.write_bytes(data)
+        return path
+
+    def __call__(self, request: Request) -> Reply:
+        files: list[Path] = []
+
+        def media_for(i: int, kind: str, data: Any) -> Media:
+            path = self._file(kind, data)
+            files.append(path)
+            return probe(path) if kind == "video" else probe_image(path)
+
+        try:
+            qid = str(request.meta.get("query_id", "?"))
+            off = offload_from_request(request.meta.get("offload", {}), request.payloads, media_for)
+            run = QueryRun(QueryRecord(Query(qid, "edge", EMPTY, "", ()), 0, "test"), 0)
+            result = run_sync(run_steps(off, lambda step: self.interp.perform(step, run, "edge")))
+        finally:
+            for f in files:
+                f.unlink(missing_ok=True)
+        ledger = run.ledger
+        return Reply({"logits": [float(x) for x in result.option_logits], "model": result.model,
+                      "stages": dict(ledger.stages), "edge_s": ledger.edge_s, "edge_queue_s": ledger.edge_queue_s,
+                      "frames": ledger.frames, "decoded": ledger.decoded, "received_at": request.received_at,
+                      "boot_id": self.boot_id})

@@ -1,0 +1,138 @@
+"""Measure a hardware profile on this machine: each stage's latency against its size, with warm-up
+and repeats (the median of each), for the role's models: `local` is the device (the small model and
+its encoder), `edge` the server (the large model and its encoder).
+
+Stages and sizes as testbed.profiles documents them: decode per megapixel and per seek, preprocess
+and encode per frame, prefill and generate per token, merge per frame, compress and decompress per
+raw byte. The clock is read here (live/), never in the core.
+"""
+
+from __future__ import annotations
+
+import platform
+from functools import partial
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from testbed.codec.merge import merge_to_density
+from testbed.codec.wire import decode_message, encode_message
+from testbed.models.pair import VLMPair
+from testbed.profiles import STAGES, Curve, DeviceProfile
+from testbed.results import versions
+from testbed.tokenizer.decode import decode
+from testbed.tokenizer.preprocess import preprocess
+from testbed.tokenizer.video import probe
+
+Clock = Callable[[], float]
+LIBRARIES = ("torch", "transformers", "av", "decord", "numpy", "zstandard")
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a measured stage time depends on."""
+    return versions(LIBRARIES)
+
+
+def device_name(device: str) -> str:
+    """What the profile was measured on: the torch device and the CPU."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} {torch.cuda.get_device_name(torch.device(device))}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{device} {cpu} x{torch.get_num_threads()} threads"
+
+
+def _median(work: Callable[[], Any], repeats: int, clock: Clock) -> float:
+    work()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = clock()
+        work()
+        times.append(clock() - t0)
+    return statistics.median(times)
+
+
+def _curve(points: list[tuple[float, float]]) -> Curve:
+    """A piecewise-linear curve through the measured points, anchored at (0, 0) so small sizes
+    extrapolate sensibly; seconds made non-decreasing (timing noise must not make more work cheaper)."""
+    xs = [0.0] + [float(x) for x, _ in points]
+    ys = [0.0] + list(np.maximum.accumulate([max(0.0, float(y)) for _, y in points]))
+    return Curve(tuple(xs), tuple(ys))
+
+
+def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: Clock = time.perf_counter,
+            progress: Callable[[str], None] = lambda s: None) -> DeviceProfile:
+    """Every stage of `role` ("local": small model, "edge": large model), on `video` for decoding."""
+    side = "small" if role == "local" else "large"
+    enc, model = pair.encoders[side], pair.models[side]
+    meta = probe(video)
+    mpx = meta.megapixels
+    stages: dict[str, Curve] = {}
+
+    progress("decode")
+    counts = [c for c in (8, 32, 96) if c <= meta.n_frames]
+    dec = [(c * mpx, _median(partial(decode, video, meta, list(range(c))), repeats, clock)) for c in counts]
+    stages["decode"] = _curve(dec)
+    progress("seek")
+    keys = list(meta.keyframes)
+    seek_pts = []
+    for k in (2, 4, 8):
+        if k > len(keys):
+            break
+        t = _median(partial(decode, video, meta, keys[:k]), repeats, clock)
+        seek_pts.append((float(k), max(0.0, t - stages["decode"](k * mpx))))
+    stages["seek"] = _curve(seek_pts or [(1.0, 0.0)])
+    frames = decode(video, meta, list(range(min(64, meta.n_frames))))
+    progress("preprocess, encode")
+    pre, encd = [], []
+    for n in (4, 16, 64):
+        batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
+        pre.append((float(n), _median(partial(preprocess, batch, enc.image_size, enc.mean, enc.std), repeats, clock)))
+        pixels = preprocess(batch, enc.image_size, enc.mean, enc.std)
+        encd.append((float(n), _median(partial(enc.encode, pixels), repeats, clock)))
+    stages["preprocess"], stages["encode"] = _curve(pre), _curve(encd)
+    progress("prefill, generate")
+    question, options = "Which test source does this video show?", ("bars", "noise", "fractal", "life")
+    text = model.text_tokens(question, options)
+    pf = []
+    for vision_tokens in (64, 512, 2048):
+        vision = torch.randn(vision_tokens // 16, 16, enc.dim, generator=torch.Generator().manual_seed(0))
+        pf.append((float(vision_tokens + text), _median(partial(model.option_logits, vision, question, options),
+                                                        repeats, clock)))
+    stages["prefill"] = _curve(pf)
+    stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock)) for n in (1, 4)])
+    progress("merge, compress, decompress")
+    mg, cp, dc = [], [], []
+    for n in (16, 64, 256):
+        tokens = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
+        density = min(16, enc.tokens_per_frame)
+        mg.append((float(n), _median(partial(merge_to_density, tokens, density), repeats, clock)))
+        merged = merge_to_density(tokens, density)[0].half()
+        raw = merged.numel() * merged.element_size()
+        cp.append((float(raw), _median(partial(encode_message, merged), repeats, clock)))
+        dc.append((float(raw), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
+    stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
+    assert set(stages) == set(STAGES)
+    return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(model.device))}", stages)
+
+
+@torch.inference_mode()
+def _generate(model: Any, n: int) -> None:
+    """`n` decoding steps of the LM after a short prompt (the KV cache in use)."""
+    ids = torch.tensor([[1, 2, 3, 4]], device=model.device)
+    out = model.lm(input_ids=ids, use_cache=True)
+    key = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 renamed it
+    past, nxt = getattr(out, key), out.logits[:, -1:].argmax(-1)
+    for _ in range(n):
+        out = model.lm(input_ids=nxt, use_cache=True, **{key: past})
+        past, nxt = getattr(out, key), out.logits[:, -1:].argmax(-1)

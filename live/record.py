@@ -1,0 +1,176 @@
+"""Record a complete workload trace on this machine: every query once through every arm a policy
+could take, so the sim can replay any policy on it counterfactually.
+
+Arms: tokenization on the device (keyframe-aligned pipelined; 1 FPS sequential) and at the edge
+(1 FPS sequential; keyframe-aligned pipelined) with the matching encoders; the small model on
+keyframe and on 1-FPS frames; the large model on the small model's tokens merged to every density
+(each compressed and decompressed for real) and on its own encoder's tokens (1 FPS, and keyframes
+for NoSharing); and Collaborative's compression of the 1-FPS tokens. Each arm's logits go into the
+trace's columns and each stage's measured time into `recorded_s`, under the keys the sim replays.
+
+Finished queries are appended to `<out>.partial.jsonl` as they complete; an interrupted recording
+resumes from it without redoing them, and the trace is written when every query is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from live.real import RealNode, to_density
+from testbed.codec.merge import merge_to_density
+from testbed.codec.wire import decode_message, encode_message
+from testbed.errors import TestbedError
+from testbed.models.pair import VLMPair
+from testbed.query import DENSITIES, ImageMeta, QueryRecord
+from testbed.results import compress_key, decompress_key, stage_key
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
+from testbed.traces import Workload, write_trace
+
+Clock = Callable[[], float]
+WIRE = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def provenance(pair: VLMPair, device: str) -> str:
+    return f"live:{platform.node()}:{pair.preset}@{device}"
+
+
+class Recorder:
+    """Runs every arm of a query and returns its trace row (a dict of trace columns)."""
+
+    def __init__(self, pair: VLMPair, default_density: int = 16, wire_dtype: str = "fp16", chunk_frames: int = 16,
+                 clock: Clock = time.perf_counter) -> None:
+        self.device = RealNode(pair, 1, chunk_frames, clock)
+        self.edge = RealNode(pair, 1, chunk_frames, clock)
+        self.pair, self.density, self.clock = pair, default_density, clock
+        self.wire = WIRE[wire_dtype]
+
+    def close(self) -> None:
+        self.device.close()
+        self.edge.close()
+
+    def _timed(self, stages: dict[str, float], key: str, work: Callable[[], Any]) -> Any:
+        t0 = self.clock()
+        out = work()
+        stages[key] = self.clock() - t0
+        return out
+
+    def _infer(self, stages: dict[str, float], key: str, model: str, tokens: torch.Tensor, density: int,
+               rec: QueryRecord) -> list[float]:
+        m = self.pair.models[model]
+        q = rec.query
+        logits = self._timed(stages, key, lambda: m.option_logits(to_density(tokens, density), q.question, q.options))
+        return [float(x) for x in logits]
+
+    def _codec(self, stages: dict[str, float], sizes: dict[str, int], sampler: str, density: int,
+               tokens: torch.Tensor) -> torch.Tensor:
+        """Merge, compress and decompress for real (timed under the sim's keys; the payload's bytes
+        recorded too); the tokens the edge gets."""
+        def compress() -> bytes:
+            merged = tokens if tokens.shape[1] == density else merge_to_density(tokens, density)[0]
+            return encode_message(merged.to(self.wire))
+
+        key = compress_key(sampler, density)
+        msg = self._timed(stages, key, compress)
+        sizes[key] = len(msg)
+        return self._timed(stages, decompress_key(sampler, density), lambda: decode_message(msg).tokens.float())
+
+    def row(self, rec: QueryRecord) -> dict[str, Any]:
+        q, m = rec.query, rec.query.media
+        if isinstance(m, ImageMeta) or not m.path:
+            raise TestbedError(f"query {q.query_id}: recording needs a video file (image traces are not recorded yet)")
+        s: dict[str, float] = {}
+        sizes: dict[str, int] = {}
+        a = self.density
+        dev, edge = self.device.tokenizers, self.edge.tokenizers
+        key_small = self._timed(s, "local.tokenize.keyframe.pipelined",
+                                lambda: dev["small"](m.path, KEYFRAME_SAMPLER, pipelined=True, meta=m)).tokens
+        fps_small = self._timed(s, "local.tokenize.fps.sequential",
+                                lambda: dev["small"](m.path, DEFAULT_SAMPLER, pipelined=False, meta=m)).tokens
+        fps_large = self._timed(s, "edge.tokenize.fps.sequential",
+                                lambda: edge["large"](m.path, DEFAULT_SAMPLER, pipelined=False, meta=m)).tokens
+        key_large = self._timed(s, "edge.tokenize.keyframe.pipelined",
+                                lambda: edge["large"](m.path, KEYFRAME_SAMPLER, pipelined=True, meta=m)).tokens
+        row: dict[str, Any] = {
+            "small_logits": self._infer(s, stage_key("local", "infer", "small", "keyframe", f"a{a}"), "small",
+                                        key_small, a, rec),
+            "small_logits_fps": self._infer(s, stage_key("local", "infer", "small", "fps", f"a{a}"), "small",
+                                            fps_small, a, rec),
+            "large_native_logits": self._infer(s, stage_key("edge", "infer", "large", "native", "fps", f"a{a}"),
+                                               "large", fps_large, a, rec),
+            "large_native_logits_keyframe": self._infer(
+                s, stage_key("edge", "infer", "large", "native", "keyframe", f"a{a}"), "large", key_large, a, rec),
+        }
+        for d in DENSITIES:  # QuickGrasp's arms: the small model's tokens merged to d, over the codec
+            received = self._codec(s, sizes, "keyframe", d, key_small)
+            row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "keyframe",
+                                                                 f"a{d}"), "large", received, d, rec)
+        self._codec(s, sizes, "fps", a, fps_large)  # Collaborative's compression of the device's 1-FPS tokens
+        return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": m.duration_s,
+                "fps": m.fps, "n_frames": m.n_frames, "width": m.width, "height": m.height,
+                "file_bytes": m.file_bytes, "keyframes": list(m.keyframes), "question": q.question,
+                "options": list(q.options), "answer": rec.answer, **row,
+                "recorded_s": sorted((k, max(v, 1e-9)) for k, v in s.items()), "recorded_bytes": sorted(sizes.items())}
+
+
+def _done(partial: Path) -> dict[str, dict[str, Any]]:
+    """Rows a previous run finished (a torn last line, from a kill mid-write, is ignored)."""
+    rows: dict[str, dict[str, Any]] = {}
+    if partial.is_file():
+        for line in partial.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[row["query_id"]] = row
+    return rows
+
+
+def record(workload: Workload, pair: VLMPair, out: Path, *, device: str = "cpu", default_density: int = 16,
+           wire_dtype: str = "fp16", progress: Callable[[int], None] | None = None,
+           stop_after: int | None = None) -> Path | None:
+    """Record `workload` into the trace `out`; returns its path, or None when `stop_after` queries
+    were done and the recording is left to resume (used by tests)."""
+    partial = out.with_name(out.name + ".partial.jsonl")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TestbedError(f"{out.parent}: cannot make the folder ({exc.strerror})") from None
+    done = _done(partial)
+    ids = {r.query.query_id for r in workload.records}
+    stale = set(done) - ids
+    if stale:
+        raise TestbedError(f"{partial}: holds queries that are not in this workload ({sorted(stale)[0]!r}); "
+                           "remove it to start afresh")
+    if progress and done:
+        progress(len(done))
+    recorder = Recorder(pair, default_density, wire_dtype)
+    try:
+        with open(partial, "a") as fh:
+            for n, rec in enumerate(r for r in workload.records if r.query.query_id not in done):
+                if stop_after is not None and n >= stop_after:
+                    return None
+                row = recorder.row(rec)
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                done[rec.query.query_id] = row
+                if progress:
+                    progress(1)
+    finally:
+        recorder.close()
+    frame = pd.DataFrame([done[r.query.query_id] for r in workload.records])
+    for col in ("recorded_s", "recorded_bytes"):
+        frame[col] = [[tuple(kv) for kv in x] for x in frame[col]]
+    params = {"workload": workload.provenance, "models": pair.preset, "device": device, "host": platform.node(),
+              "default_density": default_density, "wire_dtype": wire_dtype, "token_dim": pair.encoders["small"].dim}
+    write_trace(frame, out, provenance(pair, device), params)
+    partial.unlink()
+    return out
