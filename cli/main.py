@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cli import ope
+from cli.streams import register as register_streams
 from testbed.errors import TestbedError
 
 
@@ -30,6 +31,14 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     points = sc.grid()
     reps = _replications(args.replications, len(points))
     out = new_run_dir(Path(args.out), sc.name, _stamp())
+    if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
+        if reps:
+            from testbed.errors import ConfigError
+
+            raise ConfigError("--replications", "a stream scenario runs once (replications are for query workloads)")
+        from cli.streams import sim_streams
+
+        return sim_streams(args, sc, console, out)
     if reps:
         return _sim_replications(console, sc, reps, out)
     total = 0
@@ -180,6 +189,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
         sc = with_overrides(sc, overrides)
     if args.inproc and args.edge:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
+    if sc.workload.streams:  # camera streams played in real time (seed 001)
+        if not args.inproc:
+            raise ConfigError("", "camera streams run in one process for now: add --inproc (streams over the "
+                                  "ZeroMQ link are not built yet)")
+        from cli.streams import live_streams
+
+        return live_streams(args, sc, console)
     from live.run import live_link, load_media_workload, run_real
     from testbed.models.pair import make_pair
 
@@ -395,6 +411,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 from testbed.traces import read_trace
 
                 read_trace(point.resolve_path(point.workload.path))
+            if point.workload.kind == "stream-trace":
+                from testbed.streams.trace import read_stream_trace
+
+                read_stream_trace(point.resolve_path(point.workload.path))
         print(f"ok  {p}  ({len(sc.grid())} point{'s' if len(sc.grid()) > 1 else ''})")
     return 0
 
@@ -576,6 +596,7 @@ def parser() -> argparse.ArgumentParser:
     fi.set_defaults(fn=_cmd_fidelity)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
+    register_streams(sub)
     ope.register(sub)
     return p
 

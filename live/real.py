@@ -28,11 +28,15 @@ from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.pair import VLM, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
-from testbed.policies.effects import (TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Future, Inference,
-                                      Infer, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Decompress, Describe,
+                                      Emit, FrameAnswer, Future, Inference, Infer, NextFrame, Offload, Payload, Submit,
+                                      Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
-from testbed.query import ImageMeta
-from testbed.results import QueryRun, compress_key, decompress_key, describe_key, infer_key, sampler_kind, tokenize_key
+from testbed.query import Frame, ImageMeta
+from testbed.results import (QueryRun, compress_key, decompress_key, describe_key, frame_infer_key, infer_key,
+                             sampler_kind, tokenize_key)
+from testbed.streams.labels import labels_of
+from testbed.streams.run import FrameRun
 from testbed.tokenizer.pipeline import Tokenizer
 
 Clock = Callable[[], float]
@@ -104,6 +108,7 @@ class RealInterpreter(Interpreter):
         self.clock = clock
         self.lock = threading.Lock()  # ledgers are booked from several threads (futures)
         self._ids = itertools.count()
+        self._done_at: dict[int, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=async_workers, thread_name_prefix="future")
 
     def close(self) -> None:
@@ -121,8 +126,9 @@ class RealInterpreter(Interpreter):
     def tokenize(self, eff: Tokenize, run: QueryRun, site: str) -> Tokens:
         media = eff.media
         if not media.path:
-            raise TestbedError(f"query {run.rec.query.query_id}: its media has no file (a trace row); real runs "
-                               "need files: give a manifest (workload.kind = 'manifest')")
+            what = f"query {run.rec.query.query_id}" if isinstance(run, QueryRun) else "a stream frame"
+            raise TestbedError(f"{what}: its media has no file (a trace row); real runs need files: give a manifest "
+                               "(workload.kind = 'manifest')")
         node = self.node(run, site)
         tok = node.tokenizers[eff.encoder]
         if isinstance(media, ImageMeta):
@@ -140,11 +146,37 @@ class RealInterpreter(Interpreter):
             raise TestbedError("Infer needs real tokens (tokens=None means the step before it, inside an Offload)")
         node = self.node(run, site)
         model = node.pair.models[eff.model]
+        question = eff.question
+        frame = isinstance(run, FrameRun)
         data, density = tokens.data, eff.density
-        logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), eff.question,
+        if eff.context is not None:
+            if not isinstance(run, FrameRun):
+                raise TestbedError("an Infer with a context belongs to a stream frame")
+            question = history_prompt(run, eff.context) + question
+            if eff.focus:
+                data = self._focus(run, eff, data)
+        logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), question,
                                                                        eff.options))
-        self._book(run, site, infer_key(site, eff.model, tokens, eff.density), waited, worked)
+        key = frame_infer_key(site, eff.model, eff.context is not None, eff.focus) if frame else \
+            infer_key(site, eff.model, tokens, eff.density)
+        self._book(run, site, key, waited, worked)
         return Inference(eff.model, logits)
+
+    def _focus(self, run: FrameRun, eff: Infer, data: Any) -> Any:
+        """Visual focus (Eq. 6-11) when the context answer has a region of interest and its frame's
+        tokens were kept; otherwise the tokens as they are (the tiny and real-size pairs report no
+        region: the stream run notes it)."""
+        from testbed.streams.focus import focus_tokens, roi_patches
+
+        ctx = eff.context
+        assert ctx is not None
+        then = ctx.tokens.data if ctx.tokens is not None else None
+        if ctx.answer.roi is None or then is None or then.shape != data.shape:
+            run.stream.notes.add("visual focus skipped: the large model reports no region of interest")
+            return data
+        grid = int(round(data.shape[1] ** 0.5))
+        patches = [roi_patches(ctx.answer.roi, run.stream.rec.width, run.stream.rec.height, grid)]
+        return torch.stack([focus_tokens(data[i], then[i], patches) for i in range(data.shape[0])])
 
     def compress(self, eff: Compress, run: QueryRun, site: str) -> Payload:
         tokens = eff.tokens
@@ -185,12 +217,21 @@ class RealInterpreter(Interpreter):
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:
         check_offload(eff)
+        if isinstance(run, FrameRun):
+            with self.lock:
+                run.offloads += 1
         return self.link.offload(self, eff, run)
 
     def submit(self, eff: Submit, run: QueryRun, site: str) -> Future:
         fid = next(self._ids)
+
+        def work() -> Any:
+            out = run_sync_value(self.perform(eff.effect, run))
+            self._done_at[fid] = self.clock()  # before the future completes: Emit's deadline check reads it
+            return out
+
         with self.lock:
-            run.futures[fid] = self._pool.submit(lambda: run_sync_value(self.perform(eff.effect, run)))
+            run.futures[fid] = self._pool.submit(work)
         return Future(fid)
 
     def _future(self, run: QueryRun, f: Future) -> CFuture:
@@ -213,6 +254,55 @@ class RealInterpreter(Interpreter):
             if fut in done:
                 return i, fut.result()
         return TIMED_OUT
+
+
+    def next_frame(self, eff: NextFrame, run: Any, site: str) -> Any:
+        """Block until the stream's source delivers its next frame (live/streams.py plays a video in
+        real time); END_OF_STREAM after the last."""
+        stream = run.stream
+        source = getattr(stream, "source", None)
+        if source is None:
+            raise TestbedError("a stream policy needs a stream source: run stream scenarios with "
+                               "`testbed live SCENARIO --inproc` (live/streams.py)")
+        if eff.stream_id != stream.rec.stream_id:
+            raise TestbedError(f"a frame of stream {eff.stream_id!r} asked for while running {stream.rec.stream_id!r}")
+        fr = stream.advance()
+        if fr is None:
+            return END_OF_STREAM
+        media = source.frame(fr.rec.index)  # waits for the frame's capture
+        return Frame(stream.rec.stream_id, fr.rec.index, fr.rec.time_s, fr.deadline_s, media)
+
+    def emit(self, eff: Emit, run: Any, site: str) -> None:
+        """Record the answer now (stream clock); a large answer that finishes by `until_s` replaces it,
+        at the time it finished."""
+        stream = run.stream
+        with self.lock:
+            fr = stream.emit(eff.frame_index, eff.answer, self.clock() - stream.start_s)
+        if fr is None or eff.better is None:
+            return
+        fut = self._future(fr, eff.better)
+        until = eff.until_s if eff.until_s is not None else fr.deadline_s
+
+        def adopt(f: CFuture) -> None:
+            if f.cancelled() or f.exception() is not None:
+                return
+            inf = f.result()
+            done = self._done_at.get(eff.better.id, self.clock()) - stream.start_s  # type: ignore[union-attr]
+            answer = FrameAnswer(labels_of(stream.rec.task, inf.option_logits), "large", eff.answer.context_frame)
+            with self.lock:
+                stream.upgrade(eff.frame_index, answer, done, until)
+
+        fut.add_done_callback(adopt)
+
+
+def history_prompt(run: FrameRun, ctx: Context) -> str:
+    """Context replacement's history snippet (seed 001 Sec. 3.2): the large model's answer for the
+    frame `ctx.lag` frames back, summarised, before the question."""
+    s = run.stream.rec
+    seconds = ctx.lag / s.fps
+    said = labels_of(s.task, ctx.answer.option_logits)
+    names = ", ".join(s.categories[i] for i in said) or "nothing"
+    return f"This is the image from {seconds:g} seconds ago; detected {names}. "
 
 
 def run_sync_value(out: Any) -> Any:

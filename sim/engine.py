@@ -29,6 +29,10 @@ from testbed.results import RunResult, density_regret, order_rows, regret_cost
 from testbed.router.calibration import Calibration, fit_calibration
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
+from testbed.streams.run import StreamRun
+from testbed.streams.trace import StreamRecord, StreamWorkload, read_stream_trace
+from testbed.streams.trace import table_to_streams
+from testbed.streams.trace import to_table as stream_table
 from testbed.traces import Workload, read_trace, table_to_workload, to_table
 from testbed.workload.synthetic import synthetic_workload
 
@@ -41,9 +45,26 @@ def _synthetic(benchmarks: tuple[str, ...], n: int, seed: int, context_signal: f
     return table_to_workload(to_table(frame, provenance, params), provenance)
 
 
+@functools.lru_cache(maxsize=4)
+def _synthetic_streams(datasets: tuple[str, ...], seed: int, streams: int) -> StreamWorkload:
+    from testbed.streams.synthetic import synthetic_streams
+
+    frame, provenance, params = synthetic_streams(datasets, seed, streams)
+    return table_to_streams(stream_table(frame, provenance, params), provenance)
+
+
+def load_streams(sc: Scenario) -> StreamWorkload:
+    """A stream scenario's streams: the calibrated synthetic ones, or a stream trace."""
+    if sc.workload.kind == "stream":
+        return _synthetic_streams(sc.stream.datasets, sc.seed, sc.stream.streams_per_dataset)
+    return read_stream_trace(sc.resolve_path(sc.workload.path))
+
+
 def load_workload(sc: Scenario) -> Workload:
     """The scenario's workload: generated (synthetic, labelled) or read from a trace file. The sim
     replays recorded model outcomes, so a manifest (queries without outcomes) is refused."""
+    if sc.workload.streams:
+        raise TestbedError(f"workload.kind = {sc.workload.kind!r} is camera streams: load it with load_streams")
     if sc.workload.kind == "synthetic":
         return _synthetic(sc.workload.benchmarks, sc.workload.queries_per_benchmark, sc.seed,
                           sc.workload.context_signal)
@@ -173,11 +194,73 @@ def trace_rewards(bandit: BanditRun, records: Sequence[QueryRecord]) -> dict[str
             for r in records if all(a in r.large_logits for a in bandit.cost.densities)}
 
 
+def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
+                           streams: Sequence[StreamRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
+    """Per-frame rows and run totals of one stream policy. Each client plays its streams one after
+    another, the next starting when the one before ends (its last frame's deadline); a stream's
+    frames arrive at their capture times. Rows are built after the clock stops, so that work of
+    uploads still in flight when a stream ended is in them (their answers are never used)."""
+    w = build_world(sc, profile)
+    interp = SimInterpreter(w, spec, ctx)
+    n = sc.arrivals.clients
+
+    def client(queue: Sequence[StreamRecord], c: int):
+        for rec in queue:
+            run = StreamRun(rec, c, sc.stream.tau_s, sc.stream.vision_tokens)
+            yield w.env.process(interp.run_stream(run))
+            end = run.start_s + run.end_s
+            if w.env.now < end:
+                yield w.env.timeout(end - w.env.now)
+            if progress:
+                progress(rec.n)
+
+    for c in range(n):
+        w.env.process(client(streams[c::n], c))
+    w.env.run()
+    rows = [row for run in w.streams for row in run.rows(spec.name, "sim")]
+    ups = list({id(c): c for c in w.uplinks}.values())
+    downs = list({id(c): c for c in w.downlinks}.values())
+    span = max(w.env.now, 1e-12)
+    totals = {"policy": spec.name, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
+              "edge_gpu_util": w.edge.gpu_busy_s / (span * sc.nodes.edge_gpus),
+              "uplink_util_max": max(c.busy_s for c in ups) / span,
+              "downlink_util_max": max(c.busy_s for c in downs) / span,
+              "bytes_up": sum(c.bytes for c in ups), "bytes_down": sum(c.bytes for c in downs)}
+    return rows, totals
+
+
+def run_stream_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
+                        workload: StreamWorkload | None = None) -> RunResult:
+    """Simulate every stream policy of `sc` on its streams (no calibration split: none is fitted)."""
+    from testbed.router.calibration import Calibration
+
+    workload = workload or load_streams(sc)
+    profile = profile or load_profile(sc.profile_path())
+    rows: list[dict] = []
+    totals = []
+    for name in sc.policies.run:
+        spec = resolve(name)
+        ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(Calibration(1.0, 1.0)),
+                            sc.models.default_density)
+        r, t = simulate_stream_policy(sc, profile, spec, ctx, workload.streams, progress)
+        rows += r
+        totals.append(t)
+    frames = pd.DataFrame(rows)
+    if len(frames):
+        rank = {p: i for i, p in enumerate(sc.policies.run)}
+        frames = (frames.assign(_p=frames.policy.map(rank)).sort_values(["_p"], kind="stable")
+                  .drop(columns="_p").reset_index(drop=True))
+    return RunResult(frames, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",
+                     Calibration(1.0, 1.0), workload.parameters, kind="stream")
+
+
 def run_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
                  workload: Workload | None = None) -> RunResult:
-    """Simulate every policy of `sc` on its workload's test split. Adaptive-density policies start
-    from the profiling split's fit; their decision logs come back in the result, and an agent's
-    state is saved where its knobs say."""
+    """Simulate every policy of `sc` on its workload's test split (a stream scenario: its streams).
+    Adaptive-density policies start from the profiling split's fit; their decision logs come back
+    in the result, and an agent's state is saved where its knobs say."""
+    if sc.workload.streams:
+        return run_stream_scenario(sc, progress, profile)
     workload = workload or load_workload(sc)
     profile = profile or load_profile(sc.profile_path())
     calibration = fit_calibration(workload.split("profile"))

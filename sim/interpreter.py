@@ -22,18 +22,22 @@ from testbed.codec.size import REPLY_BYTES, TokenFormat, raw_token_bytes, text_t
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import Interpreter, drive
-from testbed.policies.effects import (TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Future, Inference,
-                                      Infer, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Emit,
+                                      FrameAnswer, Future, Inference, Infer, NextFrame, Offload, Payload, Submit,
+                                      Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
-from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, describe_key, infer_key, sampler_kind,
-                             tokenize_key)
+from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, describe_key, frame_infer_key, infer_key,
+                             sampler_kind, tokenize_key)
+from testbed.streams.labels import labels_of
+from testbed.streams.run import FrameRun, StreamRun
+from testbed.streams.trace import FrameRecord
 
 SimGen = Generator[simpy.Event, Any, Any]
 
 
-def _duration(rec: QueryRecord, key: str, model: Callable[[], float]) -> float:
+def _duration(rec: QueryRecord | FrameRecord, key: str, model: Callable[[], float]) -> float:
     """The query's recorded stage time under `key` if the trace has one, else the profile's."""
     return rec.recorded_s[key] if key in rec.recorded_s else model()
 
@@ -71,6 +75,7 @@ class World:
     token_format: TokenFormat
     chunk_frames: int
     runs: list[QueryRun] = field(default_factory=list)
+    streams: list[StreamRun] = field(default_factory=list)
 
 
 class SimInterpreter(Interpreter):
@@ -93,6 +98,17 @@ class SimInterpreter(Interpreter):
         run.answer = yield from drive(self.spec.fn(rec.query, ctx), lambda e: self.perform(e, run))
         run.done_s = env.now
         self.w.runs.append(run)
+
+    def run_stream(self, run: StreamRun) -> SimGen:
+        """SimPy process body: run the policy over one stream, which starts now. Each effect goes
+        to the run of the frame current when it was yielded."""
+        run.start_s = self.w.env.now
+        self.w.streams.append(run)
+
+        def perform(e: Any) -> Any:
+            return self.perform(e, run.current if run.current is not None else run)
+
+        yield from drive(self.spec.fn(run.view(), self.ctx), perform)
 
     # -- effects --------------------------------------------------------------------------------
     def _node(self, run: QueryRun, site: str) -> Node:
@@ -127,12 +143,24 @@ class SimInterpreter(Interpreter):
         if tokens is None:
             raise TestbedError("Infer needs tokens (tokens=None means the step before it, inside an Offload only)")
         node = self._node(run, site)
-        key = infer_key(site, eff.model, tokens, eff.density)
         frames, density = tokens.frames, eff.density
-        dur = _duration(run.rec, key, lambda: costs.infer_cost(node.profile, frames, density,
-                                                               text_tokens(eff.question, eff.options)))
+
+        def profile() -> float:
+            return costs.infer_cost(node.profile, frames, density, text_tokens(eff.question, eff.options))
+
+        if isinstance(run, FrameRun):
+            key = frame_infer_key(site, eff.model, eff.context is not None, eff.focus)
+            if site == "edge" and eff.model == "large" and key not in run.rec.recorded_s:
+                dur = float(run.rec.stream.cloud_s[run.rec.index])  # the cloud's service time (Fig. 4)
+            else:
+                dur = _duration(run.rec, key, profile)
+        else:
+            key = infer_key(site, eff.model, tokens, eff.density)
+            dur = _duration(run.rec, key, profile)
         yield from self._hold(node, node.gpu, dur, run.ledger, site)
         run.ledger.stage(key, dur)
+        if isinstance(run, FrameRun):
+            return self._frame_inference(eff, run.rec)
         return self._inference(eff, tokens, run.rec)
 
     def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
@@ -183,6 +211,8 @@ class SimInterpreter(Interpreter):
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)
         env, w, ledger = self.w.env, self.w, run.ledger
+        if isinstance(run, FrameRun):
+            run.offloads += 1
         up = upload_bytes(eff)
         t0 = env.now
         yield from w.uplinks[run.client].transfer(up)
@@ -201,7 +231,7 @@ class SimInterpreter(Interpreter):
         run.futures[fid] = self.w.env.process(out) if type(out) is GeneratorType else self.w.env.timeout(0, out)
         return Future(fid)
 
-    def _future(self, run: QueryRun, future: Future) -> simpy.Event:
+    def _future(self, run: QueryRun | FrameRun, future: Future) -> simpy.Event:
         proc = run.futures.get(future.id)
         if proc is None:
             raise TestbedError(f"{self.spec.name} waits on a future it did not submit")
@@ -224,6 +254,38 @@ class SimInterpreter(Interpreter):
                 return i, fired[proc]
         return TIMED_OUT
 
+    def next_frame(self, eff: NextFrame, run: FrameRun | StreamRun, site: str) -> SimGen:
+        stream = run.stream
+        if eff.stream_id != stream.rec.stream_id:
+            raise TestbedError(f"{self.spec.name} asks for a frame of stream {eff.stream_id!r} while running "
+                               f"{stream.rec.stream_id!r}")
+        env = self.w.env
+        fr = stream.advance()
+        if fr is None:
+            return END_OF_STREAM
+        wait = stream.start_s + fr.rec.time_s - env.now
+        if wait > 0:
+            yield env.timeout(wait)
+        return fr.frame()
+
+    def emit(self, eff: Emit, run: FrameRun | StreamRun, site: str) -> None:
+        stream, env = run.stream, self.w.env
+        fr = stream.emit(eff.frame_index, eff.answer, env.now - stream.start_s)
+        if fr is not None and eff.better is not None:
+            until = eff.until_s if eff.until_s is not None else fr.deadline_s
+            env.process(self._upgrade(stream, eff, self._future(fr, eff.better), until))
+
+    def _upgrade(self, stream: StreamRun, eff: Emit, proc: simpy.Event, until_s: float) -> SimGen:
+        """Adopt the large answer if it arrives by `until_s` (the frame's deadline)."""
+        env = self.w.env
+        left = stream.start_s + min(until_s, stream.end_s) - env.now
+        timer = env.timeout(max(left, 0.0))
+        fired = yield proc | timer
+        if proc in fired:
+            inf = fired[proc]
+            answer = FrameAnswer(labels_of(stream.rec.task, inf.option_logits), "large", eff.answer.context_frame)
+            stream.upgrade(eff.frame_index, answer, env.now - stream.start_s, until_s)
+
     # -- helpers --------------------------------------------------------------------------------
     def _hold(self, node: Node, res: simpy.Resource, dur: float, ledger: Ledger, where: str) -> SimGen:
         """Wait for `res`, hold it `dur` seconds, and book the wait and the work."""
@@ -236,6 +298,22 @@ class SimInterpreter(Interpreter):
         ledger.add(where, waited, dur)
         if res is node.gpu:
             node.gpu_busy_s += dur
+
+    @staticmethod
+    def _frame_inference(eff: Infer, rec: FrameRecord) -> Inference:
+        """The trace's scores for a stream frame: the large model's, or the small model's with its
+        own history, with a large answer `lag` frames old as history, and with focus on it."""
+        s, i = rec.stream, rec.index
+        if eff.model == "large":
+            return Inference("large", s.large[i])
+        if eff.context is None:
+            return Inference("small", s.small[i])
+        lag = eff.context.lag
+        table = s.context_focus if eff.focus else s.context
+        if table is None or not 1 <= lag <= s.max_lag:
+            raise TestbedError(f"stream {s.stream_id}: the trace records the small model with a large answer as "
+                               f"history up to {s.max_lag} frames old, not {lag} (lower the policy's delta_s)")
+        return Inference("small", table[i, lag - 1])
 
     @staticmethod
     def _inference(eff: Infer, tokens: Tokens, rec: QueryRecord) -> Inference:

@@ -72,6 +72,35 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Stream:
+    """What a stream policy may look at before any frame (seed 001): the task, its categories
+    (a multi-label set or single-label classes, in the question's list), the frame rate, how
+    long after capture a frame's answer is due (tau), and how many vision tokens the large
+    model's encoder makes of a frame (what Distributed VLM uploads)."""
+
+    stream_id: str
+    benchmark: str
+    task: Literal["multi-label", "single-label"]
+    question: str
+    categories: tuple[str, ...]
+    fps: float
+    tau_s: float
+    vision_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured frame: its index, capture time and deadline on the stream's clock (seconds
+    since the stream started), and the frame as an image (`path` "" in the sim)."""
+
+    stream_id: str
+    index: int
+    time_s: float
+    deadline_s: float
+    media: ImageMeta
+
+
+@dataclass(frozen=True, slots=True)
 class Hindsight:
     """Correctness of every model variant on one query; only the Oracle policy is given it."""
 

@@ -51,6 +51,17 @@ def describe_key(sampler: str) -> str:
     return stage_key("local", "describe", *_sampler(sampler))
 
 
+def image_tokenize_key(site: str) -> str:
+    """Key of tokenizing one image (a stream frame): what `tokenize_key` gives any Tokenize of an image."""
+    return stage_key(site, "tokenize", "image")
+
+
+def frame_infer_key(site: str, model: ModelName, context: bool, focus: bool) -> str:
+    """Key of a stream frame's inference (seed 001): the model on one frame, with a large-model
+    answer as its history (context) and visual focus on it, e.g. ``local.infer.small.frame.context``."""
+    return stage_key(site, "infer", model, "frame", *(["context"] if context else []), *(["focus"] if focus else []))
+
+
 def compress_key(sampler: str, density: int) -> str:
     return stage_key("local", "compress", *_sampler(sampler), f"a{density}")
 
@@ -166,6 +177,7 @@ class RunResult:
     notes: tuple[str, ...] = ()
     logs: dict[str, DecisionLog] = field(default_factory=dict)
     profiling: Profiling | None = None
+    kind: str = "query"  # "stream": `queries` holds one row per frame (testbed.streams.run)
 
 
 def order_rows(rows: list[dict[str, Any]], policies: Sequence[str], benchmarks: Sequence[str]) -> pd.DataFrame:

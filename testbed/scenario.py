@@ -23,12 +23,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PROFILE = REPO_ROOT / "traces" / "profiles" / "paper-fitted.toml"
 
 
+STREAM_KINDS = ("stream", "stream-trace")
+"""Workload kinds of camera streams (seed 001): the calibrated synthetic streams, or a stream trace."""
+
+
 @dataclass(frozen=True)
 class WorkloadConfig:
-    kind: Literal["synthetic", "trace", "manifest", "mvbench"] = help_field(
+    kind: Literal["synthetic", "trace", "manifest", "mvbench", "stream", "stream-trace"] = help_field(
         "synthetic", "calibrated synthetic workload; a Parquet trace; a JSONL manifest of your own media files; "
-                     "or an MVBench annotation JSON")
-    path: str = help_field("", "the trace, manifest or MVBench JSON file (kinds trace, manifest, mvbench)")
+                     "an MVBench annotation JSON; calibrated synthetic camera streams ([stream]); or a Parquet "
+                     "stream trace")
+    path: str = help_field("", "the trace, manifest, MVBench JSON or stream trace file (kinds trace, manifest, "
+                               "mvbench, stream-trace)")
     video_root: str = help_field("", "folder the MVBench JSON's videos are in (kind mvbench; default: the JSON's)")
     benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate")
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)")
@@ -43,8 +49,55 @@ class WorkloadConfig:
             raise ConfigError("workload.queries_per_benchmark", "must be at least 10")
         if not 0.0 <= self.context_signal <= 1.0:
             raise ConfigError("workload.context_signal", "must be in [0, 1]")
-        if self.kind != "synthetic" and not self.path:
+        if self.kind not in ("synthetic", "stream") and not self.path:
             raise ConfigError("workload.path", f"required when workload.kind = {self.kind!r}")
+
+    @property
+    def streams(self) -> bool:
+        return self.kind in STREAM_KINDS
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Camera streams (seed 001): used when workload.kind is 'stream' or 'stream-trace'."""
+
+    datasets: tuple[str, ...] = help_field(("nuscenes",), "synthetic stream sets to generate (workload.kind = "
+                                                          "'stream'), each calibrated on seed 001's Table 2")
+    streams_per_dataset: int = help_field(0, "streams per synthetic set (0: the dataset's own, e.g. nuScenes' 156 "
+                                             "scenes of 20 s)")
+    tau_s: float = help_field(1.0, "a frame's answer is due this long after its capture; a large answer later than "
+                                   "that is not adopted for it (seed 001: tau = 1 s)")
+    vision_tokens: int = help_field(1824, "vision tokens the large model's encoder makes of one frame, what "
+                                          "distributed-vlm uploads (Qwen2.5-VL on 1600x900: 1824, seed 001 Sec. 3.3.1)")
+    fps: float = help_field(1.0, "real runs: frames per second the video is played at (seed 001: 1-2 FPS)")
+    seconds: float = help_field(20.0, "real runs: seconds of each stream (a scene)")
+    live_streams: int = help_field(2, "real runs: streams to play")
+    cpu_threads: int = help_field(1, "real runs on a CPU: torch's intra-op threads while streams play (0: torch's "
+                                     "default); 1 keeps a frame's latency steady on a busy 2-core machine (tiny "
+                                     "models: p95 15 ms with 1 thread, 221 ms with 2, measured under load)")
+
+    def __post_init__(self) -> None:
+        from testbed.streams.specs import DATASETS
+
+        for d in self.datasets:
+            if d not in DATASETS:
+                raise ConfigError("stream.datasets", f"unknown stream set {d!r}; allowed: {', '.join(DATASETS)}")
+        if not self.datasets:
+            raise ConfigError("stream.datasets", "name at least one stream set")
+        if self.streams_per_dataset < 0:
+            raise ConfigError("stream.streams_per_dataset", "must be >= 0")
+        if self.tau_s <= 0:
+            raise ConfigError("stream.tau_s", "must be > 0")
+        if self.vision_tokens < 1:
+            raise ConfigError("stream.vision_tokens", "must be >= 1")
+        if not 0 < self.fps <= 60:
+            raise ConfigError("stream.fps", "must be in (0, 60]")
+        if self.seconds <= 0:
+            raise ConfigError("stream.seconds", "must be > 0")
+        if self.live_streams < 1:
+            raise ConfigError("stream.live_streams", "must be >= 1")
+        if self.cpu_threads < 0:
+            raise ConfigError("stream.cpu_threads", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -203,6 +256,7 @@ class Scenario:
     seed: int = help_field(0, "seed for every random choice: same scenario and seed, same numbers")
     paper_comparison: bool = help_field(False, "print measured ratios next to seed 000's figures")
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -212,6 +266,18 @@ class Scenario:
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict, metadata={
         "help": "grid over any key path, e.g. 'network.up_mbps' = [5, 20, 59]"})
     base_dir: str = field(default=".", metadata={"internal": True, "help": "folder relative paths start from"})
+
+    def __post_init__(self) -> None:
+        streams = self.workload.streams
+        for key, names in (("policies.run", self.policies.run), ("policies.baselines", self.policies.baselines)):
+            for name in names:
+                if resolve(name, key).stream != streams:
+                    what = ("answers camera streams: set workload.kind = 'stream' or 'stream-trace'" if not streams
+                            else "answers queries, not camera streams (stream policies: svlm-only, lvlm-only, "
+                                 "distributed-vlm, edgevlm, laecips-like, adas-like and their -lcr<band> forms)")
+                    hint = "; a stream scenario sets baselines = [] or stream policies" \
+                        if key.endswith("baselines") and streams else ""
+                    raise ConfigError(key, f"{name} {what}{hint}")
 
     def resolve_path(self, p: str) -> Path:
         path = Path(p)

@@ -19,7 +19,7 @@ from testbed.errors import TraceError
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, PolicySpec, RouteKnobs
 from testbed.policies.quickgrasp import quickgrasp_fixed
-from testbed.policies.registry import policy_names
+from testbed.policies.registry import policy_names, resolve
 from testbed.workload.manifest import read_manifest, read_mvbench
 from tests.policies import fire_and_forget
 from tests.conftest import make_scenario
@@ -51,7 +51,7 @@ def _manifest(folder, media, with_profile=True):
 
 def test_every_policy_runs_in_process_and_writes_the_sims_folder(media, tmp_path, capsys):
     manifest = _manifest(tmp_path, media)
-    names = policy_names()
+    names = [n for n in policy_names() if not resolve(n).stream]  # query policies (streams: test_streams_run)
     knobs = "".join(f'[policies.{n}]\ntau_route = 1.0\n' for n in names if n.startswith("quickgrasp"))
     (tmp_path / "real.toml").write_text(
         f'[workload]\nkind = "manifest"\npath = "{manifest}"\n[policies]\nrun = {json.dumps(names)}\n{knobs}')

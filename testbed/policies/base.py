@@ -15,8 +15,8 @@ from typing import Any, Callable
 from testbed.bandit.online import BanditRun, start_run
 from testbed.bandit.profiling import Profiling
 from testbed.config import help_field
-from testbed.policies.effects import Policy
-from testbed.query import Hindsight, Query
+from testbed.policies.effects import Policy, StreamPolicy
+from testbed.query import Hindsight, Query, Stream
 from testbed.router.calibration import Calibration
 
 
@@ -130,13 +130,15 @@ class LinUCBKnobs(AdaptiveKnobs):
 @dataclass
 class RunState:
     """Learned state of one policy's run: the calibration, and for adaptive-density policies the
-    density agent with its generator and decision log (`BanditRun`).
+    density agent with its generator and decision log (`BanditRun`), for laecips-like the difficulty
+    scores seen so far.
 
     One object per policy per run, built by whoever runs it (the engine, a real run) and threaded
     to the policy explicitly, never global."""
 
     calibration: Calibration = field(default_factory=Calibration)
     bandit: BanditRun | None = None
+    difficulty: dict[str, list[float]] = field(default_factory=dict)  # laecips-like: scores seen, sorted, per benchmark
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +157,17 @@ class PolicyContext:
 
 
 PolicyFn = Callable[[Query, PolicyContext], Policy]
+StreamPolicyFn = Callable[[Stream, PolicyContext], StreamPolicy]
 
 
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
     """A named policy: its generator function, its knobs type, whether it needs hindsight (so it
-    runs only where a trace holds every outcome), and whether it uses the calibration."""
+    runs only where a trace holds every outcome), whether it uses the calibration, and whether
+    it answers camera streams (one generator per stream, `fn(stream, ctx)`) instead of queries."""
 
     name: str
-    fn: PolicyFn
+    fn: Any  # PolicyFn, or StreamPolicyFn when `stream`
     knobs: type = NoKnobs
     needs_hindsight: bool = False
     calibrated: bool = True
@@ -174,6 +178,7 @@ class PolicySpec:
     uses_density: bool = False
     """Escalates shared tokens at a density it chose (fixed or adaptive): results give such
     queries their regret against the oracle density."""
+    stream: bool = False
 
     def new_state(self, calibration: Calibration) -> RunState:
         """The learned state this policy starts a run with (Uncalibrated variants drop the temperatures)."""

@@ -15,23 +15,25 @@ from types import GeneratorType
 from typing import Any, Callable, Generator
 
 from testbed.errors import TestbedError
-from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Infer, Offload, Policy,
-                                      PolicyInterrupt, Submit, Tokenize, Wait, WaitAny)
+from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Emit, Infer, NextFrame, Offload,
+                                      Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit, Tokenize, Wait, WaitAny)
 from testbed.policies.placement import check_placement
 
 Perform = Callable[[Any], Any]
 
 
-def drive(policy: Policy, perform: Perform) -> Generator[Any, Any, Answer]:
-    """Run `policy` to its Answer, performing each effect it yields with `perform`."""
+def drive(policy: Policy | StreamPolicy, perform: Perform) -> Generator[Any, Any, Any]:
+    """Run `policy` to its Answer (a stream policy: to StreamDone), performing each effect it
+    yields with `perform`."""
     value: Any = None
     error: BaseException | None = None
     while True:
         try:
             effect = policy.send(value) if error is None else policy.throw(error)
         except StopIteration as stop:
-            if not isinstance(stop.value, Answer):
-                raise TestbedError(f"a policy must return an Answer, not {type(stop.value).__name__}") from None
+            if not isinstance(stop.value, (Answer, StreamDone)):
+                raise TestbedError(f"a policy must return an Answer (a stream policy StreamDone), not "
+                                   f"{type(stop.value).__name__}") from None
             return stop.value
         error = None
         try:
@@ -93,3 +95,9 @@ class Interpreter(ABC):
 
     @abstractmethod
     def wait_any(self, eff: WaitAny, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def next_frame(self, eff: NextFrame, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def emit(self, eff: Emit, run: Any, site: str) -> Any: ...

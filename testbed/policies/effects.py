@@ -9,8 +9,13 @@ interpreters work out what they cost.
 Adding an effect means: a frozen dataclass here, a handler name in `HANDLERS`, where it may run
 in `placement.ALLOWED`, and a method in every interpreter (`Interpreter` in driver.py makes a
 missing one an error at start-up). Where later work goes: image queries are `ImageMeta` media;
-a region of interest found by attention travels in `Inference.roi`; streams add a next-frame and
-an emit effect and use `WaitAny` on several futures.
+a region of interest found by attention travels in `Inference.roi`.
+
+Streams (seed 001): a stream policy is one generator per camera stream. `NextFrame` waits for the
+next frame's capture and returns it (`END_OF_STREAM` after the last); `Emit` records that frame's
+answer at the current time, optionally to be replaced by a large-model answer that arrives by the
+frame's deadline; an `Infer` may carry a `Context` (an earlier frame's large-model answer as the
+small model's history) and ask for visual focus on it. A stream policy returns `StreamDone`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Generator, Literal, Union
 import numpy as np
 
 from testbed.errors import TestbedError
-from testbed.query import ContextInputs, ImageMeta, Media, VideoMeta
+from testbed.query import ContextInputs, Frame, ImageMeta, Media, Stream, VideoMeta
 from testbed.tokenizer.sampling import Sampler
 
 Where = Literal["local", "edge"]
@@ -94,17 +99,37 @@ class Tokenize:
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """History a stream frame's small model is prompted with in place of its own (context
+    replacement, seed 001 Sec. 3.2): the large model's `answer` to frame `frame_index`, `lag`
+    frames before the current one. `tokens` are that frame's small-model tokens, which visual
+    focus matches the answer's region against (real runs keep them; the sim leaves them None)."""
+
+    frame_index: int
+    lag: int
+    answer: Inference
+    tokens: Tokens | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Infer:
     """Run `model` on `tokens` merged to `density` per frame, prompted with the question and its
     options; returns the option logits. The large model on the small model's tokens is the
     shared-encoder hybrid (QuickGrasp's VLM7B-Encoder2B), on its own encoder's tokens the native
-    large VLM. `tokens=None` inside an Offload means the tokens made by the step before it."""
+    large VLM. `tokens=None` inside an Offload means the tokens made by the step before it.
+
+    Stream frames (options = the categories; a score > 0 means present for multi-label tasks):
+    `context` replaces the small model's own history with a large-model answer, and `focus`
+    weights the frame's tokens by their similarity to that answer's region (seed 001 Sec. 3.3,
+    Eq. 7-11); focus needs a context."""
 
     model: ModelName
     tokens: Tokens | None
     density: int
     question: str
     options: tuple[str, ...]
+    context: Context | None = None
+    focus: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +213,54 @@ class _TimedOut:
 TIMED_OUT = _TimedOut()
 
 
+@dataclass(frozen=True, slots=True)
+class NextFrame:
+    """Wait for the next frame of stream `stream_id` to be captured and return it (a `Frame`; at
+    once if it already was, when the policy runs late), or `END_OF_STREAM` after the last."""
+
+    stream_id: str
+
+
+class _EndOfStream:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END_OF_STREAM"
+
+
+END_OF_STREAM = _EndOfStream()
+
+
+@dataclass(frozen=True, slots=True)
+class FrameAnswer:
+    """A frame's answer: the labels (category indices), which model gave them ("none": no
+    answer), and the frame whose large-model answer the small model used as history (-1: none)."""
+
+    labels: tuple[int, ...]
+    source: Literal["small", "large", "none"]
+    context_frame: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Record `answer` as frame `frame_index`'s answer now. With `better` (a Future of a
+    large-model Inference), that answer replaces it if it finishes by the stream-clock time
+    `until_s` (the frame's deadline): results within tau are adopted (seed 001 Sec. 3.1). An
+    answer recorded after the stream ended is dropped. Returns None."""
+
+    frame_index: int
+    answer: FrameAnswer
+    better: Future | None = None
+    until_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    """What a stream policy returns after END_OF_STREAM."""
+
+    frames: int
+
+
 class PolicyInterrupt(TestbedError):
     """Thrown into a policy at the effect it was waiting on; a policy may catch it and fall back."""
 
@@ -196,11 +269,12 @@ class EdgeUnavailable(PolicyInterrupt):
     """The edge did not answer an Offload (down, busy or too late)."""
 
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Offload, Submit, Wait, WaitAny]
+Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Offload, Submit, Wait, WaitAny, NextFrame, Emit]
 
 HANDLERS: dict[type, str] = {
     Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress", Describe: "describe",
     Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
+    NextFrame: "next_frame", Emit: "emit",
 }
 """The interpreter method that performs each effect (one method per effect, found by type)."""
 
@@ -218,9 +292,12 @@ class Answer:
 
 
 Policy = Generator[Effect, Any, Answer]
+StreamPolicy = Generator[Effect, Any, StreamDone]
 Step = Generator[Effect, Any, Any]
 """A helper generator a policy delegates to with ``yield from`` (returns any value)."""
 
-__all__ = ["Answer", "Compress", "ContextInputs", "Decompress", "Describe", "EdgeStep", "EdgeUnavailable", "Effect", "Future", "HANDLERS",
-           "ImageMeta", "Infer", "Inference", "ModelName", "Offload", "Payload", "Policy", "PolicyInterrupt", "Step",
-           "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny", "Where"]
+__all__ = ["Answer", "Compress", "Context", "ContextInputs", "Decompress", "Describe", "EdgeStep", "EdgeUnavailable",
+           "Effect", "Emit", "END_OF_STREAM", "Frame", "FrameAnswer", "Future", "HANDLERS", "ImageMeta", "Infer",
+           "Inference", "ModelName", "NextFrame", "Offload", "Payload", "Policy", "PolicyInterrupt", "Step", "Stream",
+           "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
+           "Where"]

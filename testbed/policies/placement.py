@@ -14,8 +14,8 @@ from typing import Any, Callable, Generator
 
 from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
-from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Infer, Offload, Submit, Tokenize,
-                                      Tokens, Wait, WaitAny)
+from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Emit, Infer, NextFrame, Offload, Submit,
+                                      Tokenize, Tokens, Wait, WaitAny)
 from testbed.query import Media
 
 ALLOWED: dict[type, frozenset[str]] = {
@@ -28,6 +28,8 @@ ALLOWED: dict[type, frozenset[str]] = {
     Submit: frozenset({"local"}),
     Wait: frozenset({"local"}),
     WaitAny: frozenset({"local"}),
+    NextFrame: frozenset({"local"}),
+    Emit: frozenset({"local"}),
 }
 """The sites each effect may run on: "local" (yielded by a policy) or "edge" (a step of an Offload)."""
 

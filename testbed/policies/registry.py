@@ -6,12 +6,16 @@ import cycle. Results show these names.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
-from typing import Callable
+from typing import Any, Callable, get_type_hints
 
 from testbed.errors import ConfigError
 from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
 from testbed.policies.baselines import collaborative, device_native, edge_hosted
+from testbed.policies.edgevlm import (AdasKnobs, EdgeVLMKnobs, LaecipsKnobs, adas_like, band_knobs, distributed_vlm,
+                                      edgevlm, laecips_like, lvlm_only, svlm_only)
 from testbed.policies.oracle import oracle
 from testbed.policies.quickgrasp import nosharing, quickgrasp_adaptive, quickgrasp_fixed
 from testbed.query import DENSITIES
@@ -28,7 +32,20 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
                description="QuickGrasp router; epsilon-greedy on the backbone's latent picks the density"),
     PolicySpec("quickgrasp-linucb", quickgrasp_adaptive, LinUCBKnobs, agent="linucb", uses_density=True,
                description="QuickGrasp router; LinUCB on the raw context picks the density"),
+    # streams (seed 001): one generator per camera stream
+    PolicySpec("svlm-only", svlm_only, stream=True, description="small VLM on every frame, its own history"),
+    PolicySpec("lvlm-only", lvlm_only, stream=True, description="every frame to the large VLM; late answers are none"),
+    PolicySpec("distributed-vlm", distributed_vlm, stream=True,
+               description="large VLM's encoder on the device, features to the edge"),
+    PolicySpec("edgevlm", edgevlm, EdgeVLMKnobs, stream=True,
+               description="edgeVLM: K_call/K_delay uploads, late answers as context (CRM + VFM)"),
+    PolicySpec("laecips-like", laecips_like, LaecipsKnobs, stream=True,
+               description="difficulty classifier offloads the hardest frames"),
+    PolicySpec("adas-like", adas_like, AdasKnobs, stream=True, description="latency-adaptive offloading"),
 )}
+
+STREAM_FAMILIES = {"edgevlm": (20, 35, 50, 100), "laecips-like": (20, 35, 50), "adas-like": (20, 35, 50)}
+"""`<family>-lcr<band>`: the family's knob defaults for a Table 2 call-ratio band."""
 
 PER_DENSITY: dict[str, Callable[[int], PolicySpec]] = {
     "quickgrasp": lambda a: PolicySpec(f"quickgrasp-fixed{a}", quickgrasp_fixed(a), RouteKnobs, uses_density=True,
@@ -42,11 +59,28 @@ BASELINES = ("device-native", "edge-hosted", "collaborative")
 
 
 def policy_names() -> list[str]:
-    """Every name `resolve` accepts (density families expanded)."""
+    """Every name `resolve` accepts (density and band families expanded)."""
     names = list(FIXED)
     for prefix in PER_DENSITY:
         names += [f"{prefix}-fixed{a}" for a in DENSITIES]
+    for family, bands in STREAM_FAMILIES.items():
+        names += [f"{family}-lcr{b}" for b in bands]
     return names
+
+
+@functools.lru_cache(maxsize=None)
+def _band_spec(family: str, band: int) -> PolicySpec:
+    base = FIXED[family]
+    defaults: dict[str, Any] = band_knobs(family, band)
+    hints = get_type_hints(base.knobs)
+    fields = [(f.name, hints[f.name], dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
+              for f in dataclasses.fields(base.knobs)]
+    knobs = dataclasses.make_dataclass(f"{base.knobs.__name__}Lcr{band}", fields, frozen=True,
+                                       namespace={"__post_init__": getattr(base.knobs, "__post_init__"),
+                                                  "__doc__": f"{base.knobs.__doc__} Defaults for the {band}% band."})
+    what = "every frame" if band == 100 else f"the {band}-{band + 10}% call-ratio band"
+    return dataclasses.replace(base, name=f"{family}-lcr{band}", knobs=knobs,
+                               description=f"{base.description} ({what})")
 
 
 def resolve(name: str, path: str = "policies.run") -> PolicySpec:
@@ -57,4 +91,7 @@ def resolve(name: str, path: str = "policies.run") -> PolicySpec:
     m = re.fullmatch(r"([a-z-]+)-fixed(\d+)", name)
     if m and m.group(1) in PER_DENSITY and int(m.group(2)) in DENSITIES:
         return PER_DENSITY[m.group(1)](int(m.group(2)))
+    m = re.fullmatch(r"([a-z-]+)-lcr(\d+)", name)
+    if m and int(m.group(2)) in STREAM_FAMILIES.get(m.group(1), ()):
+        return _band_spec(m.group(1), int(m.group(2)))
     raise ConfigError(path, f"unknown policy {name!r}; allowed: {', '.join(policy_names())}")

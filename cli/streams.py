@@ -1,0 +1,162 @@
+"""Camera streams (seed 001) on the command line: `testbed sim` of a stream scenario (called from
+cli/main.py's sim command when workload.kind is a stream kind), `testbed synth-streams` (write the
+calibrated synthetic stream trace) and `testbed fit-streams` (refit its parameters to Table 2)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+
+def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> int:
+    """Simulate a stream scenario (every sweep point) and write its results folder."""
+    import pandas as pd
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.engine import load_streams, run_stream_scenario
+    from testbed.profiles import load_profile
+    from testbed.results import label
+    from testbed.scenario import resolved_toml
+    from testbed.streams import report
+
+    points = sc.grid()
+    total = sum(load_streams(p).frames * len(p.policies.run) for _, p in points)
+    summaries: list[tuple[dict[str, Any], pd.DataFrame]] = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"simulating {sc.name} (frames)", total=total)
+        for i, (assignment, point) in enumerate(points):
+            run = run_stream_scenario(point, lambda n: bar.advance(task, n), load_profile(point.profile_path()))
+            summary = report.summarize_frames(run.queries)
+            folder = out if len(points) == 1 else out / f"point-{i:03d}"
+            folder.mkdir(exist_ok=True)
+            report.write_stream_run(folder, point.name, point.description, resolved_toml(point), run, summary,
+                                    point.seed)
+            summaries.append((assignment, summary))
+    data = label(run)
+    if len(points) == 1:
+        summary = summaries[0][1]
+        cols = ["benchmark", "policy", "micro_f1", "macro_f1", "em", "accuracy", "lcr", "lhl_s", "lcr_band",
+                "deadline_misses"]
+        console.print(f"[bold]{sc.name}[/bold] - {data}")
+        console.print(report.format_table(summary[cols].dropna(axis=1, how="all")))
+        console.print("\n[bold]Table 2, measured[/bold]")
+        console.print(report.format_table(report.table2(summary)))
+        comparison = report.paper_comparison(summary)
+        held = comparison[comparison.role == "held out"]
+        if len(held):
+            console.print(f"\nheld-out Table 2 figures: mean |error| {held.error.abs().mean():.2f} points, "
+                          f"max {held.error.abs().max():.2f} ({len(held)} figures; paper_comparison.csv)")
+        for line in report.orderings(summary):
+            console.print(("[green]" if line.startswith("PASS") else "[red]") + line)
+    else:
+        keys = list(sc.sweep)
+        table = pd.concat([s.assign(**a) for a, s in summaries], ignore_index=True)
+        table = table[[*keys, *[c for c in table.columns if c not in keys]]]
+        table.to_csv(out / "sweep.csv", index=False)
+        md = [f"# {sc.name} sweep", "", f"**Data:** {data}", "", report.format_table(table), ""]
+        for key in keys:
+            m = re.fullmatch(r"policies\.(.+)\.k_call", key)
+            if m and len(keys) == 1:
+                t1 = report.table1([(int(a[key]), s) for a, s in summaries], m.group(1))
+                t1.to_csv(out / "table1.csv", index=False)
+                (out / "table1.md").write_text(f"# LCR and LHL over K_call ({m.group(1)}) - {data}\n\n"
+                                               "Next to seed 001's Table 1 (nuScenes, K_delay = 4).\n\n"
+                                               + report.format_table(t1) + "\n")
+                md += [f"## LCR and LHL over K_call ({m.group(1)}), next to seed 001's Table 1", "",
+                       report.format_table(t1), ""]
+                console.print(f"[bold]LCR and LHL over K_call[/bold] ({m.group(1)}) - {data}")
+                console.print(report.format_table(t1))
+        (out / "sweep.md").write_text("\n".join(md))
+    console.print(f"\nresults: {out}")
+    return 0
+
+
+def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
+    """Play generated videos in real time to the stream policies (real models, in one process),
+    write the results folder with every frame's lateness, and record a stream trace the sim replays."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cli.main import _stamp
+    from live.streams import host_provenance, record_trace, run_streams_real
+    from testbed.models.pair import make_pair
+    from testbed.results import label, new_run_dir
+    from testbed.scenario import resolved_toml
+    from testbed.streams import report
+    from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
+
+    pair = make_pair(sc.models.preset, sc.models.device)
+    out = new_run_dir(Path(args.out), sc.name, _stamp())
+    frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
+    notes: list[str] = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"playing {sc.name} in real time (frames)", total=frames)
+        run, played = run_streams_real(sc, pair, out, "inproc", lambda n: bar.advance(task, n), notes.append)
+    for n in notes:
+        console.print(f"[yellow]note:[/yellow] {n}")
+    summary = report.summarize_frames(run.queries)
+    report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc), run, summary, sc.seed,
+                            {"models": pair.preset, "device": sc.models.device})
+    late = report.lateness(run.queries)
+    late.to_csv(out / "lateness.csv", index=False)
+    console.print(f"[bold]{sc.name}[/bold] - {label(run)}")
+    console.print(report.format_table(summary[["policy", "accuracy", "lcr", "lhl_s", "large_share",
+                                               "deadline_misses"]], ".3f"))
+    console.print("\n[bold]Local path against each frame's deadline[/bold] (lateness < 0: early)")
+    console.print(report.format_table(late, ".3f"))
+    console.print("recording a stream trace (every frame through both models, offline) ...")
+    trace = record_trace(pair, played, sc.models.default_density,
+                         threads=sc.stream.cpu_threads if sc.models.device == "cpu" else 0)
+    provenance = host_provenance(pair, "inproc")
+    params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": "ffmpeg-lavfi-stream",
+              "note": "SYNTHETIC videos (ffmpeg test sources); cloud_s measured in one process (no network)"}
+    table_to_streams(to_table(trace, provenance, params))  # validates before writing
+    write_stream_trace(trace, out / "stream_trace.parquet", provenance, params)
+    console.print(f"stream trace: {out / 'stream_trace.parquet'} (replay it: workload.kind = 'stream-trace')")
+    console.print(f"\nresults: {out}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from testbed.streams.synthetic import synthetic_streams
+    from testbed.streams.trace import write_stream_trace
+
+    frame, provenance, params = synthetic_streams(tuple(args.datasets), args.seed, args.streams)
+    write_stream_trace(frame, Path(args.out), provenance, params)
+    print(f"wrote {len(frame)} frames of {frame.stream_id.nunique()} streams to {args.out} ({provenance})")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from testbed.report import format_table
+    from testbed.streams.fit import MULTI, SINGLE, fit_spec
+    from testbed.streams.synthetic import SPECS
+
+    for name in args.datasets:
+        spec, table = fit_spec(SPECS[name], args.seed, args.max_evals)
+        names = MULTI if spec.task == "multi-label" else SINGLE
+        print(f"{name}: " + ", ".join(f"{n}={getattr(spec, n):.4g}" for n in names))
+        print(format_table(pd.DataFrame(table)))
+    return 0
+
+
+def register(sub: Any) -> None:
+    from testbed.streams.specs import DATASETS
+
+    g = sub.add_parser("synth-streams", help="write the calibrated synthetic stream trace (seed 001) as Parquet")
+    g.add_argument("out")
+    g.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--streams", type=int, default=0, help="streams per dataset (0: the dataset's own count)")
+    g.set_defaults(fn=_cmd_synth)
+    f = sub.add_parser("fit-streams", help="fit the synthetic streams' model parameters to seed 001's calibration "
+                                           "rows (Table 2: SVLM-only, LVLM-only, edgeVLM at 20-30%%)")
+    f.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    f.add_argument("--seed", type=int, default=1, help="seed of the draws fitted on (results are reported on 0)")
+    f.add_argument("--max-evals", type=int, default=300)
+    f.set_defaults(fn=_cmd_fit)

@@ -1,0 +1,367 @@
+"""Camera streams for real (seed 001), in one process: a source plays a video in real time at the
+scenario's frame rate to the local node, the stream policy answers every frame with the real small
+model, the edge's large model answers uploaded frames asynchronously (InProcEdge), and every
+frame's row records when its answer was given against its deadline.
+
+Videos: each stream is made with ffmpeg from segments of its test sources (a few seconds each), so
+a frame's label is the source it shows (single-label, SYNTHETIC: tiny models answer noise; the
+times are real). The source thread decodes each frame just before its capture time, writes it as
+a JPEG (what an upload sends) and releases it at t0 + k / fps.
+
+Recording: after the policies, every frame is run once more offline, the way seed 001 logged its
+cloud model on every frame (Sec. 4.1.3): the large model (its service time is the trace's
+cloud_s), the small model alone, and the small model with the large answer of each earlier frame
+up to 10 s back as its history. That is a stream trace (testbed/streams/trace.py, provenance
+``live:<host>:<models>``) that `testbed sim` replays with workload.kind = 'stream-trace'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from live.real import InProcEdge, RealInterpreter, RealNode, history_prompt, to_density
+from live.videos import SOURCES, ffmpeg
+from testbed.errors import TestbedError
+from testbed.models.pair import VLMPair
+from testbed.policies.base import PolicyContext
+from testbed.policies.driver import drive, run_sync
+from testbed.policies.effects import Context, Inference
+from testbed.policies.registry import resolve
+from testbed.query import ImageMeta
+from testbed.results import RunResult, frame_infer_key, image_tokenize_key
+from testbed.router.calibration import Calibration
+from testbed.scenario import Scenario
+from testbed.streams.run import FrameRun, StreamRun
+from testbed.streams.trace import StreamRecord
+
+Clock = Callable[[], float]
+QUESTION = "[synthetic] Which ffmpeg test source does this frame show?"
+GENERATOR = "ffmpeg-lavfi-stream"
+SIZE = (320, 180)
+VIDEO_FPS = 10
+MAX_LAG_S = 10.0
+
+
+def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float, int]]:
+    """A video of `seconds` s cut from test-source segments of 3-8 s; returns [(start s, source)]."""
+    rng = np.random.default_rng([seed, 16])
+    segments: list[tuple[float, int]] = []
+    t = 0.0
+    while t < seconds:
+        segments.append((t, int(rng.integers(len(SOURCES)))))
+        t += float(rng.uniform(3.0, 8.0))
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ends = [s for s, _ in segments[1:]] + [seconds]
+        cmd = [ffmpeg(), "-v", "error", "-y"]
+        for (start, src), end in zip(segments, ends):
+            cmd += ["-f", "lavfi", "-t", f"{end - start:.3f}", "-i",  # life, cellauto, mandelbrot: no duration option
+                    f"{SOURCES[src]}=size={SIZE[0]}x{SIZE[1]}:rate={VIDEO_FPS}"]
+        n = len(segments)
+        scaled = "".join(f"[{i}:v]format=yuv420p,setsar=1[s{i}];" for i in range(n))
+        cmd += ["-filter_complex", scaled + "".join(f"[s{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]",
+                "-map", "[v]",
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path.with_suffix(".tmp.mp4"))]
+        try:
+            subprocess.run(cmd, check=True, timeout=600, capture_output=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise TestbedError(f"ffmpeg could not make {path.name}: {exc}") from None
+        path.with_suffix(".tmp.mp4").rename(path)
+    return segments
+
+
+class VideoSource:
+    """Plays a video in real time: frame k (at k / fps of the video) is decoded, written as a JPEG
+    and released at t0 + k / fps. `frame(k)` blocks until then and returns it as an image."""
+
+    def __init__(self, video: Path, fps: float, n_frames: int, folder: Path, stream_id: str, clock: Clock) -> None:
+        self.video, self.fps, self.n = video, fps, n_frames
+        self.folder, self.stream_id, self.clock = folder, stream_id, clock
+        self.t0 = 0.0
+        self._ready = [threading.Event() for _ in range(n_frames)]
+        self._media: list[ImageMeta | None] = [None] * n_frames
+        self.released_s: list[float] = [float("nan")] * n_frames
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> float:
+        """Open the video and decode the first frame (a camera that is already running), then start
+        playing; returns t0, the clock time of frame 0's capture."""
+        import av
+
+        self._container = av.open(str(self.video))
+        self._frames = self._container.decode(video=0)
+        self._first = next(self._frames, None)
+        self.t0 = self.clock()
+        self._thread = threading.Thread(target=self._play, name=f"source-{self.stream_id}", daemon=True)
+        self._thread.start()
+        return self.t0
+
+    def _play(self) -> None:
+        import itertools
+
+        try:
+            with self._container:
+                frames = itertools.chain([self._first] if self._first is not None else [], self._frames)
+                k = 0
+                for vf in frames:
+                    if k >= self.n:
+                        break
+                    t = float(vf.pts * vf.time_base) if vf.pts is not None and vf.time_base is not None else 0.0
+                    if t + 1e-6 < k / self.fps:
+                        continue
+                    img = vf.to_image()
+                    path = self.folder / f"{self.stream_id}-{k:04d}.jpg"
+                    img.save(path, quality=85)
+                    self._media[k] = ImageMeta(img.width, img.height, path.stat().st_size, str(path))
+                    wait = self.t0 + k / self.fps - self.clock()
+                    if wait > 0:
+                        time.sleep(wait)
+                    self.released_s[k] = self.clock() - self.t0
+                    self._ready[k].set()
+                    k += 1
+            if k < self.n:
+                raise TestbedError(f"{self.video.name}: holds {k} frames at {self.fps} FPS, {self.n} asked for")
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting policy
+            self.error = exc
+            for e in self._ready:
+                e.set()
+
+    def frame(self, k: int) -> ImageMeta:
+        self._ready[k].wait()
+        if self.error is not None:
+            raise TestbedError(f"stream source failed: {self.error}")
+        media = self._media[k]
+        assert media is not None
+        return media
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+class LiveStreamRun(StreamRun):
+    """A StreamRun with the source its frames come from."""
+
+    source: VideoSource | None = None
+
+
+def live_record(stream_id: str, fps: float, seconds: float, segments: list[tuple[float, int]]) -> StreamRecord:
+    """A StreamRecord of a generated stream: times and labels known, scores left for the recording."""
+    n = int(round(seconds * fps))
+    times = np.arange(n) / fps
+    starts = np.array([s for s, _ in segments])
+    labels = np.zeros((n, len(SOURCES)), dtype=bool)
+    labels[np.arange(n), [segments[int(np.searchsorted(starts, t, side="right")) - 1][1] for t in times]] = True
+    zeros = np.zeros((n, len(SOURCES)))
+    return StreamRecord(stream_id, "generated", "single-label", fps, QUESTION, tuple(SOURCES), SIZE[0], SIZE[1], times,
+                        labels, zeros, zeros, np.zeros(n), np.zeros(n, dtype=np.int64))
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (0: unchanged) for the block: one thread keeps a frame's
+    latency steady when other work shares a small CPU (parallel regions wait for their slowest thread)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def warm_up(pair: VLMPair, edge: RealNode, devices: list[RealNode], folder: Path, density: int) -> None:
+    """Run both paths once on a blank frame before any stream starts, as a deployed system would
+    be warm when its camera starts: first calls allocate and initialise (uncounted)."""
+    from PIL import Image
+
+    path = folder / "warm-up.jpg"
+    Image.new("RGB", SIZE).save(path)
+    options = tuple(SOURCES)
+    for node in (*devices, edge):
+        for name, tok in node.tokenizers.items():
+            tokens = tok.image(path).tokens
+            pair.models[name].option_logits(to_density(tokens, density), QUESTION, options)
+    path.unlink()
+
+
+def vision_tokens(pair: VLMPair) -> int:
+    """Tokens the large model's encoder makes of one frame."""
+    return int(pair.encoders["large"].tokens_per_frame)
+
+
+def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inproc",
+                     progress: Callable[[int], None] | None = None, note: Callable[[str], None] = print,
+                     clock: Clock = time.perf_counter) -> tuple[RunResult, list[tuple[StreamRecord, list[ImageMeta]]]]:
+    """Run every stream policy of `sc` for real on generated videos played in real time.
+    Returns the result and, per stream, its record and frame images (for `record_trace`)."""
+    st = sc.stream
+    n = int(round(st.seconds * st.fps))
+    if n < 1:
+        raise TestbedError("stream.seconds x stream.fps must give at least one frame")
+    from live.run import cache_dir
+
+    videos = []
+    for i in range(st.live_streams):
+        path = cache_dir() / "streams" / f"stream-{st.seconds:g}s-seed{sc.seed}-{i}.mp4"
+        videos.append((f"live-{i:02d}", path, make_stream_video(path, st.seconds, sc.seed * 1000 + i)))
+    frames_dir = folder / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    edge = RealNode(pair, sc.nodes.edge_gpus, sc.nodes.chunk_frames)
+    devices = [RealNode(pair, sc.nodes.local_gpus, sc.nodes.chunk_frames) for _ in range(sc.arrivals.clients)]
+    rows: list[dict[str, Any]] = []
+    totals = []
+    notes: set[str] = set()
+    played: dict[str, tuple[StreamRecord, list[ImageMeta]]] = {}
+    tokens = vision_tokens(pair)
+    stack = contextlib.ExitStack()
+    stack.enter_context(cpu_threads(st.cpu_threads if sc.models.device == "cpu" else 0))
+    try:
+        warm_up(pair, edge, devices, frames_dir, sc.models.default_density)
+        for name in sc.policies.run:
+            spec = resolve(name)
+            ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(Calibration(1.0, 1.0)),
+                                sc.models.default_density)
+            for node in (edge, *devices):
+                node.busy_s = 0.0
+            interp = RealInterpreter(devices, edge, InProcEdge(), wire_dtype=sc.models.dtype, clock=clock)
+            runs: list[LiveStreamRun] = []
+            t_start = clock()
+            try:
+                for stream_id, video, segments in videos:  # one client: streams one after another
+                    rec = live_record(stream_id, st.fps, st.seconds, segments)
+                    run = LiveStreamRun(rec, 0, st.tau_s, tokens)
+                    policy_dir = frames_dir / name
+                    policy_dir.mkdir(exist_ok=True)
+                    run.source = VideoSource(video, st.fps, n, policy_dir, stream_id, clock)
+                    run.start_s = run.source.start()
+
+                    def perform(e: Any, run: LiveStreamRun = run) -> Any:
+                        return interp.perform(e, run.current if run.current is not None else run)
+
+                    run_sync(drive(spec.fn(run.view(), ctx), perform))
+                    run.source.join()
+                    end = run.start_s + run.end_s  # the next stream starts when this one ends
+                    time.sleep(max(0.0, end - clock()))
+                    runs.append(run)
+                    notes |= run.notes
+                    played.setdefault(stream_id, (rec, [m for m in run.source._media if m is not None]))
+                    if progress:
+                        progress(n)
+                from concurrent.futures import wait as cwait
+
+                cwait([f for r in runs for f in r.futures.values()])
+            finally:
+                interp.close()
+            for r in runs:
+                rows += r.rows(name, mode)
+            span = max(clock() - t_start, 1e-12)
+            totals.append({"policy": name, "makespan_s": span, "edge_gpu_busy_s": edge.busy_s,
+                           "edge_gpu_util": edge.busy_s / (span * sc.nodes.edge_gpus), "uplink_util_max": 0.0,
+                           "downlink_util_max": 0.0, "bytes_up": sum(x["bytes_up"] for x in rows if x["policy"] == name),
+                           "bytes_down": sum(x["bytes_down"] for x in rows if x["policy"] == name)})
+    finally:
+        stack.close()
+        for node in (edge, *devices):
+            node.close()
+    for x in sorted(notes):
+        note(x)
+    provenance = f"synthetic:{GENERATOR}:{sc.seed}"
+    result = RunResult(pd.DataFrame(rows), pd.DataFrame(totals), provenance, f"measured ({mode}, models {pair.preset})",
+                       Calibration(1.0, 1.0), {"fps": st.fps, "seconds": st.seconds, "streams": st.live_streams},
+                       mode, tuple(sorted(notes)), kind="stream")
+    return result, list(played.values())
+
+
+def record_trace(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], density: int,
+                 clock: Clock = time.perf_counter, max_lag_s: float = MAX_LAG_S, threads: int = 1) -> pd.DataFrame:
+    """Every frame once more, offline: the large model (timed: cloud_s), the small model alone and
+    with each earlier frame's large answer (up to `max_lag_s` back) as history. Trace rows."""
+    with cpu_threads(threads):
+        return _record(pair, played, density, clock, max_lag_s)
+
+
+def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], density: int, clock: Clock,
+            max_lag_s: float) -> pd.DataFrame:
+    node = RealNode(pair)
+    small_tok, large_tok = node.tokenizers["small"], node.tokenizers["large"]
+    small, large = pair.models["small"], pair.models["large"]
+    rows = []
+    try:
+        for rec, media in played:
+            d_max = max(1, int(round(max_lag_s * rec.fps)))
+            large_scores, s_own, times = [], [], []
+            toks = []
+            for m in media:
+                t0 = clock()
+                ts = small_tok.image(m.path).tokens
+                t1 = clock()
+                own = small.option_logits(to_density(ts, density), rec.question, rec.categories)
+                t2 = clock()
+                tl = large_tok.image(m.path).tokens
+                t3 = clock()
+                big = large.option_logits(to_density(tl, density), rec.question, rec.categories)
+                t4 = clock()
+                toks.append(ts)
+                s_own.append(own)
+                large_scores.append(big)
+                times.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+            for k, m in enumerate(media):
+                ctx, ctx_t = [], []
+                for d in range(1, d_max + 1):
+                    if k - d < 0:
+                        ctx.append(s_own[k])
+                        continue
+                    fake = _FrameView(rec)
+                    prompt = history_prompt(fake, Context(k - d, d, Inference("large", large_scores[k - d])))  # type: ignore[arg-type]
+                    t0 = clock()
+                    ctx.append(small.option_logits(to_density(toks[k], density), prompt + rec.question,
+                                                   rec.categories))
+                    ctx_t.append(clock() - t0)
+                tok_s, own_s, ltok_s, big_s = times[k]
+                recorded = {image_tokenize_key("local"): tok_s,
+                            image_tokenize_key("edge"): ltok_s,
+                            frame_infer_key("local", "small", False, False): own_s}
+                if ctx_t:
+                    recorded[frame_infer_key("local", "small", True, False)] = float(np.mean(ctx_t))
+                    recorded[frame_infer_key("local", "small", True, True)] = float(np.mean(ctx_t))
+                rows.append({
+                    "stream_id": rec.stream_id, "benchmark": rec.benchmark, "frame_index": k,
+                    "frame_time_s": float(rec.times[k]), "fps": rec.fps, "task": rec.task, "question": rec.question,
+                    "categories": list(rec.categories), "labels": np.flatnonzero(rec.labels[k]).astype(np.int32),
+                    "width": np.int32(m.width), "height": np.int32(m.height), "image_bytes": m.file_bytes,
+                    "small_logits": np.asarray(s_own[k], np.float32), "large_logits": np.asarray(large_scores[k], np.float32),
+                    "cloud_s": big_s, "context_logits": [np.asarray(x, np.float32) for x in ctx],
+                    # the tiny and real-size pairs report no region of interest: focus changes nothing
+                    "context_focus_logits": [np.asarray(x, np.float32) for x in ctx],
+                    "large_latency_s": ltok_s + big_s, "recorded_s": sorted(recorded.items()), "path": m.path,
+                })
+    finally:
+        node.close()
+    return pd.DataFrame(rows)
+
+
+class _FrameView:
+    """Just enough of a FrameRun for `history_prompt`."""
+
+    def __init__(self, rec: StreamRecord) -> None:
+        self.stream = type("S", (), {"rec": rec})()
+
+
+def host_provenance(pair: VLMPair, mode: str) -> str:
+    return f"live:{platform.node() or 'host'}:{pair.preset}:{mode}"
+
+
+__all__ = ["FrameRun", "LiveStreamRun", "VideoSource", "record_trace", "run_streams_real"]

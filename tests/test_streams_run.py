@@ -1,0 +1,121 @@
+"""Stream runs end to end: `testbed sim` results folders (Table 2 and Table 1 shapes), visual
+focus's arithmetic, and a real-time run with tiny models that records a trace the sim replays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cli.main import main
+from testbed.streams.focus import focus_tokens, focus_weights, roi_patches
+
+SMALL = """
+description = "tiny stream run"
+seed = 1
+[workload]
+kind = "stream"
+[stream]
+streams_per_dataset = 12
+[network]
+up_mbps = 211.0
+down_mbps = 72.0
+rtt_ms = 42.0
+[nodes]
+edge_gpus = 64
+[policies]
+run = ["svlm-only", "lvlm-only", "laecips-like", "adas-like", "edgevlm"]
+baselines = []
+{extra}
+"""
+
+
+def test_sim_of_a_stream_scenario_writes_its_results(tmp_path, capsys):
+    sc = tmp_path / "st.toml"
+    sc.write_text(SMALL.format(extra=""))
+    assert main(["sim", str(sc), "--out", str(tmp_path / "res")]) == 0
+    (run,) = (tmp_path / "res" / "st").iterdir()
+    names = {p.name for p in run.iterdir()}
+    assert {"frames.parquet", "summary.csv", "summary.md", "table2.csv", "table2.md", "paper_comparison.csv",
+            "scenario.toml", "versions.json", "totals.csv", "f1_vs_lcr.png"} <= names
+    s = pd.read_csv(run / "summary.csv")
+    assert {"micro_f1", "macro_f1", "em", "accuracy", "lcr", "lhl_s", "lcr_band", "deadline_misses"} <= set(s.columns)
+    assert list(s.policy) == ["svlm-only", "lvlm-only", "laecips-like", "adas-like", "edgevlm"]
+    frames = pd.read_parquet(run / "frames.parquet")
+    assert len(frames) == 5 * 12 * 20
+    assert "SYNTHETIC" in (run / "summary.md").read_text() and "SYNTHETIC" in (run / "table2.md").read_text()
+    t2 = pd.read_csv(run / "table2.csv")
+    assert {"nuscenes Micro-F1", "nuscenes Macro-F1", "nuscenes 0-1 EM", "nuscenes LCR"} <= set(t2.columns)
+    cmp = pd.read_csv(run / "paper_comparison.csv")
+    assert set(cmp.role) <= {"fitted", "held out", "band"}
+    # the rows in the results are the rows the run made: LCR is the uploaded share of frames
+    e = frames[frames.policy == "edgevlm"]
+    assert s.set_index("policy").lcr["edgevlm"] == pytest.approx(100 * e.uploaded.mean())
+    assert "Table 2, measured" in capsys.readouterr().out
+
+
+def test_a_k_call_sweep_writes_table_1(tmp_path):
+    sc = tmp_path / "k.toml"
+    sc.write_text(SMALL.format(extra='[sweep]\n"policies.edgevlm.k_call" = [1, 3]\n'))
+    assert main(["sim", str(sc), "--out", str(tmp_path / "res")]) == 0
+    (run,) = (tmp_path / "res" / "k").iterdir()
+    t1 = pd.read_csv(run / "table1.csv")
+    assert list(t1.k_call) == [1, 3] and list(t1.paper_lcr) == [69.1, 27.3]
+    assert list(t1.lcr) == [50.0, 25.0]  # 'call' reading: ceil(20 / (K + 1)) of 20 frames
+    assert (run / "point-000" / "summary.csv").is_file() and (run / "sweep.csv").is_file()
+    assert "SYNTHETIC" in (run / "table1.md").read_text()
+
+
+def test_roi_patches_by_hand():
+    # a 4x4 grid on 400x200: patches 100 x 50 px; the box (150, 60)-(260, 90) covers columns 1-2 of row 1
+    assert roi_patches((150, 60, 260, 90), 400, 200, 4) == [5, 6]
+    assert roi_patches((0, 0, 400, 200), 400, 200, 4) == list(range(16))
+    assert roi_patches((10, 10, 10, 50), 400, 200, 4) == []
+
+
+def test_focus_follows_eq_10_and_11():
+    then = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    now = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    w = focus_weights(now, then, [[0]], mu=1.0)
+    s = torch.tensor([1.0, 0.0, 1 / math.sqrt(2)])  # cosine to the ROI's feature (1, 0)
+    assert torch.allclose(w, torch.sigmoid(s) + 0.5)  # mu sigmoid(s) + b, 0.5 mu + b = 1
+    assert w[1] == pytest.approx(1.0)  # no similarity either way: the token is kept
+    out = focus_tokens(now, then, [[0]], alpha=0.7, mu=1.0)
+    assert torch.allclose(out, 0.7 * now + 0.3 * w[:, None] * now)
+    assert torch.equal(focus_weights(now, then, [[]]), torch.ones(3))
+
+
+@pytest.mark.slow
+def test_a_live_stream_keeps_real_time_and_records_a_replayable_trace(tmp_path, monkeypatch):
+    """Tiny models at 1 FPS on this machine's CPU: every frame's local answer is before its deadline."""
+    monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
+    from live.streams import record_trace, run_streams_real
+    from sim.engine import run_stream_scenario
+    from testbed.models.pair import make_pair
+    from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
+    from tests.conftest import make_scenario
+
+    sc = make_scenario({"workload": {"kind": "stream"}, "stream": {"fps": 1.0, "seconds": 4.0, "live_streams": 1},
+                        "policies": {"run": ["svlm-only", "edgevlm"], "baselines": []}})
+    pair = make_pair("tiny")
+    run, played = run_streams_real(sc, pair, tmp_path / "out", note=lambda s: None)
+    q = run.queries
+    assert len(q) == 2 * 4 and q.answered.all()
+    assert not q.local_missed.any(), q[["policy", "frame_index", "local_lateness_s"]]
+    assert (q.local_s >= q.frame_time_s).all()  # nothing answered before its frame was captured
+    e = q[q.policy == "edgevlm"]
+    assert e.uploaded.iloc[0] and (e.context_lag_s.dropna() <= 10).all()
+    trace = record_trace(pair, played, 16, max_lag_s=2.0)
+    wl = table_to_streams(to_table(trace, "live:test:tiny", {}))
+    assert wl.streams[0].n == 4 and wl.streams[0].max_lag == 2 and (wl.streams[0].cloud_s > 0).all()
+    write_stream_trace(trace, tmp_path / "t.parquet", "live:test:tiny")
+    replay = make_scenario({"workload": {"kind": "stream-trace", "path": str(tmp_path / "t.parquet")},
+                            "policies": {"run": ["svlm-only", "edgevlm"], "baselines": [],
+                                         "edgevlm": {"delta_s": 2.0}}})  # the trace holds 2 lags
+    rows = run_stream_scenario(replay).queries
+    assert len(rows) == 2 * 4 and np.isin(rows.source, ["small", "large", "none"]).all()
+    # replayed stage times are the recording's: a frame with no answer is one its local path made late
+    assert ((rows.source != "none") | rows.local_missed).all()
