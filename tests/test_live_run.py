@@ -86,5 +86,9 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest):
     q = run.queries
     test_ids = {r.query.query_id for r in wl.split("test")}
     assert set(q.query_id) == test_ids and len(q) == len(test_ids)  # zero lost queries
-    assert q.fallback.sum() == len(q) - 1 and (q[q.fallback].served_by == "local").all()
-    assert not q.iloc[q.submit_s.argmin()].fallback  # the first one was answered by the edge
+    first = q.iloc[q.submit_s.argmin()]
+    assert not first.fallback and first.served_by == "edge"  # answered before the edge died
+    # every query the edge did not answer fell back to the device and is counted as such (a query
+    # already at the edge when it was killed may still have been answered)
+    assert q.fallback.sum() >= 1 and (q.served_by == "edge").sum() + q.fallback.sum() == len(q)
+    assert (q[q.fallback].served_by == "local").all()
