@@ -188,6 +188,22 @@ def profiling_fit(records: Sequence[QueryRecord], calibration: Calibration, seed
     return _PROFILING[key]
 
 
+def policy_context(sc: Scenario, name: str, calibration: Calibration,
+                   profile_split: Sequence[QueryRecord]) -> PolicyContext:
+    """What policy `name` runs with in `sc`: its knobs, and a fresh run state (for an adaptive-density
+    policy, a density agent warm-started from the profiling split's fit)."""
+    spec = resolve(name)
+    knobs = sc.policies.knobs_for(name)
+    state = spec.new_state(calibration)
+    if spec.agent:
+        if not profile_split:
+            raise TestbedError(f"{name}: its density agent is fitted on the profiling split, which this "
+                               "workload lacks (give some queries split = 'profile')")
+        state.bandit = start_bandit(spec, knobs, profiling_fit(profile_split, calibration, sc.seed), calibration,
+                                    sc.seed, sc.resolve_path, {"scenario": sc.name})
+    return PolicyContext(knobs, state, sc.models.default_density)
+
+
 def trace_rewards(bandit: BanditRun, records: Sequence[QueryRecord]) -> dict[str, np.ndarray]:
     """Every density's proxy reward of each query whose trace holds every density's logits."""
     return {r.query.query_id: bandit.proxy_rewards(r.large_logits, sampled_frames(r.query.media, KEYFRAME_SAMPLER))
@@ -272,15 +288,10 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     for name in sc.policies.run:
         spec = resolve(name)
         knobs = sc.policies.knobs_for(name)
-        state = spec.new_state(calibration)
-        if spec.agent:
-            if not workload.split("profile"):
-                raise TestbedError(f"{name}: its density agent is fitted on the profiling split, which this "
-                                   "workload lacks (give some queries split = 'profile')")
-            profiling = profiling or profiling_fit(workload.split("profile"), calibration, sc.seed)
-            state.bandit = start_bandit(spec, knobs, profiling, calibration, sc.seed, sc.resolve_path,
-                                        {"scenario": sc.name})
-        ctx = PolicyContext(knobs, state, sc.models.default_density)
+        ctx = policy_context(sc, name, calibration, workload.split("profile"))
+        state = ctx.state
+        if state.bandit is not None:  # the fit policy_context used (cached): written with the results
+            profiling = profiling_fit(workload.split("profile"), calibration, sc.seed)
         r, t = simulate_policy(sc, profile, spec, ctx, test, progress)
         rows += r
         totals.append(t)

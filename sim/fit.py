@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from sim.costs import tokenize_cost
-from sim.engine import load_workload, simulate_policy
+from sim.engine import load_workload, policy_context, simulate_policy
 from testbed.policies.base import PolicyContext
 from testbed.policies.registry import BASELINES, resolve
 from testbed.query import QueryRecord
@@ -109,9 +109,8 @@ def simulate_for_fit(sc: Scenario, profile: HardwareProfile, per_benchmark: int 
         test = [r for b in wl.benchmarks() for r in [r for r in test if r.query.benchmark == b][:per_benchmark]]
     frames = []
     for name in policies:
-        spec = resolve(name)
-        ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(cal), sc.models.default_density)
-        rows, _ = simulate_policy(sc, profile, spec, ctx, test)
+        ctx = policy_context(sc, name, cal, wl.split("profile"))
+        rows, _ = simulate_policy(sc, profile, resolve(name), ctx, test)
         frames.append(pd.DataFrame(rows))
     return figure_frame(pd.concat(frames, ignore_index=True), test, profile, sc.nodes.chunk_frames)
 
