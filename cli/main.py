@@ -305,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     lv.set_defaults(fn=_cmd_live)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
+    __import__("cli.pocket", fromlist=["register"]).register(sub)  # train-pocket, pocket-eval, pocket-workload
     return p
 
 
