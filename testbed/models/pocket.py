@@ -57,22 +57,24 @@ class PocketWeightsError(TestbedError):
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """A head's shape: `mode` "mean" (one token per frame: the mean of the tokens it receives) or
-    "attn" (attention pooling over a frame's PCA-projected tokens with `heads` queries from the
-    question; `token_width` > 0 adds a per-token MLP of that width before the pooling)."""
+    """A head's shape. Every head reads each frame's mean token: through a LayerNorm and a linear
+    layer (`mean_dim` 0) or first cut to its top `mean_dim` principal components (the small head's
+    bottleneck). `mode` "attn" adds attention pooling over the frame's PCA-projected tokens with
+    `heads` queries from the question (`token_width` > 0: a per-token MLP of that width first)."""
 
     mode: str
     width: int
     word_dim: int
     heads: int = 4
     token_width: int = 0
+    mean_dim: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "width": self.width, "word_dim": self.word_dim, "heads": self.heads,
-                "token_width": self.token_width}
+                "token_width": self.token_width, "mean_dim": self.mean_dim}
 
 
-SMALL = HeadConfig("mean", 48, 32)
+SMALL = HeadConfig("mean", 32, 32, mean_dim=4)
 LARGE = HeadConfig("attn", 192, 64, 8)
 
 _WORD = re.compile(r"[a-z]+")
@@ -120,7 +122,8 @@ class QuestionEncoder(nn.Module):
 
 
 class PocketHead(nn.Module):
-    """Vision tokens (B, S, a, D) of S frames with frame weights, and questions -> (B, 13) answer logits.
+    """Frames' mean tokens (B, S, 1280), for "attn" also their PCA-projected tokens (B, S, a, 256),
+    and questions -> (B, 13) answer logits.
 
     `frame_bias` (B, S) is added to the frames' relevance before the softmax over frames: -inf
     masks padding, log(k) stands for a frame repeated k times (identical frames, one computed).
@@ -131,53 +134,58 @@ class PocketHead(nn.Module):
 
     def __init__(self, cfg: HeadConfig, dim: int = 1280) -> None:
         super().__init__()
+        if cfg.mode not in ("mean", "attn"):
+            raise ValueError(f"unknown head mode {cfg.mode!r}")
         self.cfg = cfg
         w = cfg.width
+        self.register_buffer("pca_mean", torch.zeros(dim))
+        self.register_buffer("pca", torch.zeros(dim, PCA_DIM))
         self.question = QuestionEncoder(cfg.word_dim, w)
-        if cfg.mode == "mean":
-            self.frame = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, w), nn.GELU())
-        elif cfg.mode == "attn":
-            self.register_buffer("pca_mean", torch.zeros(dim))
-            self.register_buffer("pca", torch.zeros(dim, PCA_DIM))
+        m = cfg.mean_dim or dim
+        self.mean = nn.Sequential(nn.LayerNorm(m), nn.Linear(m, w), nn.GELU())
+        if cfg.mode == "attn":
             t = cfg.token_width or PCA_DIM
             self.tokens: nn.Module = (nn.Sequential(nn.LayerNorm(PCA_DIM), nn.Linear(PCA_DIM, t), nn.GELU(),
                                                     nn.LayerNorm(t)) if cfg.token_width else nn.LayerNorm(PCA_DIM))
             self.query = nn.Linear(w, cfg.heads * t)
-            self.frame = nn.Sequential(nn.Linear((cfg.heads + 1) * t, w), nn.GELU())
-        else:
-            raise ValueError(f"unknown head mode {cfg.mode!r}")
+            self.frame = nn.Sequential(nn.Linear(cfg.heads * t + w, w), nn.GELU())
         self.rel_q = nn.Linear(w, w)
         self.rel = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.Linear(w, 1))
         self.ans_q = nn.Linear(w, w)
         self.answer = nn.Sequential(nn.Linear(2 * w, w), nn.GELU(), nn.Linear(w, len(ANSWERS)))
 
+    @property
+    def reads_tokens(self) -> bool:
+        return self.cfg.mode == "attn"
+
     def set_pca(self, mean: np.ndarray, components: np.ndarray) -> None:
-        """The fixed projection of the large head: token mean (D,) and directions (D, 256)."""
+        """The fixed projection: token mean (D,) and top principal directions (D, 256)."""
         with torch.no_grad():
             self.pca_mean.copy_(torch.from_numpy(mean))
             self.pca.copy_(torch.from_numpy(components))
 
-    def project(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The large head's fixed PCA: (..., 1280) -> (..., 256); the small head's identity."""
-        if self.cfg.mode != "attn":
-            return tokens
-        return (tokens - self.pca_mean) @ self.pca
+    def project(self, tokens: torch.Tensor, dims: int = PCA_DIM) -> torch.Tensor:
+        """(..., 1280) -> (..., dims) on the top principal directions."""
+        return (tokens - self.pca_mean) @ self.pca[:, :dims]
 
-    def frames(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """Per-frame features (B, S, w) of tokens x (B, S, a, D') (projected) given questions q (B, w)."""
-        if self.cfg.mode == "mean":
-            return self.frame(x.mean(2))
-        y = self.tokens(x)  # (B, S, a, t)
+    def frames(self, tokens: torch.Tensor | None, mean: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Per-frame features (B, S, w)."""
+        m = self.mean(self.project(mean, self.cfg.mean_dim) if self.cfg.mean_dim else mean)
+        if not self.reads_tokens:
+            return m
+        if tokens is None:
+            raise ValueError("an attention head needs the frames' tokens")
+        y = self.tokens(tokens)  # (B, S, a, t)
         b, t = y.shape[0], y.shape[-1]
         qh = self.query(q).view(b, 1, self.cfg.heads, t)  # one query per head, in token space
         att = torch.softmax(y @ qh.transpose(-1, -2) / math.sqrt(t), dim=2)  # (B, S, a, heads) over tokens
         pooled = att.transpose(-1, -2) @ y  # (B, S, heads, t)
-        return self.frame(torch.cat([pooled.flatten(2), y.mean(2)], -1))
+        return self.frame(torch.cat([pooled.flatten(2), m], -1))
 
-    def forward(self, x: torch.Tensor, frame_bias: torch.Tensor, words: torch.Tensor, wmask: torch.Tensor,
-                pairs: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor | None, mean: torch.Tensor, frame_bias: torch.Tensor, words: torch.Tensor,
+                wmask: torch.Tensor, pairs: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
         q = self.question(words, wmask, pairs, pmask)
-        p = self.frames(x, q)  # (B, S, w)
+        p = self.frames(tokens, mean, q)  # (B, S, w)
         r = self.rel(p * self.rel_q(q)[:, None]).squeeze(-1) + frame_bias
         z = (torch.softmax(r, dim=1)[..., None] * p).sum(1)
         return self.answer(torch.cat([z * self.ans_q(q), z], -1))
@@ -193,11 +201,13 @@ class PocketVLM(OptionModel):
     @torch.inference_mode()
     def answer_logits(self, vision: torch.Tensor, question: str) -> torch.Tensor:
         """(13,) logits of every answer for one query's (F, a, D) tokens."""
-        x = self.head.project(vision.to(self.device, torch.float32))[None]
+        v = vision.to(self.device, torch.float32)[None]
+        tokens = self.head.project(v) if self.head.reads_tokens else None
         words, pairs = word_ids(question)
         w, wm = pad_ids([words])
         p, pm = pad_ids([pairs])
-        return self.head(x, torch.zeros(1, x.shape[1], device=self.device), w.to(self.device), wm.to(self.device),
+        return self.head(tokens, v.mean(2), torch.zeros(1, v.shape[1], device=self.device), w.to(self.device),
+                         wm.to(self.device),
                          p.to(self.device), pm.to(self.device))[0]
 
     def option_logits(self, vision: torch.Tensor, question: str, options: tuple[str, ...] | list[str]) -> np.ndarray:

@@ -136,10 +136,20 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     return arr
 
 
+def mosaic(paths: "list[Path] | tuple[Path, ...]") -> np.ndarray:
+    """Four images as one 2 x 2 frame (1, 2H, 2W, 3) uint8, in reading order."""
+    from testbed.tokenizer.image import load_image
+
+    a, b, c, d = (load_image(p)[0] for p in paths)
+    return np.concatenate([np.concatenate([a, b], 1), np.concatenate([c, d], 1)], 0)[None]
+
+
 def image_features(split: Split, encoder: "object", cache: Path, batch: int = 32,
-                   progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """(n_images, 49, 1280) float16 encoder tokens of every image of `split`, computed once with the
-    tokenizer's own image path (decode, preprocess, encode) and cached in `cache`."""
+                   progress: Callable[[int], None] | None = None, mosaics: np.ndarray | None = None,
+                   key: str = "") -> np.ndarray:
+    """(n, 49, 1280) float16 encoder tokens of every image of `split` (or of each 2 x 2 mosaic of its
+    images, rows of `mosaics` (n, 4), cached under `key`), computed once with the tokenizer's own
+    image path (decode, preprocess, encode) and cached in `cache`."""
     import torch
 
     from testbed.models.encoder import VisionEncoder
@@ -147,23 +157,26 @@ def image_features(split: Split, encoder: "object", cache: Path, batch: int = 32
     from testbed.tokenizer.preprocess import preprocess
 
     assert isinstance(encoder, VisionEncoder)
-    path = features_path(cache, split.name, len(split.images))
+    n = len(split.images) if mosaics is None else len(mosaics)
+    path = features_path(cache, split.name + (f"-mosaic-{key}" if mosaics is not None else ""), n)
     if path.is_file():
         try:
             feats = np.load(path, allow_pickle=False, mmap_mode="r")
-            if feats.shape == (len(split.images), encoder.tokens_per_frame, encoder.dim):
+            if feats.shape == (n, encoder.tokens_per_frame, encoder.dim):
                 return np.asarray(feats)
         except (OSError, ValueError):
             pass  # a partial or corrupt cache file: compute it again
-    out = np.empty((len(split.images), encoder.tokens_per_frame, encoder.dim), dtype=np.float16)
-    for start in range(0, len(split.images), batch):
-        paths = split.images[start:start + batch]
-        frames = np.concatenate([load_image(p) for p in paths])
+    out = np.empty((n, encoder.tokens_per_frame, encoder.dim), dtype=np.float16)
+    for start in range(0, n, batch):
+        if mosaics is None:
+            frames = np.concatenate([load_image(p) for p in split.images[start:start + batch]])
+        else:
+            frames = np.concatenate([mosaic([split.images[i] for i in row]) for row in mosaics[start:start + batch]])
         pixels = preprocess(frames, encoder.image_size, encoder.mean, encoder.std)
         with torch.inference_mode():
-            out[start:start + len(paths)] = encoder.encode(pixels).float().numpy().astype(np.float16)
+            out[start:start + len(frames)] = encoder.encode(pixels).float().numpy().astype(np.float16)
         if progress:
-            progress(len(paths))
+            progress(len(frames))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, out, allow_pickle=False)

@@ -74,6 +74,41 @@ def compose_video(rng: np.random.Generator, shape: np.ndarray, color: np.ndarray
     return VideoQuestion(tuple(int(s) for s in scenes), question, answer, target)
 
 
+IMAGE_TEMPLATES = {
+    "color_of_shape": "what is the color of the {shape}?",
+    "shape_of_color": "what is the {color} shape?",
+    "has_shape": "does the image contain a {shape}?",
+    "has_color": "is there a {color} shape?",
+}
+"""Questions about a 2 x 2 mosaic of easy-VQA images, in easy-VQA's own wording: the asked shape or
+colour is unique among the four (or, for yes/no, present or absent)."""
+
+
+def mosaic_sets(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) image ids for 2 x 2 mosaics, from `pool`."""
+    return rng.choice(pool, size=(n, 4), replace=True).astype(np.int64)
+
+
+def mosaic_question(rng: np.random.Generator, shapes: np.ndarray, colors: np.ndarray) -> tuple[str, str]:
+    """A question about a mosaic whose parts have `shapes` and `colors` (4 each) and its answer."""
+    kinds = ["has_shape", "has_color"]
+    s_once = [s for s in range(len(SHAPES)) if (shapes == s).sum() == 1]
+    c_once = [c for c in range(len(COLORS)) if (colors == c).sum() == 1]
+    kinds += ["color_of_shape"] * bool(s_once) + ["shape_of_color"] * bool(c_once)
+    kind = str(rng.choice(kinds))
+    if kind == "color_of_shape":
+        s = int(rng.choice(s_once))
+        return IMAGE_TEMPLATES[kind].format(shape=SHAPES[s]), COLORS[int(colors[shapes == s][0])]
+    if kind == "shape_of_color":
+        c = int(rng.choice(c_once))
+        return IMAGE_TEMPLATES[kind].format(color=COLORS[c]), SHAPES[int(shapes[colors == c][0])]
+    if kind == "has_shape":
+        s = int(rng.integers(len(SHAPES)))
+        return IMAGE_TEMPLATES[kind].format(shape=SHAPES[s]), "yes" if (shapes == s).any() else "no"
+    c = int(rng.integers(len(COLORS)))
+    return IMAGE_TEMPLATES[kind].format(color=COLORS[c]), "yes" if (colors == c).any() else "no"
+
+
 def merged_features(feats: np.ndarray, densities: tuple[int, ...] = DENSITIES, chunk: int = 256
                     ) -> dict[int, np.ndarray]:
     """{a: (n, a, D) float16}: each image's tokens ToMe-merged to density a, as real runs merge."""
@@ -107,7 +142,7 @@ def fit_pca(feats: np.ndarray, dim: int = PCA_DIM, sample: int = 20_000, seed: i
 @dataclass
 class TrainData:
     """What training needs, per split: merged tokens (already PCA-projected for the large head:
-    `large[a]` is (n, a, 256)), mean tokens per density for the small head, questions, labels."""
+    `large[a]` is (n, a, 256)), the mean token per density (`small[a]`, (n, 1280)), labels."""
 
     split: Split
     small: dict[int, np.ndarray]  # {a: (n_images, 1280)} mean of the merged tokens
@@ -122,6 +157,23 @@ def build_data(split: Split, merged: dict[int, np.ndarray], pca_mean: np.ndarray
     small = {a: m.astype(np.float32).mean(1) for a, m in merged.items()}
     large = {a: ((m.astype(np.float32) - pca_mean) @ pca).astype(np.float16) for a, m in merged.items()}
     return TrainData(split, small, large, shape, color)
+
+
+@dataclass
+class MosaicData:
+    """2 x 2 mosaics of a split's images: the same per-density inputs as TrainData, and each part's
+    shape and colour (n, 4)."""
+
+    small: dict[int, np.ndarray]
+    large: dict[int, np.ndarray]
+    shapes: np.ndarray
+    colors: np.ndarray
+
+
+def build_mosaics(sets: np.ndarray, merged: dict[int, np.ndarray], pca_mean: np.ndarray, pca: np.ndarray,
+                  shape: np.ndarray, color: np.ndarray) -> MosaicData:
+    d = build_data(None, merged, pca_mean, pca, shape, color)  # type: ignore[arg-type]
+    return MosaicData(d.small, d.large, shape[sets], color[sets])
 
 
 def _text(questions: list[str]) -> tuple[torch.Tensor, ...]:
@@ -139,11 +191,31 @@ def _option_mask(answers: list[str]) -> torch.Tensor:
     return m
 
 
-def _vision(data: TrainData, side: str, a: int, ids: np.ndarray) -> torch.Tensor:
-    """(B, S, tokens, D') inputs for image ids (B, S)."""
-    if side == "small":
-        return torch.from_numpy(data.small[a][ids])[:, :, None]
-    return torch.from_numpy(data.large[a][ids].astype(np.float32))
+def _vision(data: TrainData, head: PocketHead, a: int, ids: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """A head's inputs for image ids (B, S): PCA tokens (B, S, a, 256) if it reads them, mean tokens (B, S, 1280)."""
+    tokens = torch.from_numpy(data.large[a][ids].astype(np.float32)) if head.reads_tokens else None
+    return tokens, torch.from_numpy(data.small[a][ids])
+
+
+def _mosaic_vision(m: MosaicData, head: PocketHead, a: int, rows: np.ndarray
+                   ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    tokens = torch.from_numpy(m.large[a][rows][:, None].astype(np.float32)) if head.reads_tokens else None
+    return tokens, torch.from_numpy(m.small[a][rows][:, None])
+
+
+@torch.inference_mode()
+def mosaic_accuracy(head: PocketHead, m: MosaicData, density: int, seed: int) -> float:
+    """Accuracy on one question per mosaic (the same questions for every head and density)."""
+    rng = np.random.default_rng([seed, 11])
+    qa = [mosaic_question(rng, m.shapes[r], m.colors[r]) for r in range(len(m.shapes))]
+    correct = 0
+    for s in range(0, len(qa), 256):
+        rows = np.arange(s, min(s + 256, len(qa)))
+        logits = head(*_mosaic_vision(m, head, density, rows), torch.zeros(len(rows), 1),
+                      *_text([qa[r][0] for r in rows]))
+        view, labels = option_view(logits.double().numpy(), [qa[r][1] for r in rows])
+        correct += int((np.nanargmax(view, 1) == labels).sum())
+    return correct / max(1, len(qa))
 
 
 @dataclass(frozen=True)
@@ -153,21 +225,22 @@ class TrainConfig:
     image_batch: int = 128
     video_batch: int = 12
     video_every: int = 2  # a video batch every this many steps
+    mosaic_batch: int = 64  # mosaic questions per step (when mosaics are given)
     lr: float = 3e-3
     weight_decay: float = 1e-4
 
 
 def train_head(side: str, cfg: HeadConfig, data: TrainData, train_q: np.ndarray, video_pool: np.ndarray,
-               tc: TrainConfig, pca: tuple[np.ndarray, np.ndarray] | None = None,
+               tc: TrainConfig, pca: tuple[np.ndarray, np.ndarray], mosaics: MosaicData | None = None,
                progress: Progress | None = None) -> PocketHead:
-    """Train one head: image questions `train_q` (indices into data.split) at random densities, and
-    a video batch every `tc.video_every` steps composed from `video_pool` images."""
+    """Train one head: image questions `train_q` (indices into data.split) at random densities, a
+    video batch every `tc.video_every` steps composed from `video_pool` images, and questions about
+    `mosaics` (drawn afresh each step)."""
     side_seed = {"small": 1, "large": 2}[side]
     torch.manual_seed(tc.seed * 1000 + side_seed)
     rng = np.random.default_rng([tc.seed, side_seed])
     head = PocketHead(cfg)
-    if pca is not None:
-        head.set_pca(*pca)
+    head.set_pca(*pca)
     opt = torch.optim.AdamW(head.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=tc.steps, pct_start=0.1)
     split = data.split
@@ -177,8 +250,7 @@ def train_head(side: str, cfg: HeadConfig, data: TrainData, train_q: np.ndarray,
         a = int(rng.choice(DENSITIES))
         pick = rng.choice(train_q, size=min(tc.image_batch, len(train_q)), replace=False)
         answers = [split.answers[i] for i in pick]
-        x = _vision(data, side, a, split.image_ids[pick][:, None])
-        logits = head(x, torch.zeros(len(pick), 1), *_text([q_text[i] for i in pick]))
+        logits = head(*_vision(data, head, a, split.image_ids[pick][:, None]), torch.zeros(len(pick), 1), *_text([q_text[i] for i in pick]))
         target = torch.tensor([answer_index(s) for s in answers])
         loss = F.cross_entropy(logits + _option_mask(answers), target)
         if tc.video_every and step % tc.video_every == 0 and len(video_pool):
@@ -188,10 +260,19 @@ def train_head(side: str, cfg: HeadConfig, data: TrainData, train_q: np.ndarray,
             repeats = rng.integers(1, 4, size=ids.shape) if rng.random() < 0.3 else np.ones(ids.shape, np.int64)
             va = int(rng.choice(DENSITIES))
             v_answers = [v.answer for v in vids]
-            v_logits = head(_vision(data, side, va, ids), torch.from_numpy(np.log(repeats)).float(),
+            v_logits = head(*_vision(data, head, va, ids), torch.from_numpy(np.log(repeats)).float(),
                             *_text([v.question for v in vids]))
             v_target = torch.tensor([answer_index(s) for s in v_answers])
             loss = loss + F.cross_entropy(v_logits + _option_mask(v_answers), v_target)
+        if mosaics is not None and tc.mosaic_batch:
+            rows = rng.choice(len(mosaics.shapes), size=min(tc.mosaic_batch, len(mosaics.shapes)), replace=False)
+            qa = [mosaic_question(rng, mosaics.shapes[r], mosaics.colors[r]) for r in rows]
+            ma = int(rng.choice(DENSITIES))
+            m_logits = head(*_mosaic_vision(mosaics, head, ma, rows), torch.zeros(len(rows), 1),
+                            *_text([x[0] for x in qa]))
+            m_answers = [x[1] for x in qa]
+            loss = loss + F.cross_entropy(m_logits + _option_mask(m_answers),
+                                          torch.tensor([answer_index(x) for x in m_answers]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -209,8 +290,7 @@ def image_logits(head: PocketHead, side: str, data: TrainData, q_idx: np.ndarray
     split = data.split
     for s in range(0, len(q_idx), batch):
         pick = q_idx[s:s + batch]
-        x = _vision(data, side, density, split.image_ids[pick][:, None])
-        out.append(head(x, torch.zeros(len(pick), 1), *_text([split.questions[i] for i in pick])).double().numpy())
+        out.append(head(*_vision(data, head, density, split.image_ids[pick][:, None]), torch.zeros(len(pick), 1), *_text([split.questions[i] for i in pick])).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(ANSWERS)))
 
 
@@ -236,7 +316,7 @@ def video_accuracy(head: PocketHead, side: str, data: TrainData, pool: np.ndarra
     for s in range(0, n, 32):
         part = vids[s:s + 32]
         ids = np.array([v.scenes for v in part])
-        logits = head(_vision(data, side, density, ids), torch.zeros(ids.shape), *_text([v.question for v in part]))
+        logits = head(*_vision(data, head, density, ids), torch.zeros(ids.shape), *_text([v.question for v in part]))
         view, labels = option_view(logits.double().numpy(), [v.answer for v in part])
         correct += int((np.nanargmax(view, 1) == labels).sum())
     return correct / max(1, n)

@@ -1,0 +1,170 @@
+"""The pocket pair: trained easy-VQA heads over EfficientNet-Lite0 tokens. Option logits are the
+named answers' logits; a repeated frame is the same as one frame with log-count weight; composed
+videos need their one scene; training is deterministic; the committed weights load, meet the
+card's acceptance figures, and a missing or corrupt file is one line saying how to rebuild; the
+workloads read as manifests and run in process with real answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cli.main import main
+from testbed.models.pocket import (BIGRAM_BUCKETS, DEFAULT_DIR, LARGE, REBUILD, SMALL, VOCAB, HeadConfig, PocketHead,
+                                   PocketVLM, PocketWeightsError, load_head, load_pocket_models, save_head, word_ids)
+from testbed.models.pocket_data import ANSWERS, COLORS, SHAPES, Split, image_labels, options_for
+from testbed.models.pocket_train import (VIDEO_TEMPLATES, TrainConfig, build_data, compose_video, fit_pca,
+                                         merged_features, train_head)
+
+TINY = HeadConfig("attn", 16, 8, 2)
+
+
+def _head(cfg: HeadConfig = SMALL, seed: int = 0) -> PocketHead:
+    torch.manual_seed(seed)
+    head = PocketHead(cfg)
+    if cfg.mode == "attn":
+        rng = np.random.default_rng(seed)
+        head.set_pca(rng.normal(size=1280).astype(np.float32), rng.normal(size=(1280, 256)).astype(np.float32) / 30)
+    return head.eval()
+
+
+def test_words_and_word_pairs_of_a_question():
+    ids, pairs = word_ids("What is the color of the circle? (video)")
+    expected = [VOCAB.index(w) for w in ("what", "is", "the", "color", "of", "the", "circle", "video")]
+    assert ids == expected
+    assert pairs == [(a * len(VOCAB) + b) % BIGRAM_BUCKETS for a, b in zip(expected, expected[1:])]
+    assert word_ids("zebra!")[0] == [0]  # unknown words are <unk>
+
+
+@pytest.mark.parametrize("cfg", [SMALL, TINY])
+def test_option_logits_are_the_named_answers_logits(cfg):
+    model = PocketVLM(_head(cfg))
+    vision = torch.randn(3, 8, 1280, generator=torch.Generator().manual_seed(1))
+    answers = model.answer_logits(vision, "what is the color of the circle?").double().numpy()
+    got = model.option_logits(vision, "what is the color of the circle?", ("Teal", "red", "a zebra"))
+    np.testing.assert_allclose(got[:2], [answers[ANSWERS.index("teal")], answers[ANSWERS.index("red")]])
+    assert got[2] == pytest.approx(answers.mean())  # no answer named: no opinion
+    assert model.text_tokens("what is the color of the circle?", ("red", "teal")) == 7
+
+
+@pytest.mark.parametrize("cfg", [SMALL, TINY])
+def test_a_repeated_frame_counts_as_its_log_multiplicity(cfg):
+    """Frames are pooled by a softmax over their relevance, so a frame shown k times weighs as one
+    frame with bias log k: training computes identical frames once."""
+    head = _head(cfg)
+    gen = torch.Generator().manual_seed(2)
+    frames = torch.randn(3, 4, 1280, generator=gen)
+    repeated = torch.cat([frames[:1], frames[1:2].expand(3, -1, -1), frames[2:]])  # frame 1 three times
+    words, pairs = word_ids("is there a red shape in the video?")
+    from testbed.models.pocket import pad_ids
+
+    text = (*pad_ids([words]), *pad_ids([pairs]))
+    with torch.no_grad():
+        once = head(head.project(frames)[None], torch.tensor([[0.0, math.log(3), 0.0]]), *text)
+        many = head(head.project(repeated)[None], torch.zeros(1, 5), *text)
+    torch.testing.assert_close(once, many, rtol=1e-5, atol=1e-5)
+
+
+def test_image_labels_are_read_off_the_questions():
+    split = Split("hand", ("what is the red shape?", "what color is the shape?", "what shape is present?",
+                           "is there not a blue shape?", "does the image contain a triangle?"),
+                  ("circle", "teal", "rectangle", "no", "yes"), np.array([0, 1, 1, 2, 2]), ())
+    split = Split(split.name, split.questions, split.answers, split.image_ids, tuple([None] * 3))  # type: ignore
+    shape, color = image_labels(split)
+    assert shape.tolist() == [SHAPES.index("circle"), SHAPES.index("rectangle"), SHAPES.index("triangle")]
+    assert color.tolist() == [COLORS.index("red"), COLORS.index("teal"), COLORS.index("blue")]
+
+
+@pytest.mark.parametrize("kind", list(VIDEO_TEMPLATES))
+def test_a_composed_video_needs_its_one_scene(kind):
+    rng = np.random.default_rng(0)
+    shape = rng.integers(0, 3, 200)
+    color = rng.integers(0, 8, 200)
+    pool = np.arange(200)
+    for _ in range(20):
+        v = compose_video(rng, shape, color, pool, 12, kind)
+        assert len(v.scenes) == 12
+        attr = shape if kind in ("color_of_shape", "has_shape") else color
+        values = SHAPES if kind in ("color_of_shape", "has_shape") else COLORS
+        named = [w for w in values if w in v.question.split() or f"{w}?" in v.question.split()]
+        assert len(named) == 1
+        having = [i for i, s in enumerate(v.scenes) if values[attr[s]] == named[0]]
+        assert having == ([v.target] if v.target >= 0 else [])
+        if kind == "color_of_shape":
+            assert v.answer == COLORS[color[v.scenes[v.target]]]
+        elif kind == "shape_of_color":
+            assert v.answer == SHAPES[shape[v.scenes[v.target]]]
+        else:
+            assert v.answer == ("yes" if having else "no")
+        assert v.answer in options_for(v.answer)
+
+
+def _random_data(seed: int = 0, n: int = 24):
+    """Random 'features' for n images with one question each: enough to exercise training."""
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, 49, 1280)).astype(np.float16)
+    shape, color = rng.integers(0, 3, n), rng.integers(0, 8, n)
+    questions = tuple(f"what is the color of the {SHAPES[s]}?" for s in shape)
+    split = Split("rand", questions, tuple(COLORS[c] for c in color), np.arange(n), tuple([None] * n))  # type: ignore
+    pca = fit_pca(feats, sample=500)
+    return build_data(split, merged_features(feats), *pca, shape, color), pca
+
+
+def test_training_twice_with_the_same_seed_gives_the_same_weights():
+    data, pca = _random_data()
+    q, pool = np.arange(24), np.arange(24)
+    tc = TrainConfig(seed=3, steps=4, image_batch=8, video_batch=2)
+    for side, cfg in (("small", SMALL), ("large", TINY)):
+        p = pca if side == "large" else None
+        a = train_head(side, cfg, data, q, pool, tc, p).state_dict()
+        b = train_head(side, cfg, data, q, pool, tc, p).state_dict()
+        c = train_head(side, cfg, data, q, pool, TrainConfig(seed=4, steps=4, image_batch=8, video_batch=2),
+                       p).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_saved_heads_round_trip(tmp_path):
+    head = _head(TINY)
+    save_head(head, tmp_path / "h.safetensors", {"seed": 1})
+    back = load_head(tmp_path / "h.safetensors")
+    assert back.cfg == TINY
+    for k, v in head.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k])
+
+
+def test_missing_or_corrupt_weights_say_how_to_rebuild(tmp_path, capsys):
+    with pytest.raises(PocketWeightsError, match="missing; rebuild them with `make pocket`"):
+        load_pocket_models(tmp_path)
+    save_head(_head(SMALL), tmp_path / "small.safetensors", {})
+    (tmp_path / "large.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(PocketWeightsError, match="unreadable") as err:
+        load_pocket_models(tmp_path)
+    assert "\n" not in str(err.value) and REBUILD in str(err.value)
+    assert main(["pocket-eval", "--limit", "1", "--weights", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("testbed: error: pocket weights") and "make pocket" in line and "\n" not in line
+
+
+def test_the_committed_weights_meet_the_cards_figures():
+    card = json.loads((DEFAULT_DIR / "card.json").read_text())
+    for key in ("small_accuracy", "large_accuracy", "small_ece_before", "small_ece_after"):
+        assert 0.0 <= card[key] <= 1.0
+    assert {"data", "seed", "date"} <= set(card)
+    assert card["small_accuracy"] >= 0.70
+    assert card["large_accuracy"] >= card["small_accuracy"] + 0.05
+    assert card["small_ece_after"] < card["small_ece_before"]
+    total = 0
+    import hashlib
+
+    for name, info in card["weights"].items():
+        data = (DEFAULT_DIR / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == info["sha256"], f"{name} does not match card.json"
+        total += len(data)
+    assert total <= 20 * 2**20
+    models = load_pocket_models()
+    assert models["small"].head.cfg == SMALL and models["large"].head.cfg == LARGE
