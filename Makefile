@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 scenario ?= default
 PYTEST_ARGS ?=
 
-.PHONY: venv sim test bench validate clean
+.PHONY: venv sim test bench validate pocket clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
+
+# retrain the pocket pair's heads (traces/models/pocket/): easy-VQA, fixed seed, CPU, minutes
+pocket: $(STAMP)
+	$(BIN)/testbed train-pocket
 
 validate: $(STAMP)
 	$(BIN)/testbed validate

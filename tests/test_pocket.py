@@ -17,8 +17,8 @@ from cli.main import main
 from testbed.models.pocket import (BIGRAM_BUCKETS, DEFAULT_DIR, LARGE, REBUILD, SMALL, VOCAB, HeadConfig, PocketHead,
                                    PocketVLM, PocketWeightsError, load_head, load_pocket_models, save_head, word_ids)
 from testbed.models.pocket_data import ANSWERS, COLORS, SHAPES, Split, image_labels, options_for
-from testbed.models.pocket_train import (VIDEO_TEMPLATES, TrainConfig, build_data, compose_video, fit_pca,
-                                         merged_features, train_head)
+from testbed.models.pocket_train import (VIDEO_TEMPLATES, TrainConfig, build_data, build_mosaics, compose_video,
+                                         fit_pca, merged_features, mosaic_question, train_head)
 
 TINY = HeadConfig("attn", 16, 8, 2)
 
@@ -26,9 +26,8 @@ TINY = HeadConfig("attn", 16, 8, 2)
 def _head(cfg: HeadConfig = SMALL, seed: int = 0) -> PocketHead:
     torch.manual_seed(seed)
     head = PocketHead(cfg)
-    if cfg.mode == "attn":
-        rng = np.random.default_rng(seed)
-        head.set_pca(rng.normal(size=1280).astype(np.float32), rng.normal(size=(1280, 256)).astype(np.float32) / 30)
+    rng = np.random.default_rng(seed)
+    head.set_pca(rng.normal(size=1280).astype(np.float32), rng.normal(size=(1280, 256)).astype(np.float32) / 30)
     return head.eval()
 
 
@@ -63,9 +62,12 @@ def test_a_repeated_frame_counts_as_its_log_multiplicity(cfg):
     from testbed.models.pocket import pad_ids
 
     text = (*pad_ids([words]), *pad_ids([pairs]))
+    def inputs(x):
+        return (head.project(x)[None] if head.reads_tokens else None), x.mean(1)[None]
+
     with torch.no_grad():
-        once = head(head.project(frames)[None], torch.tensor([[0.0, math.log(3), 0.0]]), *text)
-        many = head(head.project(repeated)[None], torch.zeros(1, 5), *text)
+        once = head(*inputs(frames), torch.tensor([[0.0, math.log(3), 0.0]]), *text)
+        many = head(*inputs(repeated), torch.zeros(1, 5), *text)
     torch.testing.assert_close(once, many, rtol=1e-5, atol=1e-5)
 
 
@@ -103,6 +105,26 @@ def test_a_composed_video_needs_its_one_scene(kind):
         assert v.answer in options_for(v.answer)
 
 
+def test_a_mosaic_question_is_answered_by_its_parts():
+    rng = np.random.default_rng(1)
+    shapes, colors = np.array([0, 1, 1, 2]), np.array([0, 0, 3, 5])  # one circle; red twice
+    seen = set()
+    for _ in range(200):
+        q, a = mosaic_question(rng, shapes, colors)
+        seen.add(q)
+        if q.startswith("what is the color of the "):  # circle and triangle are unique, rectangle is not
+            assert (q, a) in {("what is the color of the circle?", "red"), ("what is the color of the triangle?", "black")}
+        elif q == "what is the red shape?":
+            raise AssertionError("red is not unique: no question may name it")
+        elif q.startswith("what is the "):
+            assert (q, a) in {("what is the gray shape?", "rectangle"), ("what is the black shape?", "triangle")}
+        elif q.startswith("does the image contain a "):
+            assert a == "yes"  # every shape is present
+        else:
+            assert a == ("yes" if any(f" {COLORS[c]} " in q for c in colors) else "no")
+    assert "what is the color of the circle?" in seen and "what is the gray shape?" in seen
+
+
 def _random_data(seed: int = 0, n: int = 24):
     """Random 'features' for n images with one question each: enough to exercise training."""
     rng = np.random.default_rng(seed)
@@ -111,19 +133,21 @@ def _random_data(seed: int = 0, n: int = 24):
     questions = tuple(f"what is the color of the {SHAPES[s]}?" for s in shape)
     split = Split("rand", questions, tuple(COLORS[c] for c in color), np.arange(n), tuple([None] * n))  # type: ignore
     pca = fit_pca(feats, sample=500)
-    return build_data(split, merged_features(feats), *pca, shape, color), pca
+    merged = merged_features(feats)
+    sets = np.arange(n).reshape(-1, 4)
+    return (build_data(split, merged, *pca, shape, color), pca,
+            build_mosaics(sets, {a: m[: len(sets)] for a, m in merged.items()}, *pca, shape, color))
 
 
 def test_training_twice_with_the_same_seed_gives_the_same_weights():
-    data, pca = _random_data()
+    data, pca, mosaics = _random_data()
     q, pool = np.arange(24), np.arange(24)
-    tc = TrainConfig(seed=3, steps=4, image_batch=8, video_batch=2)
+    tc = TrainConfig(seed=3, steps=4, image_batch=8, video_batch=2, mosaic_batch=4)
     for side, cfg in (("small", SMALL), ("large", TINY)):
-        p = pca if side == "large" else None
-        a = train_head(side, cfg, data, q, pool, tc, p).state_dict()
-        b = train_head(side, cfg, data, q, pool, tc, p).state_dict()
-        c = train_head(side, cfg, data, q, pool, TrainConfig(seed=4, steps=4, image_batch=8, video_batch=2),
-                       p).state_dict()
+        a = train_head(side, cfg, data, q, pool, tc, pca, mosaics).state_dict()
+        b = train_head(side, cfg, data, q, pool, tc, pca, mosaics).state_dict()
+        c = train_head(side, cfg, data, q, pool, TrainConfig(seed=4, steps=4, image_batch=8, video_batch=2,
+                                                             mosaic_batch=4), pca, mosaics).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -168,3 +192,83 @@ def test_the_committed_weights_meet_the_cards_figures():
     assert total <= 20 * 2**20
     models = load_pocket_models()
     assert models["small"].head.cfg == SMALL and models["large"].head.cfg == LARGE
+
+
+def test_the_video_workload_has_one_gop_per_scene_and_reads_as_a_manifest(tmp_path):
+    from live.pocket_videos import VIDEO_SCENARIO, video_workload
+    from testbed.scenario import load_scenario
+    from testbed.tokenizer.sampling import gop_keyframes
+    from testbed.workload.manifest import read_manifest
+
+    manifest = video_workload(tmp_path, clips=4, scenes=5, scene_frames=3, fps=6, seed=1)
+    wl = read_manifest(manifest)
+    assert [r.split for r in wl.records] == ["profile", "test", "test", "test"]
+    for rec in wl.records:
+        meta = rec.query.media
+        assert meta.n_frames == 15
+        np.testing.assert_array_equal(meta.keyframe_array, gop_keyframes(15, 3))
+        assert rec.query.options[rec.answer] in ANSWERS and "video" in rec.query.question
+    sc = load_scenario(str(tmp_path / VIDEO_SCENARIO))
+    assert sc.models.preset == "pocket" and sc.workload.kind == "manifest"
+    # the same seed makes the same queries
+    again = [json.loads(x) for x in video_workload(tmp_path / "again", clips=4, scenes=5, scene_frames=3, fps=6,
+                                                   seed=1).read_text().splitlines()]
+    assert again == [json.loads(x) for x in manifest.read_text().splitlines()]
+
+
+def test_the_image_workload_is_the_test_split(tmp_path):
+    from live.pocket_videos import image_workload
+    from testbed.models.pocket_data import load_split
+    from testbed.workload.manifest import read_manifest
+
+    manifest = image_workload(tmp_path)
+    lines = manifest.read_text().splitlines()
+    split = load_split("test")
+    assert len(lines) == len(split)
+    first = json.loads(lines[0])
+    assert first["question"] == split.questions[0] and first["options"][first["answer"]] == split.answers[0]
+    (tmp_path / "head.jsonl").write_text("\n".join(lines[:30]) + "\n")
+    wl = read_manifest(tmp_path / "head.jsonl")
+    assert wl.records[0].query.media.width == 64
+
+
+def test_pocket_pair_answers_through_a_real_run(tmp_path):
+    """Every effect for real with the committed heads: a few clips, the baseline and QuickGrasp."""
+    import pandas as pd
+
+    from live.pocket_videos import video_workload
+
+    video_workload(tmp_path, clips=3, scenes=4, scene_frames=2, fps=4, seed=2, profile_share=0.0)
+    (tmp_path / "run.toml").write_text('[workload]\nkind = "manifest"\npath = "pocket-video.jsonl"\n'
+                                       '[models]\npreset = "pocket"\n[policies]\n'
+                                       'run = ["device-native", "quickgrasp-fixed4"]\n'
+                                       '[policies.quickgrasp-fixed4]\ntau_route = 1.0\n')
+    assert main(["live", str(tmp_path / "run.toml"), "--inproc", "--out", str(tmp_path / "res")]) == 0
+    (run,) = (tmp_path / "res" / "run").iterdir()
+    q = pd.read_parquet(run / "queries.parquet")
+    assert len(q) == 6 and set(q.served_by[q.policy == "quickgrasp-fixed4"]) == {"edge"}
+    assert "models pocket" in (run / "summary.md").read_text()
+
+
+def test_train_pocket_twice_on_a_subset_writes_the_same_weights(tmp_path, monkeypatch, capsys):
+    """The whole command on 12 images per split (features cached in a temporary cache); another
+    seed's weights differ (test_training_twice_with_the_same_seed_gives_the_same_weights)."""
+    monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
+    args = ["--limit-images", "12", "--steps-small", "3", "--steps-large", "3", "--video-eval", "0",
+            "--mosaics", "6", "4"]
+    assert main(["train-pocket", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["train-pocket", "--out", str(tmp_path / "b"), *args]) == 0
+    for name in ("small.safetensors", "large.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    card = json.loads((tmp_path / "a" / "card.json").read_text())
+    assert card["seed"] == 0 and card["data"]["train_images"] == 12
+    printed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert printed["small_accuracy"] == card["small_accuracy"]
+
+
+def test_pocket_eval_prints_one_json_line(capsys):
+    assert main(["pocket-eval", "--limit", "40"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    out = json.loads(line)
+    assert out["questions"] == 40 and out["density"] == 16
+    assert out["large_accuracy"] >= 0.8 and out["small_accuracy"] >= 0.5  # ~0.98 and ~0.83 on the full split

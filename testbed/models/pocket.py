@@ -224,16 +224,26 @@ class PocketVLM(OptionModel):
         return sum(p.numel() for p in self.head.parameters())
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted: safetensors writes the header
+    from a hash map, whose order changes from run to run, so equal weights would hash differently."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes with spaces
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
+
+
 def save_head(head: PocketHead, path: Path, meta: dict[str, Any]) -> None:
-    """Weights as safetensors, with the head's config and `meta` in the file's metadata."""
-    from safetensors.torch import save_file
+    """Weights as safetensors (byte-identical for equal weights), with the head's config and `meta`
+    in the file's metadata."""
+    from safetensors.torch import save
 
     state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
     info = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": json.dumps(head.cfg.to_json()),
             "vocab": json.dumps(VOCAB), "answers": json.dumps(ANSWERS), **{k: str(v) for k, v in meta.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=info)
+    tmp.write_bytes(canonical_safetensors(save(state, metadata=info)))
     tmp.replace(path)
 
 

@@ -56,6 +56,11 @@ def compose_video(rng: np.random.Generator, shape: np.ndarray, color: np.ndarray
     attr = shape if by_shape else color
     values = SHAPES if by_shape else COLORS
     value = int(rng.integers(len(values)))
+    held = np.unique(attr[pool])
+    if value not in held or len(held) < 2:  # a small pool: name a value it has, with others to fill
+        if len(held) < 2:
+            raise ValueError(f"a video needs images of at least two {'shapes' if by_shape else 'colours'}")
+        value = int(rng.choice(held))
     present = kind.startswith(("color_of", "shape_of")) or bool(rng.integers(2))
     others = pool[attr[pool] != value]
     scenes = list(rng.choice(others, size=n_scenes, replace=len(others) < n_scenes))
