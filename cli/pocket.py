@@ -197,12 +197,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from live.real import to_density
     from testbed.models.effnet import EfficientNetLiteEncoder
-    from testbed.models.pocket import DEFAULT_DIR, load_pocket_models
+    from testbed.models.pocket import load_pocket_models
     from testbed.models.pocket_data import load_split, options_for
     from testbed.tokenizer.image import load_image
     from testbed.tokenizer.preprocess import preprocess
 
-    models = load_pocket_models(Path(args.weights) if args.weights else DEFAULT_DIR)
+    models = load_pocket_models(Path(args.weights) if args.weights else None)
     split = load_split("test")
     n = len(split) if args.limit is None else max(0, min(args.limit, len(split)))
     enc = EfficientNetLiteEncoder()

@@ -272,3 +272,14 @@ def test_pocket_eval_prints_one_json_line(capsys):
     out = json.loads(line)
     assert out["questions"] == 40 and out["density"] == 16
     assert out["large_accuracy"] >= 0.8 and out["small_accuracy"] >= 0.5  # ~0.98 and ~0.83 on the full split
+
+
+def test_a_real_run_without_the_weights_is_one_line(tmp_path, monkeypatch, capsys):
+    import testbed.models.pocket as pocket
+    from live.pocket_videos import video_workload
+
+    video_workload(tmp_path, clips=1, scenes=2, scene_frames=2, fps=4)
+    monkeypatch.setattr(pocket, "DEFAULT_DIR", tmp_path / "gone")
+    assert main(["live", str(tmp_path / "pocket-video.toml"), "--inproc", "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "small.safetensors are missing; rebuild them with `make pocket`" in err

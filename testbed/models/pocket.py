@@ -270,11 +270,13 @@ def load_head(path: Path) -> PocketHead:
     return head.eval()
 
 
-def load_pocket_models(folder: Path = DEFAULT_DIR, device: str = "cpu") -> dict[str, PocketVLM]:
+def load_pocket_models(folder: Path | None = None, device: str = "cpu") -> dict[str, PocketVLM]:
+    """Both heads from `folder` (default: the committed traces/models/pocket)."""
+    folder = folder or DEFAULT_DIR
     return {side: PocketVLM(load_head(folder / f"{side}.safetensors"), device) for side in SIDES}
 
 
-def pocket_pair(folder: Path = DEFAULT_DIR, device: str = "cpu") -> VLMPair:
+def pocket_pair(folder: Path | None = None, device: str = "cpu") -> VLMPair:
     """The pocket VLMPair: one EfficientNet-Lite0 encoder shared by both heads (the large side's
     "own" encoder is the same one, so native and shared-encoder large runs read the same tokens)."""
     from testbed.models.effnet import EfficientNetLiteEncoder
