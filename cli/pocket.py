@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed.errors import TestbedError
-
 
 def _say(msg: str) -> None:
     print(f"testbed: {msg}", file=sys.stderr, flush=True)
@@ -293,5 +291,3 @@ def register(sub: Any) -> None:
     w.add_argument("--seed", type=int, default=0)
     w.set_defaults(fn=_cmd_workload)
 
-
-__all__ = ["TestbedError", "register", "train_pocket"]

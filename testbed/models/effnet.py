@@ -63,7 +63,3 @@ class EfficientNetLiteEncoder(VisionEncoder):
         fmap = self.model.extract_features(x)
         return fmap.flatten(2).transpose(1, 2).contiguous()
 
-    @torch.inference_mode()
-    def imagenet_logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The ImageNet classifier's logits (n, 1000): a check that the weights and scaling are right."""
-        return self.model(pixels.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last))

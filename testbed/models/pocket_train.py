@@ -326,7 +326,3 @@ def video_accuracy(head: PocketHead, side: str, data: TrainData, pool: np.ndarra
         correct += int((np.nanargmax(view, 1) == labels).sum())
     return correct / max(1, n)
 
-
-__all__ = ["ANSWERS", "COLORS", "DENSITIES", "LARGE", "SHAPES", "SMALL", "TrainConfig", "VideoQuestion", "YES_NO",
-           "build_data", "compose_video", "fit_pca", "image_logits", "merged_features", "option_view", "train_head",
-           "video_accuracy"]
