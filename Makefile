@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEVICE ?= cpu
 MODELS ?=
 
-.PHONY: venv sim test bench validate live-eval clean
+.PHONY: venv sim test bench validate live-eval pocket clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ live-eval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
+
+# retrain the pocket pair's heads (traces/models/pocket/): easy-VQA, fixed seed, CPU, minutes
+pocket: $(STAMP)
+	$(BIN)/testbed train-pocket
 
 validate: $(STAMP)
 	$(BIN)/testbed validate

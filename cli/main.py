@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cli import ope
+from cli import ope, pocket
 from cli.streams import register as register_streams
 from testbed.errors import TestbedError
 
@@ -598,6 +598,7 @@ def parser() -> argparse.ArgumentParser:
     k.set_defaults(fn=_cmd_keys)
     register_streams(sub)
     ope.register(sub)
+    pocket.register(sub)  # train-pocket, pocket-eval, pocket-workload
     return p
 
 

@@ -110,7 +110,11 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
         pf.append((float(vision_tokens + text), _median(partial(model.option_logits, vision, question, options),
                                                         repeats, clock)))
     stages["prefill"] = _curve(pf)
-    stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock)) for n in (1, 4)])
+    if hasattr(model, "lm"):  # an LM decodes; a classifier head (pocket) has no generation step
+        stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock))
+                                     for n in (1, 4)])
+    else:
+        stages["generate"] = _curve([(1.0, 0.0), (4.0, 0.0)])
     progress("merge, compress, decompress")
     mg, cp, dc = [], [], []
     for n in (16, 64, 256):
@@ -123,7 +127,8 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
         dc.append((float(raw), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
     stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
     assert set(stages) == set(STAGES)
-    return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(model.device))}", stages)
+    return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(getattr(model, 'device', 'cpu')))}",
+                         stages)
 
 
 @torch.inference_mode()

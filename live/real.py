@@ -26,7 +26,7 @@ from testbed.codec.merge import merge_to_density
 from testbed.codec.size import REPLY_BYTES
 from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
 from testbed.errors import TestbedError
-from testbed.models.pair import VLM, VLMPair
+from testbed.models.pair import OptionModel, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Decompress, Describe,
                                       Emit, FrameAnswer, Future, Inference, Infer, NextFrame, Offload, Payload, Submit,
@@ -313,20 +313,13 @@ def run_sync_value(out: Any) -> Any:
 
 
 @torch.inference_mode()
-def describe_tokens(vlm: VLM, tokens: torch.Tensor, density: int, question: str) -> ContextInputs:
-    """Seed 000 Eq. 6-10 from what the small VLM sees: the vision tokens merged to `density` and
-    projected by its connector (N, H), their mean (h_vis), the mean of the question's input
-    embeddings (h_txt), and per clip (one frame: the encoders here embed frames one by one) the
-    relevance R_t, its max and mean, and the spectral complexity of the top-3 clips."""
+def describe_tokens(model: OptionModel, tokens: torch.Tensor, density: int, question: str) -> ContextInputs:
+    """Seed 000 Eq. 6-10 from what the small model sees: the vision tokens merged to `density` and
+    embedded (N, H) (an LM-backed VLM: its connector), their mean (h_vis), the question's embedding
+    (h_txt), and per clip (one frame: the encoders here embed frames one by one) the relevance R_t,
+    its max and mean, and the spectral complexity of the top-3 clips."""
     frames = tokens.shape[0]
-    vision = to_density(tokens, density)
-    h = vlm.proj(vision.reshape(-1, vision.shape[-1]).to(vlm.device, vlm.dtype)).double().cpu().numpy()
-    ids = vlm.tokenizer.encode(question)
-    if ids:
-        emb = vlm.lm.get_input_embeddings()(torch.tensor(ids, device=vlm.device))
-        txt = emb.mean(dim=0).double().cpu().numpy()
-    else:
-        txt = np.zeros(h.shape[1])
+    h, txt = model.describe_inputs(to_density(tokens, density), question)
     clip = np.repeat(np.arange(frames), h.shape[0] // frames)
     s_max, s_mean, s_cplx = relevance_and_complexity(txt, h, clip)
     return ContextInputs(txt, h.mean(axis=0), s_max, s_mean, s_cplx)

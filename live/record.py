@@ -116,7 +116,9 @@ class Recorder:
             received = self._codec(s, sizes, "keyframe", d, key_small)
             row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "keyframe",
                                                                  f"a{d}"), "large", received, d, rec)
-        self._codec(s, sizes, "fps", a, fps_large)  # Collaborative's compression of the device's 1-FPS tokens
+        # Collaborative: the device's 1-FPS tokens (the large model's encoder) over the codec, then the LM
+        received = self._codec(s, sizes, "fps", a, fps_large)
+        row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
         return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": m.duration_s,
                 "fps": m.fps, "n_frames": m.n_frames, "width": m.width, "height": m.height,
                 "file_bytes": m.file_bytes, "keyframes": list(m.keyframes), "question": q.question,

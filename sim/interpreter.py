@@ -328,8 +328,12 @@ class SimInterpreter(Interpreter):
                 raise TestbedError(f"the trace has no large-model logits at density {eff.density}")
             logits = rec.large_logits[eff.density]
         else:
-            logits = rec.large_native_logits_keyframe if tokens.sampler == "keyframe" \
-                and rec.large_native_logits_keyframe is not None else rec.large_native_logits
+            if tokens.sampler == "keyframe" and rec.large_native_logits_keyframe is not None:
+                logits = rec.large_native_logits_keyframe
+            elif tokens.per_frame and rec.large_native_logits_codec is not None:  # merged and compressed
+                logits = rec.large_native_logits_codec
+            else:
+                logits = rec.large_native_logits
         if logits is None:
             raise TestbedError(f"query {rec.query.query_id} has no recorded {eff.model}-model logits; "
                                "the sim needs a trace (testbed record), a manifest runs with testbed live")

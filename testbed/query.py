@@ -141,6 +141,7 @@ class QueryRecord:
     recorded_bytes: dict[str, int] = field(default_factory=dict)  # a recorded stage's output bytes (payloads)
     small_logits_fps: np.ndarray | None = None  # the small model on 1-FPS frames, where recorded
     large_native_logits_keyframe: np.ndarray | None = None  # the native large model on keyframes, where recorded
+    large_native_logits_codec: np.ndarray | None = None  # ... on 1-FPS tokens after the codec, where recorded
     context: ContextInputs = field(default_factory=ContextInputs)
 
     @property

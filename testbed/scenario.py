@@ -162,7 +162,8 @@ class ModelsConfig:
                                                 "0.85 measured on fp16 tiny-encoder and random tokens)")
     default_density: int = help_field(16, "tokens per frame fed to the LM by default (VideoChat-Flash: 16)")
     preset: str = help_field("tiny", "the VLM pair of real runs: 'tiny' (random weights, CPU), 'real-size' "
-                                     "(random-init 2B/7B, GPU timing) or a local model-pair folder")
+                                     "(random-init 2B/7B, GPU timing), 'pocket' (trained easy-VQA heads, CPU) "
+                                     "or a local model-pair folder")
     device: str = help_field("cpu", "torch device of real runs: cpu, cuda, cuda:1, ...")
 
     def __post_init__(self) -> None:
@@ -330,7 +331,7 @@ def resolved_toml(sc: Scenario) -> str:
         if data[table][key]:
             data[table][key] = str(sc.resolve_path(data[table][key]))
     preset = data["models"]["preset"]
-    if preset not in ("tiny", "real-size"):
+    if preset not in ("tiny", "real-size", "pocket"):
         data["models"]["preset"] = str(sc.resolve_path(preset))
     return tomli_w.dumps(data)
 

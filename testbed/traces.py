@@ -54,6 +54,8 @@ OPTIONAL: dict[str, pa.DataType] = {
     # small_logits and large_native_logits for those paths too
     "small_logits_fps": _F32_LIST,
     "large_native_logits_keyframe": _F32_LIST,
+    # ... and the native large model on 1-FPS tokens that went through the codec (Collaborative)
+    "large_native_logits_codec": _F32_LIST,
     # bandit context inputs (seed 000 Eq. 4): PCA-ready pooled embeddings and relevance features
     "context_txt": _F32_LIST,
     "context_vis": _F32_LIST,
@@ -185,7 +187,9 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
     sizes = {k: int(v) for k, v in (cols["recorded_bytes"][i] or [])} if "recorded_bytes" in cols else {}
     return QueryRecord(query, int(answer), cols["split"][i], logits("small_logits"), logits("large_native_logits"),
                        {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded, sizes,
-                       optional("small_logits_fps"), optional("large_native_logits_keyframe"), _context(cols, i, name))
+                       small_logits_fps=optional("small_logits_fps"),
+                       large_native_logits_keyframe=optional("large_native_logits_keyframe"),
+                       large_native_logits_codec=optional("large_native_logits_codec"), context=_context(cols, i, name))
 
 
 def _context(cols: dict[str, list[Any]], i: int, name: str) -> ContextInputs:

@@ -64,7 +64,7 @@ def test_a_saved_pair_loads_from_its_folder(pair, tmp_path):
 
 
 def test_bad_presets_are_one_line_errors(tmp_path):
-    with pytest.raises(ConfigError, match="neither 'tiny', 'real-size' nor a model-pair folder"):
+    with pytest.raises(ConfigError, match="neither 'tiny', 'real-size', 'pocket' nor a model-pair folder"):
         make_pair(str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="no pair.json"):
         load_pair(tmp_path)

@@ -5,12 +5,16 @@ the encoder's tokens through `inputs_embeds`. The large side may also have an en
 
 Option logits are the next-token logits of the option letters after the prompt (seed 000 Eq. 1).
 Presets: `tiny` (random weights from configs, CPU), `real-size` (random-init 2B/7B sizes for GPU
-timing), or a local model-pair folder (`save_pair` writes one; nothing is ever downloaded).
+timing), `pocket` (trained heads over EfficientNet-Lite0 tokens that answer easy-VQA questions on a
+CPU, `testbed.models.pocket`), or a local model-pair folder (`save_pair` writes one; nothing is
+ever downloaded). Every side is an `OptionModel`: option logits for (F, a, D) vision tokens.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,35 @@ def projector(dim: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
 
 
-class VLM:
+class OptionModel(ABC):
+    """One side of the pair: scores the options of a multiple-choice question about vision tokens."""
+
+    @abstractmethod
+    def option_logits(self, vision: torch.Tensor, question: str, options: tuple[str, ...] | list[str]) -> np.ndarray:
+        """(K,) float64 logits of the K options, for (F, a, D) vision tokens of F frames."""
+
+    @abstractmethod
+    def text_tokens(self, question: str, options: tuple[str, ...] | list[str]) -> int:
+        """Prompt tokens besides the vision tokens."""
+
+    def parameters(self) -> int:
+        """Trainable parameters besides the encoder's (0 if unknown)."""
+        return 0
+
+    def describe_inputs(self, vision: torch.Tensor, question: str) -> tuple[np.ndarray, np.ndarray]:
+        """What the density agent's context features (seed 000 Eq. 6-10) are computed from: (N, H)
+        embeddings of the (F, a, D) vision tokens and an (H,) embedding of the question, in one
+        space. By default the tokens themselves and the mean of a fixed random vector per word
+        (seeded by the word's CRC-32): a model with its own embeddings overrides this."""
+        h = vision.reshape(-1, vision.shape[-1]).double().cpu().numpy()
+        words = question.lower().split()
+        if not words:
+            return h, np.zeros(h.shape[1])
+        vecs = [np.random.default_rng(zlib.crc32(w.encode())).standard_normal(h.shape[1]) for w in words]
+        return h, np.mean(vecs, axis=0)
+
+
+class VLM(OptionModel):
     """One side of the pair: projector + causal LM + its text tokenizer."""
 
     def __init__(self, lm: Any, proj: nn.Module, tokenizer: TextTokenizer, device: str | torch.device = "cpu",
@@ -86,6 +118,16 @@ class VLM:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.lm.parameters()) + sum(p.numel() for p in self.proj.parameters())
 
+    @torch.inference_mode()
+    def describe_inputs(self, vision: torch.Tensor, question: str) -> tuple[np.ndarray, np.ndarray]:
+        """The connector's output for the tokens, and the mean of the question's input embeddings."""
+        h = self.proj(vision.reshape(-1, vision.shape[-1]).to(self.device, self.dtype)).double().cpu().numpy()
+        ids = self.tokenizer.encode(question)
+        if not ids:
+            return h, np.zeros(h.shape[1])
+        emb = self.lm.get_input_embeddings()(torch.tensor(ids, device=self.device))
+        return h, emb.mean(dim=0).double().cpu().numpy()
+
 
 @dataclass
 class VLMPair:
@@ -93,14 +135,14 @@ class VLMPair:
     and the two VLMs."""
 
     encoders: dict[str, VisionEncoder]
-    models: dict[str, VLM]
+    models: dict[str, OptionModel]
     preset: str
 
     def parameter_counts(self) -> dict[str, int]:
-        """Each side's parameters: its encoder, projector and LM."""
+        """Each side's parameters: its encoder and its model (projector and LM, or head)."""
         def enc(name: str) -> int:
-            e = self.encoders[name]
-            return sum(p.numel() for p in e.model.parameters()) if isinstance(e, HFVisionEncoder) else 0
+            module = getattr(self.encoders[name], "model", None)
+            return sum(p.numel() for p in module.parameters()) if isinstance(module, nn.Module) else 0
         return {name: enc(name) + m.parameters() for name, m in self.models.items()}
 
 
@@ -153,7 +195,7 @@ def real_size_pair(device: str = "cuda", dtype: torch.dtype = torch.float16, see
     tok = ByteTokenizer()
     meta = str(device) == "meta"
     encoders: dict[str, VisionEncoder] = {}
-    models: dict[str, VLM] = {}
+    models: dict[str, OptionModel] = {}
     for i, side in enumerate(("small", "large")):
         with torch.device("meta"):
             lm, proj = _qwen2(side), projector(1024, REAL_SIZE[side]["hidden_size"])
@@ -195,6 +237,8 @@ def save_pair(pair: VLMPair, folder: Path) -> None:
         (folder / enc_dirs[name] / "preprocessor_config.json").write_text(
             json.dumps({"image_mean": list(enc.mean), "image_std": list(enc.std), "size": enc.image_size}))
     for name, m in pair.models.items():
+        if not isinstance(m, VLM):
+            raise TypeError("only causal-LM sides can be saved as a model-pair folder")
         m.lm.save_pretrained(folder / name)
         save_tokenizer(m.tokenizer, folder / name)
         save_file({k: v.contiguous() for k, v in m.proj.state_dict().items()}, str(folder / name / "projector.safetensors"))
@@ -211,7 +255,7 @@ def load_pair(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.floa
     spec_path = folder / "pair.json"
     if not spec_path.is_file():
         raise ConfigError("models.preset", f"{folder} is not a model-pair folder (no pair.json); presets: tiny, "
-                                           "real-size")
+                                           "real-size, pocket")
     try:
         spec = json.loads(spec_path.read_text())
         if spec.get("format") != PAIR_FORMAT or spec.get("version") != PAIR_VERSION:
@@ -229,7 +273,7 @@ def load_pair(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.floa
         if d not in loaded:
             loaded[d] = load_encoder(folder / d, device, dtype)
         encoders[name] = loaded[d]
-    models = {}
+    models: dict[str, OptionModel] = {}
     for name, d in model_dirs.items():
         lm = AutoModelForCausalLM.from_pretrained(folder / d, local_files_only=True)
         weights = load_file(str(folder / d / "projector.safetensors"))
@@ -239,13 +283,21 @@ def load_pair(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.floa
     return VLMPair(encoders, models, str(folder))
 
 
+PRESETS = ("tiny", "real-size", "pocket")
+
+
 def make_pair(preset: str, device: str = "cpu") -> VLMPair:
-    """`tiny`, `real-size`, or a local model-pair folder."""
+    """`tiny`, `real-size`, `pocket`, or a local model-pair folder."""
     if preset == "tiny":
         return tiny_pair(device=device)
     if preset == "real-size":
         return real_size_pair(device, torch.float16 if device != "cpu" else torch.float32)
+    if preset == "pocket":
+        from testbed.models.pocket import pocket_pair
+
+        return pocket_pair(device=device)
     path = Path(preset)
     if not path.is_dir():
-        raise ConfigError("models.preset", f"{preset!r} is neither 'tiny', 'real-size' nor a model-pair folder")
+        raise ConfigError("models.preset", f"{preset!r} is neither 'tiny', 'real-size', 'pocket' nor a model-pair "
+                                           "folder")
     return load_pair(path, device)

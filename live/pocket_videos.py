@@ -1,0 +1,121 @@
+"""easy-VQA workloads for real runs with the pocket pair, made with ffmpeg (imageio-ffmpeg's binary).
+
+Video QA: each clip stitches `scenes` easy-VQA test images, one scene per image, each scene
+exactly one GOP (`-g L -keyint_min L -sc_threshold 0` with L frames per scene), and asks one
+question that needs the one scene with the named shape or colour ("what is the color of the
+circle in the video?" where only one scene shows a circle; "does the video contain a circle?"
+with one or no such scene). With more than 64 scenes, QuickGrasp's keyframe sampler reads every
+scene while the default 1-FPS sampler (64 frames over a longer clip) skips some, and merging
+tokens to a lower density blurs the scene's shape, so sampling and density both move accuracy.
+
+Image QA: the easy-VQA test split as one-image queries (its images copied next to the manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from testbed.errors import TestbedError
+from testbed.models.pocket_data import image_labels, load_split, options_for
+from testbed.models.pocket_train import VIDEO_TEMPLATES, compose_video
+
+VIDEO_MANIFEST = "pocket-video.jsonl"
+IMAGE_MANIFEST = "pocket-image.jsonl"
+VIDEO_SCENARIO = "pocket-video.toml"
+IMAGE_SCENARIO = "pocket-image.toml"
+VIDEO_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp-fixed2", "quickgrasp-fixed4",
+                  "quickgrasp-fixed8", "quickgrasp-fixed16", "quickgrasp-fixed32", "nosharing",
+                  "uncalibrated-fixed2", "uncalibrated-fixed4", "uncalibrated-fixed8", "uncalibrated-fixed16",
+                  "uncalibrated-fixed32")
+
+
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def stitch(out: Path, images: list[Path], scene_frames: int, fps: int, crf: int = 12) -> Path:
+    """One clip: each image held for `scene_frames` frames, one GOP per scene, libx264, yuv420p."""
+    from PIL import Image
+
+    frames = []
+    for p in images:
+        with Image.open(p) as im:
+            frames.append(np.asarray(im.convert("RGB")))
+    h, w = frames[0].shape[:2]
+    if any(f.shape != frames[0].shape for f in frames):
+        raise TestbedError(f"{out.name}: the scenes' images differ in size")
+    raw = b"".join(f.tobytes() * scene_frames for f in frames)
+    cmd = [_ffmpeg(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+           "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-g", str(scene_frames),
+           "-keyint_min", str(scene_frames), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(out)]
+    try:
+        subprocess.run(cmd, input=raw, check=True, timeout=600, capture_output=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise TestbedError(f"ffmpeg could not make {out.name}: {exc}") from None
+    return out
+
+
+def video_workload(folder: Path, clips: int = 30, scenes: int = 80, scene_frames: int = 4, fps: int = 8,
+                   seed: int = 0, profile_share: float = 0.3, progress: Callable[[int], None] | None = None) -> Path:
+    """`clips` clips of `scenes` easy-VQA test images and their questions (the four templates in
+    turn); the first `profile_share` of them are the profiling split. Returns the manifest's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    split = load_split("test")
+    shape, color = image_labels(split)
+    pool = np.flatnonzero((shape >= 0) & (color >= 0))
+    rng = np.random.default_rng([seed, 12])
+    kinds = list(VIDEO_TEMPLATES)
+    n_profile = round(profile_share * clips)
+    lines = []
+    for i in range(clips):
+        v = compose_video(rng, shape, color, pool, scenes, kinds[i % len(kinds)])
+        name = f"clip-{i:03d}-{scenes}x{scene_frames}.mp4"
+        if not (folder / name).is_file():
+            stitch(folder / f".{name}", [split.images[s] for s in v.scenes], scene_frames, fps).rename(folder / name)
+        opts = options_for(v.answer)
+        lines.append({"query_id": f"pocket-video-{i:03d}", "benchmark": "pocket-video", "video": name,
+                      "question": v.question, "options": list(opts), "answer": opts.index(v.answer),
+                      "split": "profile" if i < n_profile else "test"})
+        if progress:
+            progress(1)
+    manifest = folder / VIDEO_MANIFEST
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    policies = ", ".join(f'"{p}"' for p in VIDEO_POLICIES)
+    (folder / VIDEO_SCENARIO).write_text(
+        f'description = "Pocket pair on {clips} easy-VQA clips of {scenes} scenes (one GOP each)"\n'
+        f"seed = {seed}\n\n[workload]\nkind = \"manifest\"\npath = \"{VIDEO_MANIFEST}\"\n\n"
+        f"[models]\npreset = \"pocket\"\ndtype = \"fp16\"\n\n[policies]\nrun = [{policies}]\n")
+    return manifest
+
+
+def image_workload(folder: Path, profile_share: float = 0.1) -> Path:
+    """The easy-VQA test split as image queries: images copied to `folder/images/`, one line per
+    question; questions of the first `profile_share` of the images are the profiling split."""
+    split = load_split("test")
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for p in split.images:
+        dst = folder / "images" / p.name
+        if not dst.is_file():
+            shutil.copyfile(p, dst)
+    n_profile = round(profile_share * len(split.images))
+    lines = []
+    for i, (q, a, img) in enumerate(zip(split.questions, split.answers, split.image_ids)):
+        opts = options_for(a)
+        lines.append({"query_id": f"easyvqa-test-{i:05d}", "benchmark": "easy-vqa", "image": f"images/{img}.png",
+                      "question": q, "options": list(opts), "answer": opts.index(a),
+                      "split": "profile" if img < n_profile else "test"})
+    manifest = folder / IMAGE_MANIFEST
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (folder / IMAGE_SCENARIO).write_text(
+        'description = "Pocket pair on the easy-VQA test split (image QA)"\nseed = 0\n\n'
+        f'[workload]\nkind = "manifest"\npath = "{IMAGE_MANIFEST}"\n\n[models]\npreset = "pocket"\n\n'
+        '[policies]\nrun = ["device-native", "collaborative", "quickgrasp-fixed16"]\n')
+    return manifest
