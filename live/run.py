@@ -47,12 +47,23 @@ def cache_dir() -> Path:
 
 def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workload:
     """The scenario's queries with media files: a manifest, MVBench's JSON, or, for a synthetic
-    workload, clips made with ffmpeg (SYNTHETIC queries). `per_benchmark` keeps the first N queries
+    workload, clips made with ffmpeg (SYNTHETIC queries; with the pocket pair, clips of easy-VQA
+    images with templated questions it was trained to answer). `per_benchmark` keeps the first N queries
     of each benchmark (the generated workload makes N per class; 8 by default)."""
     kind = sc.workload.kind
     if kind == "trace":
         raise TestbedError("workload.kind = 'trace' holds metadata, not media files; real runs need files: "
                            "give a manifest (workload.kind = 'manifest')")
+    if kind == "synthetic" and sc.models.preset == "pocket":
+        # the pocket pair answers easy-VQA questions: clips of easy-VQA images (one GOP a scene)
+        # with templated questions about one scene, 3 x 8 clips by default
+        from dataclasses import replace
+
+        from live.pocket_videos import video_workload
+
+        clips = 3 * (per_benchmark or 8)
+        manifest = video_workload(cache_dir() / f"pocket-video-{clips}x80-seed{sc.seed}", clips, seed=sc.seed)
+        return replace(read_manifest(manifest), provenance=f"synthetic:easy-vqa-clips:{sc.seed}")
     if kind == "synthetic":
         from dataclasses import replace
 
