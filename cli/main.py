@@ -23,14 +23,14 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from sim.fit import comparison as paper_comparison
     from testbed import report
     from testbed.profiles import load_profile
-    from testbed.results import label, new_run_dir, write_run
+    from testbed.results import label, write_run
     from testbed.scenario import resolved_toml
 
     console = Console(width=max(140, Console().width))
     sc = _scenario(args)
     points = sc.grid()
     reps = _replications(args.replications, len(points))
-    out = new_run_dir(Path(args.out), sc.name, _stamp())
+    out = args.folders.new(Path(args.out), sc.name, _stamp())
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
         if reps:
             from testbed.errors import ConfigError
@@ -40,7 +40,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
         return sim_streams(args, sc, console, out)
     if reps:
-        return _sim_replications(console, sc, reps, out)
+        return _sim_replications(console, sc, reps, out, args.folders.final(out))
     total = 0
     for _, point in points:
         wl = load_workload(point)
@@ -76,7 +76,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         report.plot_sweep(table, keys, out / "sweep.png", f"{sc.name} sweep - {label(run)}")
         console.print(f"[bold]{sc.name}[/bold] sweep over {', '.join(keys)} - {label(run)}")
         console.print(report.format_table(table))
-    console.print(f"\nresults: {out}")
+    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 
@@ -120,7 +120,7 @@ def _print_comparison(console, comparison) -> None:
         _print_frame(console, report.comparison_cells(comparison, source=False), "")
 
 
-def _sim_replications(console, sc, reps: int, out: Path) -> int:
+def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
     """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
     from dataclasses import replace
 
@@ -164,7 +164,7 @@ def _sim_replications(console, sc, reps: int, out: Path) -> int:
                      f"{bench} - {data}")
     if comparison is not None:
         _print_comparison(console, comparison)
-    console.print(f"\nresults: {out}")
+    console.print(f"\nresults: {final}")
     return 0
 
 
@@ -177,7 +177,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
     from testbed import report
     from testbed.errors import ConfigError
-    from testbed.results import label, new_run_dir, write_run
+    from testbed.results import label, write_run
     from testbed.scenario import resolved_toml, with_overrides
 
     console = Console(width=max(140, Console().width))
@@ -225,7 +225,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
                            note=notes.append)
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
-    out = new_run_dir(Path(args.out), sc.name, _stamp())
+    out = args.folders.new(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
     write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed, extra)
@@ -235,7 +235,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     _print_summary(console, summary, baselines, label(run))
     if args.fidelity:
         _fidelity_after_run(console, sc, workload, pair, out, args.edge)
-    console.print(f"\nresults: {out}")
+    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 
@@ -609,14 +609,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return edge_main(argv[1:])
     args = parser().parse_args(argv)
+    from testbed.results import RunFolders
+
+    args.folders = folders = RunFolders()  # a results folder appears only when its command completes
+    code = 1
     try:
-        return int(args.fn(args))
+        code = int(args.fn(args))
+        return code
     except TestbedError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)
+        code = 2
         return 2
     except KeyboardInterrupt:
         print("testbed: interrupted", file=sys.stderr)
+        code = 130
         return 130
+    finally:
+        folders.commit() if code == 0 else folders.discard()
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
                 console.print(f"[bold]LCR and LHL over K_call[/bold] ({m.group(1)}) - {data}")
                 console.print(report.format_table(t1))
         (out / "sweep.md").write_text("\n".join(md))
-    console.print(f"\nresults: {out}")
+    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 
@@ -82,13 +82,13 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     from cli.main import _stamp
     from live.streams import host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
-    from testbed.results import label, new_run_dir
+    from testbed.results import label
     from testbed.scenario import resolved_toml
     from testbed.streams import report
     from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
 
     pair = make_pair(sc.models.preset, sc.models.device)
-    out = new_run_dir(Path(args.out), sc.name, _stamp())
+    out = args.folders.new(Path(args.out), sc.name, _stamp())
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -116,7 +116,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     table_to_streams(to_table(trace, provenance, params))  # validates before writing
     write_stream_trace(trace, out / "stream_trace.parquet", provenance, params)
     console.print(f"stream trace: {out / 'stream_trace.parquet'} (replay it: workload.kind = 'stream-trace')")
-    console.print(f"\nresults: {out}")
+    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 

@@ -207,15 +207,55 @@ def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def new_run_dir(root: Path, scenario: str, stamp: str) -> Path:
-    """results/<scenario>/<stamp>/ (with a suffix if it exists); the caller gives the timestamp."""
-    path = root / scenario / stamp
-    n = 1
-    while path.exists():
-        path = root / scenario / f"{stamp}-{n}"
-        n += 1
-    path.mkdir(parents=True)
-    return path
+class RunFolders:
+    """The results folders one command makes: each is written under a hidden temporary name
+    (`.<stamp>.partial`) and renamed to results/<scenario>/<stamp>/ only when the command completes
+    (`commit`), or removed with every folder it created if the command fails (`discard`): a failed
+    run leaves nothing behind."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path, list[Path]]] = []
+
+    def new(self, root: Path, scenario: str, stamp: str) -> Path:
+        """A fresh folder to write into (the caller gives the timestamp); `final(path)` is its name
+        once committed."""
+        from testbed.errors import TestbedError
+
+        final = root / scenario / stamp
+        n = 1
+        while final.exists() or any(f == final for _, f, _ in self._pending):
+            final = root / scenario / f"{stamp}-{n}"
+            n += 1
+        made = [p for p in (root, root / scenario) if not p.exists()]
+        tmp = final.parent / f".{final.name}.partial"
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TestbedError(f"{root}: cannot write results there ({exc.strerror})") from None
+        self._pending.append((tmp, final, made))
+        return tmp
+
+    def final(self, path: Path) -> Path:
+        """Where `path` (from new) ends up when committed."""
+        return next((f for t, f, _ in self._pending if t == path), path)
+
+    def commit(self) -> None:
+        for tmp, final, _ in self._pending:
+            if tmp.exists():
+                tmp.rename(final)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        import shutil
+
+        for tmp, _, made in self._pending:
+            shutil.rmtree(tmp, ignore_errors=True)
+            for folder in reversed(made):
+                try:
+                    folder.rmdir()  # only if still empty
+                except OSError:
+                    pass
+        self._pending.clear()
 
 
 def label(run: RunResult) -> str:

@@ -136,3 +136,19 @@ def test_sim_runs_on_a_trace_file(tmp_path):
     sc.write_text(f'[workload]\nkind = "trace"\npath = "{tmp_path / "w.parquet"}"\n'
                   '[policies]\nrun = ["device-native", "oracle"]\n')
     assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
+
+
+def test_a_failed_run_leaves_no_folder(tmp_path, capsys):
+    sc = tmp_path / "broken.toml"
+    sc.write_text('[workload]\nkind = "trace"\npath = "missing.parquet"\n')
+    assert main(["sim", str(sc), "--out", str(tmp_path / "res")]) == 2
+    assert "trace file not found" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()  # nothing half-written, not even the scenario's folder
+
+
+def test_results_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["sim", "default", "--queries", "10", "--out", str(blocker / "res")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write results there" in err[0]
