@@ -186,7 +186,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         raise ConfigError("sweep", "real runs take one point; run the sweep in the sim (testbed sim) or drop [sweep]")
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     if overrides:
-        sc = with_overrides(sc, overrides)
+        sc = with_overrides(sc, overrides, FLAGS)
     if args.inproc and args.edge:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
     if sc.workload.streams:  # camera streams played in real time (seed 001)
@@ -254,7 +254,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     else:
         sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
-    sc = with_overrides(sc, overrides) if overrides else sc
+    sc = with_overrides(sc, overrides, FLAGS) if overrides else sc
     workload = load_media_workload(sc, args.queries)
     pair = make_pair(sc.models.preset, sc.models.device)
     console = Console()
@@ -373,7 +373,12 @@ def _scenario(args: argparse.Namespace):
         overrides["seed"] = args.seed
     if args.queries is not None:
         overrides["workload.queries_per_benchmark"] = args.queries
-    return with_overrides(sc, overrides) if overrides else sc
+    return with_overrides(sc, overrides, FLAGS) if overrides else sc
+
+
+FLAGS = {"seed": "--seed", "workload.queries_per_benchmark": "--queries", "models.preset": "--models",
+         "models.device": "--device"}
+"""Scenario keys the command line sets, and the flag an error about them names."""
 
 
 def _print_summary(console, summary, baselines: Sequence[str], data_label: str) -> None:

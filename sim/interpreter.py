@@ -215,12 +215,12 @@ class SimInterpreter(Interpreter):
             run.offloads += 1
         up = upload_bytes(eff)
         t0 = env.now
-        yield from w.uplinks[run.client].transfer(up)
+        ledger.link_queue_s += yield from w.uplinks[run.client].transfer(up)
         ledger.uplink_s += env.now - t0
         ledger.bytes_up += up
         result = yield from run_steps(eff, lambda step: self.perform(step, run, "edge"))
         t0 = env.now
-        yield from w.downlinks[run.client].transfer(REPLY_BYTES)
+        ledger.link_queue_s += yield from w.downlinks[run.client].transfer(REPLY_BYTES)
         ledger.downlink_s += env.now - t0
         ledger.bytes_down += REPLY_BYTES
         return result

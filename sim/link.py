@@ -92,15 +92,18 @@ class Channel:
         end, self._cursor = self.trace.deliver(arrival_s, wire, self._cursor)
         return max(end - now, window_s, 0.0)
 
-    def transfer(self, nbytes: int) -> Generator[simpy.Event, None, None]:
-        """SimPy process body: wait for the channel, send, propagate."""
+    def transfer(self, nbytes: int) -> Generator[simpy.Event, None, float]:
+        """SimPy process body: wait for the channel, send, propagate; returns the seconds waited for
+        the channel (behind other transfers)."""
         arrival = self.env.now
         with self.fifo.request() as req:
             yield req
+            waited = self.env.now - arrival
             busy = self.send_s(arrival, nbytes)
             yield self.env.timeout(busy)
             self.busy_s += busy
             self.bytes += nbytes
             self._last_sent_s = self.env.now
         yield self.env.timeout(self.rtt_s / 2)
+        return waited
 

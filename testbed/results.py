@@ -89,6 +89,7 @@ class Ledger:
     edge_queue_s: float = 0.0
     edge_s: float = 0.0
     downlink_s: float = 0.0
+    link_queue_s: float = 0.0  # of uplink_s and downlink_s, the time spent behind other transfers
     bytes_up: int = 0
     bytes_down: int = 0
     frames: int = 0
@@ -140,6 +141,7 @@ class QueryRun:
             "bytes_down": ledger.bytes_down, "frames": ledger.frames, "decoded_frames": ledger.decoded,
             "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
             "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s, "t_downlink_s": ledger.downlink_s,
+            "t_wait_s": ledger.local_queue_s + ledger.edge_queue_s + ledger.link_queue_s,
             "stage_s": ledger.stages, "stage_bytes": ledger.sizes,
         }
 

@@ -300,8 +300,14 @@ class Scenario:
         return points
 
 
-def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
-    """A copy of `sc` with dotted keys set, validated like the file itself."""
+def with_overrides(sc: Scenario, assignment: dict[str, Any], flags: dict[str, str] | None = None) -> Scenario:
+    """A copy of `sc` with dotted keys set, validated like the file itself. An error names the key
+    as `sweep.<key>`, or as the command-line flag `flags` maps it to (e.g. "--queries")."""
+    flags = flags or {}
+
+    def where(key: str) -> str:
+        return flags.get(key, f"sweep.{key}")
+
     data = to_dict(sc)
     data.pop("sweep")
     data.pop("base_dir")
@@ -310,15 +316,19 @@ def with_overrides(sc: Scenario, assignment: dict[str, Any]) -> Scenario:
         parts = key.split(".")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
+                raise ConfigError(where(key), "not a key path of a scenario")
             node = node[part]
         if parts[-1] not in node or isinstance(node[parts[-1]], dict):
-            raise ConfigError(f"sweep.{key}", "not a key path of a scenario")
+            raise ConfigError(where(key), "not a key path of a scenario")
         node[parts[-1]] = list(value) if isinstance(value, tuple) else value
+    if {"policies.run", "policies.baselines"} & set(assignment):  # knobs of policies no longer run go
+        keep = set(data["policies"]["run"]) | set(data["policies"]["baselines"])
+        data["policies"] = {k: v for k, v in data["policies"].items()
+                            if not isinstance(v, dict) or k in keep}
     try:
         return replace(from_dict(Scenario, data), base_dir=sc.base_dir)
     except ConfigError as exc:
-        raise ConfigError(f"sweep.{exc.path}", exc.message) from None
+        raise ConfigError(flags.get(exc.path, f"sweep.{exc.path}"), exc.message) from None
 
 
 def resolved_toml(sc: Scenario) -> str:

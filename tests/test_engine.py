@@ -210,3 +210,23 @@ def test_adaptive_density_matches_the_best_fixed_density_faster(default_run, ben
           f"{_mean(s, bench, best, 'accuracy'):.2f}% at {_mean(s, bench, best):.3f} s")
     assert acc >= _mean(s, bench, best, "accuracy") - 0.5
     assert delay <= 1.05 * _mean(s, bench, best)
+
+
+def test_a_busy_link_that_nobody_waits_for_is_not_overloaded():
+    """low_bw: one closed-loop client keeps its slow uplink busy, but nothing ever queues."""
+    sc = load_scenario("low_bw")
+    run = run_scenario(with_overrides(sc, {"workload.queries_per_benchmark": 300}))
+    assert run.totals.uplink_util_max.max() > 0.5  # busy, yet
+    assert report.saturation_notes(run.totals, run.queries) == []
+
+
+def test_contention_at_four_times_its_rate_is_overloaded():
+    sc = load_scenario("contention")
+    fast = with_overrides(sc, {"workload.queries_per_benchmark": 300,
+                               "arrivals.rate_per_client": 4 * sc.arrivals.rate_per_client})
+    run = run_scenario(fast)
+    notes = report.saturation_notes(run.totals, run.queries)
+    assert notes and all("overloaded" in n for n in notes)
+    calm = run_scenario(with_overrides(sc, {"workload.queries_per_benchmark": 300,
+                                            "policies.run": ["device-native"]}))
+    assert report.saturation_notes(calm.totals, calm.queries) == []
