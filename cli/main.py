@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import Sequence
 
 from cli import ope, pocket
+from testbed.argtypes import (
+    COUNT,
+    INPUT_DIR,
+    INPUT_FILE,
+    OUTPUT_DIR,
+    OUTPUT_FILE,
+    SEED,
+    Integer,
+    Number,
+    Parser,
+)
 from cli.streams import register as register_streams
 from testbed.errors import TestbedError
 
@@ -17,7 +28,13 @@ from testbed.errors import TestbedError
 def _cmd_sim(args: argparse.Namespace) -> int:
     import pandas as pd
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
@@ -124,7 +141,13 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
     """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
     from dataclasses import replace
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
@@ -173,7 +196,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from testbed import report
     from testbed.errors import ConfigError
@@ -241,7 +270,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from live.record import record
     from live.run import load_media_workload
@@ -338,7 +373,13 @@ def print_fidelity(result: dict) -> None:
 
 def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
     """Record the run's workload on every arm, measure a profile, replay the run in the sim."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from live.record import record
     from sim.fidelity import fidelity
@@ -425,11 +466,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from testbed.traces import write_trace
-    from testbed.workload.synthetic import synthetic_workload
-
     from testbed.errors import ConfigError
-    from testbed.workload.synthetic import CONTEXT_SIGNAL
+    from testbed.traces import write_trace
+    from testbed.workload.synthetic import CONTEXT_SIGNAL, synthetic_workload
 
     signal = CONTEXT_SIGNAL if args.context_signal is None else args.context_signal
     if not 0.0 <= signal <= 1.0:
@@ -441,10 +480,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from testbed.bandwidth import cooked_to_mahimahi, mean_mbps, read_cooked, scale_to_mean, write_mahimahi
+    from testbed.bandwidth import (
+        cooked_to_mahimahi,
+        mean_mbps,
+        read_cooked,
+        scale_to_mean,
+        write_mahimahi,
+    )
+    from testbed.errors import TraceError
 
     t, r = read_cooked(Path(args.input))
-    stamps = cooked_to_mahimahi(t, r, args.scale)
+    try:
+        stamps = cooked_to_mahimahi(t, r, args.scale)
+    except TraceError as exc:
+        raise TraceError(f"{args.input}: {exc}") from None
     if args.mean_mbps:
         stamps = scale_to_mean(stamps, args.mean_mbps)
     write_mahimahi(stamps, Path(args.output))
@@ -499,9 +548,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 def _cmd_keys(args: argparse.Namespace) -> int:
     from testbed.config import field_help
-    from testbed.scenario import Scenario
-
     from testbed.policies.registry import FIXED, PER_DENSITY
+    from testbed.scenario import Scenario
 
     rows = field_help(Scenario)
     # each policy's knobs, in [policies.<name>] (density families share their knobs type)
@@ -514,13 +562,13 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="testbed", description="Device-edge collaborative VLM inference testbed")
+    p = Parser(prog="testbed", description="Device-edge collaborative VLM inference testbed")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<timestamp>/")
     s.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
-    s.add_argument("--seed", type=int, help="override the scenario's seed")
-    s.add_argument("--queries", type=int, help="override workload.queries_per_benchmark")
-    s.add_argument("--out", default="results", help="results root folder")
+    s.add_argument("--seed", type=SEED, help="override the scenario's seed")
+    s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
+    s.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
     s.add_argument("--replications", metavar="N", help="run N seeds (seed, seed+1, ...) and report every metric "
                                                        "and ratio as a mean with its 95%% confidence interval")
     s.set_defaults(fn=_cmd_sim)
@@ -528,37 +576,38 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("scenarios", nargs="*")
     v.set_defaults(fn=_cmd_validate)
     g = sub.add_parser("synth", help="write the calibrated synthetic workload as a Parquet trace")
-    g.add_argument("out")
-    g.add_argument("--queries", type=int, default=1000, help="queries per benchmark")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--benchmarks", nargs="+", default=["mvbench", "videomme", "mlvu"])
-    g.add_argument("--context-signal", type=float,
+    g.add_argument("out", type=OUTPUT_FILE)
+    g.add_argument("--queries", type=Integer(10), default=1000, help="queries per benchmark")
+    g.add_argument("--seed", type=SEED, default=0)
+    g.add_argument("--benchmarks", nargs="+", choices=["mvbench", "videomme", "mlvu"],
+                   default=["mvbench", "videomme", "mlvu"])
+    g.add_argument("--context-signal", type=Number(ge=0.0, le=1.0),
                    help="correlation of the bandit context columns with the density a query needs (assumed; "
                         "default: the generator's CONTEXT_SIGNAL, 0.8)")
     g.set_defaults(fn=_cmd_synth)
     c = sub.add_parser("convert-trace", help="cooked (time_s, Mbit/s) bandwidth trace -> mahimahi")
-    c.add_argument("input")
-    c.add_argument("output")
-    c.add_argument("--scale", type=float, default=1.0, help="multiply every rate")
-    c.add_argument("--mean-mbps", type=float, default=0.0, help="rescale to this mean rate")
+    c.add_argument("input", type=INPUT_FILE)
+    c.add_argument("output", type=OUTPUT_FILE)
+    c.add_argument("--scale", type=Number(gt=0.0), default=1.0, help="multiply every rate")
+    c.add_argument("--mean-mbps", type=Number(ge=0.0), default=0.0, help="rescale to this mean rate (0: keep it)")
     c.set_defaults(fn=_cmd_convert)
     f = sub.add_parser("fit-profile", help="fit the paper-fitted hardware profile to seed 000's figures")
     f.add_argument("--scenario", default="default")
-    f.add_argument("--out", default="traces/profiles/paper-fitted.toml")
-    f.add_argument("--per-benchmark", type=int, default=150, help="test queries per benchmark in each fit step")
-    f.add_argument("--max-evals", type=int, default=150)
-    f.add_argument("--seed", type=int, default=1000, help="workload seed to fit on (figures are then reported on "
+    f.add_argument("--out", type=OUTPUT_FILE, default="traces/profiles/paper-fitted.toml")
+    f.add_argument("--per-benchmark", type=COUNT, default=150, help="test queries per benchmark in each fit step")
+    f.add_argument("--max-evals", type=COUNT, default=150)
+    f.add_argument("--seed", type=SEED, default=1000, help="workload seed to fit on (figures are then reported on "
                                                        "the scenario's own seed too)")
     f.set_defaults(fn=_cmd_fit)
     t = sub.add_parser("tokenize", help="sample, decode, preprocess and encode one video; print stage times")
-    t.add_argument("video")
+    t.add_argument("video", type=INPUT_FILE)
     t.add_argument("--sampler", choices=["keyframe", "fps", "uniform"], default="keyframe")
-    t.add_argument("--count", type=int, default=16, help="frames for --sampler uniform")
+    t.add_argument("--count", type=COUNT, default=16, help="frames for --sampler uniform")
     t.add_argument("--encoder", default="tiny", help="tiny, real-size, or a local checkpoint folder")
     t.add_argument("--device", default="cpu")
     t.add_argument("--sequential", action="store_true", help="decode, then preprocess, then encode")
-    t.add_argument("--chunk", type=int, default=16, help="frames per pipeline chunk")
-    t.add_argument("--threads", type=int, default=0, help="decoder threads (0: decord's default)")
+    t.add_argument("--chunk", type=COUNT, default=16, help="frames per pipeline chunk")
+    t.add_argument("--threads", type=Integer(0), default=0, help="decoder threads (0: decord's default)")
     t.set_defaults(fn=_cmd_tokenize)
     lv = sub.add_parser("live", help="run a scenario for real (real decoding, models and codec) and write "
                                      "results/<scenario>/<timestamp>/")
@@ -566,10 +615,10 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
     lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
                                    "of starting one behind a shaped link")
-    lv.add_argument("--seed", type=int, help="override the scenario's seed")
-    lv.add_argument("--queries", type=int, help="queries per benchmark (a synthetic workload makes this many "
+    lv.add_argument("--seed", type=SEED, help="override the scenario's seed")
+    lv.add_argument("--queries", type=COUNT, help="queries per benchmark (a synthetic workload makes this many "
                                                 "clips per class; default 8)")
-    lv.add_argument("--out", default="results", help="results root folder")
+    lv.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
     lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
     lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
     lv.add_argument("--fidelity", action="store_true", help="then record the workload's trace, profile this machine "
@@ -579,8 +628,8 @@ def parser() -> argparse.ArgumentParser:
                    add_help=False)  # its own parser: live.edge_server.build_parser
     r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
     r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
-    r.add_argument("--out", required=True, help="the trace to write (Parquet); an interrupted run resumes")
-    r.add_argument("--queries", type=int, help="queries per benchmark (as testbed live --queries)")
+    r.add_argument("--out", type=OUTPUT_FILE, required=True, help="the trace to write (Parquet); an interrupted run resumes")
+    r.add_argument("--queries", type=COUNT, help="queries per benchmark (as testbed live --queries)")
     r.add_argument("--models", help="override models.preset")
     r.add_argument("--device", help="override models.device")
     r.set_defaults(fn=_cmd_record)
@@ -588,16 +637,16 @@ def parser() -> argparse.ArgumentParser:
                                         "hardware profile (TOML)")
     pr.add_argument("--role", choices=["local", "edge", "both"], default="both",
                     help="local: the device's small model; edge: the server's large model (other roles in --out kept)")
-    pr.add_argument("--out", required=True, help="the profile to write")
+    pr.add_argument("--out", type=OUTPUT_FILE, required=True, help="the profile to write")
     pr.add_argument("--models", default="tiny", help="tiny, real-size or a model-pair folder")
     pr.add_argument("--device", default="cpu")
-    pr.add_argument("--repeats", type=int, default=3, help="timed repeats per size after a warm-up (median)")
+    pr.add_argument("--repeats", type=COUNT, default=3, help="timed repeats per size after a warm-up (median)")
     pr.set_defaults(fn=_cmd_profile)
     fi = sub.add_parser("fidelity", help="replay a live run in the sim (strict and profile-only) and write "
                                          "fidelity.csv/.md/.png into its folder")
-    fi.add_argument("run_dir", help="a live run's results folder")
-    fi.add_argument("--trace", help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
-    fi.add_argument("--profile", help="measured hardware profile (default RUN_DIR/profile.toml)")
+    fi.add_argument("run_dir", type=INPUT_DIR, help="a live run's results folder")
+    fi.add_argument("--trace", type=INPUT_FILE, help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
+    fi.add_argument("--profile", type=INPUT_FILE, help="measured hardware profile (default RUN_DIR/profile.toml)")
     fi.set_defaults(fn=_cmd_fidelity)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
@@ -613,7 +662,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from live.edge_server import main as edge_main
 
         return edge_main(argv[1:])
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a flag argparse refused (one line, see cli.args.Parser)
+        return int(exc.code or 0)
     from testbed.results import RunFolders
 
     args.folders = folders = RunFolders()  # a results folder appears only when its command completes
@@ -623,6 +675,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except TestbedError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)
+        code = 2
+        return 2
+    except OSError as exc:  # a file or folder the system refused (permissions, space, a folder where a file was)
+        print(f"testbed: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
         code = 2
         return 2
     except KeyboardInterrupt:

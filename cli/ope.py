@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from testbed.argtypes import COUNT, INPUT_FILE, SEED, Number
+
 POLICY_AGENTS = {"quickgrasp": "neural-linear-thompson", "quickgrasp-eps": "epsilon-greedy",
                  "quickgrasp-linucb": "linucb"}
 
@@ -22,16 +24,16 @@ def register(subparsers: Any) -> None:
     """Add the `ope` subcommand to the `testbed` parser."""
     o = subparsers.add_parser("ope", help="evaluate a density agent off-policy (IPS, doubly robust) on a "
                                           "decision log from a results folder")
-    o.add_argument("log", help="a decision log, decisions-<policy>.npz in a results folder")
+    o.add_argument("log", type=INPUT_FILE, help="a decision log, decisions-<policy>.npz in a results folder")
     o.add_argument("--agent", required=True,
                    help="the agent to evaluate: fixed<a> (e.g. fixed8), neural-linear-thompson, epsilon-greedy, "
                         "epsilon-greedy-raw, linucb, or a policy name (quickgrasp, quickgrasp-eps, quickgrasp-linucb)")
-    o.add_argument("--profiling", help="the profiling fit to warm-start it from (default: profiling.npz next to the log)")
-    o.add_argument("--state", help="an agent state saved with the save_state knob, evaluated instead of the warm start")
-    o.add_argument("--cost-weight", type=float, help="lambda's scale for the agent's choices (default: the log's)")
-    o.add_argument("--draws", type=int, default=1000,
+    o.add_argument("--profiling", type=INPUT_FILE, help="the profiling fit to warm-start it from (default: profiling.npz next to the log)")
+    o.add_argument("--state", type=INPUT_FILE, help="an agent state saved with the save_state knob, evaluated instead of the warm start")
+    o.add_argument("--cost-weight", type=Number(ge=0.0), help="lambda's scale for the agent's choices (default: the log's)")
+    o.add_argument("--draws", type=COUNT, default=1000,
                    help="Monte Carlo draws per logged context for a randomised agent's probabilities")
-    o.add_argument("--seed", type=int, default=0, help="seed of those draws")
+    o.add_argument("--seed", type=SEED, default=0, help="seed of those draws")
     o.set_defaults(fn=_cmd_ope)
 
 
@@ -59,8 +61,16 @@ def build_agent(name: str, profiling: Any, cost: Any) -> Any:
 def _cmd_ope(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from testbed.bandit import (CostModel, doubly_robust, hindsight_value, ips, load_agent_state, load_log,
-                                load_profiling, target_probs)
+    from testbed.bandit import (
+        CostModel,
+        doubly_robust,
+        hindsight_value,
+        ips,
+        load_agent_state,
+        load_log,
+        load_profiling,
+        target_probs,
+    )
     from testbed.bandit.agents import MAX_FRAMES
     from testbed.errors import TestbedError
     from testbed.report import format_table

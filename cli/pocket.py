@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from testbed.argtypes import COUNT, INPUT_DIR, OUTPUT_DIR, SEED, Integer
+
 
 def _say(msg: str) -> None:
     print(f"testbed: {msg}", file=sys.stderr, flush=True)
@@ -46,9 +48,23 @@ def _train_pocket(out: Path, seed: int, limit_images: int | None, steps: tuple[i
 
     from testbed.models.effnet import EfficientNetLiteEncoder
     from testbed.models.pocket import LARGE, SMALL, save_head
-    from testbed.models.pocket_data import FEATURES_VERSION, cached_array, image_features, image_labels, load_split
-    from testbed.models.pocket_train import (DENSITIES, TrainConfig, build_data, build_mosaics, fit_pca,
-                                             merged_features, mosaic_sets, train_head)
+    from testbed.models.pocket_data import (
+        FEATURES_VERSION,
+        cached_array,
+        image_features,
+        image_labels,
+        load_split,
+    )
+    from testbed.models.pocket_train import (
+        DENSITIES,
+        TrainConfig,
+        build_data,
+        build_mosaics,
+        fit_pca,
+        merged_features,
+        mosaic_sets,
+        train_head,
+    )
 
     t0 = time.perf_counter()
     train, test = load_split("train", limit_images), load_split("test", limit_images)
@@ -139,8 +155,14 @@ def evaluate(heads: dict[str, Any], cal: Any, cal_q: Any, test: Any, mosaics: An
     over density on images and on mosaics, and on composed videos of 80 scenes."""
     import numpy as np
 
-    from testbed.models.pocket_train import (DENSITIES, EVAL_DENSITY, image_logits, mosaic_accuracy, option_view,
-                                             video_accuracy)
+    from testbed.models.pocket_train import (
+        DENSITIES,
+        EVAL_DENSITY,
+        image_logits,
+        mosaic_accuracy,
+        option_view,
+        video_accuracy,
+    )
     from testbed.router.calibration import confidence, ece, fit_temperature
 
     q = np.arange(len(test.split))
@@ -241,7 +263,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_workload(args: argparse.Namespace) -> int:
-    from live.pocket_videos import IMAGE_SCENARIO, VIDEO_SCENARIO, image_workload, video_workload
+    from live.pocket_videos import (
+        IMAGE_SCENARIO,
+        VIDEO_SCENARIO,
+        image_workload,
+        video_workload,
+    )
 
     out = Path(args.out)
     made = [0]
@@ -266,28 +293,28 @@ def register(sub: Any) -> None:
     default_dir = REPO_ROOT / "traces" / "models" / "pocket"
     t = sub.add_parser("train-pocket", help="train the pocket pair's heads on easy-VQA (CPU, fixed seed) and write "
                                             "their safetensors and card.json")
-    t.add_argument("--out", default=str(default_dir), help="folder for small/large.safetensors and card.json")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit-images", type=int, help="use only the first N images of each split (quick checks)")
-    t.add_argument("--steps-small", type=int, default=1200)
-    t.add_argument("--steps-large", type=int, default=1200)
-    t.add_argument("--video-eval", type=int, default=400, help="composed 80-scene video questions to evaluate")
-    t.add_argument("--mosaics", type=int, nargs=2, default=(2000, 500), metavar=("TRAIN", "TEST"),
+    t.add_argument("--out", type=OUTPUT_DIR, default=str(default_dir), help="folder for small/large.safetensors and card.json")
+    t.add_argument("--seed", type=SEED, default=0)
+    t.add_argument("--limit-images", type=COUNT, help="use only the first N images of each split (quick checks)")
+    t.add_argument("--steps-small", type=COUNT, default=1200)
+    t.add_argument("--steps-large", type=COUNT, default=1200)
+    t.add_argument("--video-eval", type=Integer(0), default=400, help="composed 80-scene video questions to evaluate")
+    t.add_argument("--mosaics", type=Integer(0), nargs=2, default=(2000, 500), metavar=("TRAIN", "TEST"),
                    help="2 x 2 mosaics of easy-VQA images to train and evaluate on")
     t.set_defaults(fn=_cmd_train)
     e = sub.add_parser("pocket-eval", help="answer the first N easy-VQA test questions with the committed pocket "
                                            "heads; print one JSON line")
-    e.add_argument("--limit", type=int, help="first N questions (default: all 9,673)")
-    e.add_argument("--density", type=int, default=16, help="tokens per frame after ToMe merging (<= 49)")
-    e.add_argument("--weights", help="folder of the heads (default: the committed traces/models/pocket)")
+    e.add_argument("--limit", type=COUNT, help="first N questions (default: all 9,673)")
+    e.add_argument("--density", type=Integer(1, 49), default=16, help="tokens per frame after ToMe merging (<= 49)")
+    e.add_argument("--weights", type=INPUT_DIR, help="folder of the heads (default: the committed traces/models/pocket)")
     e.set_defaults(fn=_cmd_eval)
     w = sub.add_parser("pocket-workload", help="write easy-VQA video-QA clips (ffmpeg) and image-QA queries as "
                                                "manifests with scenarios for `testbed live`")
-    w.add_argument("out", help="folder for the clips, images, manifests and scenarios")
-    w.add_argument("--clips", type=int, default=30)
-    w.add_argument("--scenes", type=int, default=80, help="scenes (images, one GOP each) per clip")
-    w.add_argument("--scene-frames", type=int, default=4, help="frames per scene (= the GOP)")
-    w.add_argument("--fps", type=int, default=8)
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("out", type=OUTPUT_DIR, help="folder for the clips, images, manifests and scenarios")
+    w.add_argument("--clips", type=COUNT, default=30)
+    w.add_argument("--scenes", type=COUNT, default=80, help="scenes (images, one GOP each) per clip")
+    w.add_argument("--scene-frames", type=COUNT, default=4, help="frames per scene (= the GOP)")
+    w.add_argument("--fps", type=COUNT, default=8)
+    w.add_argument("--seed", type=SEED, default=0)
     w.set_defaults(fn=_cmd_workload)
 

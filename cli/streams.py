@@ -9,11 +9,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+from testbed.argtypes import COUNT, OUTPUT_FILE, SEED, Integer
+
 
 def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> int:
     """Simulate a stream scenario (every sweep point) and write its results folder."""
     import pandas as pd
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from sim.engine import load_streams, run_stream_scenario
     from testbed.profiles import load_profile
@@ -77,7 +85,13 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
 def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     """Play generated videos in real time to the stream policies (real models, in one process),
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from cli.main import _stamp
     from live.streams import host_provenance, record_trace, run_streams_real
@@ -149,14 +163,14 @@ def register(sub: Any) -> None:
     from testbed.streams.specs import DATASETS
 
     g = sub.add_parser("synth-streams", help="write the calibrated synthetic stream trace (seed 001) as Parquet")
-    g.add_argument("out")
+    g.add_argument("out", type=OUTPUT_FILE)
     g.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--streams", type=int, default=0, help="streams per dataset (0: the dataset's own count)")
+    g.add_argument("--seed", type=SEED, default=0)
+    g.add_argument("--streams", type=Integer(0), default=0, help="streams per dataset (0: the dataset's own count)")
     g.set_defaults(fn=_cmd_synth)
     f = sub.add_parser("fit-streams", help="fit the synthetic streams' model parameters to seed 001's calibration "
                                            "rows (Table 2: SVLM-only, LVLM-only, edgeVLM at 20-30%%)")
     f.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    f.add_argument("--seed", type=int, default=1, help="seed of the draws fitted on (results are reported on 0)")
-    f.add_argument("--max-evals", type=int, default=300)
+    f.add_argument("--seed", type=SEED, default=1, help="seed of the draws fitted on (results are reported on 0)")
+    f.add_argument("--max-evals", type=COUNT, default=300)
     f.set_defaults(fn=_cmd_fit)

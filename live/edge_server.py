@@ -43,6 +43,7 @@ from live import envelope as env
 from live import netns
 from live.envelope import Kind, Limits
 from live.errors import EnvelopeError
+from testbed.argtypes import COUNT, Integer, Number, Parser
 from testbed.errors import ConfigError, TestbedError
 
 if TYPE_CHECKING:
@@ -414,24 +415,24 @@ READY = "edge listening on "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="testbed edge",
+    p = Parser(prog="testbed edge",
                                 description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
     p.add_argument("--bind", required=True, help="tcp://HOST:PORT (PORT may be *); loopback or a testbed namespace's "
                                                  "address unless --public")
     p.add_argument("--handler", default="live.handlers:probe", help="module:function taking a Request, returning a "
                                                                    "Reply (default: the diagnostic probe handler)")
-    p.add_argument("--max-queue", type=int, default=8, help="requests that may wait; more get 'busy' (default 8)")
-    p.add_argument("--workers", type=int, default=1, help="requests served at once (default 1)")
-    p.add_argument("--max-message-mb", type=float, default=env.DEFAULT_MAX_MESSAGE_BYTES / 2**20,
+    p.add_argument("--max-queue", type=COUNT, default=8, help="requests that may wait; more get 'busy' (default 8)")
+    p.add_argument("--workers", type=COUNT, default=1, help="requests served at once (default 1)")
+    p.add_argument("--max-message-mb", type=Number(gt=0.0), default=env.DEFAULT_MAX_MESSAGE_BYTES / 2**20,
                    help="largest request accepted, MiB (default 512)")
-    p.add_argument("--drain-s", type=float, default=30.0, help="on shutdown, wait this long for requests in service")
-    p.add_argument("--linger-ms", type=int, default=1000, help="on shutdown, time to flush replies (default 1000)")
+    p.add_argument("--drain-s", type=Number(ge=0.0), default=30.0, help="on shutdown, wait this long for requests in service")
+    p.add_argument("--linger-ms", type=Integer(0), default=1000, help="on shutdown, time to flush replies (default 1000)")
     p.add_argument("--netns", help="enter this network namespace first (the shaped link's edge side)")
     p.add_argument("--public", action="store_true", help="allow binding to a non-loopback address")
     p.add_argument("--models", help="serve the model pair's edge steps with this preset (tiny, real-size, or a "
                                     "model-pair folder) instead of --handler")
     p.add_argument("--device", default="cpu", help="torch device for --models (default cpu)")
-    p.add_argument("--chunk-frames", type=int, default=16, help="frames per pipeline chunk for --models")
+    p.add_argument("--chunk-frames", type=COUNT, default=16, help="frames per pipeline chunk for --models")
     p.add_argument("--stop-on-stdin-eof", action="store_true",
                    help="shut down when stdin closes (a parent that dies takes its edge with it)")
     return p
@@ -439,7 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run an edge server until a signal. Returns the exit code (2 for a user error)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a refused flag (one line)
+        return int(exc.code or 0)
     try:
         if args.netns:
             try:

@@ -18,6 +18,7 @@ cycle c falls at c * period.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def mahimahi_bytes(nbytes: int, mtu: int = MTU) -> int:
 def read_cooked(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(time_s, Mbit/s) samples of a cooked trace; times strictly increasing, rates >= 0."""
     try:
-        data = np.loadtxt(path, ndmin=2)
+        with warnings.catch_warnings():  # an empty file: said below, in one line
+            warnings.simplefilter("ignore", UserWarning)
+            data = np.loadtxt(path, ndmin=2)
     except FileNotFoundError:
         raise TraceError(f"bandwidth trace not found: {path}") from None
     except ValueError as exc:

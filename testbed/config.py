@@ -1,7 +1,9 @@
 """Load nested frozen dataclasses from TOML tables, validated once, with errors that name the key path.
 
-A field's help text lives in ``field(metadata={"help": ...})``; unknown keys, wrong types and
-values outside a Literal are rejected with the dotted path and what is allowed. One field of a
+A field's help text and its bounds live in its metadata (`help_field(default, help, ge=..., gt=...,
+le=..., lt=...)`); unknown keys, wrong types, non-finite numbers, values out of bounds and values
+outside a Literal are rejected with the dotted path and what is allowed, in one place (from_dict),
+so a config class's __post_init__ keeps only rules that tie keys together. One field of a
 table may be marked ``metadata={"tables": True}`` (a dict of sub-tables): it takes the table's
 other sub-tables by name, as ``[policies.<name>]`` does, and is written back flat.
 """
@@ -9,6 +11,8 @@ other sub-tables by name, as ``[policies.<name>]`` does, and is written back fla
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tomllib
 import types
 import typing
@@ -20,11 +24,30 @@ from testbed.errors import ConfigError
 T = TypeVar("T")
 
 
-def help_field(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with help text (shown by ``testbed scenarios --help-keys``)."""
+BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b), "le": ("<=", lambda v, b: v <= b),
+          "lt": ("<", lambda v, b: v < b)}
+
+
+def help_field(default: Any, help: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+               lt: float | None = None, **kw: Any) -> Any:
+    """A dataclass field with help text (shown by ``testbed keys``) and optional bounds on its value."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(default=default, metadata={"help": help, **bounds}, **kw)
+
+
+def bounds_text(metadata: Any) -> str:
+    """The field's bounds as text, e.g. ">= 0 and < 1" ("" if none)."""
+    return " and ".join(f"{BOUNDS[k][0]} {metadata[k]:g}" for k in BOUNDS if k in metadata)
+
+
+def _check_bounds(metadata: Any, value: Any, path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    for k, (_, ok) in BOUNDS.items():
+        if k in metadata and not ok(value, metadata[k]):
+            raise ConfigError(path, f"must be {bounds_text(metadata)}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -72,6 +95,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(path, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -109,6 +134,7 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
             extra = f", or a table per {fields[tables].metadata['tables_of']}" if tables else ""
             raise ConfigError(sub, f"unknown key; allowed here: {allowed}{extra}")
         kwargs[key] = _coerce(hints[key], value, sub)
+        _check_bounds(fields[key].metadata, kwargs[key], sub)
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -161,5 +187,49 @@ def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
-        rows.append((key, _type_name(tp), repr(default), f.metadata.get("help", "")))
+        bounds = bounds_text(f.metadata)
+        text = f.metadata.get("help", "") + (f" ({bounds})" if bounds else "")
+        rows.append((key, _type_name(tp), repr(default), text))
     return rows
+
+
+def json_schema(cls: type, title: str = "") -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of dataclass `cls` as TOML holds it: types, defaults, help as
+    descriptions, bounds, allowed values; unknown keys refused. Editors check a TOML file against
+    it while it is typed (e.g. Taplo / Even Better TOML's `#:schema` directive)."""
+    hints = get_type_hints(cls)
+    props: dict[str, Any] = {}
+    tables = _tables_field(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.metadata.get("internal") or f.name == tables:
+            continue
+        node = _schema_of(hints[f.name])
+        if f.metadata.get("help"):
+            node["description"] = f.metadata["help"]
+        for k, key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
+            if k in f.metadata:
+                node[key] = f.metadata[k]
+        if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):
+            node["default"] = json.loads(json.dumps(to_dict(f.default)))
+        props[f.name] = node
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    out["additionalProperties"] = {"type": "object"} if tables else False
+    if title:
+        out = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **out}
+    return out
+
+
+def _schema_of(tp: Any) -> dict[str, Any]:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return json_schema(tp)
+    if origin is Literal:
+        return {"enum": list(get_args(tp))}
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [_schema_of(a) for a in get_args(tp)]}
+    if origin in (tuple, list):
+        return {"type": "array", "items": _schema_of(get_args(tp)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _schema_of(get_args(tp)[1])}
+    return {float: {"type": "number"}, int: {"type": "integer"}, bool: {"type": "boolean"},
+            str: {"type": "string"}}.get(tp, {})

@@ -88,7 +88,6 @@ def test_focus_follows_eq_10_and_11():
     assert torch.equal(focus_weights(now, then, [[]]), torch.ones(3))
 
 
-@pytest.mark.slow
 def test_a_live_stream_keeps_real_time_and_records_a_replayable_trace(tmp_path, monkeypatch):
     """Tiny models at 1 FPS on this machine's CPU: every frame's local answer is before its deadline."""
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
