@@ -151,4 +151,4 @@ def test_results_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["sim", "default", "--queries", "10", "--out", str(blocker / "res")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot write results there" in err[0]
+    assert len(err) == 1 and "--out" in err[0] and "is a file, not a folder" in err[0]
