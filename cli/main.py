@@ -257,7 +257,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, None, sc.seed, extra)
+    write_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, None, sc.seed, extra)
     fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
     if fallbacks:
         console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
@@ -556,8 +556,30 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     specs = {**FIXED, **{f"{prefix}-fixed<a>": make(16) for prefix, make in PER_DENSITY.items()}}
     for name, spec in specs.items():
         rows += field_help(spec.knobs, f"policies.{name}.")
-    for key, tp, default, text in rows:
-        print(f"{key:40} {tp:28} default {default:20} {text}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+    for col, width in (("key", None), ("type", 24), ("default", 24), ("help", None)):
+        table.add_column(col, max_width=width, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(160, Console().width)).print(table)
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from testbed.config import json_schema
+    from testbed.scenario import Scenario
+
+    schema = json.dumps(json_schema(Scenario, "testbed scenario"), indent=2)
+    if args.out:
+        Path(args.out).write_text(schema + "\n")
+        print(f"wrote {args.out}: add `#:schema {args.out}` as a scenario's first line for editors (Taplo)")
+    else:
+        print(schema)
     return 0
 
 
@@ -648,6 +670,9 @@ def parser() -> argparse.ArgumentParser:
     fi.add_argument("--trace", type=INPUT_FILE, help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
     fi.add_argument("--profile", type=INPUT_FILE, help="measured hardware profile (default RUN_DIR/profile.toml)")
     fi.set_defaults(fn=_cmd_fidelity)
+    sc_ = sub.add_parser("schema", help="print (or write) the JSON Schema of scenario files, for editors")
+    sc_.add_argument("--out", type=OUTPUT_FILE, help="write it to this file")
+    sc_.set_defaults(fn=_cmd_schema)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
     register_streams(sub)

@@ -112,7 +112,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     summary = report.summarize_frames(run.queries)
-    report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc), run, summary, sc.seed,
+    report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, sc.seed,
                             {"models": pair.preset, "device": sc.models.device})
     late = report.lateness(run.queries)
     late.to_csv(out / "lateness.csv", index=False)

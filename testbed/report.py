@@ -72,16 +72,27 @@ def saturation_notes(totals: pd.DataFrame, queries: pd.DataFrame | None = None, 
     return notes
 
 
+def plain(x: float, digits: int = 3) -> str:
+    """A number as people write it: `digits` significant digits, no exponent (1230, 0.0000381)."""
+    if x == 0 or not np.isfinite(x):
+        return format(x, "g")
+    text = np.format_float_positional(float(x), precision=digits, unique=False, fractional=False, trim="-")
+    return text.rstrip(".")
+
+
 def format_table(df: pd.DataFrame, floatfmt: str = ".3g") -> str:
-    """A Markdown table (pandas.to_markdown needs tabulate; this needs nothing)."""
+    """A Markdown table (pandas.to_markdown needs tabulate; this needs nothing). Numbers are written
+    plainly with three significant digits (never 1.23e+03); `floatfmt` other than ".3g" is used as is."""
     cols = list(df.columns)
 
     def cell(v: object) -> str:
         if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else format(float(v), floatfmt)
+            if np.isnan(v):
+                return ""
+            return plain(float(v)) if floatfmt == ".3g" else format(float(v), floatfmt)
         return str(v)
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
@@ -338,6 +349,22 @@ def _log_x(ax: Any, label: str) -> None:
     ax.grid(alpha=0.3)
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def policy_style(policy: str) -> dict[str, Any]:
+    """One colour and marker per policy name, the same in every plot and every run: from the
+    policy's place in the registry's list of names (any other name: from its CRC-32)."""
+    import zlib
+
+    from testbed.policies.registry import policy_names
+
+    names = policy_names()
+    i = names.index(policy) if policy in names else len(names) + zlib.crc32(policy.encode())
+    cmap = plt.get_cmap("tab20")
+    return {"color": cmap(i % 20), "marker": MARKERS[(i // 20 + i) % len(MARKERS)]}
+
+
 def _save(fig: Any, path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -352,7 +379,7 @@ def plot_delay_cdf(q: pd.DataFrame, path: Path, title: str) -> None:
     for ax, b in zip(axes, benches):
         for policy, d in q[q.benchmark == b].groupby("policy", sort=False):
             x = np.sort(d.delay_s.to_numpy())
-            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=policy)
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=policy, color=policy_style(str(policy))["color"])
         _log_x(ax, "response delay (s)")
         ax.set_ylabel("CDF")
     axes[0].legend(fontsize=7)
@@ -377,17 +404,23 @@ def plot_breakdown(q: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
-    """Accuracy against mean delay, one point per policy, per benchmark."""
+    """Accuracy against mean delay, one point per policy (its colour and marker, named in one legend
+    rather than by labels that would overlap), per benchmark."""
     s = summary[summary.benchmark != ALL] if (summary.benchmark != ALL).any() else summary
     benches = list(dict.fromkeys(s.benchmark))
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
         for row in s[s.benchmark == b].itertuples():
-            ax.scatter(row.mean_s, row.accuracy)
-            ax.annotate(row.policy, (row.mean_s, row.accuracy), fontsize=7)
+            ax.scatter(row.mean_s, row.accuracy, s=36, label=row.policy, **policy_style(str(row.policy)))
         _log_x(ax, "mean response delay (s)")
         ax.set_ylabel("accuracy (%)")
-    _save(fig, path, title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
+    fig.subplots_adjust(right=0.8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.82, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def regret_curves(q: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
@@ -407,7 +440,7 @@ def plot_regret(q: pd.DataFrame, path: Path, title: str) -> None:
     hindsight), per benchmark and over all, for every policy that sends tokens at a density."""
     curves = regret_curves(q)
     benches = list(dict.fromkeys(b for b, _ in curves))
-    colours = {p: f"C{i % 10}" for i, p in enumerate(dict.fromkeys(p for _, p in curves))}
+    colours = {p: policy_style(p)["color"] for p in dict.fromkeys(p for _, p in curves)}
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
         for (bench, policy), y in curves.items():
@@ -425,7 +458,7 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
     of the other swept keys (lines of policies that ignore a key lie on top of each other)."""
     x, others = keys[0], list(keys[1:])
     policies = list(dict.fromkeys(table.policy))
-    colours = {p: f"C{i % 10}" for i, p in enumerate(policies)}
+    colours = {p: policy_style(str(p))["color"] for p in policies}
     combos = list(dict.fromkeys(map(tuple, table[others].to_numpy()))) if others else [()]
     styles: dict[tuple, Any] = {c: ("-", "--", ":", "-.")[i % 4] for i, c in enumerate(combos)}
     fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -533,7 +566,7 @@ def plot_fidelity(live: pd.DataFrame, sims: dict[str, pd.DataFrame], path: Path,
     for ax, (mode, sim) in zip(axes[0], sims.items()):
         m = live.merge(sim, on=["policy", "query_id"], suffixes=("_live", "_sim"))
         for policy, d in m.groupby("policy", sort=False):
-            ax.scatter(d.delay_s_live, d.delay_s_sim, s=12, label=policy)
+            ax.scatter(d.delay_s_live, d.delay_s_sim, s=12, label=policy, **policy_style(str(policy)))
         lo = max(1e-3, float(min(m.delay_s_live.min(), m.delay_s_sim.min())))
         hi = float(max(m.delay_s_live.max(), m.delay_s_sim.max()))
         ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)

@@ -298,14 +298,37 @@ def with_overrides(sc: Scenario, assignment: dict[str, Any], flags: dict[str, st
         raise ConfigError(flags.get(exc.path, f"sweep.{exc.path}"), exc.message) from None
 
 
-def resolved_toml(sc: Scenario) -> str:
-    """The scenario as run, every default filled in and every path absolute, so it reruns as is."""
+def resolved_toml(sc: Scenario, live: bool = False) -> str:
+    """The scenario as run: every key in force with its value (defaults filled in), every path
+    absolute, so it reruns as is; keys that had no effect on this run are left out (a rate a trace
+    overrides, the other arrival kind's knobs, the synthetic generator's keys of a trace run, the
+    [stream] table of a query run, the [live] table of a sim run)."""
     data = to_dict(sc)
     data.pop("base_dir", None)
+    net, arr, wl = data["network"], data["arrivals"], data["workload"]
+    for d in ("up", "down"):
+        if net[f"{d}_trace"]:
+            net.pop(f"{d}_mbps")
+        else:
+            net.pop(f"{d}_trace")
+            net.pop(f"trace_mean_mbps_{d}")
+    arr.pop("think_s" if arr["kind"] == "poisson" else "rate_per_client")
+    if wl["kind"] == "synthetic":
+        wl.pop("path")
+        wl.pop("video_root")
+    else:
+        for key in ("benchmarks", "queries_per_benchmark", "context_signal"):
+            wl.pop(key, None)
+        if wl["kind"] != "mvbench":
+            wl.pop("video_root")
+    if not sc.workload.streams:
+        data.pop("stream", None)
+    if not live:
+        data.pop("live", None)
     data["nodes"]["profile"] = str(sc.profile_path())
     for table, key in (("network", "up_trace"), ("network", "down_trace"), ("workload", "path"),
                        ("workload", "video_root")):
-        if data[table][key]:
+        if data[table].get(key):
             data[table][key] = str(sc.resolve_path(data[table][key]))
     preset = data["models"]["preset"]
     if preset not in ("tiny", "real-size", "pocket"):

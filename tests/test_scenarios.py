@@ -94,3 +94,20 @@ def test_knobs_reach_the_policy_and_show_in_the_resolved_scenario(tmp_path):
     again = tmp_path / "again.toml"
     again.write_text(text)
     assert load_scenario(str(again)).policies == sc.policies
+
+
+def test_the_json_schema_accepts_every_shipped_scenario_and_refuses_bad_values(tmp_path):
+    """Editors check scenario files against `testbed schema`; it must agree with the loader."""
+    import json
+    import tomllib
+
+    import jsonschema
+
+    assert main(["schema", "--out", str(tmp_path / "s.json")]) == 0
+    schema = json.loads((tmp_path / "s.json").read_text())
+    for path in FILES:
+        jsonschema.validate(tomllib.loads(path.read_text()), schema)
+    for bad in ({"network": {"up_mbps": -1.0}}, {"network": {"up_mbs": 5.0}}, {"seed": -3},
+                {"arrivals": {"kind": "bursty"}}, {"network": {"loss": 1.0}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

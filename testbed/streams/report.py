@@ -165,7 +165,7 @@ def write_stream_run(out: Path, name: str, description: str, scenario_toml: str,
 
 def plot_f1_over_lcr(summary: pd.DataFrame, path: Path, title: str) -> None:
     """Each policy's F1 (accuracy) against its call ratio, per dataset."""
-    from testbed.report import _panels, _save
+    from testbed.report import _panels, _save, policy_style
 
     benches = list(dict.fromkeys(summary.benchmark))
     fig, axes = _panels(benches)
@@ -174,7 +174,7 @@ def plot_f1_over_lcr(summary: pd.DataFrame, path: Path, title: str) -> None:
         score = "micro_f1" if d.task.iloc[0] == "multi-label" else "accuracy"
         for m, g in d.groupby("method", sort=False):
             g = g.sort_values("lcr")
-            ax.plot(g.lcr, g[score], marker="o", label=METHODS.get(m, m))
+            ax.plot(g.lcr, g[score], label=METHODS.get(m, m), **policy_style(str(m)))
         for lo, hi in ((20, 30), (35, 45), (50, 60)):
             ax.axvspan(lo, hi, color="grey", alpha=0.1)
         ax.set_xlabel("LVLM call ratio (%)")
