@@ -295,22 +295,25 @@ def check(command: str, w: dict[str, Path], case: tuple[str, Any]) -> None:
     assert Path("results").exists() == cwd_results, argv
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_refuses_bad_input_in_one_line(command, world):
-    @FAST
-    @given(case=cases(command, world))
+def _fuzz(command: str, w: dict[str, Path], budget: settings) -> int:
+    seen = []
+
+    @budget
+    @given(case=cases(command, w))
     def run(case):
-        check(command, world, case)
+        seen.append(case)
+        check(command, w, case)
 
     run()
+    return len(seen)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_bad_input_in_one_line(command, world):
+    assert _fuzz(command, world, FAST) >= 100
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_refuses_bad_input_in_one_line_at_length(command, world):
-    @SLOW
-    @given(case=cases(command, world))
-    def run(case):
-        check(command, world, case)
-
-    run()
+    assert _fuzz(command, world, SLOW) >= 500
