@@ -262,9 +262,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if fallbacks:
         console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
+    out = args.folders.commit_one(out)  # the run is complete: a failing fidelity step keeps it
+    console.print(f"\nresults: {out}")
     if args.fidelity:
         _fidelity_after_run(console, sc, workload, pair, out, args.edge)
-    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 

@@ -247,6 +247,16 @@ class RunFolders:
                 tmp.rename(final)
         self._pending.clear()
 
+    def commit_one(self, path: Path) -> Path:
+        """Commit the folder `path` now (its run is complete; what follows may fail without losing
+        it) and return its final name."""
+        for i, (tmp, final, _) in enumerate(self._pending):
+            if tmp == path:
+                tmp.rename(final)
+                del self._pending[i]
+                return final
+        return path
+
     def discard(self) -> None:
         import shutil
 
