@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from cli import ope, pocket
+from cli.streams import register as register_streams
+from cli.ui import progress_bar
 from testbed.argtypes import (
     COUNT,
     INPUT_DIR,
@@ -21,20 +23,12 @@ from testbed.argtypes import (
     Number,
     Parser,
 )
-from cli.streams import register as register_streams
 from testbed.errors import TestbedError
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     import pandas as pd
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
@@ -63,8 +57,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         wl = load_workload(point)
         total += len(wl.split("test") or wl.records) * len(point.policies.run)
     rows = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=total)
         for i, (assignment, point) in enumerate(points):
             profile = load_profile(point.profile_path())
@@ -141,14 +134,6 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
     """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
     from dataclasses import replace
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
     from testbed import report
@@ -161,8 +146,7 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
     total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
     profile = load_profile(sc.profile_path())
     runs, summaries, comparisons = [], [], []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total)
         for point in points:
             run = run_scenario(point, lambda n: bar.advance(task, n), profile)
@@ -193,16 +177,8 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
 
 def _cmd_live(args: argparse.Namespace) -> int:
     import contextlib
-    from dataclasses import replace
 
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from testbed import report
     from testbed.errors import ConfigError
@@ -246,8 +222,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
             link, link_info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
                                                             note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
             extra.update(link_info)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+        with progress_bar(console) as bar:
             where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
             task = bar.add_task(f"running {sc.name} {where}", total=total)
             run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
@@ -271,13 +246,6 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from live.record import record
     from live.run import load_media_workload
@@ -294,8 +262,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     workload = load_media_workload(sc, args.queries)
     pair = make_pair(sc.models.preset, sc.models.device)
     console = Console()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task(f"recording {len(workload.records)} queries", total=len(workload.records))
         out = record(workload, pair, Path(args.out), device=sc.models.device, default_density=sc.models.default_density,
                      wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n))
@@ -374,19 +341,11 @@ def print_fidelity(result: dict) -> None:
 
 def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
     """Record the run's workload on every arm, measure a profile, replay the run in the sim."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from live.record import record
     from sim.fidelity import fidelity
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task("recording the trace (every arm)", total=len(workload.records))
         record(workload, pair, out / "trace.parquet", device=sc.models.device,
                default_density=sc.models.default_density, wire_dtype=sc.models.dtype,

@@ -9,19 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cli.ui import progress_bar
 from testbed.argtypes import COUNT, OUTPUT_FILE, SEED, Integer
 
 
 def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> int:
     """Simulate a stream scenario (every sweep point) and write its results folder."""
     import pandas as pd
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from sim.engine import load_streams, run_stream_scenario
     from testbed.profiles import load_profile
@@ -32,8 +26,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
     points = sc.grid()
     total = sum(load_streams(p).frames * len(p.policies.run) for _, p in points)
     summaries: list[tuple[dict[str, Any], pd.DataFrame]] = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task(f"simulating {sc.name} (frames)", total=total)
         for i, (assignment, point) in enumerate(points):
             run = run_stream_scenario(point, lambda n: bar.advance(task, n), load_profile(point.profile_path()))
@@ -85,13 +78,6 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
 def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     """Play generated videos in real time to the stream policies (real models, in one process),
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from cli.main import _stamp
     from live.streams import host_provenance, record_trace, run_streams_real
@@ -105,8 +91,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task(f"playing {sc.name} in real time (frames)", total=frames)
         run, played = run_streams_real(sc, pair, out, "inproc", lambda n: bar.advance(task, n), notes.append)
     for n in notes:

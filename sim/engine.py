@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -154,15 +154,20 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
     cost = regret_cost(ctx.knobs)
     rows = [run.row(spec.name, "sim", density_regret(run.rec, run.answer, run.ledger.frames, cost)
                     if spec.uses_density and run.answer is not None else float("nan")) for run in w.runs]
+    return rows, world_totals(w, spec.name, sc.nodes.edge_gpus)
+
+
+def world_totals(w: World, policy: str, edge_gpus: int) -> dict[str, Any]:
+    """A policy's run totals once the clock has stopped: makespan, the edge GPUs' busy time, each
+    direction's busiest link and the bytes every link carried."""
     ups = list({id(c): c for c in w.uplinks}.values())
     downs = list({id(c): c for c in w.downlinks}.values())
     span = max(w.env.now, 1e-12)
-    totals = {"policy": spec.name, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
-              "edge_gpu_util": w.edge.gpu_busy_s / (span * sc.nodes.edge_gpus),
-              "uplink_util_max": max(c.busy_s for c in ups) / span,
-              "downlink_util_max": max(c.busy_s for c in downs) / span,
-              "bytes_up": sum(c.bytes for c in ups), "bytes_down": sum(c.bytes for c in downs)}
-    return rows, totals
+    return {"policy": policy, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
+            "edge_gpu_util": w.edge.gpu_busy_s / (span * edge_gpus),
+            "uplink_util_max": max(c.busy_s for c in ups) / span,
+            "downlink_util_max": max(c.busy_s for c in downs) / span,
+            "bytes_up": sum(c.bytes for c in ups), "bytes_down": sum(c.bytes for c in downs)}
 
 
 _PROFILING: dict[str, Profiling] = {}
@@ -234,15 +239,7 @@ def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicyS
         w.env.process(client(streams[c::n], c))
     w.env.run()
     rows = [row for run in w.streams for row in run.rows(spec.name, "sim")]
-    ups = list({id(c): c for c in w.uplinks}.values())
-    downs = list({id(c): c for c in w.downlinks}.values())
-    span = max(w.env.now, 1e-12)
-    totals = {"policy": spec.name, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
-              "edge_gpu_util": w.edge.gpu_busy_s / (span * sc.nodes.edge_gpus),
-              "uplink_util_max": max(c.busy_s for c in ups) / span,
-              "downlink_util_max": max(c.busy_s for c in downs) / span,
-              "bytes_up": sum(c.bytes for c in ups), "bytes_down": sum(c.bytes for c in downs)}
-    return rows, totals
+    return rows, world_totals(w, spec.name, sc.nodes.edge_gpus)
 
 
 def run_stream_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
