@@ -105,10 +105,12 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     question, options = "Which test source does this video show?", ("bars", "noise", "fractal", "life")
     text = model.text_tokens(question, options)
     pf = []
-    for vision_tokens in (64, 512, 2048):
-        vision = torch.randn(vision_tokens // 16, 16, enc.dim, generator=torch.Generator().manual_seed(0))
-        pf.append((float(vision_tokens + text), _median(partial(model.option_logits, vision, question, options),
-                                                        repeats, clock)))
+    density = min(16, enc.tokens_per_frame)
+    for frames in (4, 32, 128):
+        # as the real interpreter's Infer: the encoder's tokens merged to the density, then the model
+        raw = torch.randn(frames, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(frames))
+        pf.append((float(frames * density + text), _median(partial(_infer, model, raw, density, question, options),
+                                                           repeats, clock)))
     stages["prefill"] = _curve(pf)
     if hasattr(model, "lm"):  # an LM decodes; a classifier head (pocket) has no generation step
         stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock))
@@ -129,6 +131,12 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     assert set(stages) == set(STAGES)
     return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(getattr(model, 'device', 'cpu')))}",
                          stages)
+
+
+def _infer(model: Any, tokens: torch.Tensor, density: int, question: str, options: tuple[str, ...]) -> Any:
+    from live.real import to_density
+
+    return model.option_logits(to_density(tokens, density), question, options)
 
 
 @torch.inference_mode()

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sim.engine import simulate_policy
+from sim.engine import policy_context, simulate_policy
 from testbed.errors import TestbedError
-from testbed.policies.base import PolicyContext
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile, mismatch_notes
 from testbed.query import QueryRecord
@@ -83,7 +82,7 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace_
                                            recorded_bytes=sizes.get(r.query.query_id) or r.recorded_bytes)
                                    for r in trace.records if r.query.query_id in ids]
         spec = resolve(str(policy))
-        ctx = PolicyContext(sc.policies.knobs_for(str(policy)), spec.new_state(calibration), sc.models.default_density)
+        ctx = policy_context(sc, str(policy), calibration, trace.split("profile"))
         r, _ = simulate_policy(sc, profile, spec, ctx, recs)
         rows += r
     return pd.DataFrame(rows)
