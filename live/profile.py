@@ -106,11 +106,11 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     text = model.text_tokens(question, options)
     pf = []
     density = min(16, enc.tokens_per_frame)
-    for frames in (4, 32, 128):
+    for n in (4, 32, 128):
         # as the real interpreter's Infer: the encoder's tokens merged to the density, then the model
-        raw = torch.randn(frames, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(frames))
-        pf.append((float(frames * density + text), _median(partial(_infer, model, raw, density, question, options),
-                                                           repeats, clock)))
+        raw = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
+        pf.append((float(n * density + text), _median(partial(_infer, model, raw, density, question, options),
+                                                      repeats, clock)))
     stages["prefill"] = _curve(pf)
     if hasattr(model, "lm"):  # an LM decodes; a classifier head (pocket) has no generation step
         stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock))
