@@ -121,12 +121,11 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     mg, cp, dc = [], [], []
     for n in (16, 64, 256):
         tokens = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
-        density = min(16, enc.tokens_per_frame)
         mg.append((float(n), _median(partial(merge_to_density, tokens, density), repeats, clock)))
         merged = merge_to_density(tokens, density)[0].half()
-        raw = merged.numel() * merged.element_size()
-        cp.append((float(raw), _median(partial(encode_message, merged), repeats, clock)))
-        dc.append((float(raw), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
+        nbytes = merged.numel() * merged.element_size()
+        cp.append((float(nbytes), _median(partial(encode_message, merged), repeats, clock)))
+        dc.append((float(nbytes), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
     stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
     assert set(stages) == set(STAGES)
     return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(getattr(model, 'device', 'cpu')))}",
