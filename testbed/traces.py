@@ -214,7 +214,7 @@ def _image(cols: dict[str, list[Any]], i: int, name: str) -> ImageMeta | None:
     qid = cols["query_id"][i]
     if any(v is None for v in values):
         raise TraceError(f"{name}: query {qid}: an image query needs image_width, image_height and image_bytes")
-    width, height, nbytes = (int(v) for v in values)
+    width, height, nbytes = (int(v) for v in values if v is not None)
     if width < 1 or height < 1:
         raise TraceError(f"{name}: query {qid}: zero-size image ({width}x{height})")
     if nbytes < 1:
@@ -233,7 +233,7 @@ def _signals(cols: dict[str, list[Any]], i: int, name: str, media: Media) -> Inp
         if v is not None and not np.isfinite(v):
             raise TraceError(f"{name}: query {cols['query_id'][i]}: {col} must be finite")
         values.append(None if v is None else float(v))
-    return InputSignals(*values, bytes_per_pixel=bytes_per_pixel(media))
+    return InputSignals(values[0], values[1], values[2], bytes_per_pixel(media))
 
 
 def _context(cols: dict[str, list[Any]], i: int, name: str) -> ContextInputs:

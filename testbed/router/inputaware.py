@@ -67,12 +67,12 @@ class InputAwareRouter:
             raise RouterError(f"{name}: not an input-aware router file (format {FORMAT} v{VERSION})")
         try:
             feats = tuple(str(f) for f in data["features"])
-            arrays = [tuple(float(v) for v in data[k]) for k in ("mean", "scale", "coef")]
-            out = cls(feats, *arrays, float(data["intercept"]), int(data.get("n", 0)),
+            mean, scale, coef = (tuple(float(v) for v in data[k]) for k in ("mean", "scale", "coef"))
+            out = cls(feats, mean, scale, coef, float(data["intercept"]), int(data.get("n", 0)),
                       float(data.get("train_accuracy", float("nan"))))
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterError(f"{name}: malformed router file ({exc})") from None
-        if not all(len(a) == len(feats) for a in arrays) or min(out.scale, default=1.0) <= 0:
+        if not all(len(a) == len(feats) for a in (mean, scale, coef)) or min(out.scale, default=1.0) <= 0:
             raise RouterError(f"{name}: malformed router file (lengths or scales)")
         return out
 

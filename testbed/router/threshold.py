@@ -56,18 +56,17 @@ def candidate_taus(scores: np.ndarray) -> np.ndarray:
 
 def tau_for_share(scores: np.ndarray, share: float) -> float:
     """The threshold that keeps `share` of these scores local: halfway between the order statistics
-    on either side of the cut, so a score distribution like this one splits at the same share."""
+    on either side of the cut, so a score distribution like this one splits at the same share. A
+    share of 1 is every score (0), of 0 none (ABOVE_ALL: scores are probabilities)."""
     s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     n = len(s)
-    if n == 0 or share >= 1:
-        return float(s[-1]) if n else 0.0
-    if share <= 0:
-        return max(ABOVE_ALL, float(np.nextafter(s[0], np.inf)))
+    if share >= 1:
+        return 0.0
     k = int(round(share * n))  # queries kept local
-    if k <= 0:
-        return max(ABOVE_ALL, float(np.nextafter(s[0], np.inf))) if share * n < 0.5 else float(s[0])
+    if share <= 0 or n == 0 or k <= 0:
+        return ABOVE_ALL
     if k >= n:
-        return float(s[-1])
+        return 0.0
     return float((s[k - 1] + s[k]) / 2) if s[k - 1] > s[k] else float(s[k - 1])
 
 
