@@ -250,7 +250,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     out = new_run_dir(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    comparison = report.paper_comparison(run.queries) if sc.paper_comparison and len(run.queries) else None
+    comparison = report.paper_comparison(run.queries, run.provenance.startswith("synthetic:")) \
+        if sc.paper_comparison and len(run.queries) else None
     write_run(out, sc.name, sc.description, resolved_toml(replace(sc)), run, summary, comparison, sc.seed, extra)
     fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
     if fallbacks:

@@ -110,7 +110,8 @@ def figure_frame(q: pd.DataFrame, records: Sequence[QueryRecord], profile: Hardw
 
 def comparison(sc: Scenario, queries: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     """The paper comparison of one run of `sc` (testbed.report.paper_comparison on its figure frame)."""
-    return paper_comparison(figure_frame(queries, load_workload(sc).records, profile, sc.nodes.chunk_frames))
+    wl = load_workload(sc)
+    return paper_comparison(figure_frame(queries, wl.records, profile, sc.nodes.chunk_frames), wl.synthetic)
 
 
 def simulate_for_fit(sc: Scenario, profile: HardwareProfile, per_benchmark: int | None = None,

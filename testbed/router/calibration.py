@@ -65,10 +65,17 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """Temperature T minimising NLL on a labelled profiling set (Guo et al. 2017)."""
+    """Temperature T minimising NLL on a labelled profiling set (Guo et al. 2017). When the model's
+    answer is right on every query (or wrong on every one), the NLL falls without end as T goes to
+    0 (or to infinity) and no temperature is identified: T = 1 (no scaling)."""
     from scipy.optimize import minimize_scalar
 
     check_logits(logits)
+    z = np.asarray(logits, dtype=np.float64)
+    if len(z):
+        right = np.nanargmax(np.where(np.isnan(z), -np.inf, z), axis=1) == np.asarray(labels)
+        if right.all() or not right.any():
+            return 1.0
     res = minimize_scalar(lambda t: nll(logits, labels, t), bounds=bounds, method="bounded",
                           options={"xatol": 1e-4})
     return float(res.x)

@@ -58,7 +58,7 @@ VQA_LIKE = ImageSpec(
     width=640, height=480,
     bytes_per_pixel=0.52,
     type_shares=(0.38, 0.10, 0.12, 0.40, 0.0),  # yes/no, colour, count, what, other
-    acc_small=0.655,
+    acc_small=0.699,
     acc_large=0.80,
     rho=0.80,
     signal_image=0.45,
