@@ -437,17 +437,24 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
     benches = list(dict.fromkeys(s.benchmark))
     energy = "energy_j_per_query" in s and s.energy_j_per_query.notna().any()
     rows = 2 if energy else 1
-    fig, grid = plt.subplots(rows, len(benches), figsize=(5 * len(benches), 4.0 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, len(benches), figsize=(max(7.0, 5.0 * len(benches)), 4.0 * rows), squeeze=False)
     for col, b in enumerate(benches):
         grid[0][col].set_title(b)
         panels = [("mean_s", "mean response delay (s)")] + ([("energy_j_per_query", "device energy per query (J)")]
                                                              if energy else [])
         for r, (x, label) in enumerate(panels):
             ax = grid[r][col]
-            for row in s[s.benchmark == b].itertuples():
+            part = s[s.benchmark == b]
+            for row in part.itertuples():
                 ax.scatter(getattr(row, x), row.accuracy)
                 ax.annotate(row.policy, (getattr(row, x), row.accuracy), fontsize=7)
-            _log_x(ax, label)
+            values = part[x].to_numpy(dtype=float)
+            values = values[np.isfinite(values) & (values > 0)]
+            if len(values) and values.max() / values.min() >= 10:  # a wide range: log scale
+                _log_x(ax, label)
+            else:
+                ax.set_xlabel(label)
+                ax.grid(alpha=0.3)
             ax.set_ylabel("accuracy (%)")
     _save(fig, path, title)
 
@@ -483,7 +490,10 @@ def plot_reliability(cal: Any, path: Path, title: str) -> None:
 def plot_threshold_sweep(table: pd.DataFrame, picked: pd.DataFrame, path: Path, title: str) -> None:
     """Accuracy against mean delay over a threshold sweep (one line per policy, points labelled with
     their local share), the picked threshold's point marked."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    title = "\n".join(textwrap.wrap(title, 110))
     for i, (policy, d) in enumerate(table.groupby("policy", sort=False)):
         d = d.sort_values("tau_route")
         ax.plot(d.mean_s, d.accuracy, marker="o", markersize=3, color=f"C{i % 10}", label=policy)
