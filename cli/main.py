@@ -409,8 +409,8 @@ def _print_summary(console, summary, baselines: Sequence[str], data_label: str) 
     for bench in dict.fromkeys(summary.benchmark):
         t = Table(title=f"{bench} - {data_label}", title_justify="left")
         energy = "energy_j_per_query" in summary
-        cols = ["policy", "acc %", "mean s", "p50 s", "p95 s", "p99 s", "local", "MB up/q", *(["J/q"] if energy else []),
-                *[f"x vs {b}" for b in baselines]]
+        cols = ["policy", "acc %", "mean s", "p50 s", "p95 s", "p99 s", "local", "MB up/q",
+                *(["J/q"] if energy else []), *[f"x vs {b}" for b in baselines]]
         for c in cols:
             t.add_column(c, justify="left" if c == "policy" else "right", no_wrap=c == "policy")
         for r in summary[summary.benchmark == bench].to_dict("records"):

@@ -90,7 +90,8 @@ class Recorder:
 
     def _signals(self, stages: dict[str, float], rec: QueryRecord) -> dict[str, Any]:
         m = rec.query.media
-        sig = self._timed(stages, inspect_key(m.kind, KEYFRAME_SAMPLER.kind), lambda: media_signals(m, KEYFRAME_SAMPLER))
+        key = inspect_key(m.kind, KEYFRAME_SAMPLER.kind)
+        sig = self._timed(stages, key, lambda: media_signals(m, KEYFRAME_SAMPLER))
         return {"signal_spatial_info": sig.spatial_info, "signal_edge_density": sig.edge_density,
                 "signal_colourfulness": sig.colourfulness}
 

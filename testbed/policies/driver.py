@@ -15,9 +15,9 @@ from types import GeneratorType
 from typing import Any, Callable, Generator
 
 from testbed.errors import TestbedError
-from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Emit, Infer, Inspect, NextFrame,
-                                      Offload, Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit, Tokenize, Wait,
-                                      WaitAny)
+from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Emit, Infer, Inspect,
+                                      NextFrame, Offload, Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit,
+                                      Tokenize, Wait, WaitAny)
 from testbed.policies.placement import check_placement
 
 Perform = Callable[[Any], Any]

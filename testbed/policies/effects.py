@@ -316,6 +316,6 @@ Step = Generator[Effect, Any, Any]
 
 __all__ = ["Answer", "Compress", "Context", "ContextInputs", "Decompress", "Describe", "EdgeStep", "EdgeUnavailable",
            "Effect", "Emit", "END_OF_STREAM", "Frame", "FrameAnswer", "Future", "HANDLERS", "ImageMeta", "Infer",
-           "Inference", "InputSignals", "Inspect", "ModelName", "NextFrame", "Offload", "Payload", "Policy", "PolicyInterrupt", "Step", "Stream",
-           "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
+           "Inference", "InputSignals", "Inspect", "ModelName", "NextFrame", "Offload", "Payload", "Policy",
+           "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
            "Where"]

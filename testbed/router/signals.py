@@ -141,7 +141,8 @@ def media_frames(media: Media, sampler: object) -> np.ndarray:
     from testbed.tokenizer.decode import decode
     from testbed.tokenizer.sampling import sample_indices
 
-    idx = inspect_indices(sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler))  # type: ignore[arg-type]
+    sampled = sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler)  # type: ignore[arg-type]
+    idx = inspect_indices(sampled)
     return decode(media.path, media, idx)
 
 
