@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cli import ope, pocket
+from cli import ope, pocket, routers
 from cli.streams import register as register_streams
 from cli.ui import progress_bar
 from testbed.argtypes import (
@@ -73,6 +73,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                 console.print(f"[yellow]warning:[/yellow] {note}" + (f" ({assignment})" if assignment else ""))
             if len(points) == 1:
                 _print_summary(console, summary, point.policies.baselines, label(run))
+                _print_routers(console, run)
                 if comparison is not None:
                     _print_comparison(console, comparison)
     if len(points) > 1:
@@ -122,12 +123,33 @@ def _print_frame(console, frame, title: str) -> None:
 def _print_comparison(console, comparison) -> None:
     from testbed import report
 
-    console.print(f"\n[bold]Measured vs seed 000[/bold] (QuickGrasp = {report.QG}; fitted: a target of the "
-                  "profile fit or an input of the generator; held-out: a prediction)")
     if comparison.empty:
+        console.print("\n[bold]Measured vs the seeds' papers[/bold]")
         console.print(report.format_comparison(comparison))
-    else:
-        _print_frame(console, report.comparison_cells(comparison, source=False), "")
+        return
+    for seed in dict.fromkeys(comparison.seed):
+        who = f"INAR-VL = {report.IA}, edge-only = {report.EH}" if seed == "002" else f"QuickGrasp = {report.QG}"
+        console.print(f"\n[bold]Measured vs seed {seed}[/bold] ({who}; fitted: a target of the profile fit, a "
+                      "policy's target or an input of the generator; held-out: a prediction)")
+        _print_frame(console, report.comparison_cells(comparison[comparison.seed == seed], source=False), "")
+
+
+def _print_routers(console, run) -> None:
+    """The run's calibration (temperatures, ECE before and after, over all benchmarks) and the
+    thresholds picked for a target, with what they reached on the test split."""
+    cal = run.calibration_report
+    if cal is not None and cal.rows:
+        cells = [f"{r.model} T = {r.temperature:.3f}, ECE {r.ece_before:.4f} -> {r.ece_after:.4f}"
+                 for r in cal.rows if r.benchmark == "all"]
+        split = cal.rows[0].split
+        console.print(f"calibration ({cal.source}; ECE over {cal.rows[0].bins} bins on the {split} split, per "
+                      f"benchmark in calibration.csv): " + "; ".join(cells))
+    for r in run.routing:
+        goal = f"{r['target'].replace('_', ' ')} {r['goal']:.3g}"
+        console.print(f"{r['policy']}: tau_route {r['tau_route']:.4g} picked for {goal} on {r['profile_queries']} "
+                      f"profiling queries (local {r['profile_local_share']:.3f}, accuracy "
+                      f"{100 * r['profile_accuracy']:.1f}%); test split: local {r['test_local_share']:.3f}, accuracy "
+                      f"{100 * r['test_accuracy']:.1f}%")
 
 
 def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
@@ -232,11 +254,16 @@ def _cmd_live(args: argparse.Namespace) -> int:
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    write_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, None, sc.seed, extra)
+    comparison = report.paper_comparison(run.queries, run.provenance.startswith("synthetic:")) \
+        if sc.paper_comparison and len(run.queries) else None
+    write_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, comparison, sc.seed, extra)
     fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
     if fallbacks:
         console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
+    _print_routers(console, run)
+    if comparison is not None:
+        _print_comparison(console, comparison)
     out = args.folders.commit_one(out)  # the run is complete: a failing fidelity step keeps it
     console.print(f"\nresults: {out}")
     if args.fidelity:
@@ -387,14 +414,16 @@ def _print_summary(console, summary, baselines: Sequence[str], data_label: str) 
 
     for bench in dict.fromkeys(summary.benchmark):
         t = Table(title=f"{bench} - {data_label}", title_justify="left")
+        energy = "energy_j_per_query" in summary
         cols = ["policy", "acc %", "mean s", "p50 s", "p95 s", "p99 s", "local", "MB up/q",
-                *[f"x vs {b}" for b in baselines]]
+                *(["J/q"] if energy else []), *[f"x vs {b}" for b in baselines]]
         for c in cols:
             t.add_column(c, justify="left" if c == "policy" else "right", no_wrap=c == "policy")
         for r in summary[summary.benchmark == bench].to_dict("records"):
             t.add_row(r["policy"], f"{r['accuracy']:.1f}", f"{r['mean_s']:.3f}", f"{r['p50_s']:.3f}",
                       f"{r['p95_s']:.3f}", f"{r['p99_s']:.3f}", f"{r['local_share']:.2f}",
-                      f"{r['mb_up_per_query']:.2f}", *[f"{r[f'speedup_vs_{b}']:.2f}" for b in baselines])
+                      f"{r['mb_up_per_query']:.2f}", *([f"{r['energy_j_per_query']:.3g}"] if energy else []),
+                      *[f"{r[f'speedup_vs_{b}']:.2f}" for b in baselines])
         console.print(t)
 
 
@@ -638,6 +667,7 @@ def parser() -> argparse.ArgumentParser:
     register_streams(sub)
     ope.register(sub)
     pocket.register(sub)  # train-pocket, pocket-eval, pocket-workload
+    routers.register(sub)  # calibrate, synth-image, fit-inarvl, sweep-threshold
     return p
 
 

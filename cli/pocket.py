@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed.argtypes import COUNT, INPUT_DIR, OUTPUT_DIR, SEED, Integer
+from testbed.argtypes import COUNT, INPUT_DIR, OUTPUT_DIR, OUTPUT_FILE, SEED, Integer
 
 
 def _say(msg: str) -> None:
@@ -251,6 +251,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             choice[side] = int(np.argmax(logits))
             correct[side] += choice[side] == opts.index(answer)
         agree += choice["small"] == choice["large"]
+    if args.trace:
+        _write_pocket_trace(Path(args.trace), split, n, tokens, models, args.density, enc)
     tok = args.density * n
     print(json.dumps({"questions": n, "density": args.density,
                       "small_accuracy": round(correct["small"] / max(1, n), 4),
@@ -262,9 +264,88 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode_images(enc: Any, paths: list[Any]) -> list[Any]:
+    """Tokens (1, 49, 1280) of each image, encoded 32 at a time (as pocket-eval does)."""
+    import numpy as np
+
+    from testbed.tokenizer.image import load_image
+    from testbed.tokenizer.preprocess import preprocess
+
+    out = []
+    for s in range(0, len(paths), 32):
+        frames = np.concatenate([load_image(p) for p in paths[s:s + 32]])
+        tokens = enc.encode(preprocess(frames, enc.image_size, enc.mean, enc.std))
+        out += [tokens[j:j + 1] for j in range(len(frames))]
+    return out
+
+
+def _write_pocket_trace(out: Path, split: Any, n: int, tokens: dict[int, Any], models: dict[str, Any],
+                        density: int, enc: Any) -> None:
+    """An image-QA trace (schema v2) of the pocket pair's real logits: the profiling split is the
+    questions of every 10th training image (the calibration questions `train-pocket` holds out of
+    training and fits the card's temperatures on), the test split the first `n` easy-VQA test
+    questions. Per question: the small head at `density`, the large head on the shared encoder's
+    tokens at every density (the large side's "own" encoder is the same one, so its native logits
+    are those at `density`), and seed 002's input signals of the image. No stage times: the sim
+    prices stages with its profile."""
+    import platform
+
+    import numpy as np
+    import pandas as pd
+
+    from live.real import to_density
+    from testbed.models.pocket_data import load_split, options_for
+    from testbed.query import DENSITIES
+    from testbed.router.signals import image_signals
+    from testbed.tokenizer.image import load_image, probe_image
+    from testbed.traces import write_trace
+
+    train = load_split("train")
+    held = np.flatnonzero(np.arange(len(train.images)) % 10 == 0)  # train-pocket's calibration tenth
+    _say(f"encoding the {len(held)} held-out training images (the trace's profiling split)")
+    held_tokens = dict(zip(held.tolist(), _encode_images(enc, [train.images[i] for i in held])))
+    cal_q = [k for k in range(len(train)) if int(train.image_ids[k]) in held_tokens]
+    rows = []
+    for name, sp, ks, toks, split_name in (("cal", train, cal_q, held_tokens, "profile"),
+                                           ("test", split, range(n), tokens, "test")):
+        images: dict[int, Any] = {}
+        for k in ks:
+            img = int(sp.image_ids[k])
+            if img not in images:
+                meta = probe_image(sp.images[img])
+                images[img] = (meta, image_signals(load_image(sp.images[img]), meta))
+            meta, sig = images[img]
+            answer = sp.answers[k]
+            opts = list(options_for(answer))
+            q = sp.questions[k]
+            per = {a: [float(x) for x in models["large"].option_logits(to_density(toks[img], a), q, tuple(opts))]
+                   for a in DENSITIES}
+            small = [float(x) for x in models["small"].option_logits(to_density(toks[img], density), q, tuple(opts))]
+            rows.append({"query_id": f"easyvqa-{name}-{k:05d}", "benchmark": "easy-vqa", "split": split_name,
+                         "duration_s": 0.0, "fps": 1.0, "n_frames": 1, "width": meta.width, "height": meta.height,
+                         "file_bytes": meta.file_bytes, "keyframes": [0], "question": q, "options": opts,
+                         "answer": opts.index(answer), "small_logits": small, "large_native_logits": per[density],
+                         **{f"large_logits_a{a}": per[a] for a in DENSITIES},
+                         "image_width": meta.width, "image_height": meta.height, "image_bytes": meta.file_bytes,
+                         "signal_spatial_info": sig.spatial_info, "signal_edge_density": sig.edge_density,
+                         "signal_colourfulness": sig.colourfulness})
+    frame = pd.DataFrame(rows)
+    for col in ("image_width", "image_height", "width", "height"):
+        frame[col] = frame[col].astype(np.int32)
+    write_trace(frame, out, f"live:{platform.node()}:pocket@cpu",
+                {"made_by": "testbed pocket-eval --trace", "test_questions": n, "profile_questions": len(cal_q),
+                 "density": density,
+                 "split": "profile: the questions of every 10th easy-VQA training image (held out of training by "
+                          "train-pocket, its calibration questions); test: easy-VQA's test questions",
+                 "stage_times": "none recorded (the sim prices stages with its profile)"})
+    _say(f"wrote {out}: {len(cal_q)} profiling and {n} test image queries with the pocket pair's logits and input "
+         "signals")
+
+
 def _cmd_workload(args: argparse.Namespace) -> int:
     from live.pocket_videos import (
         IMAGE_SCENARIO,
+        INARVL_SCENARIO,
         VIDEO_SCENARIO,
         image_workload,
         video_workload,
@@ -283,6 +364,7 @@ def _cmd_workload(args: argparse.Namespace) -> int:
     print(f"video QA: {video} ({args.clips} clips of {args.scenes} scenes x {args.scene_frames} frames at "
           f"{args.fps} fps); run it: testbed live {out / VIDEO_SCENARIO} --inproc")
     print(f"image QA: {image}; run it: testbed live {out / IMAGE_SCENARIO} --inproc")
+    print(f"INAR-VL (seed 002) on it: testbed live {out / INARVL_SCENARIO} --inproc --queries 1000")
     return 0
 
 
@@ -307,6 +389,9 @@ def register(sub: Any) -> None:
     e.add_argument("--limit", type=COUNT, help="first N questions (default: all 9,673)")
     e.add_argument("--density", type=Integer(1, 49), default=16, help="tokens per frame after ToMe merging (<= 49)")
     e.add_argument("--weights", type=INPUT_DIR, help="folder of the heads (default: the committed traces/models/pocket)")
+    e.add_argument("--trace", type=OUTPUT_FILE, help="also write an image-QA trace (Parquet) of both heads' real "
+                   "logits at every density and each image's input signals: the calibration questions held out of "
+                   "training as its profiling split, these test questions as its test split")
     e.set_defaults(fn=_cmd_eval)
     w = sub.add_parser("pocket-workload", help="write easy-VQA video-QA clips (ffmpeg) and image-QA queries as "
                                                "manifests with scenarios for `testbed live`")

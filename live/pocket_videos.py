@@ -29,6 +29,11 @@ VIDEO_MANIFEST = "pocket-video.jsonl"
 IMAGE_MANIFEST = "pocket-image.jsonl"
 VIDEO_SCENARIO = "pocket-video.toml"
 IMAGE_SCENARIO = "pocket-image.toml"
+INARVL_SCENARIO = "pocket-image-inarvl.toml"
+INARVL_MANIFEST = "pocket-image-inarvl.jsonl"
+INARVL_PROFILE_SHARE = 0.3
+"""INAR-VL's manifest: a seeded random 30% of the test images are the profiling split (seed 000's and
+seed 002's 3:7 split), and its lines are shuffled, so any first N (`--queries`) are a sample across images."""
 VIDEO_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp-fixed2", "quickgrasp-fixed4",
                   "quickgrasp-fixed8", "quickgrasp-fixed16", "quickgrasp-fixed32", "nosharing",
                   "uncalibrated-fixed2", "uncalibrated-fixed4", "uncalibrated-fixed8", "uncalibrated-fixed16",
@@ -96,7 +101,11 @@ def video_workload(folder: Path, clips: int = 30, scenes: int = 80, scene_frames
     return manifest
 
 
-def image_workload(folder: Path, profile_share: float = 0.1) -> Path:
+IMAGE_PROFILE_SHARE = 0.1
+"""The image manifest's profiling split: the questions of the first tenth of the test images."""
+
+
+def image_workload(folder: Path, profile_share: float = IMAGE_PROFILE_SHARE) -> Path:
     """The easy-VQA test split as image queries: images copied to `folder/images/`, one line per
     question; questions of the first `profile_share` of the images are the profiling split."""
     split = load_split("test")
@@ -114,8 +123,22 @@ def image_workload(folder: Path, profile_share: float = 0.1) -> Path:
                       "split": "profile" if img < n_profile else "test"})
     manifest = folder / IMAGE_MANIFEST
     manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    rng = np.random.default_rng([0, 2, 13])
+    profile_images = set(rng.permutation(len(split.images))[:round(INARVL_PROFILE_SHARE * len(split.images))].tolist())
+    shuffled = [{**x, "split": "profile" if img in profile_images else "test"}
+                for x, img in zip(lines, split.image_ids.tolist())]
+    shuffled = [shuffled[i] for i in rng.permutation(len(shuffled))]
+    (folder / INARVL_MANIFEST).write_text("".join(json.dumps(x) + "\n" for x in shuffled))
     (folder / IMAGE_SCENARIO).write_text(
         'description = "Pocket pair on the easy-VQA test split (image QA)"\nseed = 0\n\n'
         f'[workload]\nkind = "manifest"\npath = "{IMAGE_MANIFEST}"\n\n[models]\npreset = "pocket"\n\n'
         '[policies]\nrun = ["device-native", "collaborative", "quickgrasp-fixed16"]\n')
+    (folder / INARVL_SCENARIO).write_text(
+        'description = "INAR-VL (seed 002) for real: input-aware routing with the pocket pair on easy-VQA images"\n'
+        'seed = 0\npaper_comparison = true  # seed 002\'s four figures, measured\n\n'
+        f'[workload]\nkind = "manifest"\npath = "{INARVL_MANIFEST}"  # a random 30% of the images are the profiling '
+        'split\n\n[models]\npreset = "pocket"\n\n'
+        '[policies]\nrun = ["device-native", "edge-hosted", "input-aware"]\n'
+        'baselines = ["device-native", "edge-hosted"]\n\n'
+        '[policies.input-aware]\ntarget_local_share = 0.36  # seed 002: 36% served at its edge tier (the device)\n')
     return manifest

@@ -29,12 +29,13 @@ from testbed.errors import TestbedError
 from testbed.models.pair import OptionModel, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Decompress, Describe,
-                                      Emit, FrameAnswer, Future, Inference, Infer, NextFrame, Offload, Payload, Submit,
-                                      Tokenize, Tokens, Wait, WaitAny)
+                                      Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect, NextFrame,
+                                      Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import Frame, ImageMeta
 from testbed.results import (QueryRun, compress_key, decompress_key, describe_key, frame_infer_key, infer_key,
-                             sampler_kind, tokenize_key)
+                             inspect_key, sampler_kind, tokenize_key)
+from testbed.router.signals import media_signals
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun
 from testbed.tokenizer.pipeline import Tokenizer
@@ -213,6 +214,18 @@ class RealInterpreter(Interpreter):
         model = node.pair.models["small"]
         out, waited, worked = node.hold(lambda: describe_tokens(model, tokens.data, eff.density, eff.question))
         self._book(run, "local", describe_key(tokens.sampler), waited, worked)
+        return out
+
+    def inspect(self, eff: Inspect, run: QueryRun, site: str) -> InputSignals:
+        """Seed 002's signals from the real file: decode the image (or a video's first keyframe-aligned
+        frames, up to eight) and measure them; CPU work, so no GPU server is held."""
+        media = eff.media
+        if not media.path:
+            raise TestbedError(f"query {run.rec.query.query_id}: its media has no file (a trace row); real runs need "
+                               "files: give a manifest (workload.kind = 'manifest')")
+        t0 = self.clock()
+        out = media_signals(media, eff.sampler)
+        self._book(run, "local", inspect_key(media.kind, eff.sampler.kind), 0.0, self.clock() - t0)
         return out
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:

@@ -8,6 +8,11 @@ keyframe and on 1-FPS frames; the large model on the small model's tokens merged
 for NoSharing); and Collaborative's compression of the 1-FPS tokens. Each arm's logits go into the
 trace's columns and each stage's measured time into `recorded_s`, under the keys the sim replays.
 
+An image query (image QA) has one frame: it is tokenized once per side (`*.tokenize.image`), and
+the same arms run on that frame. Every query also gets seed 002's input signals (signal_* columns,
+measured from the file by the same function a real run's Inspect calls) and their time
+(`local.inspect.*`).
+
 Finished queries are appended to `<out>.partial.jsonl` as they complete; an interrupted recording
 resumes from it without redoing them, and the trace is written when every query is done.
 """
@@ -30,7 +35,8 @@ from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.query import DENSITIES, ImageMeta, QueryRecord
-from testbed.results import compress_key, decompress_key, describe_key, stage_key
+from testbed.results import compress_key, decompress_key, describe_key, inspect_key, stage_key
+from testbed.router.signals import media_signals
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload, write_trace
 
@@ -82,10 +88,54 @@ class Recorder:
         sizes[key] = len(msg)
         return self._timed(stages, decompress_key(sampler, density), lambda: decode_message(msg).tokens.float())
 
+    def _signals(self, stages: dict[str, float], rec: QueryRecord) -> dict[str, Any]:
+        m = rec.query.media
+        key = inspect_key(m.kind, KEYFRAME_SAMPLER.kind)
+        sig = self._timed(stages, key, lambda: media_signals(m, KEYFRAME_SAMPLER))
+        return {"signal_spatial_info": sig.spatial_info, "signal_edge_density": sig.edge_density,
+                "signal_colourfulness": sig.colourfulness}
+
+    def image_row(self, rec: QueryRecord) -> dict[str, Any]:
+        """An image query's row: one frame, tokenized once per side, every arm on it."""
+        q, m = rec.query, rec.query.media
+        assert isinstance(m, ImageMeta)
+        s: dict[str, float] = {}
+        sizes: dict[str, int] = {}
+        a = self.density
+        small = self._timed(s, "local.tokenize.image", lambda: self.device.tokenizers["small"].image(m.path)).tokens
+        large = self._timed(s, "edge.tokenize.image", lambda: self.edge.tokenizers["large"].image(m.path)).tokens
+        row: dict[str, Any] = {
+            "small_logits": self._infer(s, stage_key("local", "infer", "small", "image", f"a{a}"), "small", small, a,
+                                        rec),
+            "large_native_logits": self._infer(s, stage_key("edge", "infer", "large", "native", "image", f"a{a}"),
+                                               "large", large, a, rec),
+        }
+        context = self._timed(s, describe_key("image"),
+                              lambda: describe_tokens(self.pair.models["small"], small, a, q.question))
+        row.update({"context_txt": [float(x) for x in context.txt], "context_vis": [float(x) for x in context.vis],
+                    "context_s_max": context.s_max, "context_s_mean": context.s_mean, "context_s_cplx": context.s_cplx})
+        for d in DENSITIES:
+            if d > small.shape[1]:
+                raise TestbedError(f"query {q.query_id}: the encoder makes {small.shape[1]} tokens per frame, fewer "
+                                   f"than density {d}")
+            received = self._codec(s, sizes, "image", d, small)
+            row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "image",
+                                                                 f"a{d}"), "large", received, d, rec)
+        received = self._codec(s, sizes, "image", a, large)
+        row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
+        row.update(self._signals(s, rec))
+        return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": 0.0, "fps": 1.0,
+                "n_frames": 1, "width": m.width, "height": m.height, "file_bytes": m.file_bytes, "keyframes": [0],
+                "question": q.question, "options": list(q.options), "answer": rec.answer, **row,
+                "image_width": m.width, "image_height": m.height, "image_bytes": m.file_bytes,
+                "recorded_s": sorted((k, max(v, 1e-9)) for k, v in s.items()), "recorded_bytes": sorted(sizes.items())}
+
     def row(self, rec: QueryRecord) -> dict[str, Any]:
         q, m = rec.query, rec.query.media
-        if isinstance(m, ImageMeta) or not m.path:
-            raise TestbedError(f"query {q.query_id}: recording needs a video file (image traces are not recorded yet)")
+        if not m.path:
+            raise TestbedError(f"query {q.query_id}: recording needs the media file")
+        if isinstance(m, ImageMeta):
+            return self.image_row(rec)
         s: dict[str, float] = {}
         sizes: dict[str, int] = {}
         a = self.density
@@ -119,6 +169,7 @@ class Recorder:
         # Collaborative: the device's 1-FPS tokens (the large model's encoder) over the codec, then the LM
         received = self._codec(s, sizes, "fps", a, fps_large)
         row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
+        row.update(self._signals(s, rec))
         return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": m.duration_s,
                 "fps": m.fps, "n_frames": m.n_frames, "width": m.width, "height": m.height,
                 "file_bytes": m.file_bytes, "keyframes": list(m.keyframes), "question": q.question,
@@ -175,6 +226,9 @@ def record(workload: Workload, pair: VLMPair, out: Path, *, device: str = "cpu",
     frame = pd.DataFrame([done[r.query.query_id] for r in workload.records])
     for col in ("recorded_s", "recorded_bytes"):
         frame[col] = [[tuple(kv) for kv in x] for x in frame[col]]
+    for col in ("image_width", "image_height", "image_bytes"):  # null on video rows
+        if col in frame:
+            frame[col] = frame[col].astype("Int32" if col != "image_bytes" else "Int64")
     params = {"workload": workload.provenance, "models": pair.preset, "device": device, "host": platform.node(),
               "default_density": default_density, "wire_dtype": wire_dtype, "token_dim": pair.encoders["small"].dim}
     write_trace(frame, out, provenance(pair, device), params)

@@ -20,14 +20,17 @@ import pandas as pd
 
 from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.bandit import DecisionLog, Profiling, fit_records
+from testbed.energy import add_energy
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
-from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit
+from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord
-from testbed.results import QueryRun, RunResult, order_rows
-from testbed.router.calibration import Calibration, fit_calibration
+from testbed.profiles import load_profile
+from testbed.results import QueryRun, RunResult, order_rows, routing_rows
+from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
+from testbed.router.signals import media_signals
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload
@@ -104,11 +107,12 @@ class Profiled:
 
 
 def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int,
-            shared: bool = False) -> list[Profiled]:
+            shared: bool = False, signals: bool = False) -> list[Profiled]:
     """Run the models on the profiling split: the small model on the device's keyframe tokens, the
     native large model on its own encoder's default tokens (what calibration fits, as the sim
-    does), and with `shared` the large LM on the small model's tokens at every density and the
-    context inputs (what the density agent is fitted on; seed 000 SV-A)."""
+    does), with `shared` the large LM on the small model's tokens at every density and the
+    context inputs (what the density agent is fitted on; seed 000 SV-A), and with `signals` seed
+    002's input signals (what the input-aware router is trained on)."""
     out = []
     for rec in records:
         q, m = rec.query, rec.query.media
@@ -124,7 +128,8 @@ def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, de
         per_density = {a: large_vlm.option_logits(to_density(ts, a), q.question, q.options)
                        for a in DENSITIES if a <= ts.shape[1]} if shared else {}
         context = describe_tokens(small_vlm, ts, density, q.question) if shared else ContextInputs()
-        out.append(Profiled(QueryRecord(q, rec.answer, rec.split, small, large, per_density), context,
+        seen = media_signals(m, KEYFRAME_SAMPLER) if signals else rec.signals
+        out.append(Profiled(QueryRecord(q, rec.answer, rec.split, small, large, per_density, signals=seen), context,
                             int(ts.shape[0])))
     return out
 
@@ -216,19 +221,33 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
             notes.append(f"{name} skipped: its density agent is fitted on the profiling split, which this workload "
                          "lacks")
             skipped.add(name)
+        elif spec.router == "input-aware" and not profile_split:
+            notes.append(f"{name} skipped: its router is trained on the profiling split, which this workload lacks")
+            skipped.add(name)
     ran = [p for p in sc.policies.run if p not in skipped]
     adaptive = any(resolve(p).agent for p in ran)
+    aware = any(resolve(p).router == "input-aware" for p in ran)
     logs: dict[str, DecisionLog] = {}
     profiling: Profiling | None = None
+    profiled_records: list[QueryRecord] = []
+    picks = {}
     try:
         if profile_split:
-            profiled = profile(profile_split, devices[0], edge, density, shared=adaptive)
-            calibration = fit_calibration([p.record for p in profiled])
+            profiled = profile(profile_split, devices[0], edge, density, shared=adaptive, signals=aware)
+            profiled_records = [p.record for p in profiled]
+            if sc.calibration.file:
+                path = sc.resolve_path(sc.calibration.file)
+                calibration, source = load_calibration(path), f"file {path}"
+            else:
+                calibration, source = fit_calibration(profiled_records), "fitted on the profiling split"
             if adaptive:
-                profiling = fit_records([p.record for p in profiled], [p.frames for p in profiled],
+                profiling = fit_records(profiled_records, [p.frames for p in profiled],
                                         calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
+        elif sc.calibration.file:
+            path = sc.resolve_path(sc.calibration.file)
+            calibration, source = load_calibration(path), f"file {path}"
         else:
-            calibration = Calibration(1.0, 1.0)
+            calibration, source = Calibration(1.0, 1.0), "none (no profiling queries)"
             notes.append("no profiling queries: calibration skipped (temperatures 1.0)")
         rows: list[dict] = []
         totals = []
@@ -236,6 +255,9 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
             spec = resolve(name)
             knobs = sc.policies.knobs_for(name)
             state = spec.new_state(calibration)
+            start_router(spec, knobs, state, profiled_records, density, sc.seed)
+            if state.threshold is not None:
+                picks[name] = state.threshold
             if spec.agent and profiling is not None:
                 state.bandit = start_bandit(spec, knobs, profiling, calibration, sc.seed, sc.resolve_path,
                                             {"scenario": sc.name, "mode": mode})
@@ -257,12 +279,20 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     finally:
         for node in (edge, *devices):
             node.close()
+    power = load_profile(sc.profile_path())
+    energy_note = power.energy_note()
+    notes.append(f"energy from profile {power.name}'s power model (" + (energy_note or "its figures") + "), applied "
+                 "to the stage times measured here; not a measurement of this machine's power")
     for n in notes:
         note(n)
     benchmarks = list(dict.fromkeys(r.query.benchmark for r in workload.records))
-    return RunResult(order_rows(rows, ran, benchmarks), pd.DataFrame(totals), workload.provenance,
+    queries = add_energy(order_rows(rows, ran, benchmarks), power)
+    report = calibration_report(calibration, profiled_records, "profile", f"{source}; ECE in-sample on the "
+                                "profiling split (real runs keep no test logits)", sc.calibration.bins) \
+        if profiled_records else None
+    return RunResult(queries, pd.DataFrame(totals), workload.provenance,
                      f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
-                     logs, profiling)
+                     logs, profiling, calibration_report=report, routing=routing_rows(picks, queries))
 
 
 @contextlib.contextmanager

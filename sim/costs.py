@@ -43,6 +43,19 @@ def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined:
     return TokenizeCost(work.sampled, work.decoded, dec, pre, enc, total)
 
 
+def inspect_cost(dev: DeviceProfile, media: Media, sampler: Sampler) -> float:
+    """Seed 002's look before inference: decode the image, or up to INSPECT_FRAMES of the frames the
+    sampler picks (their decoding and seeks); the arithmetic over the pixels is a few numpy passes,
+    negligible next to decoding."""
+    if isinstance(media, ImageMeta):
+        return dev.seconds("decode", media.megapixels)
+    from testbed.router.signals import inspect_indices
+
+    idx = inspect_indices(sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler))
+    work = decode_work(idx, media.keyframe_array)
+    return dev.seconds("decode", work.decoded * media.megapixels) + dev.seconds("seek", work.seeks)
+
+
 def infer_cost(dev: DeviceProfile, frames: int, density: int, text_tokens: int, output_tokens: int = 1) -> float:
     """Prefill over vision + text tokens, then one generated option letter."""
     return dev.seconds("prefill", frames * density + text_tokens) + dev.seconds("generate", output_tokens)

@@ -21,12 +21,13 @@ from testbed.bandit import BanditRun, DecisionLog, Profiling, fit_records, sampl
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
 from testbed.codec.size import TokenFormat
 from testbed.errors import TestbedError
-from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit
+from testbed.energy import add_energy
+from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile
 from testbed.query import DENSITIES, QueryRecord
-from testbed.results import RunResult, density_regret, order_rows, regret_cost
-from testbed.router.calibration import Calibration, fit_calibration
+from testbed.results import RunResult, density_regret, order_rows, regret_cost, routing_rows
+from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 from testbed.streams.run import StreamRun
@@ -42,6 +43,14 @@ Progress = Callable[[int], None]
 @functools.lru_cache(maxsize=8)
 def _synthetic(benchmarks: tuple[str, ...], n: int, seed: int, context_signal: float) -> Workload:
     frame, provenance, params = synthetic_workload(benchmarks, n, seed, context_signal)
+    return table_to_workload(to_table(frame, provenance, params), provenance)
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_image(n: int, seed: int) -> Workload:
+    from testbed.workload.synthetic_image import synthetic_image_workload
+
+    frame, provenance, params = synthetic_image_workload(n, seed)
     return table_to_workload(to_table(frame, provenance, params), provenance)
 
 
@@ -68,6 +77,8 @@ def load_workload(sc: Scenario) -> Workload:
     if sc.workload.kind == "synthetic":
         return _synthetic(sc.workload.benchmarks, sc.workload.queries_per_benchmark, sc.seed,
                           sc.workload.context_signal)
+    if sc.workload.kind == "synthetic-image":
+        return _synthetic_image(sc.workload.queries_per_benchmark, sc.seed)
     if sc.workload.kind != "trace":
         raise TestbedError(f"workload.kind = {sc.workload.kind!r} holds queries but no model outcomes: run it with "
                            "`testbed live SCENARIO --inproc`; the sim replays traces (kind = 'trace')")
@@ -193,13 +204,24 @@ def profiling_fit(records: Sequence[QueryRecord], calibration: Calibration, seed
     return _PROFILING[key]
 
 
+def scenario_calibration(sc: Scenario, profile_split: Sequence[QueryRecord]) -> tuple[Calibration, str]:
+    """The temperatures a run uses and where they came from: the scenario's calibration file, or a
+    fit on the profiling split."""
+    if sc.calibration.file:
+        path = sc.resolve_path(sc.calibration.file)
+        return load_calibration(path), f"file {path}"
+    return fit_calibration(profile_split), "fitted on the profiling split"
+
+
 def policy_context(sc: Scenario, name: str, calibration: Calibration,
                    profile_split: Sequence[QueryRecord]) -> PolicyContext:
     """What policy `name` runs with in `sc`: its knobs, and a fresh run state (for an adaptive-density
-    policy, a density agent warm-started from the profiling split's fit)."""
+    policy, a density agent warm-started from the profiling split's fit; for a routing policy, its
+    router trained and its threshold picked there)."""
     spec = resolve(name)
     knobs = sc.policies.knobs_for(name)
     state = spec.new_state(calibration)
+    start_router(spec, knobs, state, profile_split, sc.models.default_density, sc.seed)
     if spec.agent:
         if not profile_split:
             raise TestbedError(f"{name}: its density agent is fitted on the profiling split, which this "
@@ -276,12 +298,13 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
         return run_stream_scenario(sc, progress, profile)
     workload = workload or load_workload(sc)
     profile = profile or load_profile(sc.profile_path())
-    calibration = fit_calibration(workload.split("profile"))
+    calibration, source = scenario_calibration(sc, workload.split("profile"))
     test = workload.split("test") or workload.records
     rows: list[dict] = []
     totals = []
     logs: dict[str, DecisionLog] = {}
     profiling: Profiling | None = None
+    picks = {}
     for name in sc.policies.run:
         spec = resolve(name)
         knobs = sc.policies.knobs_for(name)
@@ -292,11 +315,16 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
         r, t = simulate_policy(sc, profile, spec, ctx, test, progress)
         rows += r
         totals.append(t)
+        if state.threshold is not None:
+            picks[name] = state.threshold
         if state.bandit is not None:
             log = state.bandit.decision_log(trace_rewards(state.bandit, test))
             if log is not None:
                 logs[name] = log
             finish_bandit(spec, knobs, state.bandit, sc.resolve_path, {"scenario": sc.name})
-    return RunResult(order_rows(rows, sc.policies.run, workload.benchmarks()), pd.DataFrame(totals),
-                     workload.provenance, f"{profile.name} ({profile.provenance})", calibration, workload.parameters,
-                     logs=logs, profiling=profiling)
+    queries = add_energy(order_rows(rows, sc.policies.run, workload.benchmarks()), profile)
+    report = calibration_report(calibration, test, "test", source, sc.calibration.bins)
+    note = profile.energy_note()
+    return RunResult(queries, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",
+                     calibration, workload.parameters, notes=(note,) if note else (), logs=logs, profiling=profiling,
+                     calibration_report=report, routing=routing_rows(picks, queries))

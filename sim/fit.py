@@ -23,7 +23,7 @@ from testbed.policies.registry import BASELINES, resolve
 from testbed.query import QueryRecord
 from testbed.report import DN, PAPER_FIGURES, paper_comparison
 from testbed.router.calibration import fit_calibration
-from testbed.profiles import STAGES, Curve, DeviceProfile, HardwareProfile
+from testbed.profiles import STAGES, Curve, DeviceProfile, HardwareProfile, Power, Radio
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 
@@ -36,6 +36,18 @@ SPANS = {"decode": 1e5, "seek": 1e3, "preprocess": 1e3, "encode": 1e3, "prefill"
 FIXED = {"merge": 1e-4, "compress": 1e-9, "decompress": 4e-10}
 """Token merging ~0.1 ms/frame and zstd ~1 GB/s: seed 000 Fig. 13 puts selection + compression at
 ~0.5% of delay, so these are set, not fitted."""
+
+
+PAPER_POWER = {
+    "local": Power({"tokenize": 300.0, "infer": 350.0, "compress": 150.0, "decompress": 150.0, "describe": 350.0,
+                    "inspect": 150.0}, 60.0),
+    "edge": Power({"tokenize": 400.0, "infer": 500.0, "compress": 120.0, "decompress": 120.0, "describe": 500.0,
+                   "inspect": 120.0}, 70.0),
+}
+"""Assumed, not fitted (seed 000 reports no energy): the rated power of the parts seed 000 names
+(local RTX 4090, 450 W, with an i9-14900K; edge RTX PRO 6000, 600 W, with a Core Ultra 7 265K)."""
+PAPER_RADIO = Radio(1e-7, 5e-8)
+"""Assumed: the device's network interface, the order of Wi-Fi's energy per bit."""
 
 
 def build_profile(x: np.ndarray, name: str = "paper-fitted", notes: str = "") -> HardwareProfile:
@@ -54,14 +66,16 @@ def build_profile(x: np.ndarray, name: str = "paper-fitted", notes: str = "") ->
     edge["prefill"] = (p["prefill_s"] * lm / gpu, p["prefill_s_per_token"] * lm / gpu)
     edge["generate"] = (0.0, p["generate_s_per_token"] * lm / gpu)
 
-    def dev(desc: str, table: dict[str, tuple[float, float]]) -> DeviceProfile:
-        return DeviceProfile(desc, {s: Curve.linear(*table[s], SPANS[s]) for s in STAGES})
+    def dev(desc: str, table: dict[str, tuple[float, float]], power: Power) -> DeviceProfile:
+        return DeviceProfile(desc, {s: Curve.linear(*table[s], SPANS[s]) for s in STAGES}, power)
 
     return HardwareProfile(
         name, "paper-fitted:seed000",
-        dev("local: RTX 4090 + i9-14900K, VideoChat-Flash-2B (seed 000 SIV), fitted to its figures", local),
-        dev("edge: RTX PRO 6000 + Core Ultra 7 265K, VideoChat-Flash-7B (seed 000 SIV), fitted to its figures", edge),
-        notes)
+        dev("local: RTX 4090 + i9-14900K, VideoChat-Flash-2B (seed 000 SIV), fitted to its figures", local,
+            PAPER_POWER["local"]),
+        dev("edge: RTX PRO 6000 + Core Ultra 7 265K, VideoChat-Flash-7B (seed 000 SIV), fitted to its figures", edge,
+            PAPER_POWER["edge"]),
+        notes, radio=PAPER_RADIO)
 
 
 FIT_SEED = 1000
@@ -96,7 +110,8 @@ def figure_frame(q: pd.DataFrame, records: Sequence[QueryRecord], profile: Hardw
 
 def comparison(sc: Scenario, queries: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     """The paper comparison of one run of `sc` (testbed.report.paper_comparison on its figure frame)."""
-    return paper_comparison(figure_frame(queries, load_workload(sc).records, profile, sc.nodes.chunk_frames))
+    wl = load_workload(sc)
+    return paper_comparison(figure_frame(queries, wl.records, profile, sc.nodes.chunk_frames), wl.synthetic)
 
 
 def simulate_for_fit(sc: Scenario, profile: HardwareProfile, per_benchmark: int | None = None,

@@ -23,13 +23,13 @@ from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import Interpreter, drive
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Emit,
-                                      FrameAnswer, Future, Inference, Infer, NextFrame, Offload, Payload, Submit,
-                                      Tokenize, Tokens, Wait, WaitAny)
+                                      FrameAnswer, Future, Inference, Infer, InputSignals, Inspect, NextFrame, Offload,
+                                      Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import QueryRecord
 from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, describe_key, frame_infer_key, infer_key,
-                             sampler_kind, tokenize_key)
+                             inspect_key, sampler_kind, tokenize_key)
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
 from testbed.streams.trace import FrameRecord
@@ -207,6 +207,20 @@ class SimInterpreter(Interpreter):
         yield from self._hold(node, node.gpu, dur, run.ledger, "local")
         run.ledger.stage(key, dur)
         return run.rec.context
+
+    def inspect(self, eff: Inspect, run: QueryRun, site: str) -> SimGen:
+        """The trace's signal_* columns; the device decodes the frames they are measured on (a CPU
+        worker, for the profile's decode time of those frames, or the recorded time)."""
+        signals: InputSignals = run.rec.signals
+        if not signals.known:
+            raise TestbedError(f"query {run.rec.query.query_id}: the trace has no input signals (signal_* columns, "
+                               "schema v2); input-aware routing needs them: regenerate or re-record the trace")
+        node = self.w.devices[run.client]
+        key = inspect_key(eff.media.kind, eff.sampler.kind)
+        dur = _duration(run.rec, key, lambda: costs.inspect_cost(node.profile, eff.media, eff.sampler))
+        yield from self._hold(node, node.cpu, dur, run.ledger, "local")
+        run.ledger.stage(key, dur)
+        return signals
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)

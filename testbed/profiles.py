@@ -11,6 +11,14 @@ Stages and their size units:
   merge       frames whose tokens are merged to a density
   compress    raw bytes compressed (zstd)
   decompress  raw bytes decompressed
+
+Energy (seed 002): each device may give its power, `[local.power]` and `[edge.power]`: `idle_w`, the
+watts it draws while it runs none of the query's stages, and `<kind>_w` for each kind of stage a
+result row books time under (ENERGY_STAGES: tokenize, infer, compress, decompress, describe,
+inspect), the watts while that stage runs; and `[radio]`, the device's network interface:
+`tx_j_per_byte` and `rx_j_per_byte`. A profile without them (every profile before them) loads with
+DEFAULT_POWER and DEFAULT_RADIO, and a run says so once. `testbed.energy` turns a row's stage times,
+delay and bytes into joules.
 """
 
 from __future__ import annotations
@@ -26,6 +34,42 @@ from testbed.errors import ConfigError
 
 STAGES = ("decode", "seek", "preprocess", "encode", "prefill", "generate", "merge", "compress", "decompress")
 PROFILE_SCHEMA_VERSION = 1
+ENERGY_STAGES = ("tokenize", "infer", "compress", "decompress", "describe", "inspect")
+"""Kinds of stage a result row books time under (the second part of its stage keys), each with a power."""
+
+
+@dataclass(frozen=True, slots=True)
+class Power:
+    """Watts a device draws while each kind of stage runs (`active_w`, one per ENERGY_STAGES) and
+    while it runs none of the query's stages (`idle_w`: waiting for the link or the other side)."""
+
+    active_w: dict[str, float]
+    idle_w: float
+
+    def watts(self, kind: str) -> float:
+        """Active watts of a stage kind; a kind the table lacks draws the busiest kind's."""
+        return self.active_w.get(kind, max(self.active_w.values(), default=self.idle_w))
+
+
+@dataclass(frozen=True, slots=True)
+class Radio:
+    """The device's network interface: joules per byte sent and per byte received, on top of the
+    device's idle draw while it waits."""
+
+    tx_j_per_byte: float
+    rx_j_per_byte: float
+
+
+DEFAULT_POWER = {
+    "local": Power({k: 15.0 for k in ENERGY_STAGES}, 3.0),
+    "edge": Power({**{k: 300.0 for k in ENERGY_STAGES}, "decompress": 100.0}, 80.0),
+}
+"""Assumed, for a profile that gives no power: a laptop-class device (15 W busy, 3 W idle) and a
+one-GPU server (300 W on the GPU, 100 W decompressing on the CPU, 80 W idle). Every figure from it
+is an assumption, and the run says so."""
+DEFAULT_RADIO = Radio(1e-7, 5e-8)
+"""Assumed, for a profile that gives no radio: 100 nJ per byte sent and 50 nJ per byte received
+(the order of Wi-Fi's energy per bit at full rate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +105,11 @@ class Curve:
 
 @dataclass(frozen=True, slots=True)
 class DeviceProfile:
-    """One device (GPU + CPU + model) with a curve per stage."""
+    """One device (GPU + CPU + model) with a curve per stage, and its power where the profile gives it."""
 
     description: str
     stages: dict[str, Curve] = field(default_factory=dict)
+    power: Power | None = None
 
     def seconds(self, stage: str, size: float) -> float:
         try:
@@ -83,18 +128,67 @@ class HardwareProfile:
     edge: DeviceProfile
     notes: str = ""
     measured: dict[str, Any] = field(default_factory=dict)  # device, library versions, date (testbed profile)
+    radio: Radio | None = None
 
     def device(self, where: str) -> DeviceProfile:
         return self.local if where == "local" else self.edge
+
+    def power(self, where: str) -> Power:
+        """The device's power, or DEFAULT_POWER's where the profile gives none."""
+        return self.device(where).power or DEFAULT_POWER["local" if where == "local" else "edge"]
+
+    def radio_or_default(self) -> Radio:
+        return self.radio or DEFAULT_RADIO
+
+    def energy_note(self) -> str | None:
+        """One line if any power figure is the default (None when the profile gives them all)."""
+        missing = [f"[{w}.power]" for w in ("local", "edge") if self.device(w).power is None]
+        missing += ["[radio]"] if self.radio is None else []
+        if not missing:
+            return None
+        return (f"profile {self.name} gives no {', '.join(missing)}: energy uses the assumed defaults "
+                "(testbed/profiles.py DEFAULT_POWER, DEFAULT_RADIO)")
+
+
+def _number(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise ConfigError(path, f"expected a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _power_from(table: Any, path: str) -> Power:
+    if not isinstance(table, dict):
+        raise ConfigError(path, "expected a table: idle_w and <stage>_w for " + ", ".join(ENERGY_STAGES))
+    allowed = {"idle_w", *(f"{k}_w" for k in ENERGY_STAGES)}
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    if "idle_w" not in table:
+        raise ConfigError(f"{path}.idle_w", "required number is missing")
+    active = {k: _number(table[f"{k}_w"], f"{path}.{k}_w") for k in ENERGY_STAGES if f"{k}_w" in table}
+    if not active:
+        raise ConfigError(path, "give at least one <stage>_w (" + ", ".join(ENERGY_STAGES) + ")")
+    return Power(active, _number(table["idle_w"], f"{path}.idle_w"))
+
+
+def _radio_from(table: Any) -> Radio:
+    if not isinstance(table, dict) or set(table) != {"tx_j_per_byte", "rx_j_per_byte"}:
+        raise ConfigError("radio", "expected a table with exactly tx_j_per_byte and rx_j_per_byte")
+    return Radio(_number(table["tx_j_per_byte"], "radio.tx_j_per_byte"),
+                 _number(table["rx_j_per_byte"], "radio.rx_j_per_byte"))
 
 
 def _device_from(table: Any, path: str) -> DeviceProfile:
     if not isinstance(table, dict):
         raise ConfigError(path, "expected a table of stages")
     stages: dict[str, Curve] = {}
+    power: Power | None = None
     for name, spec in table.items():
         sub = f"{path}.{name}"
         if name == "description":
+            continue
+        if name == "power":
+            power = _power_from(spec, sub)
             continue
         if name not in STAGES:
             raise ConfigError(sub, f"unknown stage; allowed: {', '.join(STAGES)}")
@@ -107,12 +201,12 @@ def _device_from(table: Any, path: str) -> DeviceProfile:
     missing = [s for s in STAGES if s not in stages]
     if missing:
         raise ConfigError(f"{path}.{missing[0]}", "required stage is missing")
-    return DeviceProfile(str(table.get("description", "")), stages)
+    return DeviceProfile(str(table.get("description", "")), stages, power)
 
 
 def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
     """Validate a parsed profile TOML."""
-    allowed = {"meta", "local", "edge"}
+    allowed = {"meta", "local", "edge", "radio"}
     for key in data:
         if key not in allowed:
             raise ConfigError(key, f"unknown key; allowed here: {', '.join(sorted(allowed))}")
@@ -132,8 +226,9 @@ def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
     measured = meta.get("measured", {})
     if not isinstance(measured, dict):
         raise ConfigError("meta.measured", "expected a table")
+    radio = _radio_from(data["radio"]) if "radio" in data else None
     return HardwareProfile(meta["name"], meta["provenance"], _device_from(data["local"], "local"),
-                           _device_from(data["edge"], "edge"), str(meta.get("notes", "")), measured)
+                           _device_from(data["edge"], "edge"), str(meta.get("notes", "")), measured, radio)
 
 
 def load_profile(path: Path) -> HardwareProfile:
@@ -153,13 +248,18 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
                             "notes": p.notes}
     if p.measured:
         meta["measured"] = p.measured
-    return {"meta": meta, "local": dev(p.local), "edge": dev(p.edge)}
+    out = {"meta": meta, "local": dev(p.local), "edge": dev(p.edge)}
+    if p.radio is not None:
+        out["radio"] = {"tx_j_per_byte": p.radio.tx_j_per_byte, "rx_j_per_byte": p.radio.rx_j_per_byte}
+    return out
 
 
 def device_to_dict(d: DeviceProfile) -> dict[str, Any]:
     out: dict[str, Any] = {"description": d.description}
     for name, c in d.stages.items():
         out[name] = {"size": list(c.size), "seconds": list(c.seconds)}
+    if d.power is not None:
+        out["power"] = {"idle_w": d.power.idle_w, **{f"{k}_w": v for k, v in d.power.active_w.items()}}
     return out
 
 

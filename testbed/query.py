@@ -125,6 +125,23 @@ class ContextInputs:
 
 
 @dataclass(frozen=True, slots=True)
+class InputSignals:
+    """INAR-VL's image-complexity signals of a query's media (seed 002; `testbed.router.signals`):
+    spatial information, edge density and colourfulness of its pixels, and its compressed bytes per
+    pixel. A trace records them in its signal_* columns; a real run computes them from the file
+    (the `Inspect` effect). None where unknown."""
+
+    spatial_info: float | None = None
+    edge_density: float | None = None
+    colourfulness: float | None = None
+    bytes_per_pixel: float | None = None
+
+    @property
+    def known(self) -> bool:
+        return None not in (self.spatial_info, self.edge_density, self.colourfulness, self.bytes_per_pixel)
+
+
+@dataclass(frozen=True, slots=True)
 class QueryRecord:
     """One workload row: the query and its ground truth; from a trace also every model variant's
     option logits, the stage times a live run recorded and the bandit's context inputs. A
@@ -143,6 +160,7 @@ class QueryRecord:
     large_native_logits_keyframe: np.ndarray | None = None  # the native large model on keyframes, where recorded
     large_native_logits_codec: np.ndarray | None = None  # ... on 1-FPS tokens after the codec, where recorded
     context: ContextInputs = field(default_factory=ContextInputs)
+    signals: InputSignals = field(default_factory=InputSignals)
 
     @property
     def has_outcomes(self) -> bool:

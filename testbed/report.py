@@ -44,6 +44,9 @@ def summarize(q: pd.DataFrame, baselines: Sequence[str] = ()) -> pd.DataFrame:
     }).reset_index()
     if "regret" in both:  # density policies: summed regret against the oracle density (NaN for others)
         s["regret"] = g.regret.sum(min_count=1).to_numpy()
+    if "energy_j" in both:  # the device's energy per query (testbed.energy), and the edge's for it
+        s["energy_j_per_query"] = g.energy_j.mean().to_numpy()
+        s["edge_energy_j_per_query"] = g.edge_energy_j.mean().to_numpy()
     for b in baselines:
         base = s[s.policy == b].set_index("benchmark").mean_s
         s[f"speedup_vs_{b}"] = s.benchmark.map(base) / s.mean_s
@@ -132,6 +135,8 @@ class PaperFigure:
     measure: Callable[[pd.DataFrame], float]
     policies: tuple[str, ...]
     columns: tuple[str, ...] = ()
+    generator_input: bool = False
+    """Fitted only as an input of the synthetic generator: on a recorded or real workload it is held out."""
 
     @property
     def is_range(self) -> bool:
@@ -249,7 +254,7 @@ def _figures() -> tuple[PaperFigure, ...]:
         PaperFigure("mlvu", "QuickGrasp accuracy (%)", "SV-B (the densities it picks: held out)", (59.9, 59.9), H,
                     lambda q: _mean(q, QG, "mlvu", "correct") * 100, (QG,)),
         PaperFigure("mlvu", "EdgeHosted accuracy (%)", "SV-B (generator input)", (60.3, 60.3), F,
-                    lambda q: _mean(q, EH, "mlvu", "correct") * 100, (EH,)),
+                    lambda q: _mean(q, EH, "mlvu", "correct") * 100, (EH,), generator_input=True),
         PaperFigure("mvbench", "queries where Collaborative is slower than EdgeHosted (%)", "SV-B", (73.0, 73.0), H,
                     lambda q: _slower_share(q, COLLAB, EH, "mvbench"), (COLLAB, EH)),
     ]
@@ -277,28 +282,75 @@ def _figures() -> tuple[PaperFigure, ...]:
     return tuple(out)
 
 
+SEED_ID = "000"
+IA = "input-aware"
+"""INAR-VL (seed 002) is the input-aware policy; its cloud (edge-only) is EdgeHosted."""
+
+
+def _all_mean(q: pd.DataFrame, policy: str, col: str) -> float:
+    return float(q[q.policy == policy][col].mean())
+
+
+def _all_ratio(col: str) -> Callable[[pd.DataFrame], float]:
+    return lambda q: _all_mean(q, IA, col) / _all_mean(q, EH, col)
+
+
+def _all_energy_ratio(q: pd.DataFrame) -> float:
+    """Device and edge energy together (per query), input-aware over edge-only."""
+    def total(p: str) -> float:
+        return _all_mean(q, p, "energy_j") + _all_mean(q, p, "edge_energy_j")
+
+    return total(IA) / total(EH)
+
+
+def _figures_002() -> tuple[PaperFigure, ...]:
+    """Seed 002's four figures (abstract), over every query of the run (benchmark "all")."""
+    F: Role = "fitted"
+    H: Role = "held-out"
+    return (
+        PaperFigure(ALL, "INAR-VL share served on the device (%)", "abstract: 36% at the edge tier (the policy's "
+                    "target_local_share)", (36.0, 36.0), F,
+                    lambda q: float((q[q.policy == IA].served_by == "local").mean() * 100), (IA,)),
+        PaperFigure(ALL, "INAR-VL accuracy / edge-only (%)", "abstract: 97% of cloud accuracy (generator input: "
+                    "fitted small-model accuracy)", (97.0, 97.0), F, lambda q: _all_ratio("correct")(q) * 100,
+                    (IA, EH), generator_input=True),
+        PaperFigure(ALL, "INAR-VL mean delay / edge-only", "abstract: latency -24%", (0.76, 0.76), H,
+                    _all_ratio("delay_s"), (IA, EH)),
+        PaperFigure(ALL, "INAR-VL device energy / edge-only", "abstract: energy -26% (device energy per query)",
+                    (0.74, 0.74), H, _all_ratio("energy_j"), (IA, EH), ("energy_j",)),
+        PaperFigure(ALL, "INAR-VL device + edge energy / edge-only", "abstract: energy -26% (read as the system's)",
+                    (0.74, 0.74), H, _all_energy_ratio, (IA, EH), ("energy_j", "edge_energy_j")),
+    )
+
+
 PAPER_FIGURES = _figures()
 """Seed 000's figures this testbed reproduces: the fitted ones (the profile fit's targets, or the
 synthetic generator's inputs) and the held-out ones (predictions nothing was tuned to)."""
-SEED_ID = "000"
+PAPER_FIGURES_002 = _figures_002()
+"""Seed 002's (INAR-VL) figures: the share and the accuracy fitted, latency and energy held out."""
+FIGURES_BY_SEED = {SEED_ID: PAPER_FIGURES, "002": PAPER_FIGURES_002}
 
 
-def paper_comparison(q: pd.DataFrame) -> pd.DataFrame:
-    """Each figure of seed 000 that these rows can measure next to the paper's value: seed, role,
-    benchmark, figure, source, paper (a value or a range), sim, error (signed, a fraction; 0 inside
-    a range). Figures whose policies, benchmark or columns the rows lack are left out."""
+def paper_comparison(q: pd.DataFrame, synthetic: bool = True) -> pd.DataFrame:
+    """Each figure of seeds 000 and 002 that these rows can measure next to the paper's value: seed,
+    role, benchmark, figure, source, paper (a value or a range), sim, error (signed, a fraction; 0
+    inside a range). Figures whose policies, benchmark or columns the rows lack are left out (a
+    seed-002 figure's benchmark "all" means every row). On a workload that is not `synthetic`, a
+    figure fitted only as the generator's input is held out: nothing was tuned to it there."""
     have = set(q.policy) if len(q) else set()
-    benches = set(q.benchmark) if len(q) else set()
+    benches = (set(q.benchmark) | {ALL}) if len(q) else set()
     rows = []
-    for f in PAPER_FIGURES:
-        if not set(f.policies) <= have or f.benchmark not in benches or not set(f.columns) <= set(q.columns):
-            continue
-        with np.errstate(all="ignore"):
-            sim = f.measure(q)
-        if not np.isfinite(sim):
-            continue
-        rows.append({"seed": SEED_ID, "role": f.role, "benchmark": f.benchmark, "figure": f.label,
-                     "source": f.source, "paper": f.paper_text(), "sim": float(sim), "error": f.error(sim)})
+    for seed, figures in FIGURES_BY_SEED.items():
+        for f in figures:
+            if not set(f.policies) <= have or f.benchmark not in benches or not set(f.columns) <= set(q.columns):
+                continue
+            with np.errstate(all="ignore"):
+                sim = f.measure(q)
+            if not np.isfinite(sim):
+                continue
+            role = "held-out" if f.generator_input and not synthetic else f.role
+            rows.append({"seed": seed, "role": role, "benchmark": f.benchmark, "figure": f.label,
+                         "source": f.source, "paper": f.paper_text(), "sim": float(sim), "error": f.error(sim)})
     return pd.DataFrame(rows, columns=["seed", "role", "benchmark", "figure", "source", "paper", "sim", "error"])
 
 
@@ -320,13 +372,14 @@ def comparison_cells(table: pd.DataFrame, source: bool = True) -> pd.DataFrame:
         t["sim"] = [_num(v) for v in t.sim]
     t["error"] = ["in range" if e == 0 and ("-" in p or p.startswith("<")) else f"{100 * e:+.0f}%"
                   for e, p in zip(t.error, t.paper)]
-    return t.drop(columns=["seed"] + ([] if source else ["source"]))
+    keep_seed = len(set(table.seed)) > 1 if len(table) else False
+    return t.drop(columns=([] if keep_seed else ["seed"]) + ([] if source else ["source"]))
 
 
 def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
     """The comparison as Markdown (see comparison_cells)."""
     if table.empty:
-        return "(no figure of seed 000 is measurable on this run)"
+        return "(no figure of the seeds' papers is measurable on this run)"
     return format_table(comparison_cells(table, source))
 
 
@@ -405,22 +458,88 @@ def plot_breakdown(q: pd.DataFrame, path: Path, title: str) -> None:
 
 def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
     """Accuracy against mean delay, one point per policy (its colour and marker, named in one legend
-    rather than by labels that would overlap), per benchmark."""
+    rather than by labels that would overlap), per benchmark; where the rows carry energy, a second
+    row of panels: accuracy against the device's energy per query."""
     s = summary[summary.benchmark != ALL] if (summary.benchmark != ALL).any() else summary
     benches = list(dict.fromkeys(s.benchmark))
-    fig, axes = _panels(benches)
-    for ax, b in zip(axes, benches):
-        for row in s[s.benchmark == b].itertuples():
-            ax.scatter(row.mean_s, row.accuracy, s=36, label=row.policy, **policy_style(str(row.policy)))
-        _log_x(ax, "mean response delay (s)")
-        ax.set_ylabel("accuracy (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
+    energy = "energy_j_per_query" in s and s.energy_j_per_query.notna().any()
+    rows = 2 if energy else 1
+    fig, grid = plt.subplots(rows, len(benches), figsize=(max(7.0, 5.0 * len(benches)) + 2.0, 4.0 * rows),
+                             squeeze=False)
+    for col, b in enumerate(benches):
+        grid[0][col].set_title(b)
+        panels = [("mean_s", "mean response delay (s)")] + ([("energy_j_per_query", "device energy per query (J)")]
+                                                             if energy else [])
+        for r, (x, label) in enumerate(panels):
+            ax = grid[r][col]
+            part = s[s.benchmark == b]
+            for row in part.itertuples():
+                ax.scatter(getattr(row, x), row.accuracy, s=36, label=row.policy, **policy_style(str(row.policy)))
+            values = part[x].to_numpy(dtype=float)
+            values = values[np.isfinite(values) & (values > 0)]
+            if len(values) and values.max() / values.min() >= 10:  # a wide range: log scale
+                _log_x(ax, label)
+            else:
+                ax.set_xlabel(label)
+                ax.grid(alpha=0.3)
+            ax.set_ylabel("accuracy (%)")
+    handles, labels = grid[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)
-    fig.subplots_adjust(right=0.8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.82, 1))
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(cal: Any, path: Path, title: str) -> None:
+    """Reliability diagrams (seed 000 Fig. 7): per model, accuracy against confidence in each bin
+    before and after temperature scaling, with the diagonal and each one's ECE (a CalibrationReport)."""
+    models = list(cal.diagrams)
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5 * max(1, len(models)), 4.3), squeeze=False)
+    eces = {r.model: r for r in cal.rows if r.benchmark == ALL}
+    for ax, model in zip(axes[0], models):
+        bins = len(cal.diagrams[model]["before"][0])
+        edges = np.linspace(0, 1, bins + 1)
+        width = 1.0 / bins
+        for when, colour, shift in (("before", "C3", 0.0), ("after", "C0", width / 2)):
+            count, _conf, acc = (np.asarray(v, dtype=float) for v in cal.diagrams[model][when])
+            ok = count > 0
+            r = eces.get(model)
+            t = 1.0 if when == "before" else (r.temperature if r else float("nan"))
+            e = (r.ece_before if when == "before" else r.ece_after) if r else float("nan")
+            ax.bar(edges[:-1][ok] + shift, acc[ok], width=width / 2, align="edge", alpha=0.75, color=colour,
+                   label=f"{when} (T = {t:.2f}): ECE {e:.3f}")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{model} model ({bins} bins)")
+        ax.legend(fontsize=7, loc="upper left")
+    _save(fig, path, title)
+
+
+def plot_threshold_sweep(table: pd.DataFrame, picked: pd.DataFrame, path: Path, title: str) -> None:
+    """Accuracy against mean delay over a threshold sweep (one line per policy, points labelled with
+    their local share), the picked threshold's point marked."""
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    title = "\n".join(textwrap.wrap(title, 110))
+    for i, (policy, d) in enumerate(table.groupby("policy", sort=False)):
+        d = d.sort_values("tau_route")
+        ax.plot(d.mean_s, d.accuracy, marker="o", markersize=3, color=f"C{i % 10}", label=policy)
+        for row in d.itertuples():
+            ax.annotate(f"{100 * row.local_share:.0f}%", (row.mean_s, row.accuracy), fontsize=6)
+        p = picked[picked.policy == policy]
+        if len(p):
+            ax.scatter(p.mean_s, p.accuracy, s=120, marker="*", color=f"C{i % 10}", edgecolor="k", zorder=5,
+                       label=f"{policy}: picked (tau {float(p.tau_route.iloc[0]):.3g})")
+    ax.set_xlabel("mean response delay (s)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path, title)
 
 
 def regret_curves(q: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
@@ -480,7 +599,7 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
 
 # -- replications ---------------------------------------------------------------------------------
 SUMMARY_METRICS = ("accuracy", "mean_s", "p50_s", "p95_s", "p99_s", "local_share", "mb_up_per_query",
-                   "mb_down_per_query", "edge_compute_s_per_query")
+                   "mb_down_per_query", "edge_compute_s_per_query", "energy_j_per_query")
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -505,6 +624,8 @@ def replication_summary(summaries: Sequence[pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for (bench, policy), g in both.groupby(["benchmark", "policy"], sort=False):
         for metric in (*SUMMARY_METRICS, *ratios):
+            if metric not in g:
+                continue
             values = g[metric].dropna().to_numpy()
             if len(values) == 0:
                 continue
@@ -524,7 +645,7 @@ def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str],
     cols = {"accuracy": ("acc %", ".1f", 1.0), "mean_s": ("mean s", ".3f", 1.0), "p50_s": ("p50 s", ".3f", 1.0),
             "p95_s": ("p95 s", ".3f", 1.0), "p99_s": ("p99 s", ".3f", 1.0), "local_share": ("local", ".2f", 1.0),
             "mb_up_per_query": ("MB up/q", ".2f", 1.0), "mb_down_per_query": ("kB down/q", ".2f", 1000.0),
-            "edge_compute_s_per_query": ("edge s/q", ".3f", 1.0),
+            "edge_compute_s_per_query": ("edge s/q", ".3f", 1.0), "energy_j_per_query": ("J/q", ".3g", 1.0),
             **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
     out = []
     for policy, g in t.groupby("policy", sort=False):
@@ -549,12 +670,12 @@ def comparison_replicated(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Paper comparisons of several replications as one: sim is the mean over replications, with its
     95% CI (sim_ci_low, sim_ci_high) and n; error is the mean's."""
     both = pd.concat([t.assign(_rep=i) for i, t in enumerate(tables)], ignore_index=True)
-    by_label = {(f.benchmark, f.label): f for f in PAPER_FIGURES}
+    by_label = {(seed, f.benchmark, f.label): f for seed, figures in FIGURES_BY_SEED.items() for f in figures}
     rows = []
-    for (role, bench, figure), g in both.groupby(["role", "benchmark", "figure"], sort=False):
+    for (seed, role, bench, figure), g in both.groupby(["seed", "role", "benchmark", "figure"], sort=False):
         mean, lo, hi = t_interval(g.sim.to_numpy())
-        f = by_label[(bench, figure)]
-        rows.append({"seed": SEED_ID, "role": role, "benchmark": bench, "figure": figure, "source": f.source,
+        f = by_label[(seed, bench, figure)]
+        rows.append({"seed": seed, "role": role, "benchmark": bench, "figure": figure, "source": f.source,
                      "paper": f.paper_text(), "sim": mean, "error": f.error(mean), "sim_ci_low": lo,
                      "sim_ci_high": hi, "n": len(g)})
     return pd.DataFrame(rows)

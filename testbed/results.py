@@ -22,7 +22,8 @@ from testbed.bandit.ope import DecisionLog
 from testbed.bandit.profiling import Profiling
 from testbed.policies.effects import Answer, ModelName, Tokenize, Tokens
 from testbed.query import DENSITIES, QueryRecord
-from testbed.router.calibration import Calibration
+from testbed.router.calibration import Calibration, CalibrationReport
+from testbed.router.threshold import ThresholdPick
 
 MODES = ("sim", "inproc", "live")
 
@@ -49,6 +50,12 @@ def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
 def describe_key(sampler: str) -> str:
     """The device's computing of the density bandit's context inputs (the Describe effect)."""
     return stage_key("local", "describe", *_sampler(sampler))
+
+
+def inspect_key(media_kind: str, sampler: str) -> str:
+    """The device's look at the input before any model (seed 002's signals, the Inspect effect),
+    e.g. ``local.inspect.image`` or ``local.inspect.keyframe``."""
+    return stage_key("local", "inspect", "image" if media_kind == "image" else sampler)
 
 
 def image_tokenize_key(site: str) -> str:
@@ -137,7 +144,7 @@ class QueryRun:
             "client": self.client, "submit_s": self.submit_s, "done_s": self.done_s,
             "delay_s": self.done_s - self.submit_s, "choice": a.choice, "answer": rec.answer,
             "correct": a.choice == rec.answer, "served_by": a.served_by, "density": a.density, "regret": regret,
-            "confidence": a.confidence, "fallback": a.fallback, "bytes_up": ledger.bytes_up,
+            "confidence": a.confidence, "route_score": a.score, "fallback": a.fallback, "bytes_up": ledger.bytes_up,
             "bytes_down": ledger.bytes_down, "frames": ledger.frames, "decoded_frames": ledger.decoded,
             "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
             "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s, "t_downlink_s": ledger.downlink_s,
@@ -180,6 +187,23 @@ class RunResult:
     logs: dict[str, DecisionLog] = field(default_factory=dict)
     profiling: Profiling | None = None
     kind: str = "query"  # "stream": `queries` holds one row per frame (testbed.streams.run)
+    calibration_report: CalibrationReport | None = None
+    routing: tuple[dict[str, Any], ...] = ()  # per policy whose threshold was picked for a target
+
+
+def routing_rows(picks: dict[str, ThresholdPick], queries: pd.DataFrame) -> tuple[dict[str, Any], ...]:
+    """Per policy whose threshold was picked for a target: the target, the threshold, the local share
+    and accuracy it gave on the profiling split it was picked on, and what it reached on the test
+    split (the run's rows)."""
+    out = []
+    for policy, pick in picks.items():
+        mine = queries[queries.policy == policy] if len(queries) else queries
+        out.append({"policy": policy, "target": pick.target, "goal": pick.goal, "tau_route": pick.tau,
+                    "profile_queries": pick.n, "profile_local_share": pick.profile_share,
+                    "profile_accuracy": pick.profile_accuracy, "test_queries": int(len(mine)),
+                    "test_local_share": float((mine.served_by == "local").mean()) if len(mine) else float("nan"),
+                    "test_accuracy": float(mine.correct.mean()) if len(mine) else float("nan")})
+    return tuple(out)
 
 
 def order_rows(rows: list[dict[str, Any]], policies: Sequence[str], benchmarks: Sequence[str]) -> pd.DataFrame:
@@ -296,14 +320,24 @@ def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str,
 COMPARISON_NOTE = ("Rows marked fitted were targets of the profile fit (run on the workload seed its notes name) or "
                    "inputs of the synthetic generator; held-out rows were never fitted: they are predictions. error "
                    "is (sim - paper) / paper, 0 inside a range the paper gives. QuickGrasp is `{qg}`.")
+COMPARISON_NOTE_002 = ("Seed 002 (INAR-VL) is `{ia}` against `{eh}` (edge-only: INAR-VL's cloud); its edge tier is "
+                       "this testbed's device. The local share is fitted by the policy's target_local_share, the "
+                       "accuracy by the synthetic workload's small-model accuracy (`testbed fit-inarvl`); latency "
+                       "and energy are held-out predictions of the profile, its power model and the network.")
 
 
 def comparison_md(comparison: pd.DataFrame) -> list[str]:
-    """The paper comparison section of summary.md."""
+    """The paper comparison section of summary.md: one part per seed the rows compare against."""
     from testbed import report
 
-    return ["## Measured vs seed 000", "", COMPARISON_NOTE.format(qg=report.QG), "",
-            report.format_comparison(comparison), ""]
+    out = []
+    seeds = list(dict.fromkeys(comparison.seed)) if len(comparison) else [report.SEED_ID]
+    for seed in seeds:
+        part = comparison[comparison.seed == seed] if len(comparison) else comparison
+        note = COMPARISON_NOTE_002.format(ia=report.IA, eh=report.EH) if seed == "002" else \
+            COMPARISON_NOTE.format(qg=report.QG)
+        out += [f"## Measured vs seed {seed}", "", note, "", report.format_comparison(part), ""]
+    return out
 
 
 def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
@@ -316,9 +350,13 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
                   {"scenario": name, "seed": seed, "mode": run.mode,
                    "calibration": {"small_t": run.calibration.small_t, "large_t": run.calibration.large_t}})
     summary.to_csv(out / "summary.csv", index=False)
+    cal = run.calibration_report
+    source = cal.source if cal is not None else "fitted on the profiling split"
     md = [f"# {name}", "", f"{description}", "", f"**Data:** {label(run)}", "",
           f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "
-          "(fitted on the profiling split)", "", report.format_table(summary), ""]
+          f"({source})", "", report.format_table(summary), ""]
+    md += calibration_md(out, run, title)
+    md += routing_md(out, run)
     md += [f"**Note:** {n}" for n in run.notes]
     md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
     if comparison is not None:
@@ -336,6 +374,35 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
         if "regret" in run.queries and run.queries.regret.notna().any():
             report.plot_regret(run.queries, out / "cumulative_regret.png", title)
+
+
+def calibration_md(out: Path, run: RunResult, title: str) -> list[str]:
+    """Write calibration.csv and reliability.png; the summary.md section on them."""
+    from testbed import report
+
+    cal = run.calibration_report
+    if cal is None or not cal.rows:
+        return []
+    table = pd.DataFrame(cal.table())
+    table.to_csv(out / "calibration.csv", index=False)
+    report.plot_reliability(cal, out / "reliability.png", title)
+    split = cal.rows[0].split
+    return ["## Calibration", "", f"Temperatures {cal.source}; ECE ({cal.rows[0].bins} equal-width bins) before "
+            f"and after temperature scaling on the {split} split, per benchmark (`calibration.csv`, "
+            "`reliability.png`).", "", report.format_table(table.drop(columns=["bins"])), ""]
+
+
+def routing_md(out: Path, run: RunResult) -> list[str]:
+    """Write routing.csv (thresholds picked for a target); the summary.md section on it."""
+    from testbed import report
+
+    if not run.routing:
+        return []
+    table = pd.DataFrame(list(run.routing))
+    table.to_csv(out / "routing.csv", index=False)
+    return ["## Thresholds picked for a target", "", "Picked on the profiling split (the score a share of its "
+            "queries reaches, or the most-local threshold meeting an accuracy); reached on the test split.", "",
+            report.format_table(table), ""]
 
 
 def decision_log_path(out: Path, policy: str) -> Path:

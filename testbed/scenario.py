@@ -29,14 +29,17 @@ STREAM_KINDS = ("stream", "stream-trace")
 
 @dataclass(frozen=True)
 class WorkloadConfig:
-    kind: Literal["synthetic", "trace", "manifest", "mvbench", "stream", "stream-trace"] = help_field(
-        "synthetic", "calibrated synthetic workload; a Parquet trace; a JSONL manifest of your own media files; "
-                     "an MVBench annotation JSON; calibrated synthetic camera streams ([stream]); or a Parquet "
-                     "stream trace")
+    kind: Literal["synthetic", "synthetic-image", "trace", "manifest", "mvbench", "stream", "stream-trace"] = \
+        help_field("synthetic", "calibrated synthetic workload (seed 000's video QA); calibrated synthetic image QA "
+                                "(seed 002's VQA-like queries with input signals); a Parquet trace; a JSONL manifest "
+                                "of your own media files; an MVBench annotation JSON; calibrated synthetic camera "
+                                "streams ([stream]); or a Parquet stream trace")
     path: str = help_field("", "the trace, manifest, MVBench JSON or stream trace file (kinds trace, manifest, "
                                "mvbench, stream-trace)")
     video_root: str = help_field("", "folder the MVBench JSON's videos are in (kind mvbench; default: the JSON's)")
-    benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate")
+    benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate "
+                                                                             "(kind synthetic; synthetic-image makes "
+                                                                             "one, vqa-like)")
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)", ge=10)
     context_signal: float = help_field(CONTEXT_SIGNAL, "synthetic: correlation of each bandit context column with "
                                                        "the density a query needs (assumed; 0: pure noise)", ge=0.0, le=1.0)
@@ -45,7 +48,7 @@ class WorkloadConfig:
         for b in self.benchmarks:
             if b not in BENCHMARKS:
                 raise ConfigError("workload.benchmarks", f"unknown benchmark {b!r}; allowed: {', '.join(BENCHMARKS)}")
-        if self.kind not in ("synthetic", "stream") and not self.path:
+        if self.kind not in ("synthetic", "synthetic-image", "stream") and not self.path:
             raise ConfigError("workload.path", f"required when workload.kind = {self.kind!r}")
 
     @property
@@ -94,6 +97,19 @@ class StreamConfig:
             raise ConfigError("stream.live_streams", "must be >= 1")
         if self.cpu_threads < 0:
             raise ConfigError("stream.cpu_threads", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Temperature scaling (seed 000 Eq. 1-2): fitted on the profiling split, or read from a file."""
+
+    file: str = help_field("", "a calibration file written by `testbed calibrate TRACE --out FILE`: its temperatures "
+                               "instead of fitting on the run's profiling split")
+    bins: int = help_field(15, "equal-width confidence bins of the ECE and the reliability diagram each run reports")
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bins <= 100:
+            raise ConfigError("calibration.bins", "must be in [2, 100]")
 
 
 @dataclass(frozen=True)
@@ -222,8 +238,10 @@ class Scenario:
     name: str = help_field("", "scenario name (results go to results/<name>/)")
     description: str = help_field("", "one line on what the scenario asks")
     seed: int = help_field(0, "seed for every random choice: same scenario and seed, same numbers", ge=0)
-    paper_comparison: bool = help_field(False, "print measured ratios next to seed 000's figures")
+    paper_comparison: bool = help_field(False, "print measured figures next to the seeds' papers' (seed 000's; "
+                                               "seed 002's where input-aware and edge-hosted run)")
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
@@ -327,7 +345,7 @@ def resolved_toml(sc: Scenario, live: bool = False) -> str:
         data.pop("live", None)
     data["nodes"]["profile"] = str(sc.profile_path())
     for table, key in (("network", "up_trace"), ("network", "down_trace"), ("workload", "path"),
-                       ("workload", "video_root")):
+                       ("workload", "video_root"), ("calibration", "file")):
         if data[table].get(key):
             data[table][key] = str(sc.resolve_path(data[table][key]))
     preset = data["models"]["preset"]

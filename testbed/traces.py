@@ -3,6 +3,10 @@
 Provenance is ``synthetic:<generator>:<seed>`` or ``live:<host>:<models>``; it travels in the file's
 metadata and into every result made from it. Optional columns leave room for later capabilities
 (bandit context inputs, per-frame stream fields, image QA); a new column means a new version here.
+
+Version 2 added seed 002's input signals (signal_*) and made image rows real: a row whose
+image_width, image_height and image_bytes are set is an image query (one frame; the video columns
+then describe that one frame). Version 1 files still read.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
-from testbed.query import DENSITIES, ContextInputs, Query, QueryRecord, VideoMeta
+from testbed.query import DENSITIES, ContextInputs, ImageMeta, InputSignals, Media, Query, QueryRecord, VideoMeta
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)
+"""Schema versions this testbed reads: 2 only added optional columns."""
 META_VERSION = b"testbed.schema_version"
 META_PROVENANCE = b"testbed.provenance"
 META_PARAMS = b"testbed.parameters"
@@ -66,11 +72,16 @@ OPTIONAL: dict[str, pa.DataType] = {
     "stream_id": pa.string(),
     "frame_index": pa.int64(),
     "frame_time_s": pa.float64(),
-    # image QA (seeds 002, 003)
+    # image QA (seeds 002, 003): set on an image query's row (all three), null on a video's
     "image_width": pa.int32(),
     "image_height": pa.int32(),
     "image_bytes": pa.int64(),
+    # seed 002's image-complexity signals of the media (testbed.router.signals; schema v2)
+    "signal_spatial_info": pa.float64(),
+    "signal_edge_density": pa.float64(),
+    "signal_colourfulness": pa.float64(),
 }
+SIGNAL_COLUMNS = ("signal_spatial_info", "signal_edge_density", "signal_colourfulness")
 SPLITS = ("profile", "test")
 
 
@@ -138,8 +149,9 @@ def table_to_workload(table: pa.Table, name: str = "trace") -> Workload:
     version = meta.get(META_VERSION)
     if version is None:
         raise TraceError(f"{name}: no testbed schema version in the file metadata")
-    if version != str(SCHEMA_VERSION).encode():
-        raise TraceError(f"{name}: schema version {version.decode()} but this testbed reads {SCHEMA_VERSION}")
+    if version not in {str(v).encode() for v in READS}:
+        raise TraceError(f"{name}: schema version {version.decode()} but this testbed reads "
+                         f"{', '.join(map(str, READS))}")
     for col in table.column_names:
         want = REQUIRED.get(col) or OPTIONAL.get(col)
         if want is None:
@@ -176,9 +188,10 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
     keyframes = tuple(int(x) for x in cols["keyframes"][i])
     if n_frames < 1 or any(not 0 <= x < n_frames for x in keyframes):
         raise TraceError(f"{name}: query {qid}: keyframes must lie in [0, n_frames)")
-    video = VideoMeta(float(cols["duration_s"][i]), float(cols["fps"][i]), int(n_frames), int(cols["width"][i]),
-                      int(cols["height"][i]), int(cols["file_bytes"][i]), keyframes)
-    query = Query(qid, cols["benchmark"][i], video, cols["question"][i], options)
+    media: Media = _image(cols, i, name) or VideoMeta(
+        float(cols["duration_s"][i]), float(cols["fps"][i]), int(n_frames), int(cols["width"][i]),
+        int(cols["height"][i]), int(cols["file_bytes"][i]), keyframes)
+    query = Query(qid, cols["benchmark"][i], media, cols["question"][i], options)
     recorded = dict(cols["recorded_s"][i] or []) if "recorded_s" in cols else {}
 
     def optional(col: str) -> np.ndarray | None:
@@ -189,7 +202,38 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
                        {a: logits(f"large_logits_a{a}") for a in DENSITIES}, recorded, sizes,
                        small_logits_fps=optional("small_logits_fps"),
                        large_native_logits_keyframe=optional("large_native_logits_keyframe"),
-                       large_native_logits_codec=optional("large_native_logits_codec"), context=_context(cols, i, name))
+                       large_native_logits_codec=optional("large_native_logits_codec"), context=_context(cols, i, name),
+                       signals=_signals(cols, i, name, media))
+
+
+def _image(cols: dict[str, list[Any]], i: int, name: str) -> ImageMeta | None:
+    """Row i's image (image QA) if its image_* columns are set; a partly set or non-positive size is an error."""
+    values = [cols[c][i] if c in cols else None for c in ("image_width", "image_height", "image_bytes")]
+    if all(v is None for v in values):
+        return None
+    qid = cols["query_id"][i]
+    if any(v is None for v in values):
+        raise TraceError(f"{name}: query {qid}: an image query needs image_width, image_height and image_bytes")
+    width, height, nbytes = (int(v) for v in values if v is not None)
+    if width < 1 or height < 1:
+        raise TraceError(f"{name}: query {qid}: zero-size image ({width}x{height})")
+    if nbytes < 1:
+        raise TraceError(f"{name}: query {qid}: image_bytes must be positive, got {nbytes}")
+    return ImageMeta(width, height, nbytes)
+
+
+def _signals(cols: dict[str, list[Any]], i: int, name: str, media: Media) -> InputSignals:
+    """Row i's input signals from its signal_* columns (None where absent or null); its bytes per
+    pixel from the media's metadata, as a real run measures it."""
+    from testbed.router.signals import bytes_per_pixel
+
+    values = []
+    for col in SIGNAL_COLUMNS:
+        v = cols[col][i] if col in cols else None
+        if v is not None and not np.isfinite(v):
+            raise TraceError(f"{name}: query {cols['query_id'][i]}: {col} must be finite")
+        values.append(None if v is None else float(v))
+    return InputSignals(values[0], values[1], values[2], bytes_per_pixel(media))
 
 
 def _context(cols: dict[str, list[Any]], i: int, name: str) -> ContextInputs:

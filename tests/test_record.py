@@ -18,7 +18,7 @@ from tests.videos import encode
 ARMS = {"local.tokenize.keyframe.pipelined", "local.tokenize.fps.sequential", "edge.tokenize.fps.sequential",
         "edge.tokenize.keyframe.pipelined", "local.infer.small.keyframe.a16", "local.infer.small.fps.a16",
         "edge.infer.large.native.fps.a16", "edge.infer.large.native.keyframe.a16", "local.compress.fps.a16",
-        "edge.decompress.fps.a16", "local.describe.keyframe",
+        "edge.decompress.fps.a16", "local.describe.keyframe", "local.inspect.keyframe",
         *{f"{k}.keyframe.a{d}" for k in ("local.compress", "edge.decompress") for d in (2, 4, 8, 16, 32)},
         *{f"edge.infer.large.shared.keyframe.a{d}" for d in (2, 4, 8, 16, 32)}}
 

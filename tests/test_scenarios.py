@@ -42,7 +42,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("[sweep]\n'network.up_mbps' = [1.0, 'x']\n", "sweep.network.up_mbps", "expected a number"),
     ("[workload]\nbenchmarks = ['mvbench', 'kinetics']\n", "workload.benchmarks", "allowed: mvbench"),
     ("[policies]\ntau_route = 0.5\n", "policies.tau_route", "a table per policy with its knobs"),
-    ("[policies.quickgrasp-fixed16]\ntau = 0.5\n", "policies.quickgrasp-fixed16.tau", "allowed here: tau_route"),
+    ("[policies.quickgrasp-fixed16]\ntau = 0.5\n", "policies.quickgrasp-fixed16.tau", "allowed here: target_accuracy, target_local_share, tau_route"),
     ("[policies.quickgrasp-fixed16]\ntau_route = 1.5\n", "policies.quickgrasp-fixed16.tau_route", "in [0, 1]"),
     ("[policies]\nrun = ['device-native']\n[policies.nosharing]\ntau_route = 0.5\n", "policies.nosharing",
      "neither run nor a baseline"),

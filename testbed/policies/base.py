@@ -10,14 +10,19 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from testbed.bandit.online import BanditRun, start_run
 from testbed.bandit.profiling import Profiling
 from testbed.config import help_field
 from testbed.policies.effects import Policy, StreamPolicy
 from testbed.query import Hindsight, Query, Stream
+from testbed.query import QueryRecord
 from testbed.router.calibration import Calibration
+from testbed.router.threshold import ThresholdPick
+
+if TYPE_CHECKING:
+    from testbed.router.inputaware import InputAwareRouter
 
 
 @dataclass(frozen=True)
@@ -27,16 +32,33 @@ class NoKnobs:
 
 @dataclass(frozen=True)
 class RouteKnobs:
-    """Knobs of a policy that answers locally first and escalates unsure answers (seed 000)."""
+    """Knobs of a policy that routes each query by a score against a threshold (seed 000's calibrated
+    confidence; seed 002's input-aware score): the threshold itself, or a target it is picked for on
+    the profiling split (as RouteLLM calibrates its threshold)."""
 
-    tau_route: float = help_field(0.6, "escalate when the small model's calibrated confidence is below this "
-                                       "(seed 000: 0.6)")
+    tau_route: float = help_field(0.6, "escalate when the router's score (seed 000: the small model's calibrated "
+                                       "confidence) is below this (seed 000: 0.6); unused with a target")
+    target_local_share: float = help_field(0.0, "pick tau_route on the profiling split so that this share of "
+                                                "queries is answered on the device (0: use tau_route)")
+    target_accuracy: float = help_field(0.0, "pick tau_route on the profiling split as the one keeping the most "
+                                             "queries on the device whose routed accuracy is at least this "
+                                             "(a fraction; 0: use tau_route)")
 
     def __post_init__(self) -> None:
         from testbed.errors import ConfigError
 
         if not 0 <= self.tau_route <= 1:
             raise ConfigError("tau_route", "must be in [0, 1]")
+        if not 0 <= self.target_local_share <= 1:
+            raise ConfigError("target_local_share", "must be in [0, 1] (0: use tau_route)")
+        if not 0 <= self.target_accuracy <= 1:
+            raise ConfigError("target_accuracy", "must be in [0, 1] (a fraction; 0: use tau_route)")
+        if self.target_local_share > 0 and self.target_accuracy > 0:
+            raise ConfigError("target_accuracy", "give target_local_share or target_accuracy, not both")
+
+    @property
+    def has_target(self) -> bool:
+        return self.target_local_share > 0 or self.target_accuracy > 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,8 @@ class RunState:
     calibration: Calibration = field(default_factory=Calibration)
     bandit: BanditRun | None = None
     difficulty: dict[str, list[float]] = field(default_factory=dict)  # laecips-like: scores seen, sorted, per benchmark
+    router: InputAwareRouter | None = None  # input-aware: the classifier trained on the profiling split
+    threshold: ThresholdPick | None = None  # a threshold picked for the knobs' target on the profiling split
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +178,13 @@ class PolicyContext:
     @property
     def calibration(self) -> Calibration:
         return self.state.calibration
+
+    @property
+    def tau_route(self) -> float:
+        """The routing threshold: the one picked for the knobs' target, else the knobs' tau_route."""
+        if self.state.threshold is not None:
+            return self.state.threshold.tau
+        return float(self.knobs.tau_route)
 
 
 PolicyFn = Callable[[Query, PolicyContext], Policy]
@@ -179,6 +210,12 @@ class PolicySpec:
     """Escalates shared tokens at a density it chose (fixed or adaptive): results give such
     queries their regret against the oracle density."""
     stream: bool = False
+    router: str = ""
+    """How it scores a query against tau_route: "confidence" (the small model's calibrated
+    confidence, seed 000), "input-aware" (seed 002's classifier on the input signals), "" (none)."""
+    escalate_density: int = 0
+    """The density its escalated queries reach the large model at (0: the native large VLM, or the
+    default density for an adaptive policy): what a target accuracy is picked against."""
 
     def new_state(self, calibration: Calibration) -> RunState:
         """The learned state this policy starts a run with (Uncalibrated variants drop the temperatures)."""
@@ -202,3 +239,61 @@ def finish_bandit(spec: PolicySpec, knobs: AdaptiveKnobs, bandit: BanditRun, res
     """At the end of a run: save the agent's state where the knobs' `save_state` says."""
     if knobs.save_state:
         bandit.save(resolve_path(knobs.save_state), {"policy": spec.name, **(meta or {})})
+
+
+def route_scores(spec: PolicySpec, state: RunState, records: Sequence[QueryRecord]) -> Any:
+    """(n,) the policy's routing score of each labelled record, as it will score queries: the small
+    model's confidence under the run's calibration, or the input-aware router's P(small right)."""
+    import numpy as np
+
+    if spec.router == "input-aware":
+        from testbed.router.inputaware import record_features
+
+        assert state.router is not None
+        return state.router.scores(record_features(records)) if records else np.zeros(0)
+    return np.array([state.calibration.small_confidence(r.small_logits) for r in records])  # type: ignore[arg-type]
+
+
+def escalated_correct(spec: PolicySpec, records: Sequence[QueryRecord], default_density: int) -> Any:
+    """(n,) whether the policy's escalation path answers each record correctly: the large model at its
+    density on the small model's tokens where the record has those logits, else the native large VLM."""
+    import numpy as np
+
+    density = spec.escalate_density or (default_density if spec.uses_density else 0)
+    out = []
+    for r in records:
+        logits = r.large_logits.get(density) if density else None
+        logits = r.large_native_logits if logits is None else logits
+        out.append(logits is not None and int(np.argmax(logits)) == r.answer)
+    return np.array(out, dtype=bool)
+
+
+def start_router(spec: PolicySpec, knobs: Any, state: RunState, profile_split: Sequence[QueryRecord],
+                 default_density: int, seed: int) -> None:
+    """Before a run, on the labelled profiling split: train the input-aware router (for such a
+    policy), then pick the threshold for the knobs' target (if any) as RouteLLM does; both go into
+    `state`. Sim and real runs call this with their profiling records (the trace's, or the ones
+    the real models just answered)."""
+    from testbed.errors import TestbedError
+    from testbed.router.threshold import pick_threshold
+
+    if spec.router == "input-aware":
+        from testbed.router.inputaware import fit_router
+
+        if not profile_split:
+            raise TestbedError(f"{spec.name}: its router is trained on the profiling split, which this workload "
+                               "lacks (give some queries split = 'profile')")
+        state.router = fit_router(profile_split, seed)
+    if not spec.router or not isinstance(knobs, RouteKnobs) or not knobs.has_target:
+        return
+    if not profile_split:
+        raise TestbedError(f"{spec.name}: a target threshold is picked on the profiling split, which this workload "
+                           "lacks (give some queries split = 'profile', or set tau_route instead)")
+    import numpy as np
+
+    local_ok = np.array([r.small_logits is not None and int(np.argmax(r.small_logits)) == r.answer
+                         for r in profile_split])
+    state.threshold = pick_threshold(route_scores(spec, state, profile_split), local_ok,
+                                     escalated_correct(spec, profile_split, default_density),
+                                     target_local_share=knobs.target_local_share,
+                                     target_accuracy=knobs.target_accuracy, fixed_tau=knobs.tau_route)

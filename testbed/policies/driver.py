@@ -15,8 +15,9 @@ from types import GeneratorType
 from typing import Any, Callable, Generator
 
 from testbed.errors import TestbedError
-from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Emit, Infer, NextFrame, Offload,
-                                      Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit, Tokenize, Wait, WaitAny)
+from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Emit, Infer, Inspect,
+                                      NextFrame, Offload, Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit,
+                                      Tokenize, Wait, WaitAny)
 from testbed.policies.placement import check_placement
 
 Perform = Callable[[Any], Any]
@@ -83,6 +84,9 @@ class Interpreter(ABC):
 
     @abstractmethod
     def describe(self, eff: Describe, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def inspect(self, eff: Inspect, run: Any, site: str) -> Any: ...
 
     @abstractmethod
     def offload(self, eff: Offload, run: Any, site: str) -> Any: ...

@@ -16,6 +16,10 @@ next frame's capture and returns it (`END_OF_STREAM` after the last); `Emit` rec
 answer at the current time, optionally to be replaced by a large-model answer that arrives by the
 frame's deadline; an `Infer` may carry a `Context` (an earlier frame's large-model answer as the
 small model's history) and ask for visual focus on it. A stream policy returns `StreamDone`.
+
+Input-aware routing (seed 002): `Inspect` looks at the media on the device before any model runs
+and returns its image-complexity signals (`InputSignals`); the sim reads them from the trace's
+signal_* columns.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, Generator, Literal, Union
 import numpy as np
 
 from testbed.errors import TestbedError
-from testbed.query import ContextInputs, Frame, ImageMeta, Media, Stream, VideoMeta
+from testbed.query import ContextInputs, Frame, ImageMeta, InputSignals, Media, Stream, VideoMeta
 from testbed.tokenizer.sampling import Sampler
 
 Where = Literal["local", "edge"]
@@ -159,6 +163,17 @@ class Describe:
     question: str
 
 
+@dataclass(frozen=True, slots=True)
+class Inspect:
+    """On the device, before any inference: INAR-VL's image-complexity signals of `media` (seed
+    002; `testbed.router.signals`): an image's pixels, or up to INSPECT_FRAMES of the frames
+    `sampler` picks from a video, decoded and measured. Returns InputSignals; the sim reads them
+    from the trace's signal_* columns and charges the decoding."""
+
+    media: Media
+    sampler: Sampler
+
+
 EdgeStep = Union[Tokenize, Infer, Decompress]
 
 
@@ -269,11 +284,12 @@ class EdgeUnavailable(PolicyInterrupt):
     """The edge did not answer an Offload (down, busy or too late)."""
 
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Offload, Submit, Wait, WaitAny, NextFrame, Emit]
+Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Inspect, Offload, Submit, Wait, WaitAny, NextFrame,
+               Emit]
 
 HANDLERS: dict[type, str] = {
     Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress", Describe: "describe",
-    Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
+    Inspect: "inspect", Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
     NextFrame: "next_frame", Emit: "emit",
 }
 """The interpreter method that performs each effect (one method per effect, found by type)."""
@@ -282,13 +298,15 @@ HANDLERS: dict[type, str] = {
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What a policy returns: the chosen option, where it was decided, and whether the policy
-    fell back to the device because the edge did not answer."""
+    fell back to the device because the edge did not answer; `score` is the router's score the
+    query was routed on (NaN for a policy without a router)."""
 
     choice: int
     served_by: Literal["local", "edge"]
     density: int = 0
     confidence: float = float("nan")
     fallback: bool = False
+    score: float = float("nan")
 
 
 Policy = Generator[Effect, Any, Answer]
@@ -298,6 +316,6 @@ Step = Generator[Effect, Any, Any]
 
 __all__ = ["Answer", "Compress", "Context", "ContextInputs", "Decompress", "Describe", "EdgeStep", "EdgeUnavailable",
            "Effect", "Emit", "END_OF_STREAM", "Frame", "FrameAnswer", "Future", "HANDLERS", "ImageMeta", "Infer",
-           "Inference", "ModelName", "NextFrame", "Offload", "Payload", "Policy", "PolicyInterrupt", "Step", "Stream",
-           "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
+           "Inference", "InputSignals", "Inspect", "ModelName", "NextFrame", "Offload", "Payload", "Policy",
+           "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
            "Where"]

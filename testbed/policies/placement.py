@@ -14,8 +14,8 @@ from typing import Any, Callable, Generator
 
 from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
-from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Emit, Infer, NextFrame, Offload, Submit,
-                                      Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Emit, Infer, Inspect, NextFrame,
+                                      Offload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.query import Media
 
 ALLOWED: dict[type, frozenset[str]] = {
@@ -24,6 +24,7 @@ ALLOWED: dict[type, frozenset[str]] = {
     Compress: frozenset({"local"}),
     Decompress: frozenset({"edge"}),
     Describe: frozenset({"local"}),
+    Inspect: frozenset({"local"}),
     Offload: frozenset({"local"}),
     Submit: frozenset({"local"}),
     Wait: frozenset({"local"}),

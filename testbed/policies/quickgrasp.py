@@ -45,7 +45,7 @@ def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int, l
 
 
 def _local_answer(ctx: PolicyContext, local: Inference, conf: float) -> Answer:
-    return Answer(local.choice, "local", ctx.default_density, conf)
+    return Answer(local.choice, "local", ctx.default_density, conf, score=conf)
 
 
 def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
@@ -54,9 +54,10 @@ def quickgrasp_fixed(density: int) -> Callable[[Query, PolicyContext], Policy]:
     def policy(q: Query, ctx: PolicyContext) -> Policy:
         tokens, local = yield from local_first(q, ctx)
         conf = ctx.calibration.small_confidence(local.option_logits)
-        if conf >= ctx.knobs.tau_route:
+        if conf >= ctx.tau_route:
             return _local_answer(ctx, local, conf)
-        return (yield from offload_tokens(q, ctx, tokens, density, _local_answer(ctx, local, conf)))
+        out = yield from offload_tokens(q, ctx, tokens, density, _local_answer(ctx, local, conf))
+        return replace(out, score=conf)
 
     return policy
 
@@ -71,7 +72,7 @@ def quickgrasp_adaptive(q: Query, ctx: PolicyContext) -> Policy:
         raise TestbedError("an adaptive-density policy needs its density agent in the run state (RunState.bandit)")
     tokens, local = yield from local_first(q, ctx)
     conf = ctx.calibration.small_confidence(local.option_logits)
-    if conf >= ctx.knobs.tau_route:
+    if conf >= ctx.tau_route:
         return _local_answer(ctx, local, conf)
     inputs = yield Describe(tokens, ctx.default_density, q.question)
     context = bandit.context(tokens.frames, local.option_logits, inputs)
@@ -82,18 +83,18 @@ def quickgrasp_adaptive(q: Query, ctx: PolicyContext) -> Policy:
     if out is None:
         return replace(_local_answer(ctx, local, conf), fallback=True)
     bandit.learn(q.query_id, context, tokens.frames, decision, out.option_logits)
-    return large_answer(ctx, out, decision.action)
+    return replace(large_answer(ctx, out, decision.action), score=conf)
 
 
 def nosharing(q: Query, ctx: PolicyContext) -> Policy:
     """Ablation: no shared encoder; escalation uploads the video and the edge tokenizes again."""
     tokens, local = yield from local_first(q, ctx)
     conf = ctx.calibration.small_confidence(local.option_logits)
-    if conf >= ctx.knobs.tau_route:
+    if conf >= ctx.tau_route:
         return _local_answer(ctx, local, conf)
     steps = (Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True, encoder="large"),
              Infer("large", None, ctx.default_density, q.question, q.options))
     out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
     if out is None:
         return replace(_local_answer(ctx, local, conf), fallback=True)
-    return large_answer(ctx, out, ctx.default_density)
+    return replace(large_answer(ctx, out, ctx.default_density), score=conf)

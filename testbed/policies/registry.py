@@ -16,6 +16,7 @@ from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec
 from testbed.policies.baselines import collaborative, device_native, edge_hosted
 from testbed.policies.edgevlm import (AdasKnobs, EdgeVLMKnobs, LaecipsKnobs, adas_like, band_knobs, distributed_vlm,
                                       edgevlm, laecips_like, lvlm_only, svlm_only)
+from testbed.policies.inputaware import input_aware
 from testbed.policies.oracle import oracle
 from testbed.policies.quickgrasp import nosharing, quickgrasp_adaptive, quickgrasp_fixed
 from testbed.query import DENSITIES
@@ -24,14 +25,19 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
     PolicySpec("device-native", device_native, description="small VLM on the device (default tokenizer)"),
     PolicySpec("edge-hosted", edge_hosted, description="upload video + question; large VLM at the edge"),
     PolicySpec("collaborative", collaborative, description="device tokenizes, all tokens to the edge LM"),
-    PolicySpec("nosharing", nosharing, RouteKnobs, description="QuickGrasp routing; escalation uploads the video"),
+    PolicySpec("nosharing", nosharing, RouteKnobs, router="confidence",
+               description="QuickGrasp routing; escalation uploads the video"),
     PolicySpec("oracle", oracle, NoKnobs, needs_hindsight=True, description="cheapest correct action in hindsight"),
     PolicySpec("quickgrasp", quickgrasp_adaptive, ThompsonKnobs, agent="neural-linear-thompson", uses_density=True,
+               router="confidence",
                description="QuickGrasp: router, then the neural-linear Thompson agent picks the density"),
     PolicySpec("quickgrasp-eps", quickgrasp_adaptive, EpsilonKnobs, agent="epsilon-greedy", uses_density=True,
+               router="confidence",
                description="QuickGrasp router; epsilon-greedy on the backbone's latent picks the density"),
     PolicySpec("quickgrasp-linucb", quickgrasp_adaptive, LinUCBKnobs, agent="linucb", uses_density=True,
-               description="QuickGrasp router; LinUCB on the raw context picks the density"),
+               router="confidence", description="QuickGrasp router; LinUCB on the raw context picks the density"),
+    PolicySpec("input-aware", input_aware, RouteKnobs, router="input-aware",
+               description="INAR-VL: input signals route before any inference; device small VLM or edge large"),
     # streams (seed 001): one generator per camera stream
     PolicySpec("svlm-only", svlm_only, stream=True, description="small VLM on every frame, its own history"),
     PolicySpec("lvlm-only", lvlm_only, stream=True, description="every frame to the large VLM; late answers are none"),
@@ -49,9 +55,10 @@ STREAM_FAMILIES = {"edgevlm": (20, 35, 50, 100), "laecips-like": (20, 35, 50), "
 
 PER_DENSITY: dict[str, Callable[[int], PolicySpec]] = {
     "quickgrasp": lambda a: PolicySpec(f"quickgrasp-fixed{a}", quickgrasp_fixed(a), RouteKnobs, uses_density=True,
+                                       router="confidence", escalate_density=a,
                                        description=f"QuickGrasp router, fixed density {a}"),
     "uncalibrated": lambda a: PolicySpec(f"uncalibrated-fixed{a}", quickgrasp_fixed(a), RouteKnobs, calibrated=False,
-                                         uses_density=True,
+                                         uses_density=True, router="confidence", escalate_density=a,
                                          description=f"QuickGrasp without temperature scaling, density {a}"),
 }
 

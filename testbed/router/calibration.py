@@ -1,17 +1,46 @@
-"""Temperature scaling over option logits (seed 000 Eq. 1-2) and expected calibration error.
+"""Temperature scaling over option logits (seed 000 Eq. 1-2), expected calibration error, what a
+user sees of both (a per-model, per-benchmark report and a reliability diagram's bins), and the
+calibration file `testbed calibrate` writes and a scenario may name instead of fitting.
 
-Arrays: `logits` is (n, K) with NaN padding for queries that have fewer than K options.
+Arrays: `logits` is (n, K) with NaN padding for queries that have fewer than K options. Logits are
+refused when every row looks like probabilities (entries in [0, 1] summing to 1): temperature
+scaling divides logits, and dividing probabilities fits a meaningless temperature.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
+from testbed.errors import TestbedError
 from testbed.query import QueryRecord
+
+ECE_BINS = 15
+"""Equal-width confidence bins of every ECE and reliability diagram (Guo et al. 2017 use 15)."""
+FILE_FORMAT = "testbed-calibration"
+FILE_VERSION = 1
+
+
+class CalibrationError(TestbedError):
+    """Logits that cannot be calibrated (probabilities given as logits), or a bad calibration file."""
+
+
+def check_logits(logits: np.ndarray, what: str = "logits") -> None:
+    """Refuse probabilities passed as logits: every row within [0, 1] and summing to 1 (NaN padding
+    ignored). One such row can be chance; all of them cannot."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or len(z) == 0:
+        return
+    valid = ~np.isnan(z)
+    inside = np.where(valid, (z >= 0) & (z <= 1), True).all(axis=1)
+    sums = np.nansum(z, axis=1)
+    if bool((inside & (np.abs(sums - 1.0) < 1e-3)).all()):
+        raise CalibrationError(f"{what} look like probabilities (every row in [0, 1] and summing to 1); temperature "
+                               "scaling needs the raw logits (log-probabilities work too: log(p))")
 
 
 def option_probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -36,24 +65,42 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """Temperature T minimising NLL on a labelled profiling set (Guo et al. 2017)."""
+    """Temperature T minimising NLL on a labelled profiling set (Guo et al. 2017). When the model's
+    answer is right on every query (or wrong on every one), the NLL falls without end as T goes to
+    0 (or to infinity) and no temperature is identified: T = 1 (no scaling)."""
+    from scipy.optimize import minimize_scalar
+
+    check_logits(logits)
+    z = np.asarray(logits, dtype=np.float64)
+    if len(z):
+        right = np.nanargmax(np.where(np.isnan(z), -np.inf, z), axis=1) == np.asarray(labels)
+        if right.all() or not right.any():
+            return 1.0
     res = minimize_scalar(lambda t: nll(logits, labels, t), bounds=bounds, method="bounded",
                           options={"xatol": 1e-4})
     return float(res.x)
 
 
-def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over equal-width confidence bins (Guo et al. 2017)."""
+def reliability_bins(conf: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, ...]:
+    """Per equal-width confidence bin (right-closed, the first also holds 0): (count, mean confidence,
+    accuracy), each (bins,), NaN where a bin is empty: a reliability diagram's bars."""
     conf = np.asarray(conf, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            total += m.sum() * abs(correct[m].mean() - conf[m].mean())
-    return float(total / max(1, len(conf)))
+    count = np.bincount(which, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, conf, minlength=bins) / count
+        acc = np.bincount(which, correct, minlength=bins) / count
+    return count, mean_conf, acc
+
+
+def ece(conf: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error over equal-width confidence bins (Guo et al. 2017): the
+    count-weighted mean of |accuracy - mean confidence| over the non-empty bins."""
+    count, mean_conf, acc = reliability_bins(conf, correct, bins)
+    m = count > 0
+    return float((count[m] * np.abs(acc[m] - mean_conf[m])).sum() / max(1.0, count.sum()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +125,125 @@ def padded_logits(rows: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+MODELS = ("small", "large")
+
+
+def model_logits(records: Sequence[QueryRecord], model: str) -> np.ndarray:
+    """(n, K) NaN-padded logits of `model` on `records`: the small model's, or the native large
+    model's (what calibration fits, in the sim and in real runs alike)."""
+    rows = [r.small_logits if model == "small" else r.large_native_logits for r in records]
+    if any(x is None for x in rows):
+        raise CalibrationError(f"calibration needs the {model} model's logits on every query")
+    return padded_logits(rows)  # type: ignore[arg-type]
+
+
 def fit_calibration(records: Sequence[QueryRecord]) -> Calibration:
     """Temperatures for both models from labelled profiling queries (seed 000 SV-A); the large
     model's from its native logits."""
     if not records:
         return Calibration(1.0, 1.0)
-    small = [r.small_logits for r in records]
-    large = [r.large_native_logits for r in records]
-    if any(x is None for x in small + large):
-        raise ValueError("calibration needs both models' logits on every profiling query")
     labels = np.array([r.answer for r in records])
-    return Calibration(fit_temperature(padded_logits(small), labels),  # type: ignore[arg-type]
-                       fit_temperature(padded_logits(large), labels))  # type: ignore[arg-type]
+    small, large = model_logits(records, "small"), model_logits(records, "large")
+    check_logits(small, "the small model's logits")
+    check_logits(large, "the large model's logits")
+    return Calibration(fit_temperature(small, labels), fit_temperature(large, labels))
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationRow:
+    """One model's calibration on one benchmark (or "all"): the temperature it is scaled by, and on
+    `split` the accuracy and ECE before and after scaling, over `bins` equal-width bins."""
+
+    model: str
+    benchmark: str
+    split: str
+    n: int
+    accuracy: float
+    temperature: float
+    ece_before: float
+    ece_after: float
+    bins: int = ECE_BINS
+
+    @property
+    def ece_drop(self) -> float:
+        """Relative fall of the ECE, (before - after) / before (seed 000 Fig. 7: about 0.77)."""
+        return (self.ece_before - self.ece_after) / self.ece_before if self.ece_before > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """What a user sees of a run's calibration: where the temperatures came from, a row per model
+    and benchmark, and the reliability bins (count, mean confidence, accuracy; before and after
+    scaling) per model over every benchmark."""
+
+    calibration: Calibration
+    source: str
+    rows: tuple[CalibrationRow, ...]
+    diagrams: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = field(default_factory=dict)
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{**asdict(r), "ece_drop": r.ece_drop} for r in self.rows]
+
+
+def calibration_report(calibration: Calibration, records: Sequence[QueryRecord], split: str, source: str,
+                       bins: int = ECE_BINS) -> CalibrationReport:
+    """Each model's ECE before and after `calibration` on `records` (the `split` they are), per
+    benchmark and over all ("all"), with the reliability bins over all. Records without a model's
+    logits are skipped for that model."""
+    rows: list[CalibrationRow] = []
+    diagrams: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = {}
+    benches = list(dict.fromkeys(r.query.benchmark for r in records))
+    for model in MODELS:
+        mine = [r for r in records if (r.small_logits if model == "small" else r.large_native_logits) is not None]
+        if not mine:
+            continue
+        t = calibration.small_t if model == "small" else calibration.large_t
+        groups = [("all", mine)] + ([(b, [r for r in mine if r.query.benchmark == b]) for b in benches]
+                                    if len(benches) > 1 else [])
+        for bench, part in groups:
+            if not part:
+                continue
+            z = model_logits(part, model)
+            labels = np.array([r.answer for r in part])
+            correct = np.nanargmax(z, axis=1) == labels
+            rows.append(CalibrationRow(model, bench, split, len(part), float(correct.mean()), t,
+                                       ece(confidence(z), correct, bins), ece(confidence(z, t), correct, bins), bins))
+            if bench == "all":
+                diagrams[model] = {}
+                for when, temp in (("before", 1.0), ("after", t)):
+                    count, mc, acc = reliability_bins(confidence(z, temp), correct, bins)
+                    diagrams[model][when] = (count.tolist(), mc.tolist(), acc.tolist())
+    return CalibrationReport(calibration, source, tuple(rows), diagrams)
+
+
+def save_calibration(path: Path, report: CalibrationReport, meta: dict[str, Any] | None = None) -> None:
+    """Write the temperatures and the report as JSON (no pickle): what a scenario's
+    `calibration.file` reads back."""
+    data = {"format": FILE_FORMAT, "version": FILE_VERSION, "small_t": report.calibration.small_t,
+            "large_t": report.calibration.large_t, "source": report.source, "meta": meta or {},
+            "rows": report.table()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def load_calibration(path: Path) -> Calibration:
+    """The temperatures of a calibration file `testbed calibrate` wrote; a missing, corrupt or
+    foreign file is one CalibrationError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CalibrationError(f"calibration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"{path}: not a readable calibration file ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+        raise CalibrationError(f"{path}: not a calibration file (written by `testbed calibrate TRACE --out FILE`)")
+    if data.get("version") != FILE_VERSION:
+        raise CalibrationError(f"{path}: calibration file version {data.get('version')!r}; this testbed reads "
+                               f"{FILE_VERSION}")
+    temps = []
+    for key in ("small_t", "large_t"):
+        v = data.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+            raise CalibrationError(f"{path}: {key} must be a positive number, got {v!r}")
+        temps.append(float(v))
+    return Calibration(temps[0], temps[1])

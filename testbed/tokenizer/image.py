@@ -31,10 +31,25 @@ def _open(p: Path):  # type: ignore[no-untyped-def]
         raise ImageError(p, "no such file")
     if p.stat().st_size == 0:
         raise ImageError(p, "file is empty")
+    _check_png_size(p)
     try:
         return Image.open(p)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageError(p, f"not a readable image ({exc})") from None
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_size(p: Path) -> None:
+    """A PNG declares its size in its header; Pillow will not open one that declares zero pixels, so
+    say what is wrong with it here."""
+    with open(p, "rb") as fh:
+        head = fh.read(24)
+    if head[:8] == _PNG and head[12:16] == b"IHDR":
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if width < 1 or height < 1:
+            raise ImageError(p, f"zero-size image ({width}x{height})")
 
 
 def probe_image(path: Path | str) -> ImageMeta:

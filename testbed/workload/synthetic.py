@@ -9,6 +9,10 @@ given correctness (confidence of correct answers ~ c*g(c)/acc, of wrong ones ~ (
 then sharpened by a per-query temperature around T = 1.4 into raw logits: temperature scaling
 with T ~ 1.4 recalibrates them (Fig. 7).
 
+The input signals' columns (signal_spatial_info, signal_edge_density, signal_colourfulness; seed 002,
+read by the input-aware router) are noisy readings of whether the small model errs, with correlation
+`VIDEO_SIGNAL` (assumed), also from a generator of their own.
+
 The density bandit's context columns (context_txt, context_vis, context_s_max, context_s_mean,
 context_s_cplx; seed 000 Eq. 4-10) carry what SIII-C says the features carry: which density a query
 needs. Per query that is the oracle density in hindsight, the cheapest density at which the large
@@ -184,6 +188,34 @@ CLIP_TOKENS = 16
 """Vision tokens per clip behind the relevance sums R_t (Eq. 7): one frame at the default density
 16 (SIII-C), so |R_t| <= 16. Locations and spreads of the scalar columns below are immaterial:
 every agent standardises its inputs with the profiling split's mean and scale."""
+
+
+VIDEO_SIGNAL = 0.3
+"""Assumed: correlation of the frames' image-complexity latent with the small model erring on a
+query (seed 002 routes images; nothing measures this for video)."""
+SIGNAL_NOISE = 0.35
+"""Assumed: each image signal's own noise around the image-complexity latent (log scale)."""
+
+
+def signal_values(c_img: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The signal_* columns from an image-complexity latent (n,), standardised: spatial information
+    around 45 (ITU-T P.910 SI of natural images, 0-255 luma), edge density around 0.12 and
+    colourfulness around 35 (Hasler and Suesstrunk's "moderately colourful"); scales assumed."""
+    noise = rng.standard_normal((3, len(c_img)))
+    return {"signal_spatial_info": np.exp(np.log(45.0) + 0.30 * c_img + SIGNAL_NOISE * 0.5 * noise[0]),
+            "signal_edge_density": 1 / (1 + np.exp(-(-2.0 + 0.6 * c_img + SIGNAL_NOISE * noise[1]))),
+            "signal_colourfulness": np.exp(np.log(35.0) + 0.25 * c_img + SIGNAL_NOISE * noise[2])}
+
+
+def signal_columns(spec: BenchmarkSpec, small_ok: np.ndarray, seed: int, signal: float = VIDEO_SIGNAL
+                   ) -> dict[str, list]:
+    """The signal_* columns of one benchmark's queries, each a noisy reading of the small model
+    erring, from a generator of their own (no other column depends on them)."""
+    rng = np.random.default_rng([seed, sum(spec.name.encode()), 6])
+    hard = (~np.asarray(small_ok, bool)).astype(np.float64)
+    nu = (hard - hard.mean()) / (hard.std() or 1.0)
+    c_img = signal * nu + np.sqrt(1 - signal ** 2) * rng.standard_normal(len(nu))
+    return {k: v.tolist() for k, v in signal_values(c_img, rng).items()}
 
 
 def _durations(duration: tuple[str, tuple[float, ...]], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -363,6 +395,8 @@ def generate(spec: BenchmarkSpec, n: int, seed: int, context_signal: float = CON
     frame = pd.DataFrame(rows)
     for col, values in context_columns(spec, large_ok, seed, context_signal).items():
         frame[col] = values
+    for col, values in signal_columns(spec, small_ok, seed).items():
+        frame[col] = values
     return frame
 
 
@@ -378,6 +412,7 @@ def synthetic_workload(benchmarks: tuple[str, ...], n_per_benchmark: int, seed: 
         "generator": GENERATOR, "seed": seed, "n_per_benchmark": n_per_benchmark,
         "small_temperature": SMALL_T, "small_temperature_spread": SMALL_T_SPREAD, "large_temperature": LARGE_T,
         "concentration": CONCENTRATION, "profile_share": PROFILE_SHARE,
+        "signals": {"signal": VIDEO_SIGNAL, "signal_source": "assumed (VIDEO_SIGNAL)", "noise": SIGNAL_NOISE},
         "context": {"signal": context_signal, "signal_source": "assumed (CONTEXT_SIGNAL)", "embed_dim": EMBED_DIM,
                     "embed_signal_sd": EMBED_SIGNAL_SD, "clip_tokens": CLIP_TOKENS,
                     "need": "index of the cheapest density the large model answers correctly (0 if none)"},
