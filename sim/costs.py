@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from testbed.codec.size import TokenFormat, raw_token_bytes
+from testbed.crop import hd_frames
 from testbed.profiles import DeviceProfile
 from testbed.query import ImageMeta, Media
 from testbed.tokenizer.sampling import Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
@@ -29,10 +30,12 @@ class TokenizeCost:
 def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined: bool,
                   chunk_frames: int) -> TokenizeCost:
     """Decode (frames physically decoded x megapixels, plus seeks), preprocess and encode; a
-    pipelined tokenizer overlaps them in chunks of `chunk_frames`. An image is one frame."""
+    pipelined tokenizer overlaps them in chunks of `chunk_frames`. An image is one frame; a
+    full-resolution view (seed 003) is LLaVA-1.5-HD's tiles and global view, one frame each."""
     if isinstance(media, ImageMeta):
-        dec, pre, enc = dev.seconds("decode", media.megapixels), dev.seconds("preprocess", 1), dev.seconds("encode", 1)
-        return TokenizeCost(1, 1, dec, pre, enc, dec + pre + enc)
+        n = hd_frames(media.width, media.height) if media.view == "full" else 1
+        dec, pre, enc = dev.seconds("decode", media.megapixels), dev.seconds("preprocess", n), dev.seconds("encode", n)
+        return TokenizeCost(n, 1, dec, pre, enc, dec + pre + enc)
     idx = sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler)
     work = decode_work(idx, media.keyframe_array)
     dec = dev.seconds("decode", work.decoded * media.megapixels) + dev.seconds("seek", work.seeks)

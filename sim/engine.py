@@ -55,6 +55,14 @@ def _synthetic_image(n: int, seed: int) -> Workload:
 
 
 @functools.lru_cache(maxsize=4)
+def _synthetic_crop(n: int, seed: int) -> Workload:
+    from testbed.workload.synthetic_crop import synthetic_crop_workload
+
+    frame, provenance, params = synthetic_crop_workload(n, seed)
+    return table_to_workload(to_table(frame, provenance, params), provenance)
+
+
+@functools.lru_cache(maxsize=4)
 def _synthetic_streams(datasets: tuple[str, ...], seed: int, streams: int) -> StreamWorkload:
     from testbed.streams.synthetic import synthetic_streams
 
@@ -79,6 +87,8 @@ def load_workload(sc: Scenario) -> Workload:
                           sc.workload.context_signal)
     if sc.workload.kind == "synthetic-image":
         return _synthetic_image(sc.workload.queries_per_benchmark, sc.seed)
+    if sc.workload.kind == "synthetic-crop":
+        return _synthetic_crop(sc.workload.queries_per_benchmark, sc.seed)
     if sc.workload.kind != "trace":
         raise TestbedError(f"workload.kind = {sc.workload.kind!r} holds queries but no model outcomes: run it with "
                            "`testbed live SCENARIO --inproc`; the sim replays traces (kind = 'trace')")

@@ -19,17 +19,19 @@ import simpy
 from sim import costs
 from sim.link import Channel
 from testbed.codec.size import REPLY_BYTES, TokenFormat, raw_token_bytes, text_tokens, wire_token_bytes
+from testbed.crop import GENERIC_PROMPT, CropError, check_box, crop_side, min_entropy, view_size
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import Interpreter, drive
-from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, ContextInputs, Decompress, Describe, Emit,
-                                      FrameAnswer, Future, Inference, Infer, InputSignals, Inspect, NextFrame, Offload,
-                                      Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, ContextInputs, Crop, Decompress, Describe,
+                                      Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect, NextFrame,
+                                      Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
-from testbed.query import QueryRecord
-from testbed.results import (Ledger, QueryRun, compress_key, decompress_key, describe_key, frame_infer_key, infer_key,
-                             inspect_key, sampler_kind, tokenize_key)
+from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
+from testbed.results import (Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key, frame_infer_key,
+                             infer_key, inspect_key, locate_key, sampler_kind, tokenize_key)
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
 from testbed.streams.trace import FrameRecord
@@ -49,6 +51,18 @@ def _split(rec: QueryRecord, key: str, *parts: float) -> tuple[float, ...]:
     total = sum(parts)
     share = [p / total for p in parts] if total > 0 else [1.0 / len(parts)] * len(parts)
     return tuple(rec.recorded_s[key] * w for w in share)
+
+
+_VIEW_LOGITS = {("global",): "global_logits", ("global", "crop"): "crop_logits",
+                ("global", "crop-random"): "random_logits", ("full",): "full_logits"}
+"""Which of a crop trace's logits the large model gives for the views it sees (seed 003)."""
+
+
+def _views(rec: QueryRecord) -> ViewOutcomes:
+    if rec.views is None:
+        raise TestbedError(f"query {rec.query.query_id}: the trace has no crop outcomes (view_* columns, schema v3); "
+                           "seed 003's policies need them: use workload.kind = 'synthetic-crop' or record them")
+    return rec.views
 
 
 class Node:
@@ -136,7 +150,9 @@ class SimInterpreter(Interpreter):
             yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, site)
         ledger.stage(key, dur)
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff))  # type: ignore[arg-type]
+        views = (eff.media.view,) if isinstance(eff.media, ImageMeta) and eff.media.view else ()
+        return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff),  # type: ignore[arg-type]
+                      views=views)
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> SimGen:
         tokens = eff.tokens
@@ -159,9 +175,39 @@ class SimInterpreter(Interpreter):
             dur = _duration(run.rec, key, profile)
         yield from self._hold(node, node.gpu, dur, run.ledger, site)
         run.ledger.stage(key, dur)
+        if site == "edge":
+            run.ledger.edge_prefill_tokens += frames * density + text_tokens(eff.question, eff.options)
         if isinstance(run, FrameRun):
             return self._frame_inference(eff, run.rec)
+        if tokens.views:
+            return (yield from self._view_inference(eff, tokens, run, node))
         return self._inference(eff, tokens, run.rec)
+
+    def _view_inference(self, eff: Infer, tokens: Tokens, run: QueryRun, node: Node) -> SimGen:
+        """Seed 003: the trace's logits for these views; with `locate` and a min-entropy above its
+        threshold, the trace's attention box, after the relative-attention pass (the generic prompt
+        over the same tokens: one more prefill on the edge's GPU)."""
+        views = _views(run.rec)
+        logits = _VIEW_LOGITS.get(tokens.views)
+        if logits is None:
+            raise TestbedError(f"the trace has no logits for the views {tokens.views}; it records "
+                               f"{', '.join('+'.join(v) for v in _VIEW_LOGITS)}")
+        out = getattr(views, logits)
+        loc = eff.locate
+        if loc is None or min_entropy(out) <= loc.above:
+            return Inference(eff.model, out)
+        side = crop_side(loc.width, loc.height, loc.scale)
+        if (views.box[2] - views.box[0], views.box[3] - views.box[1]) != (min(side, loc.width), min(side, loc.height)):
+            raise TestbedError(f"query {run.rec.query.query_id}: the trace's attention box {views.box} is not of the "
+                               f"crop size {side} (crop_scale {loc.scale}) the policy asks for: set crop_scale to the "
+                               "trace's (its parameters say which)")
+        extra = text_tokens(GENERIC_PROMPT, ())
+        dur = _duration(run.rec, locate_key(),
+                        lambda: costs.infer_cost(node.profile, tokens.frames, eff.density, extra))
+        yield from self._hold(node, node.gpu, dur, run.ledger, "edge")
+        run.ledger.stage(locate_key(), dur)
+        run.ledger.edge_prefill_tokens += tokens.frames * eff.density + extra
+        return Inference(eff.model, out, roi=views.box)
 
     def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
         """Merge where the tokens are (the device GPU that encoded them: ToMe is tensor work), then
@@ -222,9 +268,38 @@ class SimInterpreter(Interpreter):
         run.ledger.stage(key, dur)
         return signals
 
+    def crop(self, eff: Crop, run: QueryRun, site: str) -> SimGen:
+        """A view of the image from the trace's crop outcomes: its size, and its bytes as recorded
+        (a crop box other than the trace's attention box is a random crop, whose bytes and logits the
+        trace records for a box of the same size). The device decodes the original on a CPU worker
+        (JPEG-encoding a view of at most a megapixel is assumed within that time); "full" sends the
+        file itself, nothing to make."""
+        views, media = _views(run.rec), eff.media
+        if eff.view == "global":
+            (w, h), box, view, nbytes = view_size(media.width, media.height, eff.side), None, "global", \
+                views.global_bytes
+        elif eff.view == "crop":
+            try:
+                box = check_box(eff.box, media.width, media.height)
+            except CropError as exc:
+                raise TestbedError(f"query {run.rec.query.query_id}: {exc}") from None
+            view = "crop" if box == views.box else "crop-random"
+            w, h, nbytes = box[2] - box[0], box[3] - box[1], views.crop_bytes if view == "crop" else views.random_bytes
+        else:
+            (w, h), box, view, nbytes = (media.width, media.height), None, "full", media.file_bytes
+        node = self.w.devices[run.client]
+        key = crop_key(view)
+        dur = 0.0 if view == "full" else \
+            _duration(run.rec, key, lambda: costs.inspect_cost(node.profile, media, DEFAULT_SAMPLER))
+        yield from self._hold(node, node.cpu, dur, run.ledger, "local")
+        run.ledger.stage(key, dur)
+        run.ledger.size(key, nbytes)
+        return Payload("image", nbytes, media=ImageMeta(w, h, nbytes, "", view, box))
+
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)
         env, w, ledger = self.w.env, self.w, run.ledger
+        ledger.round_trips += 1
         if isinstance(run, FrameRun):
             run.offloads += 1
         up = upload_bytes(eff)

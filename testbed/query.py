@@ -43,12 +43,18 @@ class VideoMeta:
 
 @dataclass(frozen=True, slots=True)
 class ImageMeta:
-    """An image file's size; the encoder sees it as one frame (image QA, seeds 002 and 003)."""
+    """An image file's size; the encoder sees it as one frame (image QA, seeds 002 and 003).
+
+    A view the device made of a query's image (seed 003, the `Crop` effect) says which (`view`:
+    "global" the image resized to the encoder's input, "crop" a region at full detail, "full" the
+    original for tiling) and, for a crop, its `box` in pixels of the original image."""
 
     width: int
     height: int
     file_bytes: int
     path: str = ""
+    view: str = ""
+    box: tuple[int, int, int, int] | None = None
 
     kind: ClassVar[Literal["image"]] = "image"
 
@@ -142,6 +148,24 @@ class InputSignals:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewOutcomes:
+    """Seed 003's outcomes of one image query, as a crop trace records them: the large model's option
+    logits from the global view alone, from the global view with the attention crop, with a random
+    crop of the same size, and from the full-resolution image (LLaVA-1.5-HD tiles); the attention
+    box (pixels of the original); the JPEG bytes of the global view and of each crop. The
+    full-resolution upload is the original file (the media's `file_bytes`)."""
+
+    global_logits: np.ndarray = field(compare=False)
+    crop_logits: np.ndarray = field(compare=False)
+    random_logits: np.ndarray = field(compare=False)
+    full_logits: np.ndarray = field(compare=False)
+    box: tuple[int, int, int, int]
+    global_bytes: int
+    crop_bytes: int
+    random_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueryRecord:
     """One workload row: the query and its ground truth; from a trace also every model variant's
     option logits, the stage times a live run recorded and the bandit's context inputs. A
@@ -161,6 +185,7 @@ class QueryRecord:
     large_native_logits_codec: np.ndarray | None = None  # ... on 1-FPS tokens after the codec, where recorded
     context: ContextInputs = field(default_factory=ContextInputs)
     signals: InputSignals = field(default_factory=InputSignals)
+    views: ViewOutcomes | None = None  # seed 003's crop outcomes, where recorded
 
     @property
     def has_outcomes(self) -> bool:

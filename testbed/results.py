@@ -69,6 +69,16 @@ def frame_infer_key(site: str, model: ModelName, context: bool, focus: bool) -> 
     return stage_key(site, "infer", model, "frame", *(["context"] if context else []), *(["focus"] if focus else []))
 
 
+def crop_key(view: str) -> str:
+    """Key of making one image view on the device (seed 003), e.g. ``local.crop.global``."""
+    return stage_key("local", "crop", view)
+
+
+def locate_key() -> str:
+    """Key of the edge's relative-attention pass (seed 003: the generic prompt's attention)."""
+    return stage_key("edge", "locate")
+
+
 def compress_key(sampler: str, density: int) -> str:
     return stage_key("local", "compress", *_sampler(sampler), f"a{density}")
 
@@ -103,6 +113,8 @@ class Ledger:
     decoded: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # bytes a stage produced (a compressed payload)
+    round_trips: int = 0  # Offloads: seed 003's retransmission is a second one
+    edge_prefill_tokens: int = 0  # vision and text tokens the edge's LM prefilled (seed 003's compute cost)
 
     def add(self, where: str, waited: float, worked: float) -> None:
         if where == "local":
@@ -149,6 +161,7 @@ class QueryRun:
             "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s, "t_uplink_s": ledger.uplink_s,
             "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s, "t_downlink_s": ledger.downlink_s,
             "t_wait_s": ledger.local_queue_s + ledger.edge_queue_s + ledger.link_queue_s,
+            "round_trips": ledger.round_trips, "edge_prefill_tokens": ledger.edge_prefill_tokens,
             "stage_s": ledger.stages, "stage_bytes": ledger.sizes,
         }
 

@@ -29,9 +29,11 @@ STREAM_KINDS = ("stream", "stream-trace")
 
 @dataclass(frozen=True)
 class WorkloadConfig:
-    kind: Literal["synthetic", "synthetic-image", "trace", "manifest", "mvbench", "stream", "stream-trace"] = \
+    kind: Literal["synthetic", "synthetic-image", "synthetic-crop", "trace", "manifest", "mvbench", "stream",
+                  "stream-trace"] = \
         help_field("synthetic", "calibrated synthetic workload (seed 000's video QA); calibrated synthetic image QA "
-                                "(seed 002's VQA-like queries with input signals); a Parquet trace; a JSONL manifest "
+                                "(seed 002's VQA-like queries with input signals); calibrated synthetic image QA "
+                                "with crop outcomes (seed 003's TextVQA-like queries); a Parquet trace; a JSONL manifest "
                                 "of your own media files; an MVBench annotation JSON; calibrated synthetic camera "
                                 "streams ([stream]); or a Parquet stream trace")
     path: str = help_field("", "the trace, manifest, MVBench JSON or stream trace file (kinds trace, manifest, "
@@ -39,7 +41,8 @@ class WorkloadConfig:
     video_root: str = help_field("", "folder the MVBench JSON's videos are in (kind mvbench; default: the JSON's)")
     benchmarks: tuple[str, ...] = help_field(("mvbench", "videomme", "mlvu"), "synthetic query sets to generate "
                                                                              "(kind synthetic; synthetic-image makes "
-                                                                             "one, vqa-like)")
+                                                                             "one, vqa-like; synthetic-crop one, "
+                                                                             "textvqa-like)")
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)", ge=10)
     context_signal: float = help_field(CONTEXT_SIGNAL, "synthetic: correlation of each bandit context column with "
                                                        "the density a query needs (assumed; 0: pure noise)", ge=0.0, le=1.0)
@@ -48,7 +51,7 @@ class WorkloadConfig:
         for b in self.benchmarks:
             if b not in BENCHMARKS:
                 raise ConfigError("workload.benchmarks", f"unknown benchmark {b!r}; allowed: {', '.join(BENCHMARKS)}")
-        if self.kind not in ("synthetic", "synthetic-image", "stream") and not self.path:
+        if self.kind not in ("synthetic", "synthetic-image", "synthetic-crop", "stream") and not self.path:
             raise ConfigError("workload.path", f"required when workload.kind = {self.kind!r}")
 
     @property
@@ -219,8 +222,10 @@ class PoliciesConfig:
         object.__setattr__(self, "knobs", filled)
 
     def knobs_for(self, name: str) -> Any:
-        """The knobs dataclass of policy `name` (a run policy or a baseline)."""
-        return _knobs(name, self.knobs.get(name, {}))
+        """The knobs dataclass of policy `name` (a run policy or a baseline); a policy that reads
+        another's knobs (`PolicySpec.knobs_from`) gets that one's table."""
+        source = resolve(name).knobs_from or name
+        return _knobs(source, self.knobs.get(source, {}))
 
 
 def _knobs(name: str, table: dict[str, Any]) -> Any:
@@ -334,6 +339,9 @@ def resolved_toml(sc: Scenario, live: bool = False) -> str:
     if wl["kind"] == "synthetic":
         wl.pop("path")
         wl.pop("video_root")
+    elif wl["kind"] == "synthetic-crop":  # one query set; its size is all the generator reads
+        for key in ("path", "video_root", "benchmarks", "context_signal"):
+            wl.pop(key)
     else:
         for key in ("benchmarks", "queries_per_benchmark", "context_signal"):
             wl.pop(key, None)

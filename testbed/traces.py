@@ -7,6 +7,10 @@ metadata and into every result made from it. Optional columns leave room for lat
 Version 2 added seed 002's input signals (signal_*) and made image rows real: a row whose
 image_width, image_height and image_bytes are set is an image query (one frame; the video columns
 then describe that one frame). Version 1 files still read.
+
+Version 3 added seed 003's crop outcomes (view_* columns: the large model's logits from the global
+view, with the attention crop, with a random crop, at full resolution; the attention box; each
+view's bytes). Versions 1 and 2 still read.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
-from testbed.query import DENSITIES, ContextInputs, ImageMeta, InputSignals, Media, Query, QueryRecord, VideoMeta
+from testbed.query import (DENSITIES, ContextInputs, ImageMeta, InputSignals, Media, Query, QueryRecord, VideoMeta,
+                           ViewOutcomes)
 
-SCHEMA_VERSION = 2
-READS = (1, 2)
-"""Schema versions this testbed reads: 2 only added optional columns."""
+SCHEMA_VERSION = 3
+READS = (1, 2, 3)
+"""Schema versions this testbed reads: 2 and 3 only added optional columns."""
 META_VERSION = b"testbed.schema_version"
 META_PROVENANCE = b"testbed.provenance"
 META_PARAMS = b"testbed.parameters"
@@ -80,7 +85,18 @@ OPTIONAL: dict[str, pa.DataType] = {
     "signal_spatial_info": pa.float64(),
     "signal_edge_density": pa.float64(),
     "signal_colourfulness": pa.float64(),
+    # seed 003's crop outcomes (testbed.query.ViewOutcomes; schema v3): all set, or none
+    "view_global_logits": _F32_LIST,
+    "view_crop_logits": _F32_LIST,
+    "view_random_logits": _F32_LIST,
+    "view_full_logits": _F32_LIST,
+    "view_box": pa.list_(pa.int32()),
+    "view_global_bytes": pa.int64(),
+    "view_crop_bytes": pa.int64(),
+    "view_random_bytes": pa.int64(),
 }
+VIEW_COLUMNS = ("view_global_logits", "view_crop_logits", "view_random_logits", "view_full_logits", "view_box",
+                "view_global_bytes", "view_crop_bytes", "view_random_bytes")
 SIGNAL_COLUMNS = ("signal_spatial_info", "signal_edge_density", "signal_colourfulness")
 SPLITS = ("profile", "test")
 
@@ -203,7 +219,7 @@ def _record(cols: dict[str, list[Any]], i: int, name: str) -> QueryRecord:
                        small_logits_fps=optional("small_logits_fps"),
                        large_native_logits_keyframe=optional("large_native_logits_keyframe"),
                        large_native_logits_codec=optional("large_native_logits_codec"), context=_context(cols, i, name),
-                       signals=_signals(cols, i, name, media))
+                       signals=_signals(cols, i, name, media), views=_views(cols, i, name, media, logits))
 
 
 def _image(cols: dict[str, list[Any]], i: int, name: str) -> ImageMeta | None:
@@ -220,6 +236,28 @@ def _image(cols: dict[str, list[Any]], i: int, name: str) -> ImageMeta | None:
     if nbytes < 1:
         raise TraceError(f"{name}: query {qid}: image_bytes must be positive, got {nbytes}")
     return ImageMeta(width, height, nbytes)
+
+
+def _views(cols: dict[str, list[Any]], i: int, name: str, media: Media, logits: Any) -> ViewOutcomes | None:
+    """Row i's crop outcomes (seed 003) from its view_* columns: none set is None; a partial set, a
+    box outside the image or a non-positive size is an error."""
+    values = [cols[c][i] if c in cols else None for c in VIEW_COLUMNS]
+    if all(v is None for v in values):
+        return None
+    qid = cols["query_id"][i]
+    if any(v is None for v in values) or not isinstance(media, ImageMeta):
+        raise TraceError(f"{name}: query {qid}: crop outcomes need an image query with every view_* column set")
+    from testbed.crop import CropError, check_box
+
+    try:
+        box = check_box(tuple(int(v) for v in cols["view_box"][i]), media.width, media.height)
+    except CropError as exc:
+        raise TraceError(f"{name}: query {qid}: view_box: {exc}") from None
+    sizes = [int(cols[c][i]) for c in ("view_global_bytes", "view_crop_bytes", "view_random_bytes")]
+    if min(sizes) < 1:
+        raise TraceError(f"{name}: query {qid}: view bytes must be positive, got {sizes}")
+    return ViewOutcomes(logits("view_global_logits"), logits("view_crop_logits"), logits("view_random_logits"),
+                        logits("view_full_logits"), box, *sizes)
 
 
 def _signals(cols: dict[str, list[Any]], i: int, name: str, media: Media) -> InputSignals:

@@ -22,6 +22,7 @@ from testbed.router.calibration import Calibration
 from testbed.router.threshold import ThresholdPick
 
 if TYPE_CHECKING:
+    from testbed.policies.crop import CropPlan
     from testbed.router.inputaware import InputAwareRouter
 
 
@@ -163,6 +164,7 @@ class RunState:
     difficulty: dict[str, list[float]] = field(default_factory=dict)  # laecips-like: scores seen, sorted, per benchmark
     router: InputAwareRouter | None = None  # input-aware: the classifier trained on the profiling split
     threshold: ThresholdPick | None = None  # a threshold picked for the knobs' target on the profiling split
+    crop: CropPlan | None = None  # seed 003's crop policies: the min-entropy threshold and share, and the seed
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +214,12 @@ class PolicySpec:
     stream: bool = False
     router: str = ""
     """How it scores a query against tau_route: "confidence" (the small model's calibrated
-    confidence, seed 000), "input-aware" (seed 002's classifier on the input signals), "" (none)."""
+    confidence, seed 000), "input-aware" (seed 002's classifier on the input signals), "min-entropy"
+    (seed 003: the global view's answer decides on a crop; its plan is made on the profiling split),
+    "" (none)."""
+    knobs_from: str = ""
+    """Read this other policy's knobs table instead of its own (seed 003's baselines take
+    entropy-crop's, so they crop the same size and random-crop retransmits the same share)."""
     escalate_density: int = 0
     """The density its escalated queries reach the large model at (0: the native large VLM, or the
     default density for an adaptive policy): what a target accuracy is picked against."""
@@ -277,6 +284,11 @@ def start_router(spec: PolicySpec, knobs: Any, state: RunState, profile_split: S
     from testbed.errors import TestbedError
     from testbed.router.threshold import pick_threshold
 
+    if spec.router == "min-entropy":
+        from testbed.policies.crop import plan_crop
+
+        state.crop = plan_crop(knobs, profile_split, seed)
+        return
     if spec.router == "input-aware":
         from testbed.router.inputaware import fit_router
 

@@ -15,7 +15,7 @@ from types import GeneratorType
 from typing import Any, Callable, Generator
 
 from testbed.errors import TestbedError
-from testbed.policies.effects import (HANDLERS, Answer, Compress, Decompress, Describe, Emit, Infer, Inspect,
+from testbed.policies.effects import (HANDLERS, Answer, Compress, Crop, Decompress, Describe, Emit, Infer, Inspect,
                                       NextFrame, Offload, Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit,
                                       Tokenize, Wait, WaitAny)
 from testbed.policies.placement import check_placement
@@ -87,6 +87,9 @@ class Interpreter(ABC):
 
     @abstractmethod
     def inspect(self, eff: Inspect, run: Any, site: str) -> Any: ...
+
+    @abstractmethod
+    def crop(self, eff: Crop, run: Any, site: str) -> Any: ...
 
     @abstractmethod
     def offload(self, eff: Offload, run: Any, site: str) -> Any: ...

@@ -17,6 +17,13 @@ answer at the current time, optionally to be replaced by a large-model answer th
 frame's deadline; an `Infer` may carry a `Context` (an earlier frame's large-model answer as the
 small model's history) and ask for visual focus on it. A stream policy returns `StreamDone`.
 
+Crop retransmission (seed 003): `Crop` makes a JPEG view of the query's image on the device (the
+global view, a crop of a box at full detail, or the original for tiling); an `Infer` with `locate`
+also names a region of interest (`Inference.roi`, ViCrop's relative attention) when its answer's
+min-entropy is above a threshold; a `Payload` marked `held` is already at the edge (the global view
+of an earlier round of the same query) and costs no bytes; Tokenize steps that follow each other in
+an Offload give the next Infer their views together (`Tokens.views`, in order).
+
 Input-aware routing (seed 002): `Inspect` looks at the media on the device before any model runs
 and returns its image-complexity signals (`InputSignals`); the sim reads them from the trace's
 signal_* columns.
@@ -29,6 +36,7 @@ from typing import Any, Generator, Literal, Union
 
 import numpy as np
 
+from testbed.crop import GLOBAL_SIDE
 from testbed.errors import TestbedError
 from testbed.query import ContextInputs, Frame, ImageMeta, InputSignals, Media, Stream, VideoMeta
 from testbed.tokenizer.sampling import Sampler
@@ -51,6 +59,9 @@ class Tokens:
     encoder: ModelName = "small"
     sampler: str = ""
     data: Any = field(default=None, compare=False, repr=False)
+    views: tuple[str, ...] = ()
+    """Seed 003: the image views these tokens come from, in order ("global", "crop", "full"; the sim
+    may say "crop-random" for a crop that is not the trace's attention box); () for anything else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +70,8 @@ class Payload:
 
     `nbytes` is what travels; for tokens `raw_bytes` is their size before compression, and
     `frames`, `density`, `encoder` and `sampler` describe them. `data` holds the real bytes (None in
-    the sim)."""
+    the sim). A `held` payload is already at the edge (sent by an earlier Offload of the same query,
+    seed 003's global view): it names the data but no bytes travel."""
 
     kind: Literal["video", "image", "tokens"]
     nbytes: int
@@ -70,6 +82,7 @@ class Payload:
     sampler: str = ""
     media: Media | None = None
     data: bytes | None = field(default=None, compare=False, repr=False)
+    held: bool = False
 
     @staticmethod
     def of_media(media: Media) -> "Payload":
@@ -80,7 +93,8 @@ class Payload:
 @dataclass(frozen=True, slots=True)
 class Inference:
     """A model's option logits for one query; `choice` is the arg-max option. `roi` is a region
-    of interest (x0, y0, x1, y1 in pixels of the original media) where a model reports one."""
+    of interest (x0, y0, x1, y1 in pixels of the original media) where a model reports one (seed
+    003: the relative-attention box an Infer with `locate` asked for)."""
 
     model: ModelName
     option_logits: np.ndarray = field(compare=False)
@@ -116,6 +130,18 @@ class Context:
 
 
 @dataclass(frozen=True, slots=True)
+class Locate:
+    """Ask an edge Infer for a region of interest (seed 003): when the answer's min-entropy is above
+    `above` (nats), the box of `scale` of the shorter side around the peak of the relative
+    attention (`testbed.crop`), in pixels of the `width` x `height` original image."""
+
+    above: float
+    scale: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class Infer:
     """Run `model` on `tokens` merged to `density` per frame, prompted with the question and its
     options; returns the option logits. The large model on the small model's tokens is the
@@ -134,6 +160,20 @@ class Infer:
     options: tuple[str, ...]
     context: Context | None = None
     focus: bool = False
+    locate: Locate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Crop:
+    """On the device (seed 003): a JPEG view of the query's image `media`: "global" resized so its
+    longer side is `side` (the encoder's input), "crop" the `box` (pixels of the original) at full
+    detail, "full" the original file itself (the edge tiles it, LLaVA-1.5-HD). Returns an image
+    Payload whose media is the view (`ImageMeta.view`, `.box`)."""
+
+    media: ImageMeta
+    view: Literal["global", "crop", "full"]
+    box: tuple[int, int, int, int] | None = None
+    side: int = GLOBAL_SIDE
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,12 +324,12 @@ class EdgeUnavailable(PolicyInterrupt):
     """The edge did not answer an Offload (down, busy or too late)."""
 
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Inspect, Offload, Submit, Wait, WaitAny, NextFrame,
-               Emit]
+Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Inspect, Crop, Offload, Submit, Wait, WaitAny,
+               NextFrame, Emit]
 
 HANDLERS: dict[type, str] = {
     Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress", Describe: "describe",
-    Inspect: "inspect", Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
+    Inspect: "inspect", Crop: "crop", Offload: "offload", Submit: "submit", Wait: "wait", WaitAny: "wait_any",
     NextFrame: "next_frame", Emit: "emit",
 }
 """The interpreter method that performs each effect (one method per effect, found by type)."""
@@ -314,8 +354,9 @@ StreamPolicy = Generator[Effect, Any, StreamDone]
 Step = Generator[Effect, Any, Any]
 """A helper generator a policy delegates to with ``yield from`` (returns any value)."""
 
-__all__ = ["Answer", "Compress", "Context", "ContextInputs", "Decompress", "Describe", "EdgeStep", "EdgeUnavailable",
+__all__ = ["Answer", "Compress", "Context", "ContextInputs", "Crop", "Decompress", "Describe", "EdgeStep",
+           "EdgeUnavailable",
            "Effect", "Emit", "END_OF_STREAM", "Frame", "FrameAnswer", "Future", "HANDLERS", "ImageMeta", "Infer",
-           "Inference", "InputSignals", "Inspect", "ModelName", "NextFrame", "Offload", "Payload", "Policy",
+           "Inference", "InputSignals", "Inspect", "Locate", "ModelName", "NextFrame", "Offload", "Payload", "Policy",
            "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
            "Where"]

@@ -3,7 +3,8 @@ for every interpreter (sim, in-process, live edge) and the tests.
 
 A policy's own effects run on the device ("local"); an Offload's steps run at the edge. An edge
 step's tokens come from the step before it (a Decompress of an uploaded payload, or a Tokenize of
-the uploaded media), which is what `Infer(tokens=None)` means.
+the uploaded media), which is what `Infer(tokens=None)` means. Tokenize steps that follow each other
+(seed 003's global and local views) hand the next Infer their tokens together, frames in order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Callable, Generator
 
 from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
-from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Emit, Infer, Inspect, NextFrame,
+from testbed.policies.effects import (Compress, Crop, Decompress, Describe, EdgeStep, Emit, Infer, Inspect, NextFrame,
                                       Offload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.query import Media
 
@@ -25,6 +26,7 @@ ALLOWED: dict[type, frozenset[str]] = {
     Decompress: frozenset({"edge"}),
     Describe: frozenset({"local"}),
     Inspect: frozenset({"local"}),
+    Crop: frozenset({"local"}),
     Offload: frozenset({"local"}),
     Submit: frozenset({"local"}),
     Wait: frozenset({"local"}),
@@ -73,17 +75,35 @@ def check_offload(off: Offload) -> None:
 
 def run_steps(off: Offload, perform: Callable[[EdgeStep], Any]) -> Generator[Any, Any, Any]:
     """Run an Offload's steps in order with `perform` (a plain value or a generator to delegate to),
-    feeding each Infer without tokens the tokens of the step before; returns the last result."""
+    feeding each Infer without tokens the tokens of the step before (of the Tokenize steps right
+    before it, joined); returns the last result."""
     current: Tokens | None = None
     result: Any = None
+    previous: Any = None
     for step in off.steps:
         if type(step) is Infer and step.tokens is None:
             step = replace(step, tokens=current)
         out = perform(step)
         result = (yield from out) if type(out) is GeneratorType else out
         if type(result) is Tokens:
-            current = result
+            joined = type(step) is Tokenize and type(previous) is Tokenize and current is not None
+            current = join_tokens(current, result) if joined else result  # type: ignore[arg-type]
+        previous = step
     return result
+
+
+def join_tokens(a: Tokens, b: Tokens) -> Tokens:
+    """Two views' tokens as one sequence (seed 003: the global view, then the local one): frames
+    add up, real tensors are concatenated along frames (same encoder, so the same tokens per frame)."""
+    if a.encoder != b.encoder:
+        raise PlacementError("views joined for one Infer must come from the same encoder")
+    data = None
+    if a.data is not None and b.data is not None:
+        import torch
+
+        data = torch.cat([a.data, b.data], dim=0)
+    return replace(a, frames=a.frames + b.frames, decoded=a.decoded + b.decoded, data=data,
+                   views=a.views + b.views)
 
 
 def prompts(off: Offload) -> list[tuple[str, tuple[str, ...]]]:
@@ -96,8 +116,9 @@ def prompts(off: Offload) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def upload_bytes(off: Offload) -> int:
-    """Bytes an Offload sends up: its payloads plus the text of the prompts it needs at the edge."""
-    return sum(p.nbytes for p in off.payloads) + sum(text_bytes(q, o) for q, o in prompts(off))
+    """Bytes an Offload sends up: its payloads (those not already held at the edge) plus the text of
+    the prompts it needs at the edge."""
+    return sum(p.nbytes for p in off.payloads if not p.held) + sum(text_bytes(q, o) for q, o in prompts(off))
 
 
 def uploaded_media(off: Offload) -> list[Media]:

@@ -14,6 +14,7 @@ from typing import Any, Callable, get_type_hints
 from testbed.errors import ConfigError
 from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
 from testbed.policies.baselines import collaborative, device_native, edge_hosted
+from testbed.policies.crop import CropKnobs, entropy_crop, full_res, global_only, random_crop
 from testbed.policies.edgevlm import (AdasKnobs, EdgeVLMKnobs, LaecipsKnobs, adas_like, band_knobs, distributed_vlm,
                                       edgevlm, laecips_like, lvlm_only, svlm_only)
 from testbed.policies.inputaware import input_aware
@@ -50,6 +51,19 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
     PolicySpec("adas-like", adas_like, AdasKnobs, stream=True, description="latency-adaptive offloading"),
 )}
 
+CROP: dict[str, PolicySpec] = {s.name: s for s in (
+    PolicySpec("entropy-crop", entropy_crop, CropKnobs, router="min-entropy",
+               description="seed 003: global view; above the min-entropy threshold an attention crop"),
+    PolicySpec("global-only", global_only, NoKnobs, knobs_from="entropy-crop",
+               description="seed 003 baseline: the global view only"),
+    PolicySpec("full-res", full_res, NoKnobs, knobs_from="entropy-crop",
+               description="seed 003 baseline: the full-resolution image, tiled at the edge (LLaVA-1.5-HD)"),
+    PolicySpec("random-crop", random_crop, NoKnobs, router="min-entropy", knobs_from="entropy-crop",
+               description="seed 003 baseline: entropy-crop's share retransmitted at random, random box"),
+)}
+"""Image QA with crop retransmission (seed 003); the baselines read entropy-crop's knobs. Listed after
+every other name, so the colours plots give earlier policies stay as they were."""
+
 STREAM_FAMILIES = {"edgevlm": (20, 35, 50, 100), "laecips-like": (20, 35, 50), "adas-like": (20, 35, 50)}
 """`<family>-lcr<band>`: the family's knob defaults for a Table 2 call-ratio band."""
 
@@ -72,7 +86,7 @@ def policy_names() -> list[str]:
         names += [f"{prefix}-fixed{a}" for a in DENSITIES]
     for family, bands in STREAM_FAMILIES.items():
         names += [f"{family}-lcr{b}" for b in bands]
-    return names
+    return names + list(CROP)
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,6 +109,8 @@ def resolve(name: str, path: str = "policies.run") -> PolicySpec:
     scenario key the name came from, for the error message."""
     if name in FIXED:
         return FIXED[name]
+    if name in CROP:
+        return CROP[name]
     m = re.fullmatch(r"([a-z-]+)-fixed(\d+)", name)
     if m and m.group(1) in PER_DENSITY and int(m.group(2)) in DENSITIES:
         return PER_DENSITY[m.group(1)](int(m.group(2)))
