@@ -57,6 +57,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         wl = load_workload(point)
         total += len(wl.split("test") or wl.records) * len(point.policies.run)
     rows = []
+    crops: list = []
     with progress_bar(console) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=total)
         for i, (assignment, point) in enumerate(points):
@@ -69,6 +70,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison,
                       point.seed)
             rows.append(summary.assign(**{k: v for k, v in assignment.items()}))
+            crops.append((assignment, report.crop_summary(run.queries)))
             for note in report.saturation_notes(run.totals, run.queries):
                 console.print(f"[yellow]warning:[/yellow] {note}" + (f" ({assignment})" if assignment else ""))
             if len(points) == 1:
@@ -85,6 +87,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         (out / "sweep.md").write_text(f"# {sc.name} sweep\n\n**Data:** {label(run)}\n\n"
                                       + report.format_table(table) + "\n")
         report.plot_sweep(table, keys, out / "sweep.png", f"{sc.name} sweep - {label(run)}")
+        crop = pd.concat([c.assign(**assignment) for assignment, c in crops], ignore_index=True) if crops else None
+        if crop is not None and len(crop):  # seed 003: one curve per policy over the swept threshold
+            crop.to_csv(out / "crop_sweep.csv", index=False)
+            report.plot_crop_tradeoff(crop, out / "accuracy_vs_bytes.png", f"{sc.name} sweep - {label(run)}")
         console.print(f"[bold]{sc.name}[/bold] sweep over {', '.join(keys)} - {label(run)}")
         console.print(report.format_table(table))
     console.print(f"\nresults: {args.folders.final(out)}")
@@ -128,7 +134,9 @@ def _print_comparison(console, comparison) -> None:
         console.print(report.format_comparison(comparison))
         return
     for seed in dict.fromkeys(comparison.seed):
-        who = f"INAR-VL = {report.IA}, edge-only = {report.EH}" if seed == "002" else f"QuickGrasp = {report.QG}"
+        who = {"002": f"INAR-VL = {report.IA}, edge-only = {report.EH}",
+               "003": f"the proposed framework = {report.EC}, LLaVA-1.5-HD = {report.FR}, random retransmission = "
+                      f"{report.RC}"}.get(seed, f"QuickGrasp = {report.QG}")
         console.print(f"\n[bold]Measured vs seed {seed}[/bold] ({who}; fitted: a target of the profile fit, a "
                       "policy's target or an input of the generator; held-out: a prediction)")
         _print_frame(console, report.comparison_cells(comparison[comparison.seed == seed], source=False), "")

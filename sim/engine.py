@@ -26,7 +26,7 @@ from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, star
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile
 from testbed.query import DENSITIES, QueryRecord
-from testbed.results import RunResult, density_regret, order_rows, regret_cost, routing_rows
+from testbed.results import RunResult, crop_plan_rows, density_regret, order_rows, regret_cost, routing_rows
 from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
@@ -315,6 +315,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     logs: dict[str, DecisionLog] = {}
     profiling: Profiling | None = None
     picks = {}
+    plans = {}
     for name in sc.policies.run:
         spec = resolve(name)
         knobs = sc.policies.knobs_for(name)
@@ -327,6 +328,8 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
         totals.append(t)
         if state.threshold is not None:
             picks[name] = state.threshold
+        if state.crop is not None:
+            plans[name] = state.crop
         if state.bandit is not None:
             log = state.bandit.decision_log(trace_rewards(state.bandit, test))
             if log is not None:
@@ -337,4 +340,5 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     note = profile.energy_note()
     return RunResult(queries, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",
                      calibration, workload.parameters, notes=(note,) if note else (), logs=logs, profiling=profiling,
-                     calibration_report=report, routing=routing_rows(picks, queries))
+                     calibration_report=report, routing=routing_rows(picks, queries),
+                     crop_plans=crop_plan_rows(plans))

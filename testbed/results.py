@@ -202,6 +202,14 @@ class RunResult:
     kind: str = "query"  # "stream": `queries` holds one row per frame (testbed.streams.run)
     calibration_report: CalibrationReport | None = None
     routing: tuple[dict[str, Any], ...] = ()  # per policy whose threshold was picked for a target
+    crop_plans: tuple[dict[str, Any], ...] = ()  # seed 003: per crop policy, its threshold and profiling share
+
+
+def crop_plan_rows(plans: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Per seed-003 policy with a plan (testbed.policies.crop.CropPlan): how its min-entropy threshold
+    was chosen, the threshold, and the share retransmitted and accuracy it gave on the profiling split."""
+    return tuple({"policy": p, "target": c.target, "h_min_threshold": c.h_min_above, "profile_queries": c.n,
+                  "profile_retransmit_share": c.share, "profile_accuracy": c.accuracy} for p, c in plans.items())
 
 
 def routing_rows(picks: dict[str, ThresholdPick], queries: pd.DataFrame) -> tuple[dict[str, Any], ...]:
@@ -370,6 +378,11 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
           f"({source})", "", report.format_table(summary), ""]
     md += calibration_md(out, run, title)
     md += routing_md(out, run)
+    crop = report.crop_summary(run.queries)
+    if len(crop):
+        md += ["## Crop retransmission (seed 003)", "", "Accuracy against bytes sent up and the edge's prefill "
+               "tokens (`crop.csv`, `accuracy_vs_bytes.png`); retransmit_share: queries that sent a second view.",
+               "", report.format_table(crop), ""]
     md += [f"**Note:** {n}" for n in run.notes]
     md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
     if comparison is not None:
@@ -387,6 +400,13 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
         if "regret" in run.queries and run.queries.regret.notna().any():
             report.plot_regret(run.queries, out / "cumulative_regret.png", title)
+        crop = report.crop_summary(run.queries)
+        if len(crop):  # seed 003's policies: accuracy against bytes and against the edge's compute
+            plans = pd.DataFrame(list(run.crop_plans), columns=["policy", "target", "h_min_threshold",
+                                                                "profile_queries", "profile_retransmit_share",
+                                                                "profile_accuracy"])
+            crop.merge(plans, on="policy", how="left").to_csv(out / "crop.csv", index=False)
+            report.plot_crop_tradeoff(crop, out / "accuracy_vs_bytes.png", title)
 
 
 def calibration_md(out: Path, run: RunResult, title: str) -> list[str]:
