@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import OrderedDict
 import socket
 import tempfile
 import threading
@@ -23,13 +24,16 @@ from testbed.codec.wire import DEFAULT_MAX_BYTES
 from testbed.models.pair import VLMPair
 from testbed.policies.driver import run_sync
 from testbed.policies.placement import run_steps
-from testbed.policies.remote import offload_from_request
+from testbed.policies.remote import digest, offload_from_request
 from testbed.query import Media, Query, QueryRecord, VideoMeta
 from testbed.results import QueryRun
 from testbed.tokenizer.image import probe_image
 from testbed.tokenizer.video import probe
 
 EMPTY = VideoMeta(0.0, 1.0, 1, 1, 1, 0, (0,))
+HELD_MEDIA = 64
+"""Image payloads the edge keeps (by SHA-256) for a later round of the same query to name (seed 003's
+global view, held while the device makes the crop)."""
 
 
 def boot_id() -> str:
@@ -51,6 +55,21 @@ class ModelEdge:
         self.boot_id = boot_id()
         self._n = 0
         self._lock = threading.Lock()
+        self._held: OrderedDict[str, bytes] = OrderedDict()
+
+    def _hold(self, kind: str, data: Any) -> None:
+        if kind != "image":
+            return
+        with self._lock:
+            key = digest(data)
+            self._held[key] = bytes(data)
+            self._held.move_to_end(key)
+            while len(self._held) > HELD_MEDIA:
+                self._held.popitem(last=False)
+
+    def _held_for(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._held.get(key)
 
     def close(self) -> None:
         self.interp.close()
@@ -71,11 +90,13 @@ class ModelEdge:
         def media_for(i: int, kind: str, data: Any) -> Media:
             path = self._file(kind, data)
             files.append(path)
-            return probe(path) if kind == "video" else probe_image(path)
+            media = probe(path) if kind == "video" else probe_image(path)
+            self._hold(kind, data)
+            return media
 
         try:
             qid = str(request.meta.get("query_id", "?"))
-            off = offload_from_request(request.meta.get("offload", {}), request.payloads, media_for)
+            off = offload_from_request(request.meta.get("offload", {}), request.payloads, media_for, self._held_for)
             run = QueryRun(QueryRecord(Query(qid, "edge", EMPTY, "", ()), 0, "test"), 0)
             result = run_sync(run_steps(off, lambda step: self.interp.perform(step, run, "edge")))
         finally:
@@ -83,6 +104,8 @@ class ModelEdge:
                 f.unlink(missing_ok=True)
         ledger = run.ledger
         return Reply({"logits": [float(x) for x in result.option_logits], "model": result.model,
+                      "roi": list(result.roi) if result.roi is not None else None,
+                      "prefill_tokens": ledger.edge_prefill_tokens,
                       "stages": dict(ledger.stages), "edge_s": ledger.edge_s, "edge_queue_s": ledger.edge_queue_s,
                       "frames": ledger.frames, "decoded": ledger.decoded, "received_at": request.received_at,
                       "boot_id": self.boot_id})

@@ -10,12 +10,15 @@ The clock is read here (live/), never in the core.
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future as CFuture, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CTimeout
 from concurrent.futures import wait as cwait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -25,16 +28,18 @@ from testbed.bandit.features import relevance_and_complexity
 from testbed.codec.merge import merge_to_density
 from testbed.codec.size import REPLY_BYTES
 from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
+from testbed.crop import (GENERIC_PROMPT, CropError, Box, as_grid, crop_side, min_entropy, peak_box,
+                          relative_attention)
 from testbed.errors import TestbedError
 from testbed.models.pair import OptionModel, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
-from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Decompress, Describe,
-                                      Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect, NextFrame,
-                                      Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
+from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Crop, Decompress,
+                                      Describe, Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect,
+                                      Locate, NextFrame, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import Frame, ImageMeta
-from testbed.results import (QueryRun, compress_key, decompress_key, describe_key, frame_infer_key, infer_key,
-                             inspect_key, sampler_kind, tokenize_key)
+from testbed.results import (QueryRun, compress_key, crop_key, decompress_key, describe_key, frame_infer_key, infer_key,
+                             inspect_key, locate_key, sampler_kind, tokenize_key)
 from testbed.router.signals import media_signals
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun
@@ -111,9 +116,11 @@ class RealInterpreter(Interpreter):
         self._ids = itertools.count()
         self._done_at: dict[int, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=async_workers, thread_name_prefix="future")
+        self._views = Path(tempfile.mkdtemp(prefix="testbed-views-"))  # the image views the device made
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        shutil.rmtree(self._views, ignore_errors=True)
 
     def node(self, run: QueryRun, site: str) -> RealNode:
         return self.devices[run.client] if site == "local" else self.edge
@@ -132,14 +139,18 @@ class RealInterpreter(Interpreter):
                                "(workload.kind = 'manifest')")
         node = self.node(run, site)
         tok = node.tokenizers[eff.encoder]
-        if isinstance(media, ImageMeta):
+        if isinstance(media, ImageMeta) and media.view == "full":  # seed 003: LLaVA-1.5-HD's tiles
+            r, waited, worked = node.hold(lambda: tile_tokens(tok.encoder, media.path))
+        elif isinstance(media, ImageMeta):
             r, waited, worked = node.hold(lambda: tok.image(media.path))
         else:
             r, waited, worked = node.hold(lambda: tok(media.path, eff.sampler, pipelined=eff.pipelined, meta=media))
         self._book(run, site, tokenize_key(site, eff), waited, worked)
         with self.lock:
             run.ledger.frames, run.ledger.decoded = r.frames, r.decoded
-        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens)  # type: ignore[arg-type]
+        views = (media.view,) if isinstance(media, ImageMeta) and media.view else ()
+        return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens,  # type: ignore[arg-type]
+                      views=views)
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> Inference:
         tokens = eff.tokens
@@ -150,6 +161,8 @@ class RealInterpreter(Interpreter):
         question = eff.question
         frame = isinstance(run, FrameRun)
         data, density = tokens.data, eff.density
+        if tokens.views:  # seed 003's views: a view's tokens are merged down to the density, never up
+            density = min(density, int(data.shape[1]))
         if eff.context is not None:
             if not isinstance(run, FrameRun):
                 raise TestbedError("an Infer with a context belongs to a stream frame")
@@ -161,7 +174,32 @@ class RealInterpreter(Interpreter):
         key = frame_infer_key(site, eff.model, eff.context is not None, eff.focus) if frame else \
             infer_key(site, eff.model, tokens, eff.density)
         self._book(run, site, key, waited, worked)
+        if site == "edge":
+            with self.lock:
+                run.ledger.edge_prefill_tokens += tokens.frames * density + model.text_tokens(question, eff.options)
+        if eff.locate is not None and min_entropy(logits) > eff.locate.above:
+            return Inference(eff.model, logits, roi=self._locate(run, node, model, data, eff))
         return Inference(eff.model, logits)
+
+    def _locate(self, run: QueryRun, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer) -> Box:
+        """Seed 003's region of interest: the relative attention over the first view's tokens at the
+        encoder's own resolution, a grid over the image (the question's over a generic prompt's;
+        `OptionModel.image_attention`), the box around its peak."""
+        loc = eff.locate
+        assert loc is not None
+
+        def work() -> tuple[np.ndarray | None, np.ndarray | None]:
+            return (model.image_attention(vision, eff.question, eff.options),
+                    model.image_attention(vision, GENERIC_PROMPT, ()))
+
+        (asked, generic), waited, worked = node.hold(work)
+        self._book(run, "edge", locate_key(), waited, worked)
+        with self.lock:
+            run.ledger.edge_prefill_tokens += int(vision.shape[1]) + model.text_tokens(GENERIC_PROMPT, ())
+        if asked is None or generic is None:
+            raise TestbedError(f"the {eff.model} model reports no attention over image tokens: it cannot locate a "
+                               "region (seed 003)")
+        return locate_box(asked, generic, loc)
 
     def _focus(self, run: FrameRun, eff: Infer, data: Any) -> Any:
         """Visual focus (Eq. 6-11) when the context answer has a region of interest and its frame's
@@ -228,8 +266,34 @@ class RealInterpreter(Interpreter):
         self._book(run, "local", inspect_key(media.kind, eff.sampler.kind), 0.0, self.clock() - t0)
         return out
 
+    def crop(self, eff: Crop, run: QueryRun, site: str) -> Payload:
+        """Make the view from the query's image file on the device (a CPU: decode, resize or cut,
+        JPEG) into this run's view folder; "full" is the file itself."""
+        from testbed.crop_image import make_view
+
+        media = eff.media
+        if not media.path:
+            raise TestbedError(f"query {run.rec.query.query_id}: its image has no file (a trace row); real runs need "
+                               "files: give a manifest (workload.kind = 'manifest')")
+        t0 = self.clock()
+        data, width, height = make_view(media.path, eff.view, eff.box, eff.side)
+        if eff.view == "full":
+            path = media.path
+        else:
+            path = str(self._views / f"{next(self._ids)}-{eff.view}.jpg")
+            Path(path).write_bytes(data)
+        key = crop_key(eff.view)
+        self._book(run, "local", key, 0.0, self.clock() - t0)
+        with self.lock:
+            run.ledger.size(key, len(data))
+        box = eff.box if eff.view == "crop" else None
+        view = ImageMeta(width, height, len(data), path, eff.view, box, (media.width, media.height))
+        return Payload("image", len(data), media=view, data=data)
+
     def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:
         check_offload(eff)
+        with self.lock:
+            run.ledger.round_trips += 1
         if isinstance(run, FrameRun):
             with self.lock:
                 run.offloads += 1
@@ -306,6 +370,30 @@ class RealInterpreter(Interpreter):
                 stream.upgrade(eff.frame_index, answer, done, until)
 
         fut.add_done_callback(adopt)
+
+
+def locate_box(asked: np.ndarray, generic: np.ndarray, loc: Locate) -> Box:
+    """The box of `loc.scale` of the shorter side around the peak of the relative attention of the
+    image tokens (a square grid over the whole image), in pixels of the original image."""
+    try:
+        grid = as_grid(relative_attention(asked, generic))
+    except CropError as exc:
+        raise TestbedError(f"cannot locate a region: {exc}") from None
+    side = crop_side(loc.width, loc.height, loc.scale)
+    return peak_box(grid, loc.width, loc.height, side)
+
+
+def tile_tokens(encoder: Any, path: str) -> Any:
+    """Seed 003's full-resolution view, tokenized as LLaVA-1.5-HD does: the global view and the
+    image's tiles of the encoder's input, one frame each (a TokenizeResult, as Tokenizer.image)."""
+    from testbed.crop_image import hd_tiles
+    from testbed.tokenizer.image import load_image
+    from testbed.tokenizer.pipeline import TokenizeResult
+    from testbed.tokenizer.preprocess import preprocess
+
+    tiles = hd_tiles(load_image(path)[0], encoder.image_size)
+    tokens = encoder.encode(preprocess(tiles, encoder.image_size, encoder.mean, encoder.std))
+    return TokenizeResult(tokens, np.zeros(len(tiles), np.int64), 1, 0, False, {}, 0.0, False)
 
 
 def history_prompt(run: FrameRun, ctx: Context) -> str:

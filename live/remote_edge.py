@@ -83,4 +83,9 @@ class ZmqEdge:
                 ledger.stage(str(key), float(seconds))
             if m.get("frames"):
                 ledger.frames, ledger.decoded = int(m["frames"]), int(m.get("decoded", 0))
-        return Inference(str(m.get("model", "large")), np.asarray(m["logits"], dtype=np.float64))  # type: ignore[arg-type]
+            ledger.edge_prefill_tokens += int(m.get("prefill_tokens", 0))
+        roi = m.get("roi")
+        if roi is not None and (not isinstance(roi, list) or len(roi) != 4 or not all(isinstance(v, int) for v in roi)):
+            raise EdgeUnavailable(f"edge answered with a malformed region of interest {roi!r}")
+        return Inference(str(m.get("model", "large")), np.asarray(m["logits"], dtype=np.float64),  # type: ignore[arg-type]
+                         roi=tuple(roi) if roi is not None else None)  # type: ignore[arg-type]

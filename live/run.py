@@ -9,7 +9,7 @@ import contextlib
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
 from pathlib import Path
@@ -25,10 +25,12 @@ from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
 from testbed.policies.driver import drive, run_sync
+from testbed.policies.effects import Crop, Inference, Locate, Offload, Payload
+from testbed.policies.placement import run_steps
 from testbed.policies.registry import resolve
-from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord
+from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord, ViewOutcomes
 from testbed.profiles import load_profile
-from testbed.results import QueryRun, RunResult, order_rows, routing_rows
+from testbed.results import QueryRun, RunResult, crop_plan_rows, order_rows, routing_rows
 from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
 from testbed.router.signals import media_signals
 from testbed.scenario import Scenario
@@ -134,6 +136,35 @@ def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, de
     return out
 
 
+def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens: int, seed: int) -> ViewOutcomes:
+    """Seed 003's outcomes of one image query, for real: the large model on the global view (always
+    locating its region of interest), with the attention crop, with random-crop's box, and on the
+    full-resolution tiles, through the same effects the policies yield (in this process). What the
+    crop threshold is picked on, and what a crop trace records."""
+    from testbed.crop import crop_side, random_box
+    from testbed.policies.crop import view_steps
+
+    q, media = rec.query, rec.query.media
+    if not isinstance(media, ImageMeta):
+        raise TestbedError(f"query {q.query_id}: seed 003's policies answer image queries, not videos")
+    run = QueryRun(rec, 0)
+
+    def edge(views: tuple[Payload, ...], locate: Locate | None = None) -> Inference:
+        off = Offload(views, view_steps(views, q, tokens, locate))
+        return run_sync(run_steps(off, lambda step: interp.perform(step, run, "edge")))
+
+    g = interp.perform(Crop(media, "global", side=knobs.global_side), run)
+    first = edge((g,), Locate(-1.0, knobs.crop_scale, media.width, media.height))  # always locate
+    assert first.roi is not None
+    c = interp.perform(Crop(media, "crop", first.roi), run)
+    side = crop_side(media.width, media.height, knobs.crop_scale)
+    r = interp.perform(Crop(media, "crop", random_box(seed, q.query_id, media.width, media.height, side)), run)
+    full = interp.perform(Crop(media, "full"), run)
+    return ViewOutcomes(first.option_logits, edge((replace(g, held=True), c)).option_logits,
+                        edge((replace(g, held=True), r)).option_logits, edge((full,)).option_logits, first.roi,
+                        g.nbytes, c.nbytes, r.nbytes)
+
+
 def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int) -> Calibration:
     """Temperatures from real logits on the profiling split (see `profile`)."""
     return fit_calibration([p.record for p in profile(records, device, edge, density)])
@@ -225,16 +256,27 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
             notes.append(f"{name} skipped: its router is trained on the profiling split, which this workload lacks")
             skipped.add(name)
     ran = [p for p in sc.policies.run if p not in skipped]
+    crops = any(resolve(p).router == "min-entropy" for p in ran)
     adaptive = any(resolve(p).agent for p in ran)
     aware = any(resolve(p).router == "input-aware" for p in ran)
     logs: dict[str, DecisionLog] = {}
     profiling: Profiling | None = None
     profiled_records: list[QueryRecord] = []
     picks = {}
+    plans = {}
     try:
         if profile_split:
             profiled = profile(profile_split, devices[0], edge, density, shared=adaptive, signals=aware)
             profiled_records = [p.record for p in profiled]
+            if crops:  # seed 003: the crop threshold is picked on the views' real outcomes
+                knobs = sc.policies.knobs_for("entropy-crop")
+                tokens = knobs.view_tokens or density
+                interp = RealInterpreter(devices, edge, InProcEdge(), wire_dtype=sc.models.dtype)
+                try:
+                    profiled_records = [replace(r, views=view_outcomes(interp, r, knobs, tokens, sc.seed))
+                                        for r in profiled_records]
+                finally:
+                    interp.close()
             if sc.calibration.file:
                 path = sc.resolve_path(sc.calibration.file)
                 calibration, source = load_calibration(path), f"file {path}"
@@ -258,6 +300,8 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
             start_router(spec, knobs, state, profiled_records, density, sc.seed)
             if state.threshold is not None:
                 picks[name] = state.threshold
+            if state.crop is not None:
+                plans[name] = state.crop
             if spec.agent and profiling is not None:
                 state.bandit = start_bandit(spec, knobs, profiling, calibration, sc.seed, sc.resolve_path,
                                             {"scenario": sc.name, "mode": mode})
@@ -292,7 +336,8 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
         if profiled_records else None
     return RunResult(queries, pd.DataFrame(totals), workload.provenance,
                      f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
-                     logs, profiling, calibration_report=report, routing=routing_rows(picks, queries))
+                     logs, profiling, calibration_report=report, routing=routing_rows(picks, queries),
+                     crop_plans=crop_plan_rows(plans))
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ class ImageMeta:
     path: str = ""
     view: str = ""
     box: tuple[int, int, int, int] | None = None
+    source_size: tuple[int, int] | None = None  # a view's original image (width, height)
 
     kind: ClassVar[Literal["image"]] = "image"
 

@@ -60,6 +60,13 @@ class OptionModel(ABC):
         """Trainable parameters besides the encoder's (0 if unknown)."""
         return 0
 
+    def image_attention(self, vision: torch.Tensor, question: str,
+                        options: tuple[str, ...] | list[str]) -> np.ndarray | None:
+        """(a,) how much the answer attends to each of the first frame's a vision tokens, from (F, a, D)
+        tokens (seed 003's ViCrop map is this under the question over this under a generic prompt);
+        None for a model with no attention over image tokens."""
+        return None
+
     def describe_inputs(self, vision: torch.Tensor, question: str) -> tuple[np.ndarray, np.ndarray]:
         """What the density agent's context features (seed 000 Eq. 6-10) are computed from: (N, H)
         embeddings of the (F, a, D) vision tokens and an (H,) embedding of the question, in one
@@ -117,6 +124,25 @@ class VLM(OptionModel):
 
     def parameters(self) -> int:
         return sum(p.numel() for p in self.lm.parameters()) + sum(p.numel() for p in self.proj.parameters())
+
+    @torch.inference_mode()
+    def image_attention(self, vision: torch.Tensor, question: str,
+                        options: tuple[str, ...] | list[str]) -> np.ndarray | None:
+        """The LM's attention from the last prompt token (where the option letter comes next) to the
+        first frame's vision tokens, averaged over layers and heads (ViCrop's map, seed 003). Runs the
+        eager attention kernel, which is the one that returns its weights."""
+        before, _ = self.prompt_ids(question, options)
+        config = self.lm.config
+        kernel = getattr(config, "_attn_implementation", None)
+        config._attn_implementation = "eager"
+        try:
+            out = self.lm(inputs_embeds=self.inputs_embeds(vision, question, options), use_cache=False,
+                          output_attentions=True)
+        finally:
+            config._attn_implementation = kernel
+        att = torch.stack(out.attentions)[:, 0, :, -1]  # (layers, heads, L)
+        first = att[..., len(before): len(before) + vision.shape[1]]
+        return first.mean(dim=(0, 1)).double().cpu().numpy()
 
     @torch.inference_mode()
     def describe_inputs(self, vision: torch.Tensor, question: str) -> tuple[np.ndarray, np.ndarray]:

@@ -175,12 +175,17 @@ class PocketHead(nn.Module):
             return m
         if tokens is None:
             raise ValueError("an attention head needs the frames' tokens")
+        y, att = self.token_attention(tokens, q)
+        pooled = att.transpose(-1, -2) @ y  # (B, S, heads, t)
+        return self.frame(torch.cat([pooled.flatten(2), m], -1))
+
+    def token_attention(self, tokens: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention head's token features (B, S, a, t) and its pooling weights (B, S, a, heads):
+        per head, a softmax over a frame's tokens of their match with the question's query."""
         y = self.tokens(tokens)  # (B, S, a, t)
         b, t = y.shape[0], y.shape[-1]
         qh = self.query(q).view(b, 1, self.cfg.heads, t)  # one query per head, in token space
-        att = torch.softmax(y @ qh.transpose(-1, -2) / math.sqrt(t), dim=2)  # (B, S, a, heads) over tokens
-        pooled = att.transpose(-1, -2) @ y  # (B, S, heads, t)
-        return self.frame(torch.cat([pooled.flatten(2), m], -1))
+        return y, torch.softmax(y @ qh.transpose(-1, -2) / math.sqrt(t), dim=2)
 
     def forward(self, tokens: torch.Tensor | None, mean: torch.Tensor, frame_bias: torch.Tensor, words: torch.Tensor,
                 wmask: torch.Tensor, pairs: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
@@ -215,6 +220,22 @@ class PocketVLM(OptionModel):
         logits = self.answer_logits(vision, question).double().cpu().numpy()
         idx = [answer_index(o) for o in options]
         return np.array([logits[i] if i >= 0 else logits.mean() for i in idx], dtype=np.float64)
+
+    @torch.inference_mode()
+    def image_attention(self, vision: torch.Tensor, question: str,
+                        options: tuple[str, ...] | list[str]) -> np.ndarray | None:
+        """The substitute for an LM's attention (seed 003; the pocket heads have no LM): the large
+        head's question-conditioned attention-pooling weights over the first frame's tokens, averaged
+        over its heads. The small head pools by a plain mean: None."""
+        if not self.head.reads_tokens:
+            return None
+        v = vision[:1].to(self.device, torch.float32)[None]
+        words, pairs = word_ids(question)
+        w, wm = pad_ids([words])
+        p, pm = pad_ids([pairs])
+        q = self.head.question(w.to(self.device), wm.to(self.device), p.to(self.device), pm.to(self.device))
+        _, att = self.head.token_attention(self.head.project(v), q)
+        return att[0, 0].mean(dim=-1).double().cpu().numpy()
 
     def text_tokens(self, question: str, options: tuple[str, ...] | list[str]) -> int:
         """Words the head reads (the options select logits; they are not read)."""

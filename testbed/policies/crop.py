@@ -129,10 +129,15 @@ def _tokens(ctx: PolicyContext) -> int:
     return ctx.knobs.view_tokens or ctx.default_density
 
 
-def _steps(views: Sequence[Payload], q: Query, ctx: PolicyContext, locate: Locate | None = None) -> tuple:
-    """Tokenize each view with the large model's encoder, then one Infer over them together."""
+def view_steps(views: Sequence[Payload], q: Query, tokens: int, locate: Locate | None = None) -> tuple:
+    """An Offload's steps for image views: tokenize each with the large model's encoder, then one
+    Infer over them together at `tokens` per view."""
     return (*(Tokenize(v.media, DEFAULT_SAMPLER, pipelined=False, encoder="large") for v in views),  # type: ignore[arg-type]
-            Infer("large", None, _tokens(ctx), q.question, q.options, locate=locate))
+            Infer("large", None, tokens, q.question, q.options, locate=locate))
+
+
+def _steps(views: Sequence[Payload], q: Query, ctx: PolicyContext, locate: Locate | None = None) -> tuple:
+    return view_steps(views, q, _tokens(ctx), locate)
 
 
 def _answer(ctx: PolicyContext, out: Inference, score: float, fallback: bool = False) -> Answer:
