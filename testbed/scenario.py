@@ -212,10 +212,11 @@ class PoliciesConfig:
         for name in self.baselines:
             resolve(name, "policies.baselines")
         wanted = list(dict.fromkeys(self.run + self.baselines))
+        wanted += [s for s in dict.fromkeys(resolve(n).knobs_from for n in wanted) if s and s not in wanted]
         for name in self.knobs:
             if name not in wanted:
-                raise ConfigError(f"policies.{name}", "knobs for a policy that is neither run nor a baseline; "
-                                                      f"run: {', '.join(self.run)}")
+                raise ConfigError(f"policies.{name}", "knobs for a policy that is neither run nor a baseline "
+                                                      f"(nor read by one); run: {', '.join(self.run)}")
         filled = {}
         for name in wanted:
             filled[name] = to_dict(_knobs(name, self.knobs.get(name, {})))
