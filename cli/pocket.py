@@ -368,6 +368,16 @@ def _cmd_workload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_crop_workload(args: argparse.Namespace) -> int:
+    from live.pocket_videos import CROP_SCENARIO, small_object_workload
+
+    out = Path(args.out)
+    manifest = small_object_workload(out, args.images, args.canvas, args.object, args.seed)
+    print(f"small-object image QA (seed 003): {manifest} ({args.images} easy-VQA shapes of {args.object} px in "
+          f"{args.canvas} px canvases); run it: testbed live {out / CROP_SCENARIO} --inproc --queries 600")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the pocket commands to the `testbed` parser's subparsers (imports nothing heavy)."""
     from testbed.scenario import REPO_ROOT
@@ -402,4 +412,12 @@ def register(sub: Any) -> None:
     w.add_argument("--fps", type=COUNT, default=8)
     w.add_argument("--seed", type=SEED, default=0)
     w.set_defaults(fn=_cmd_workload)
+    c = sub.add_parser("pocket-crop-workload", help="write seed 003's small-object image QA: easy-VQA shapes pasted "
+                                                    "small into large canvases, a manifest and a scenario")
+    c.add_argument("out", type=OUTPUT_DIR, help="folder for the canvases, the manifest and the scenario")
+    c.add_argument("--images", type=COUNT, default=300, help="first N easy-VQA test images (every question of each)")
+    c.add_argument("--canvas", type=Integer(64, 8192), default=896, help="canvas side in pixels")
+    c.add_argument("--object", type=Integer(8, 8192), default=48, help="the shape's side in pixels")
+    c.add_argument("--seed", type=SEED, default=0)
+    c.set_defaults(fn=_cmd_crop_workload)
 

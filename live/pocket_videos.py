@@ -9,6 +9,10 @@ scene while the default 1-FPS sampler (64 frames over a longer clip) skips some,
 tokens to a lower density blurs the scene's shape, so sampling and density both move accuracy.
 
 Image QA: the easy-VQA test split as one-image queries (its images copied next to the manifest).
+
+Small objects (seed 003): each easy-VQA test image pasted small at a seeded random place into a large
+canvas of its own background colour, saved as a JPEG photo, so that the global view (the canvas
+resized to the encoder's input) shrinks the shape to a few pixels and a crop around it recovers it.
 """
 
 from __future__ import annotations
@@ -98,6 +102,53 @@ def video_workload(folder: Path, clips: int = 30, scenes: int = 80, scene_frames
         f'description = "Pocket pair on {clips} easy-VQA clips of {scenes} scenes (one GOP each)"\n'
         f"seed = {seed}\n\n[workload]\nkind = \"manifest\"\npath = \"{VIDEO_MANIFEST}\"\n\n"
         f"[models]\npreset = \"pocket\"\ndtype = \"fp16\"\n\n[policies]\nrun = [{policies}]\n")
+    return manifest
+
+
+CROP_MANIFEST = "pocket-crop.jsonl"
+CROP_SCENARIO = "pocket-crop.toml"
+
+
+def small_object_workload(folder: Path, n_images: int = 300, canvas: int = 896, object_px: int = 48, seed: int = 0,
+                          profile_share: float = 0.3) -> Path:
+    """The first `n_images` easy-VQA test images, each pasted at `object_px` pixels into a `canvas` x
+    `canvas` JPEG (quality 95) at a seeded random place, as image queries (every question of each
+    image); a seeded `profile_share` of the images are the profiling split. Writes the manifest and
+    a scenario running seed 003's four policies with the pocket pair."""
+    from PIL import Image
+
+    if not 8 <= object_px <= canvas:
+        raise TestbedError(f"the object ({object_px} px) must fit the canvas ({canvas} px) and be at least 8 px")
+    split = load_split("test", limit_images=n_images)
+    rng = np.random.default_rng([seed, 3, canvas, object_px])
+    (folder / "canvas").mkdir(parents=True, exist_ok=True)
+    profile = set(rng.permutation(len(split.images))[:round(profile_share * len(split.images))].tolist())
+    for i, p in enumerate(split.images):
+        with Image.open(p) as im:
+            shape = im.convert("RGB")
+        page = Image.new("RGB", (canvas, canvas), shape.getpixel((0, 0)))  # the image's own background
+        x, y = (int(v) for v in rng.integers(0, canvas - object_px + 1, size=2))
+        page.paste(shape.resize((object_px, object_px), Image.Resampling.LANCZOS), (x, y))
+        page.save(folder / "canvas" / f"{i}.jpg", quality=95)
+    lines = []
+    for j, (q, a, img) in enumerate(zip(split.questions, split.answers, split.image_ids.tolist())):
+        opts = options_for(a)
+        lines.append({"query_id": f"easyvqa-small-{j:05d}", "benchmark": "easy-vqa-small", "image": f"canvas/{img}.jpg",
+                      "question": q, "options": list(opts), "answer": opts.index(a),
+                      "split": "profile" if img in profile else "test"})
+    lines = [lines[k] for k in rng.permutation(len(lines))]  # any first N (--queries) sample across images
+    manifest = folder / CROP_MANIFEST
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (folder / CROP_SCENARIO).write_text(
+        'description = "Seed 003 for real: entropy-triggered crops with the pocket pair on small easy-VQA shapes in '
+        f'{canvas} px canvases"\nseed = {seed}\n\n'
+        f'[workload]\nkind = "manifest"\npath = "{CROP_MANIFEST}"  # {round(profile_share * 100)}% of the images '
+        'profile the threshold\n\n[models]\npreset = "pocket"\n\n'
+        '[policies]\nrun = ["global-only", "full-res", "random-crop", "entropy-crop"]\nbaselines = []\n\n'
+        '[policies.entropy-crop]\ntarget_retransmit_share = 0.5  # assumed\n'
+        'crop_scale = 0.4                 # a box of 0.4 of the canvas around the map\'s peak (7 x 7 cells)\n'
+        'global_side = 224                # EfficientNet-Lite0\'s input\n'
+        'view_tokens = 49                 # its 7 x 7 tokens per view, unmerged\n')
     return manifest
 
 

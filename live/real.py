@@ -28,8 +28,7 @@ from testbed.bandit.features import relevance_and_complexity
 from testbed.codec.merge import merge_to_density
 from testbed.codec.size import REPLY_BYTES
 from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
-from testbed.crop import (GENERIC_PROMPT, CropError, Box, as_grid, crop_side, min_entropy, peak_box,
-                          relative_attention)
+from testbed.crop import GENERIC_PROMPT, Box, CropError, as_grid, crop_side, min_entropy, peak_box
 from testbed.errors import TestbedError
 from testbed.models.pair import OptionModel, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
@@ -182,24 +181,20 @@ class RealInterpreter(Interpreter):
         return Inference(eff.model, logits)
 
     def _locate(self, run: QueryRun, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer) -> Box:
-        """Seed 003's region of interest: the relative attention over the first view's tokens at the
-        encoder's own resolution, a grid over the image (the question's over a generic prompt's;
-        `OptionModel.image_attention`), the box around its peak."""
+        """Seed 003's region of interest: the model's region map over the first view's tokens at the
+        encoder's own resolution, a grid over the image (`OptionModel.roi_map`: ViCrop's relative
+        attention, or a model's documented substitute), the box around its peak. Booked as one more
+        prefill of the view with the generic prompt."""
         loc = eff.locate
         assert loc is not None
-
-        def work() -> tuple[np.ndarray | None, np.ndarray | None]:
-            return (model.image_attention(vision, eff.question, eff.options),
-                    model.image_attention(vision, GENERIC_PROMPT, ()))
-
-        (asked, generic), waited, worked = node.hold(work)
+        grid, waited, worked = node.hold(lambda: model.roi_map(vision, eff.question, eff.options))
         self._book(run, "edge", locate_key(), waited, worked)
         with self.lock:
             run.ledger.edge_prefill_tokens += int(vision.shape[1]) + model.text_tokens(GENERIC_PROMPT, ())
-        if asked is None or generic is None:
+        if grid is None:
             raise TestbedError(f"the {eff.model} model reports no attention over image tokens: it cannot locate a "
                                "region (seed 003)")
-        return locate_box(asked, generic, loc)
+        return locate_box(grid, loc)
 
     def _focus(self, run: FrameRun, eff: Infer, data: Any) -> Any:
         """Visual focus (Eq. 6-11) when the context answer has a region of interest and its frame's
@@ -372,11 +367,11 @@ class RealInterpreter(Interpreter):
         fut.add_done_callback(adopt)
 
 
-def locate_box(asked: np.ndarray, generic: np.ndarray, loc: Locate) -> Box:
-    """The box of `loc.scale` of the shorter side around the peak of the relative attention of the
-    image tokens (a square grid over the whole image), in pixels of the original image."""
+def locate_box(values: np.ndarray, loc: Locate) -> Box:
+    """The box of `loc.scale` of the shorter side around the peak of a map over the image tokens (a
+    square grid over the whole image), in pixels of the original image."""
     try:
-        grid = as_grid(relative_attention(asked, generic))
+        grid = as_grid(values)
     except CropError as exc:
         raise TestbedError(f"cannot locate a region: {exc}") from None
     side = crop_side(loc.width, loc.height, loc.scale)

@@ -67,6 +67,16 @@ class OptionModel(ABC):
         None for a model with no attention over image tokens."""
         return None
 
+    def roi_map(self, vision: torch.Tensor, question: str, options: tuple[str, ...] | list[str]) -> np.ndarray | None:
+        """(a,) the map over the first frame's a vision tokens whose peak names the region of interest
+        (seed 003): ViCrop's relative attention, the question's attention over a generic prompt's;
+        None for a model without attention over image tokens."""
+        from testbed.crop import GENERIC_PROMPT, relative_attention
+
+        asked = self.image_attention(vision, question, options)
+        generic = self.image_attention(vision, GENERIC_PROMPT, ())
+        return None if asked is None or generic is None else relative_attention(asked, generic)
+
     def describe_inputs(self, vision: torch.Tensor, question: str) -> tuple[np.ndarray, np.ndarray]:
         """What the density agent's context features (seed 000 Eq. 6-10) are computed from: (N, H)
         embeddings of the (F, a, D) vision tokens and an (H,) embedding of the question, in one
