@@ -31,7 +31,7 @@ from testbed.crop import GLOBAL_SIDE, crop_side, max_probability, min_entropy, r
 from testbed.errors import ConfigError, TestbedError
 from testbed.policies.base import PolicyContext
 from testbed.policies.baselines import device_native, edge_answer
-from testbed.policies.effects import Answer, Crop, Inference, Infer, Locate, Offload, Payload, Policy, Tokenize
+from testbed.policies.effects import Answer, Crop, Inference, Infer, Locate, Offload, Payload, Policy, Step, Tokenize
 from testbed.query import ImageMeta, Query, QueryRecord
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 
@@ -145,7 +145,7 @@ def _answer(ctx: PolicyContext, out: Inference, score: float, fallback: bool = F
                   fallback, score)
 
 
-def _round_one(q: Query, ctx: PolicyContext, media: ImageMeta, locate: Locate | None) -> Policy:
+def _round_one(q: Query, ctx: PolicyContext, media: ImageMeta, locate: Locate | None) -> Step:
     """Send the global view; (its payload, the edge's Inference), or (payload, None) if the edge is down."""
     g = yield Crop(media, "global", side=ctx.knobs.global_side)
     out = yield from edge_answer(Offload((g,), _steps((g,), q, ctx, locate)))
