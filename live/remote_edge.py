@@ -87,5 +87,6 @@ class ZmqEdge:
         roi = m.get("roi")
         if roi is not None and (not isinstance(roi, list) or len(roi) != 4 or not all(isinstance(v, int) for v in roi)):
             raise EdgeUnavailable(f"edge answered with a malformed region of interest {roi!r}")
-        return Inference(str(m.get("model", "large")), np.asarray(m["logits"], dtype=np.float64),  # type: ignore[arg-type]
+        logits = np.asarray(m["logits"], dtype=np.float64)
+        return Inference(str(m.get("model", "large")), logits,  # type: ignore[arg-type]
                          roi=tuple(roi) if roi is not None else None)  # type: ignore[arg-type]

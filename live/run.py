@@ -252,6 +252,9 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
             notes.append(f"{name} skipped: its density agent is fitted on the profiling split, which this workload "
                          "lacks")
             skipped.add(name)
+        elif spec.images_only and any(not isinstance(r.query.media, ImageMeta) for r in test):
+            notes.append(f"{name} skipped: it answers image queries, and this workload has videos")
+            skipped.add(name)
         elif spec.router == "input-aware" and not profile_split:
             notes.append(f"{name} skipped: its router is trained on the profiling split, which this workload lacks")
             skipped.add(name)

@@ -33,9 +33,9 @@ class WorkloadConfig:
                   "stream-trace"] = \
         help_field("synthetic", "calibrated synthetic workload (seed 000's video QA); calibrated synthetic image QA "
                                 "(seed 002's VQA-like queries with input signals); calibrated synthetic image QA "
-                                "with crop outcomes (seed 003's TextVQA-like queries); a Parquet trace; a JSONL manifest "
-                                "of your own media files; an MVBench annotation JSON; calibrated synthetic camera "
-                                "streams ([stream]); or a Parquet stream trace")
+                                "with crop outcomes (seed 003's TextVQA-like queries); a Parquet trace; a JSONL "
+                                "manifest of your own media files; an MVBench annotation JSON; calibrated synthetic "
+                                "camera streams ([stream]); or a Parquet stream trace")
     path: str = help_field("", "the trace, manifest, MVBench JSON or stream trace file (kinds trace, manifest, "
                                "mvbench, stream-trace)")
     video_root: str = help_field("", "folder the MVBench JSON's videos are in (kind mvbench; default: the JSON's)")

@@ -108,7 +108,8 @@ def test_a_live_run_with_tiny_models_over_a_shaped_link_writes_the_crop_plots(im
 
     (tmp_path / "live.toml").write_text(
         f'[workload]\nkind = "manifest"\npath = "{images / "m.jsonl"}"\n[network]\nup_mbps = 20.0\n'
-        f'down_mbps = 40.0\nrtt_ms = 20.0\n[live]\nself_check = false\n[policies]\nrun = {json.dumps(POLICIES)}\nbaselines = []\n'
+        f'down_mbps = 40.0\nrtt_ms = 20.0\n[live]\nself_check = false\n[policies]\n'
+        f'run = {json.dumps(POLICIES)}\nbaselines = []\n'
         '[policies.entropy-crop]\ntarget_retransmit_share = 1.0\ncrop_scale = 0.5\nglobal_side = 64\n')
     assert main(["live", str(tmp_path / "live.toml"), "--out", str(tmp_path / "res")]) == 0
     (run,) = (tmp_path / "res" / "live").iterdir()

@@ -217,6 +217,9 @@ class PolicySpec:
     confidence, seed 000), "input-aware" (seed 002's classifier on the input signals), "min-entropy"
     (seed 003: the global view's answer decides on a crop; its plan is made on the profiling split),
     "" (none)."""
+    images_only: bool = False
+    """Answers image queries only (seed 003's crops): real runs skip it, with a note, on a workload
+    with videos."""
     knobs_from: str = ""
     """Read this other policy's knobs table instead of its own (seed 003's baselines take
     entropy-crop's, so they crop the same size and random-crop retransmits the same share)."""

@@ -121,7 +121,8 @@ def _image(q: Query, policy: str) -> ImageMeta:
 def _plan(ctx: PolicyContext, policy: str) -> CropPlan:
     plan = ctx.state.crop
     if plan is None:
-        raise TestbedError(f"{policy} needs its crop plan in the run state (RunState.crop), made on the profiling split")
+        raise TestbedError(f"{policy} needs its crop plan in the run state (RunState.crop), made on the profiling "
+                           "split")
     return plan
 
 
@@ -132,8 +133,9 @@ def _tokens(ctx: PolicyContext) -> int:
 def view_steps(views: Sequence[Payload], q: Query, tokens: int, locate: Locate | None = None) -> tuple:
     """An Offload's steps for image views: tokenize each with the large model's encoder, then one
     Infer over them together at `tokens` per view."""
-    return (*(Tokenize(v.media, DEFAULT_SAMPLER, pipelined=False, encoder="large") for v in views),  # type: ignore[arg-type]
-            Infer("large", None, tokens, q.question, q.options, locate=locate))
+    tokenize = (Tokenize(v.media, DEFAULT_SAMPLER, pipelined=False, encoder="large")  # type: ignore[arg-type]
+                for v in views)
+    return (*tokenize, Infer("large", None, tokens, q.question, q.options, locate=locate))
 
 
 def _steps(views: Sequence[Payload], q: Query, ctx: PolicyContext, locate: Locate | None = None) -> tuple:
@@ -175,6 +177,9 @@ def entropy_crop(q: Query, ctx: PolicyContext) -> Policy:
 
 def random_crop(q: Query, ctx: PolicyContext) -> Policy:
     media, plan = _image(q, "random-crop"), _plan(ctx, "random-crop")
+    if not plan.share >= 0:
+        raise TestbedError("random-crop retransmits the share entropy-crop does on the profiling split, which this "
+                           "workload lacks (give some queries split = 'profile')")
     g, first = yield from _round_one(q, ctx, media, None)
     if first is None:
         return (yield from device_native(q, ctx, fallback=True))

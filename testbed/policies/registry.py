@@ -52,13 +52,13 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
 )}
 
 CROP: dict[str, PolicySpec] = {s.name: s for s in (
-    PolicySpec("entropy-crop", entropy_crop, CropKnobs, router="min-entropy",
+    PolicySpec("entropy-crop", entropy_crop, CropKnobs, router="min-entropy", images_only=True,
                description="seed 003: global view; above the min-entropy threshold an attention crop"),
-    PolicySpec("global-only", global_only, NoKnobs, knobs_from="entropy-crop",
+    PolicySpec("global-only", global_only, NoKnobs, knobs_from="entropy-crop", images_only=True,
                description="seed 003 baseline: the global view only"),
-    PolicySpec("full-res", full_res, NoKnobs, knobs_from="entropy-crop",
+    PolicySpec("full-res", full_res, NoKnobs, knobs_from="entropy-crop", images_only=True,
                description="seed 003 baseline: the full-resolution image, tiled at the edge (LLaVA-1.5-HD)"),
-    PolicySpec("random-crop", random_crop, NoKnobs, router="min-entropy", knobs_from="entropy-crop",
+    PolicySpec("random-crop", random_crop, NoKnobs, router="min-entropy", knobs_from="entropy-crop", images_only=True,
                description="seed 003 baseline: entropy-crop's share retransmitted at random, random box"),
 )}
 """Image QA with crop retransmission (seed 003); the baselines read entropy-crop's knobs. Listed after

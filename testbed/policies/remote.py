@@ -176,8 +176,8 @@ def offload_from_request(meta: Mapping[str, Any], frames: Sequence[bytes | memor
                     or not all(isinstance(o, str) and len(o) <= MAX_TEXT for o in options):
                 raise RemoteError(f"{where}: the question and 1 to {MAX_OPTIONS} options must be strings")
             locate = _locate(sm["locate"], where) if sm.get("locate") is not None else None
-            steps.append(Infer(model, None, _field(sm, "density", int, where), question, tuple(options),  # type: ignore[arg-type]
-                               locate=locate))
+            density = _field(sm, "density", int, where)
+            steps.append(Infer(model, None, density, question, tuple(options), locate=locate))  # type: ignore[arg-type]
         else:
             raise RemoteError(f"{where}: op {op!r} is not decompress, tokenize or infer")
     off = Offload(tuple(payloads), tuple(steps))

@@ -28,8 +28,8 @@ import pandas as pd
 
 from testbed.crop import GLOBAL_SIDE, box_around, crop_side, view_size
 from testbed.query import DENSITIES
-from testbed.workload.synthetic import (LARGE_T, LARGE_T_SPREAD, PROFILE_SHARE, SMALL_T, SMALL_T_SPREAD, _calibrated_conf,
-                                        _correct, _logits, _wrong_choice)
+from testbed.workload.synthetic import (LARGE_T, LARGE_T_SPREAD, PROFILE_SHARE, SMALL_T, SMALL_T_SPREAD,
+                                        _calibrated_conf, _correct, _logits, _wrong_choice)
 
 GENERATOR = "calibrated-seed003"
 
