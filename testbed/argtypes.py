@@ -16,10 +16,12 @@ from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `testbed <command>: error: <what>` on stderr, exit code 2."""
+    """argparse with one-line errors: `testbed: error: <command>: <what>` on stderr (the form of
+every other error), exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        tool, _, command = self.prog.partition(" ")
+        self.exit(2, f"{tool}: error: {command + ': ' if command else ''}{message}\n")
 
 
 class Check:

@@ -105,25 +105,34 @@ class Workload:
         return list(dict.fromkeys(r.query.benchmark for r in self.records))
 
 
-def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-    """Arrow table with the trace schema and metadata; validates columns and types."""
+def schema_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None, *,
+                 required: dict[str, pa.DataType], optional: dict[str, pa.DataType], version: int,
+                 version_key: bytes, what: str = "trace") -> pa.Table:
+    """Arrow table of `frame` under a versioned schema, with provenance and parameters in its metadata;
+    checks column names and types (shared by query and stream traces)."""
     if not (provenance.startswith("synthetic:") or provenance.startswith("live:")):
         raise TraceError(f"provenance {provenance!r} must start with 'synthetic:' or 'live:'")
     fields = []
     for name in frame.columns:
-        tp = REQUIRED.get(name) or OPTIONAL.get(name)
+        tp = required.get(name) or optional.get(name)
         if tp is None:
-            raise TraceError(f"column {name!r} is not in trace schema v{SCHEMA_VERSION}")
+            raise TraceError(f"column {name!r} is not in {what} schema v{version}")
         fields.append(pa.field(name, tp))
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise TraceError(f"trace is missing required column {missing[0]!r}")
-    meta = {META_VERSION: str(SCHEMA_VERSION).encode(), META_PROVENANCE: provenance.encode(),
+        raise TraceError(f"{what} is missing required column {missing[0]!r}")
+    meta = {version_key: str(version).encode(), META_PROVENANCE: provenance.encode(),
             META_PARAMS: json.dumps(parameters or {}, sort_keys=True).encode()}
     try:
         return pa.Table.from_pandas(frame, schema=pa.schema(fields, metadata=meta), preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TraceError(f"trace column has the wrong type: {exc}") from None
+        raise TraceError(f"{what} column has the wrong type: {exc}") from None
+
+
+def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+    """Arrow table with the trace schema and metadata; validates columns and types."""
+    return schema_table(frame, provenance, parameters, required=REQUIRED, optional=OPTIONAL,
+                        version=SCHEMA_VERSION, version_key=META_VERSION)
 
 
 def write_trace(frame: pd.DataFrame, path: Path, provenance: str, parameters: dict[str, Any] | None = None) -> None:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
 from testbed.streams.labels import predicted  # noqa: F401  (re-exported)
-from testbed.traces import META_PARAMS, META_PROVENANCE
+from testbed.traces import META_PARAMS, META_PROVENANCE, schema_table
 
 SCHEMA_VERSION = 1
 META_VERSION = b"testbed.stream_schema_version"
@@ -150,23 +150,8 @@ class StreamWorkload:
 
 def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
     """Arrow table with the stream schema and metadata; checks column names and types."""
-    if not (provenance.startswith("synthetic:") or provenance.startswith("live:")):
-        raise TraceError(f"provenance {provenance!r} must start with 'synthetic:' or 'live:'")
-    fields = []
-    for name in frame.columns:
-        tp = REQUIRED.get(name) or OPTIONAL.get(name)
-        if tp is None:
-            raise TraceError(f"column {name!r} is not in stream trace schema v{SCHEMA_VERSION}")
-        fields.append(pa.field(name, tp))
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise TraceError(f"stream trace is missing required column {missing[0]!r}")
-    meta = {META_VERSION: str(SCHEMA_VERSION).encode(), META_PROVENANCE: provenance.encode(),
-            META_PARAMS: json.dumps(parameters or {}, sort_keys=True).encode()}
-    try:
-        return pa.Table.from_pandas(frame, schema=pa.schema(fields, metadata=meta), preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TraceError(f"stream trace column has the wrong type: {exc}") from None
+    return schema_table(frame, provenance, parameters, required=REQUIRED, optional=OPTIONAL,
+                        version=SCHEMA_VERSION, version_key=META_VERSION, what="stream trace")
 
 
 def write_stream_trace(frame: pd.DataFrame, path: Path, provenance: str,
