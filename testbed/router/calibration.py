@@ -10,13 +10,15 @@ scaling divides logits, and dividing probabilities fits a meaningless temperatur
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from testbed.errors import TestbedError
+from testbed.jsonfile import read_json
 from testbed.query import QueryRecord
 
 ECE_BINS = 15
@@ -229,12 +231,7 @@ def save_calibration(path: Path, report: CalibrationReport, meta: dict[str, Any]
 def load_calibration(path: Path) -> Calibration:
     """The temperatures of a calibration file `testbed calibrate` wrote; a missing, corrupt or
     foreign file is one CalibrationError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"{path}: not a readable calibration file ({exc})") from None
+    data = read_json(path, CalibrationError, "calibration file")
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
         raise CalibrationError(f"{path}: not a calibration file (written by `testbed calibrate TRACE --out FILE`)")
     if data.get("version") != FILE_VERSION:
