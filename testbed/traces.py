@@ -141,15 +141,19 @@ def write_trace(frame: pd.DataFrame, path: Path, provenance: str, parameters: di
     pq.write_table(to_table(frame, provenance, parameters), path)
 
 
+def read_table(path: Path, what: str = "trace") -> pa.Table:
+    """The Parquet table at `path`; a missing or unreadable file is one TraceError naming it."""
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise TraceError(f"{what} file not found: {path}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TraceError(f"{path}: not a readable Parquet {what} ({exc})") from None
+
+
 def read_trace(path: Path) -> Workload:
     """Read and validate a workload trace; every problem is one TraceError naming the file."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise TraceError(f"trace file not found: {path}") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TraceError(f"{path}: not a readable Parquet trace ({exc})") from None
-    return table_to_workload(table, str(path))
+    return table_to_workload(read_table(path), str(path))
 
 
 def table_to_workload(table: pa.Table, name: str = "trace") -> Workload:

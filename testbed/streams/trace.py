@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
 from testbed.streams.labels import predicted  # noqa: F401  (re-exported)
-from testbed.traces import META_PARAMS, META_PROVENANCE, schema_table
+from testbed.traces import META_PARAMS, META_PROVENANCE, read_table, schema_table
 
 SCHEMA_VERSION = 1
 META_VERSION = b"testbed.stream_schema_version"
@@ -162,13 +162,7 @@ def write_stream_trace(frame: pd.DataFrame, path: Path, provenance: str,
 
 def read_stream_trace(path: Path) -> StreamWorkload:
     """Read and validate a stream trace; every problem is one TraceError naming the file."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise TraceError(f"stream trace file not found: {path}") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TraceError(f"{path}: not a readable Parquet stream trace ({exc})") from None
-    return table_to_streams(table, str(path))
+    return table_to_streams(read_table(path, "stream trace"), str(path))
 
 
 def _list_values(col: pa.ChunkedArray, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
