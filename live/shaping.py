@@ -4,8 +4,9 @@ shaping in user space when namespaces or qdiscs are not available.
 
 Backends (the string a run writes into versions.json as `shaping`):
   "tbf+netem"  tbf rate, netem delay RTT/2 and loss, all in the kernel
-  "tbf"        tbf rate in the kernel; netem missing, so the transport adds RTT/2 each way (and one
-               RTT per lost packet, the sim's loss model) in user space (live.pacing)
+  "tbf"        tbf rate in the kernel; netem missing, so the transport adds RTT/2 each way (and,
+               with loss, what the sim's TCP Reno model adds beyond serialization) in user space
+               (live.pacing)
   "htb"        the same with an htb class instead of tbf
   "user-space" loopback, no kernel shaping: the transport paces at rate*efficiency (or by the trace)
                and adds the delay (no root, no namespaces, or asked for)
@@ -480,12 +481,16 @@ class ShapedLink:
     # -- building --------------------------------------------------------------------------------
 
     def _pacer(self, direction: str, *, rate: bool) -> Pacer:
+        """This direction's user-space part: everything (`rate`), or the delay and, with loss, what TCP
+        adds beyond the kernel's serialization (at the trace's mean rate on a trace)."""
         spec = self.spec
-        trace = spec.trace_link(direction) if rate else None
-        mbps = (spec.up_mbps if direction == "up" else spec.down_mbps) if rate and trace is None else None
-        return Pacer(delay_s=spec.rtt_ms / 2000, rate_mbps=mbps, efficiency=spec.efficiency, trace=trace,
+        trace = spec.trace_link(direction)
+        mbps = spec.up_mbps if direction == "up" else spec.down_mbps
+        return Pacer(delay_s=spec.rtt_ms / 2000, rate_mbps=mbps if rate and trace is None else None,
+                     efficiency=spec.efficiency, trace=trace if rate else None,
                      trace_origin=self.trace_origin or 0.0, loss=spec.loss, rtt_s=spec.rtt_ms / 1000, mtu=spec.mtu,
-                     seed=spec.seed * 2 + (direction == "down"))
+                     seed=(spec.seed, 2, int(direction == "down"), 0),  # the sim's first channel's generator
+                     kernel_rate_mbps=None if rate else mbps if trace is None else trace.mean_bps / 1e6)
 
     def _setup_user_space(self) -> None:
         self.edge_host = "127.0.0.1"
