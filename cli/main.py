@@ -11,6 +11,7 @@ from typing import Sequence
 
 from cli import ope, pocket, routers
 from cli.streams import register as register_streams
+from cli.ui import console as ui_console
 from cli.ui import progress_bar
 from testbed.argtypes import (
     COUNT,
@@ -28,7 +29,6 @@ from testbed.errors import TestbedError
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     import pandas as pd
-    from rich.console import Console
 
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
@@ -37,7 +37,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from testbed.results import label, write_run
     from testbed.scenario import resolved_toml
 
-    console = Console(width=max(140, Console().width))
+    console = ui_console()
     sc = _scenario(args)
     points = sc.grid()
     reps = _replications(args.replications, len(points))
@@ -200,14 +200,13 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
 def _cmd_live(args: argparse.Namespace) -> int:
     import contextlib
 
-    from rich.console import Console
 
     from testbed import report
     from testbed.errors import ConfigError
     from testbed.results import label, write_run
     from testbed.scenario import resolved_toml, with_overrides
 
-    console = Console(width=max(140, Console().width))
+    console = ui_console()
     sc = _scenario(argparse.Namespace(**{**vars(args), "queries": None}))
     if sc.sweep:
         raise ConfigError("sweep", "real runs take one point; run the sweep in the sim (testbed sim) or drop [sweep]")

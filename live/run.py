@@ -29,11 +29,12 @@ from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord
 from testbed.profiles import load_profile
 from testbed.results import QueryRun, RunResult, order_rows, routing_rows
-from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
+from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.router.signals import media_signals
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload
+from testbed.workload import query_order
 from testbed.workload.manifest import read_manifest, read_mvbench
 
 if TYPE_CHECKING:
@@ -134,17 +135,6 @@ def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, de
     return out
 
 
-def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int) -> Calibration:
-    """Temperatures from real logits on the profiling split (see `profile`)."""
-    return fit_calibration([p.record for p in profile(records, device, edge, density)])
-
-
-def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
-    """The order queries are submitted in: the sim's seeded shuffle, the same for every policy."""
-    perm = np.random.default_rng([seed, 1]).permutation(len(records))
-    return [records[i] for i in perm]
-
-
 def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequence[QueryRecord],
                interp: RealInterpreter, mode: str, progress: Progress | None = None,
                clock: Callable[[], float] = time.perf_counter) -> tuple[list[dict], dict]:
@@ -206,6 +196,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
              note: Callable[[str], None] = print) -> RunResult:
     """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
     notes = list(workload.notes)
+    power = load_profile(sc.profile_path())  # before the real work: a bad path fails at once
     profile_split = workload.split("profile")
     test = workload.split("test") or workload.records
     density = sc.models.default_density
@@ -235,20 +226,14 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
         if profile_split:
             profiled = profile(profile_split, devices[0], edge, density, shared=adaptive, signals=aware)
             profiled_records = [p.record for p in profiled]
-            if sc.calibration.file:
-                path = sc.resolve_path(sc.calibration.file)
-                calibration, source = load_calibration(path), f"file {path}"
-            else:
-                calibration, source = fit_calibration(profiled_records), "fitted on the profiling split"
-            if adaptive:
-                profiling = fit_records(profiled_records, [p.frames for p in profiled],
-                                        calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
-        elif sc.calibration.file:
-            path = sc.resolve_path(sc.calibration.file)
-            calibration, source = load_calibration(path), f"file {path}"
+        if profile_split or sc.calibration.file:
+            calibration, source = scenario_calibration(sc, profiled_records)
         else:
             calibration, source = Calibration(1.0, 1.0), "none (no profiling queries)"
             notes.append("no profiling queries: calibration skipped (temperatures 1.0)")
+        if adaptive and profiled_records:
+            profiling = fit_records(profiled_records, [p.frames for p in profiled],
+                                    calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
         rows: list[dict] = []
         totals = []
         for name in ran:
@@ -279,7 +264,6 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     finally:
         for node in (edge, *devices):
             node.close()
-    power = load_profile(sc.profile_path())
     energy_note = power.energy_note()
     notes.append(f"energy from profile {power.name}'s power model (" + (energy_note or "its figures") + "), applied "
                  "to the stage times measured here; not a measurement of this machine's power")

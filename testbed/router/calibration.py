@@ -13,13 +13,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from testbed.errors import TestbedError
 from testbed.jsonfile import read_json
 from testbed.query import QueryRecord
+
+if TYPE_CHECKING:
+    from testbed.scenario import Scenario
 
 ECE_BINS = 15
 """Equal-width confidence bins of every ECE and reliability diagram (Guo et al. 2017 use 15)."""
@@ -244,3 +247,12 @@ def load_calibration(path: Path) -> Calibration:
             raise CalibrationError(f"{path}: {key} must be a positive number, got {v!r}")
         temps.append(float(v))
     return Calibration(temps[0], temps[1])
+
+
+def scenario_calibration(sc: Scenario, profile_split: Sequence[QueryRecord]) -> tuple[Calibration, str]:
+    """The temperatures a run uses and where they came from: the scenario's calibration file, or a
+    fit on the profiling split."""
+    if sc.calibration.file:
+        path = sc.resolve_path(sc.calibration.file)
+        return load_calibration(path), f"file {path}"
+    return fit_calibration(profile_split), "fitted on the profiling split"
