@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -142,10 +141,3 @@ INPUT_FILE = InputFile()
 INPUT_DIR = InputDir()
 OUTPUT_FILE = Output()
 OUTPUT_DIR = Output(folder=True)
-
-
-def one_line(prog: str, message: str) -> int:
-    """Print a user error as one line; the exit code is 2."""
-    text = " ".join(str(message).split()) or "failed"
-    print(f"{prog}: error: {text}", file=sys.stderr)
-    return 2

@@ -129,6 +129,20 @@ def schema_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any
         raise TraceError(f"{what} column has the wrong type: {exc}") from None
 
 
+def check_columns(table: pa.Table, name: str, required: dict[str, pa.DataType], optional: dict[str, pa.DataType],
+                  schema: str) -> None:
+    """Every column of `table` known to `schema` and of its type, and every required one present."""
+    for col in table.column_names:
+        want = required.get(col) or optional.get(col)
+        if want is None:
+            raise TraceError(f"{name}: column {col!r} is not in {schema}")
+        if not table.schema.field(col).type.equals(want):
+            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+
+
 def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
     """Arrow table with the trace schema and metadata; validates columns and types."""
     return schema_table(frame, provenance, parameters, required=REQUIRED, optional=OPTIONAL,
@@ -165,15 +179,7 @@ def table_to_workload(table: pa.Table, name: str = "trace") -> Workload:
     if version not in {str(v).encode() for v in READS}:
         raise TraceError(f"{name}: schema version {version.decode()} but this testbed reads "
                          f"{', '.join(map(str, READS))}")
-    for col in table.column_names:
-        want = REQUIRED.get(col) or OPTIONAL.get(col)
-        if want is None:
-            raise TraceError(f"{name}: column {col!r} is not in trace schema v{SCHEMA_VERSION}")
-        if not table.schema.field(col).type.equals(want):
-            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+    check_columns(table, name, REQUIRED, OPTIONAL, f"trace schema v{SCHEMA_VERSION}")
     provenance = meta.get(META_PROVENANCE, b"").decode()
     params = json.loads(meta.get(META_PARAMS, b"{}").decode() or "{}")
     cols = table.to_pydict()

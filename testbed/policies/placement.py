@@ -16,7 +16,6 @@ from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
 from testbed.policies.effects import (Compress, Decompress, Describe, EdgeStep, Emit, Infer, Inspect, NextFrame,
                                       Offload, Submit, Tokenize, Tokens, Wait, WaitAny)
-from testbed.query import Media
 
 ALLOWED: dict[type, frozenset[str]] = {
     Tokenize: frozenset({"local", "edge"}),
@@ -98,8 +97,3 @@ def prompts(off: Offload) -> list[tuple[str, tuple[str, ...]]]:
 def upload_bytes(off: Offload) -> int:
     """Bytes an Offload sends up: its payloads plus the text of the prompts it needs at the edge."""
     return sum(p.nbytes for p in off.payloads) + sum(text_bytes(q, o) for q, o in prompts(off))
-
-
-def uploaded_media(off: Offload) -> list[Media]:
-    """Media files the Offload uploads."""
-    return [p.media for p in off.payloads if p.media is not None]

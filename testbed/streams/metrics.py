@@ -56,7 +56,7 @@ def summarize_frames(frames: pd.DataFrame) -> pd.DataFrame:
     """One row per (benchmark, policy) from per-frame rows (testbed.streams.run.FrameRun.row)."""
     rows: list[dict[str, Any]] = []
     for (bench, policy), d in frames.groupby(["benchmark", "policy"], sort=False):
-        c = len(d.categories_n.iloc[0]) if "categories_n" in d else int(d.n_categories.iloc[0])
+        c = int(d.n_categories.iloc[0])
         y = np.zeros((len(d), c), dtype=bool)
         p = np.zeros((len(d), c), dtype=bool)
         for i, (ls, ps) in enumerate(zip(d.labels, d.pred)):

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
 from testbed.streams.labels import predicted  # noqa: F401  (re-exported)
-from testbed.traces import META_PARAMS, META_PROVENANCE, read_table, schema_table
+from testbed.traces import META_PARAMS, META_PROVENANCE, check_columns, read_table, schema_table
 
 SCHEMA_VERSION = 1
 META_VERSION = b"testbed.stream_schema_version"
@@ -183,15 +183,7 @@ def table_to_streams(table: pa.Table, name: str = "stream trace") -> StreamWorkl
         raise TraceError(f"{name}: no stream schema version in the file metadata{hint}")
     if version != str(SCHEMA_VERSION).encode():
         raise TraceError(f"{name}: stream schema version {version.decode()} but this testbed reads {SCHEMA_VERSION}")
-    for col in table.column_names:
-        want = REQUIRED.get(col) or OPTIONAL.get(col)
-        if want is None:
-            raise TraceError(f"{name}: column {col!r} is not in stream trace schema v{SCHEMA_VERSION}")
-        if not table.schema.field(col).type.equals(want):
-            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+    check_columns(table, name, REQUIRED, OPTIONAL, f"stream trace schema v{SCHEMA_VERSION}")
     if table.num_rows == 0:
         raise TraceError(f"{name}: the trace holds no frames")
     for col in table.column_names:
@@ -268,6 +260,7 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
 
     recorded = table.column("recorded_s").to_pylist() if "recorded_s" in table.column_names else None
     paths = table.column("path").to_pylist() if "path" in table.column_names else None
+    latency = table.column("large_latency_s").to_numpy() if "large_latency_s" in table.column_names else None
     offsets = {c: np.concatenate([[0], np.cumsum(v[0])]) for c, v in lists.items()}
     nested_offsets = {c: np.concatenate([[0], np.cumsum(v[0] * n_cat)]) for c, v in nested.items()}
     streams = []
@@ -318,8 +311,7 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
             small=mat("small_logits"), large=mat("large_logits"), cloud_s=scalars["cloud_s"][idx].astype(np.float64),
             image_bytes=scalars["image_bytes"][idx].astype(np.int64), context=ctx.get("context_logits"),
             context_focus=ctx.get("context_focus_logits"),
-            large_latency_s=(table.column("large_latency_s").to_numpy()[idx].astype(np.float64)
-                             if "large_latency_s" in table.column_names else None),
+            large_latency_s=latency[idx].astype(np.float64) if latency is not None else None,
             roi=mat("large_roi") if "large_roi" in lists else None,
             recorded=tuple(dict(recorded[i] or []) for i in idx) if recorded is not None else (),
             paths=tuple(paths[i] for i in idx) if paths is not None else ()))
