@@ -11,6 +11,7 @@ from typing import Sequence
 
 from cli import ope, pocket, routers
 from cli.streams import register as register_streams
+from cli.ui import console as ui_console
 from cli.ui import progress_bar
 from testbed.argtypes import (
     COUNT,
@@ -28,7 +29,6 @@ from testbed.errors import TestbedError
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     import pandas as pd
-    from rich.console import Console
 
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
@@ -37,7 +37,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from testbed.results import label, write_run
     from testbed.scenario import resolved_toml
 
-    console = Console(width=max(140, Console().width))
+    console = ui_console()
     sc = _scenario(args)
     points = sc.grid()
     reps = _replications(args.replications, len(points))
@@ -208,14 +208,13 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
 def _cmd_live(args: argparse.Namespace) -> int:
     import contextlib
 
-    from rich.console import Console
 
     from testbed import report
     from testbed.errors import ConfigError
     from testbed.results import label, write_run
     from testbed.scenario import resolved_toml, with_overrides
 
-    console = Console(width=max(140, Console().width))
+    console = ui_console()
     sc = _scenario(argparse.Namespace(**{**vars(args), "queries": None}))
     if sc.sweep:
         raise ConfigError("sweep", "real runs take one point; run the sweep in the sim (testbed sim) or drop [sweep]")
@@ -240,12 +239,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
     mode = "inproc" if args.inproc else "live"
+    from live.busy import ForeignLoad
     from live.profile import device_name, library_versions
 
     here = device_name(sc.models.device)
     extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device, "profile_measured": {
         "local_device": here, "edge_device": here if not args.edge else "", "versions": library_versions()}}
-    with contextlib.ExitStack() as stack:
+    with ForeignLoad() as busy, contextlib.ExitStack() as stack:
         link = None
         if mode == "live":
             console.print(f"starting the edge and the link for {sc.name} ...")
@@ -257,6 +257,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
             task = bar.add_task(f"running {sc.name} {where}", total=total)
             run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
                            note=notes.append)
+    extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     out = args.folders.new(Path(args.out), sc.name, _stamp())
@@ -321,11 +322,12 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
 
     import tomli_w
 
+    from live.busy import ForeignLoad
     from live.profile import device_name, library_versions, measure
     from live.run import cache_dir
     from live.videos import encode
     from testbed.config import read_toml
-    from testbed.profiles import PROFILE_SCHEMA_VERSION, device_to_dict
+    from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
 
     data = read_toml(out) if out.is_file() else {}
     video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
@@ -334,10 +336,17 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
         encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
     roles = ["local", "edge"] if role == "both" else [role]
     measured = dict(data.get("meta", {}).get("measured", {}))
-    for r in roles:
-        say(f"profiling {r} ({models} on {device}) ...")
-        data[r] = device_to_dict(measure(r, pair, video, repeats=repeats, progress=lambda stage: say(f"  {stage}")))
-        measured[f"{r}_device"] = device_name(device)
+    with ForeignLoad() as busy:
+        for r in roles:
+            say(f"profiling {r} ({models} on {device}) ...")
+            data[r] = device_to_dict(measure(r, pair, video, repeats=repeats,
+                                             progress=lambda stage: say(f"  {stage}")))
+            measured[f"{r}_device"] = device_name(device)
+    if busy.share is not None:
+        measured["foreign_cpu_share"] = busy.share
+        if busy.share > BUSY_NOTICE:
+            say(f"note: other processes used {100 * busy.share:.0f}% of this machine's CPUs while profiling; its "
+                "times include that contention")
     measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=models,
                     host=platform.node())
     data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,

@@ -16,8 +16,12 @@ from typing import Any
 
 from testbed.argtypes import COUNT, INPUT_FILE, SEED, Number
 
-POLICY_AGENTS = {"quickgrasp": "neural-linear-thompson", "quickgrasp-eps": "epsilon-greedy",
-                 "quickgrasp-linucb": "linucb"}
+
+def policy_agents() -> dict[str, str]:
+    """Adaptive-density policies by name, and the agent kind each runs."""
+    from testbed.policies.registry import FIXED
+
+    return {name: spec.agent for name, spec in FIXED.items() if spec.agent}
 
 
 def register(subparsers: Any) -> None:
@@ -49,9 +53,10 @@ def build_agent(name: str, profiling: Any, cost: Any) -> Any:
         if int(m.group(1)) not in profiling.densities:
             raise TestbedError(f"--agent {name}: density {m.group(1)} is not one of {list(profiling.densities)}")
         return make_agent("fixed", profiling, cost, density=int(m.group(1)))
-    kind = POLICY_AGENTS.get(name, name)
+    agents = policy_agents()
+    kind = agents.get(name, name)
     if kind not in AGENT_KINDS or kind in ("fixed", "oracle"):
-        allowed = ["fixed<a>", *(k for k in AGENT_KINDS if k not in ("fixed", "oracle")), *POLICY_AGENTS]
+        allowed = ["fixed<a>", *(k for k in AGENT_KINDS if k not in ("fixed", "oracle")), *agents]
         raise TestbedError(f"--agent {name!r}: unknown; allowed: {', '.join(allowed)} (the oracle needs hindsight)")
     if kind in ("neural-linear-thompson", "epsilon-greedy") and profiling.backbone is None:
         raise TestbedError(f"--agent {name}: needs the backbone, which this profiling fit does not have")

@@ -10,13 +10,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from testbed.argtypes import INPUT_FILE, OUTPUT_DIR, OUTPUT_FILE, SEED, Integer, Number
+
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from testbed import report
     from testbed.errors import ConfigError
-    from testbed.router.calibration import calibration_report, fit_calibration, save_calibration
+    from testbed.router.calibration import (
+        calibration_report,
+        fit_calibration,
+        save_calibration,
+    )
     from testbed.traces import read_trace
 
     if not 2 <= args.bins <= 100:
@@ -62,7 +68,11 @@ def _cmd_synth_image(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_inarvl(args: argparse.Namespace) -> int:
-    from testbed.workload.synthetic_image import VQA_LIKE, fit_small_accuracy, routed_accuracy_ratio
+    from testbed.workload.synthetic_image import (
+        VQA_LIKE,
+        fit_small_accuracy,
+        routed_accuracy_ratio,
+    )
 
     acc, ratio = fit_small_accuracy(args.target_accuracy, args.share, args.queries, tuple(args.seeds))
     print(f"small-model accuracy {acc:.3f}: input-aware at {100 * args.share:.0f}% local keeps {100 * ratio:.2f}% of "
@@ -79,14 +89,18 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cli.main import _scenario, _stamp
-    from sim.engine import load_workload, policy_context, scenario_calibration, simulate_policy
+    from sim.engine import (
+        load_workload,
+        policy_context,
+        scenario_calibration,
+        simulate_policy,
+    )
     from testbed import report
     from testbed.energy import add_energy
     from testbed.errors import ConfigError
     from testbed.policies.base import route_scores
     from testbed.policies.registry import resolve
     from testbed.profiles import load_profile
-    from testbed.results import new_run_dir
     from testbed.router.threshold import tau_for_share
     from testbed.scenario import with_overrides
 
@@ -123,7 +137,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     table = pd.DataFrame([run(with_overrides(sc, {**off, f"{knob}.tau_route": t}), t, False) for t in taus])
     picked_tau = base.tau_route
     picked = pd.DataFrame([run(sc, picked_tau, True)])
-    out = new_run_dir(Path(args.out), f"{sc.name}-sweep-threshold", _stamp())
+    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", _stamp())
     both = pd.concat([table, picked], ignore_index=True)
     both.to_csv(out / "threshold_sweep.csv", index=False)
     knobs = sc.policies.knobs_for(name)
@@ -134,7 +148,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     print(report.format_table(both, ".4g"))
     print(f"{name}: tau_route {picked_tau:.4g} ({how}) gives local share {picked.local_share.iloc[0]:.3f}, accuracy "
           f"{picked.accuracy.iloc[0]:.2f}% on the test split")
-    print(f"results: {out}")
+    print(f"results: {args.folders.final(out)}")
     return 0
 
 
@@ -148,31 +162,31 @@ def register(sub: Any) -> None:
     c = sub.add_parser("calibrate", help="fit temperatures on a trace's profiling split, print each model's ECE "
                                          "before and after scaling per benchmark, write a calibration file and a "
                                          "reliability diagram")
-    c.add_argument("trace", help="a workload trace (Parquet)")
-    c.add_argument("--out", help="the calibration file (default: TRACE's name with .calibration.json; the diagram "
+    c.add_argument("trace", type=INPUT_FILE, help="a workload trace (Parquet)")
+    c.add_argument("--out", type=OUTPUT_FILE, help="the calibration file (default: TRACE's name with .calibration.json; the diagram "
                                  "beside it as .png)")
-    c.add_argument("--bins", type=int, default=15, help="equal-width confidence bins of the ECE (default 15)")
+    c.add_argument("--bins", type=Integer(2, 1000), default=15, help="equal-width confidence bins of the ECE (default 15)")
     c.set_defaults(fn=_cmd_calibrate)
     s = sub.add_parser("synth-image", help="write seed 002's calibrated synthetic image-QA workload as a trace")
-    s.add_argument("out")
-    s.add_argument("--queries", type=int, default=5000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out", type=OUTPUT_FILE)
+    s.add_argument("--queries", type=Integer(10), default=5000)
+    s.add_argument("--seed", type=SEED, default=0)
     s.set_defaults(fn=_cmd_synth_image)
     f = sub.add_parser("fit-inarvl", help="refit the synthetic image workload's small-model accuracy so that "
                                           "input-aware keeps seed 002's 97%% of edge-only accuracy at 36%% local")
-    f.add_argument("--queries", type=int, default=5000, help="queries per workload seed")
-    f.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
-    f.add_argument("--check-seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds to report the fit on")
-    f.add_argument("--share", type=float, default=0.36)
-    f.add_argument("--target-accuracy", type=float, default=0.97, help="accuracy relative to edge-only")
+    f.add_argument("--queries", type=Integer(10), default=5000, help="queries per workload seed")
+    f.add_argument("--seeds", type=SEED, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
+    f.add_argument("--check-seeds", type=SEED, nargs="*", default=[0, 1, 2], help="seeds to report the fit on")
+    f.add_argument("--share", type=Number(ge=0.0, le=1.0), default=0.36)
+    f.add_argument("--target-accuracy", type=Number(gt=0.0, le=1.0), default=0.97, help="accuracy relative to edge-only")
     f.set_defaults(fn=_cmd_fit_inarvl)
     w = sub.add_parser("sweep-threshold", help="simulate a routing policy over its threshold; plot accuracy "
                                                "against mean delay with the picked threshold marked")
     w.add_argument("scenario", help="name in scenarios/ or a .toml path")
     w.add_argument("--policy", required=True, help="a routing policy (input-aware, quickgrasp-fixed16, ...)")
-    w.add_argument("--points", type=int, default=11, help="thresholds: those keeping 0%%, 10%%, ... 100%% of the "
+    w.add_argument("--points", type=Integer(2, 1000), default=11, help="thresholds: those keeping 0%%, 10%%, ... 100%% of the "
                                                           "profiling queries local")
-    w.add_argument("--seed", type=int, help="override the scenario's seed")
-    w.add_argument("--queries", type=int, help="override workload.queries_per_benchmark")
-    w.add_argument("--out", default="results", help="results root folder")
+    w.add_argument("--seed", type=SEED, help="override the scenario's seed")
+    w.add_argument("--queries", type=Integer(10), help="override workload.queries_per_benchmark")
+    w.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
     w.set_defaults(fn=_cmd_sweep_threshold)

@@ -80,7 +80,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
     from cli.main import _stamp
-    from live.streams import host_provenance, record_trace, run_streams_real
+    from live.streams import GENERATOR, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
     from testbed.scenario import resolved_toml
@@ -110,7 +110,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     trace = record_trace(pair, played, sc.models.default_density,
                          threads=sc.stream.cpu_threads if sc.models.device == "cpu" else 0)
     provenance = host_provenance(pair, "inproc")
-    params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": "ffmpeg-lavfi-stream",
+    params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": GENERATOR,
               "note": "SYNTHETIC videos (ffmpeg test sources); cloud_s measured in one process (no network)"}
     table_to_streams(to_table(trace, provenance, params))  # validates before writing
     write_stream_trace(trace, out / "stream_trace.parquet", provenance, params)

@@ -452,13 +452,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError("--netns", f"cannot enter network namespace {args.netns}: {exc.strerror}") from None
         handler = load_handler(args.handler) if not args.models else _model_handler(args)
         limits = Limits(max_message_bytes=int(args.max_message_mb * 2**20))
-        server = EdgeServer(args.bind, handler, args.max_queue, workers=args.workers, limits=limits,
-                            linger_ms=args.linger_ms, drain_s=args.drain_s, public=args.public)
-        with server:
-            if args.stop_on_stdin_eof:
-                threading.Thread(target=_stop_on_eof, args=(server,), name="edge-stdin", daemon=True).start()
-            print(f"{READY}{server.endpoint} (pid {os.getpid()})", flush=True)
-            serve_until_signal(server)
+        try:
+            server = EdgeServer(args.bind, handler, args.max_queue, workers=args.workers, limits=limits,
+                                linger_ms=args.linger_ms, drain_s=args.drain_s, public=args.public)
+            with server:
+                if args.stop_on_stdin_eof:
+                    threading.Thread(target=_stop_on_eof, args=(server,), name="edge-stdin", daemon=True).start()
+                print(f"{READY}{server.endpoint} (pid {os.getpid()})", flush=True)
+                serve_until_signal(server)
+        finally:  # a model handler holds a scratch folder and thread pools
+            close = getattr(handler, "close", None)
+            if callable(close):
+                close()
     except TestbedError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)
         return 2

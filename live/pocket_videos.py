@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from live.videos import run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pocket_data import image_labels, load_split, options_for
 from testbed.models.pocket_train import VIDEO_TEMPLATES, compose_video
@@ -44,12 +44,6 @@ VIDEO_POLICIES = ("device-native", "edge-hosted", "collaborative", "quickgrasp-f
                   "uncalibrated-fixed32")
 
 
-def _ffmpeg() -> str:
-    import imageio_ffmpeg
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
 def stitch(out: Path, images: list[Path], scene_frames: int, fps: int, crf: int = 12) -> Path:
     """One clip: each image held for `scene_frames` frames, one GOP per scene, libx264, yuv420p."""
     from PIL import Image
@@ -62,13 +56,9 @@ def stitch(out: Path, images: list[Path], scene_frames: int, fps: int, crf: int 
     if any(f.shape != frames[0].shape for f in frames):
         raise TestbedError(f"{out.name}: the scenes' images differ in size")
     raw = b"".join(f.tobytes() * scene_frames for f in frames)
-    cmd = [_ffmpeg(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+    run_ffmpeg(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
            "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-g", str(scene_frames),
-           "-keyint_min", str(scene_frames), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(out)]
-    try:
-        subprocess.run(cmd, input=raw, check=True, timeout=600, capture_output=True)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise TestbedError(f"ffmpeg could not make {out.name}: {exc}") from None
+           "-keyint_min", str(scene_frames), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(out)], out.name, raw)
     return out
 
 

@@ -42,6 +42,7 @@ from testbed.results import (QueryRun, compress_key, crop_key, decompress_key, d
 from testbed.router.signals import media_signals
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun
+from testbed.streams.trace import StreamRecord
 from testbed.tokenizer.pipeline import Tokenizer
 
 Clock = Callable[[], float]
@@ -165,7 +166,7 @@ class RealInterpreter(Interpreter):
         if eff.context is not None:
             if not isinstance(run, FrameRun):
                 raise TestbedError("an Infer with a context belongs to a stream frame")
-            question = history_prompt(run, eff.context) + question
+            question = history_prompt(run.stream.rec, eff.context) + question
             if eff.focus:
                 data = self._focus(run, eff, data)
         logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), question,
@@ -391,10 +392,9 @@ def tile_tokens(encoder: Any, path: str) -> Any:
     return TokenizeResult(tokens, np.zeros(len(tiles), np.int64), 1, 0, False, {}, 0.0, False)
 
 
-def history_prompt(run: FrameRun, ctx: Context) -> str:
+def history_prompt(s: StreamRecord, ctx: Context) -> str:
     """Context replacement's history snippet (seed 001 Sec. 3.2): the large model's answer for the
     frame `ctx.lag` frames back, summarised, before the question."""
-    s = run.stream.rec
     seconds = ctx.lag / s.fps
     said = labels_of(s.task, ctx.answer.option_logits)
     names = ", ".join(s.categories[i] for i in said) or "nothing"

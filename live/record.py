@@ -29,8 +29,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from live.real import RealNode, describe_tokens, to_density
-from testbed.codec.merge import merge_to_density
+from live.real import WIRE_DTYPES, RealNode, describe_tokens, to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
@@ -41,7 +40,6 @@ from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload, write_trace
 
 Clock = Callable[[], float]
-WIRE = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def provenance(pair: VLMPair, device: str) -> str:
@@ -56,7 +54,7 @@ class Recorder:
         self.device = RealNode(pair, 1, chunk_frames, clock)
         self.edge = RealNode(pair, 1, chunk_frames, clock)
         self.pair, self.density, self.clock = pair, default_density, clock
-        self.wire = WIRE[wire_dtype]
+        self.wire = WIRE_DTYPES[wire_dtype]
 
     def close(self) -> None:
         self.device.close()
@@ -80,8 +78,7 @@ class Recorder:
         """Merge, compress and decompress for real (timed under the sim's keys; the payload's bytes
         recorded too); the tokens the edge gets."""
         def compress() -> bytes:
-            merged = tokens if tokens.shape[1] == density else merge_to_density(tokens, density)[0]
-            return encode_message(merged.to(self.wire))
+            return encode_message(to_density(tokens, density).to(self.wire))
 
         key = compress_key(sampler, density)
         msg = self._timed(stages, key, compress)

@@ -31,11 +31,12 @@ from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord, ViewOutcomes
 from testbed.profiles import load_profile
 from testbed.results import QueryRun, RunResult, crop_plan_rows, order_rows, routing_rows
-from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
+from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.router.signals import media_signals
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload
+from testbed.workload import query_order
 from testbed.workload.manifest import read_manifest, read_mvbench
 
 if TYPE_CHECKING:
@@ -165,17 +166,6 @@ def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens:
                         g.nbytes, c.nbytes, r.nbytes)
 
 
-def calibrate(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, density: int) -> Calibration:
-    """Temperatures from real logits on the profiling split (see `profile`)."""
-    return fit_calibration([p.record for p in profile(records, device, edge, density)])
-
-
-def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
-    """The order queries are submitted in: the sim's seeded shuffle, the same for every policy."""
-    perm = np.random.default_rng([seed, 1]).permutation(len(records))
-    return [records[i] for i in perm]
-
-
 def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequence[QueryRecord],
                interp: RealInterpreter, mode: str, progress: Progress | None = None,
                clock: Callable[[], float] = time.perf_counter) -> tuple[list[dict], dict]:
@@ -237,6 +227,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
              note: Callable[[str], None] = print) -> RunResult:
     """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
     notes = list(workload.notes)
+    power = load_profile(sc.profile_path())  # before the real work: a bad path fails at once
     profile_split = workload.split("profile")
     test = workload.split("test") or workload.records
     density = sc.models.default_density
@@ -280,20 +271,14 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
                                         for r in profiled_records]
                 finally:
                     interp.close()
-            if sc.calibration.file:
-                path = sc.resolve_path(sc.calibration.file)
-                calibration, source = load_calibration(path), f"file {path}"
-            else:
-                calibration, source = fit_calibration(profiled_records), "fitted on the profiling split"
-            if adaptive:
-                profiling = fit_records(profiled_records, [p.frames for p in profiled],
-                                        calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
-        elif sc.calibration.file:
-            path = sc.resolve_path(sc.calibration.file)
-            calibration, source = load_calibration(path), f"file {path}"
+        if profile_split or sc.calibration.file:
+            calibration, source = scenario_calibration(sc, profiled_records)
         else:
             calibration, source = Calibration(1.0, 1.0), "none (no profiling queries)"
             notes.append("no profiling queries: calibration skipped (temperatures 1.0)")
+        if adaptive and profiled_records:
+            profiling = fit_records(profiled_records, [p.frames for p in profiled],
+                                    calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
         rows: list[dict] = []
         totals = []
         for name in ran:
@@ -326,7 +311,6 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     finally:
         for node in (edge, *devices):
             node.close()
-    power = load_profile(sc.profile_path())
     energy_note = power.energy_note()
     notes.append(f"energy from profile {power.name}'s power model (" + (energy_note or "its figures") + "), applied "
                  "to the stage times measured here; not a measurement of this machine's power")

@@ -4,8 +4,9 @@ shaping in user space when namespaces or qdiscs are not available.
 
 Backends (the string a run writes into versions.json as `shaping`):
   "tbf+netem"  tbf rate, netem delay RTT/2 and loss, all in the kernel
-  "tbf"        tbf rate in the kernel; netem missing, so the transport adds RTT/2 each way (and one
-               RTT per lost packet, the sim's loss model) in user space (live.pacing)
+  "tbf"        tbf rate in the kernel; netem missing, so the transport adds RTT/2 each way (and,
+               with loss, what the sim's TCP Reno model adds beyond serialization) in user space
+               (live.pacing)
   "htb"        the same with an htb class instead of tbf
   "user-space" loopback, no kernel shaping: the transport paces at rate*efficiency (or by the trace)
                and adds the delay (no root, no namespaces, or asked for)
@@ -40,7 +41,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,7 +50,7 @@ from live.client import EdgeClient
 from live.edge_server import TESTBED_NETNS_PREFIX, EdgeProcess, EdgeServer, spawn_edge
 from live.errors import ShapingError
 from live.pacing import Pacer, UserLink
-from testbed.bandwidth import MahimahiLink, mahimahi_bytes, read_mahimahi, scale_to_mean
+from testbed.bandwidth import MahimahiLink, mahimahi_bytes, mean_mbps, read_mahimahi, scale_to_mean
 
 log = logging.getLogger(__name__)
 
@@ -307,12 +308,13 @@ class _TraceDriver(threading.Thread):
                                    (spec.down_trace, link.edge_netns, EDGE_IF)):
             if stamps is not None and ns is not None:
                 self.plans.append((_segments(stamps, spec.mtu, bin_ms), int(stamps[-1]) / 1000, ns, ifname))
-        self.changes = 0
-        self.late_s = 0.0  # how far behind schedule the latest change was
+        self.error: str | None = None  # why the driver stopped early (the rate then stayed where it was)
 
     def run(self) -> None:
-        handles = {ns: _ipr(ns) for _, _, ns, _ in self.plans}
+        handles: dict[str, Any] = {}
         try:
+            for _, _, ns, _ in self.plans:
+                handles[ns] = _ipr(ns)
             idx = {ns: handles[ns].link_lookup(ifname=ifname)[0] for _, _, ns, ifname in self.plans}
             # the step in force now was set with the qdisc (or is set here, if set-up took long);
             # from then on each step is applied when it is due
@@ -332,11 +334,11 @@ class _TraceDriver(threading.Thread):
                     return
                 segs, _, ns, _ = self.plans[i]
                 self.link._set_rate(handles[ns], idx[ns], segs[pos[i]][1])
-                self.changes += 1
-                self.late_s = time.monotonic() - (self.origin + at)
                 pos[i] += 1
                 if pos[i] == len(segs):
                     pos[i], cycle[i] = 0, cycle[i] + 1
+        except Exception as exc:  # noqa: BLE001  (a thread's error would only reach stderr)
+            self.error = why(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         finally:
             for h in handles.values():
                 h.close()
@@ -449,6 +451,9 @@ class ShapedLink:
         if self._driver is not None:
             self._driver.stop_event.set()
             self._driver.join(timeout=5.0)
+            if self._driver.error:
+                log.warning("the trace stopped driving the link's rate early (%s): the rest of the run had the "
+                            "last rate set", self._driver.error)
             self._driver = None
         for name in self._created:
             try:
@@ -480,12 +485,16 @@ class ShapedLink:
     # -- building --------------------------------------------------------------------------------
 
     def _pacer(self, direction: str, *, rate: bool) -> Pacer:
+        """This direction's user-space part: everything (`rate`), or the delay and, with loss, what TCP
+        adds beyond the kernel's serialization (at the trace's mean rate on a trace)."""
         spec = self.spec
-        trace = spec.trace_link(direction) if rate else None
-        mbps = (spec.up_mbps if direction == "up" else spec.down_mbps) if rate and trace is None else None
-        return Pacer(delay_s=spec.rtt_ms / 2000, rate_mbps=mbps, efficiency=spec.efficiency, trace=trace,
+        trace = spec.trace_link(direction)
+        mbps = spec.up_mbps if direction == "up" else spec.down_mbps
+        return Pacer(delay_s=spec.rtt_ms / 2000, rate_mbps=mbps if rate and trace is None else None,
+                     efficiency=spec.efficiency, trace=trace if rate else None,
                      trace_origin=self.trace_origin or 0.0, loss=spec.loss, rtt_s=spec.rtt_ms / 1000, mtu=spec.mtu,
-                     seed=spec.seed * 2 + (direction == "down"))
+                     seed=(spec.seed, 2, int(direction == "down"), 0),  # the sim's first channel's generator
+                     kernel_rate_mbps=None if rate else mbps if trace is None else trace.mean_bps / 1e6)
 
     def _setup_user_space(self) -> None:
         self.edge_host = "127.0.0.1"
@@ -572,10 +581,6 @@ class ShapedLink:
         """The edge's address on this link: tcp://EDGE_HOST:PORT."""
         return f"tcp://{self.edge_host}:{port}"
 
-    def device(self) -> contextlib.AbstractContextManager[None]:
-        """Run a block with the calling thread on the device side of the link."""
-        return netns.entered(self.device_netns)
-
     def edge(self) -> contextlib.AbstractContextManager[None]:
         """Run a block with the calling thread on the edge side (bind an EdgeServer here)."""
         return netns.entered(self.edge_netns)
@@ -593,24 +598,11 @@ class ShapedLink:
                     out[ns] = [q.get_attr("TCA_KIND") for q in ipr.get_qdiscs()]
         return out
 
-    def describe(self) -> str:
-        spec = self.spec
-        up = "trace" if spec.up_trace is not None else f"{spec.up_mbps:g}"
-        down = "trace" if spec.down_trace is not None else f"{spec.down_mbps:g}"
-        return f"{self.backend}: up {up} / down {down} Mbit/s, RTT {spec.rtt_ms:g} ms, loss {spec.loss:g}"
-
     def self_check(self, seconds: float = 0.25, tolerance: float = 0.10) -> SelfCheck:
         """Measure RTT (fastest of 7 pings) and goodput each way (faster of two transfers of about
         `seconds` each) through the transport, with a probe edge on this link (about 1.5 s in all).
         More than `tolerance` off what was configured gives a one-line warning (also logged)."""
         return self_check(self, seconds, tolerance)
-
-
-@contextlib.contextmanager
-def shaped_link(spec: LinkSpec, backend: str = "auto", **kwargs: Any) -> Iterator[ShapedLink]:
-    """`with shaped_link(spec) as link:` the same as `with ShapedLink(spec, backend, ...)`."""
-    with ShapedLink(spec, backend, **kwargs) as link:
-        yield link
 
 
 def self_check(link: ShapedLink, seconds: float = 0.25, tolerance: float = 0.10) -> SelfCheck:
@@ -667,4 +659,4 @@ def _mean_mbps(spec: LinkSpec, direction: str) -> float:
     stamps = spec.up_trace if direction == "up" else spec.down_trace
     if stamps is None:
         return spec.up_mbps if direction == "up" else spec.down_mbps
-    return len(stamps) * spec.mtu * 8 / (stamps[-1] / 1000) / 1e6
+    return mean_mbps(stamps, spec.mtu)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from live.real import InProcEdge, RealInterpreter, RealNode, history_prompt, to_density
-from live.videos import SOURCES, ffmpeg
+from live.videos import SOURCES, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.policies.base import PolicyContext
@@ -62,7 +61,7 @@ def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         ends = [s for s, _ in segments[1:]] + [seconds]
-        cmd = [ffmpeg(), "-v", "error", "-y"]
+        cmd = ["-v", "error", "-y"]
         for (start, src), end in zip(segments, ends):
             cmd += ["-f", "lavfi", "-t", f"{end - start:.3f}", "-i",  # life, cellauto, mandelbrot: no duration option
                     f"{SOURCES[src]}=size={SIZE[0]}x{SIZE[1]}:rate={VIDEO_FPS}"]
@@ -71,10 +70,7 @@ def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float
         cmd += ["-filter_complex", scaled + "".join(f"[s{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]",
                 "-map", "[v]",
                 "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path.with_suffix(".tmp.mp4"))]
-        try:
-            subprocess.run(cmd, check=True, timeout=600, capture_output=True)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            raise TestbedError(f"ffmpeg could not make {path.name}: {exc}") from None
+        run_ffmpeg(cmd, path.name)
         path.with_suffix(".tmp.mp4").rename(path)
     return segments
 
@@ -324,8 +320,7 @@ def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], d
                     if k - d < 0:
                         ctx.append(s_own[k])
                         continue
-                    fake = _FrameView(rec)
-                    prompt = history_prompt(fake, Context(k - d, d, Inference("large", large_scores[k - d])))  # type: ignore[arg-type]
+                    prompt = history_prompt(rec, Context(k - d, d, Inference("large", large_scores[k - d])))
                     t0 = clock()
                     ctx.append(small.option_logits(to_density(toks[k], density), prompt + rec.question,
                                                    rec.categories))
@@ -351,13 +346,6 @@ def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], d
     finally:
         node.close()
     return pd.DataFrame(rows)
-
-
-class _FrameView:
-    """Just enough of a FrameRun for `history_prompt`."""
-
-    def __init__(self, rec: StreamRecord) -> None:
-        self.stream = type("S", (), {"rec": rec})()
 
 
 def host_provenance(pair: VLMPair, mode: str) -> str:

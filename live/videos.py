@@ -34,17 +34,21 @@ def ffmpeg() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def run_ffmpeg(args: list[str], made: str, stdin: bytes | None = None) -> None:
+    """Run the bundled ffmpeg with `args`; a failure or a 10-minute hang is one TestbedError naming `made`."""
+    try:
+        subprocess.run([ffmpeg(), *args], input=stdin, check=True, timeout=600, capture_output=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise TestbedError(f"ffmpeg could not make {made}: {exc}") from None
+
+
 def encode(out: Path, seconds: float, fps: int = 30, size: str = "320x180", gop: int = 150,
            source: str = "testsrc2", container_args: tuple[str, ...] = ()) -> Path:
     """A lavfi test-source video with a fixed GOP (`-g N -keyint_min N -sc_threshold 0` puts a
     keyframe exactly every N frames)."""
-    cmd = [ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}", "-t", f"{seconds:.3f}", "-c:v", "libx264",
+    run_ffmpeg(["-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}", "-t", f"{seconds:.3f}", "-c:v", "libx264",
            "-preset", "ultrafast", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt",
-           "yuv420p", *container_args, str(out)]
-    try:
-        subprocess.run(cmd, check=True, timeout=600, capture_output=True)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise TestbedError(f"ffmpeg could not make {out.name}: {exc}") from None
+           "yuv420p", *container_args, str(out)], out.name)
     return out
 
 

@@ -74,10 +74,5 @@ def zstd_cost(dev: DeviceProfile, frames: int, density: int, fmt: TokenFormat) -
     return dev.seconds("compress", raw_token_bytes(frames, density, fmt))
 
 
-def compress_cost(dev: DeviceProfile, frames: int, density: int, fmt: TokenFormat) -> float:
-    """Merge the frames' tokens to `density`, then zstd the raw bytes."""
-    return merge_cost(dev, frames) + zstd_cost(dev, frames, density, fmt)
-
-
 def decompress_cost(dev: DeviceProfile, raw_bytes: int) -> float:
     return dev.seconds("decompress", raw_bytes)

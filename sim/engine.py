@@ -27,7 +27,7 @@ from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile
 from testbed.query import DENSITIES, QueryRecord
 from testbed.results import RunResult, crop_plan_rows, density_regret, order_rows, regret_cost, routing_rows
-from testbed.router.calibration import Calibration, calibration_report, fit_calibration, load_calibration
+from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 from testbed.streams.run import StreamRun
@@ -35,6 +35,7 @@ from testbed.streams.trace import StreamRecord, StreamWorkload, read_stream_trac
 from testbed.streams.trace import table_to_streams
 from testbed.streams.trace import to_table as stream_table
 from testbed.traces import Workload, read_trace, table_to_workload, to_table
+from testbed.workload import query_order
 from testbed.workload.synthetic import synthetic_workload
 
 Progress = Callable[[int], None]
@@ -127,12 +128,6 @@ def build_world(sc: Scenario, profile: HardwareProfile) -> World:
                  devices, fmt, sc.nodes.chunk_frames)
 
 
-def query_order(records: Sequence[QueryRecord], seed: int) -> list[QueryRecord]:
-    """The order queries are submitted in: a seeded shuffle, the same for every policy."""
-    perm = np.random.default_rng([seed, 1]).permutation(len(records))
-    return [records[i] for i in perm]
-
-
 def _closed_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], client: int, think_s: float,
                    progress: Progress | None):
     for rec in queue:
@@ -212,15 +207,6 @@ def profiling_fit(records: Sequence[QueryRecord], calibration: Calibration, seed
             del _PROFILING[next(iter(_PROFILING))]
         _PROFILING[key] = fit_records(records, frames, calibration.small_t, seed)
     return _PROFILING[key]
-
-
-def scenario_calibration(sc: Scenario, profile_split: Sequence[QueryRecord]) -> tuple[Calibration, str]:
-    """The temperatures a run uses and where they came from: the scenario's calibration file, or a
-    fit on the profiling split."""
-    if sc.calibration.file:
-        path = sc.resolve_path(sc.calibration.file)
-        return load_calibration(path), f"file {path}"
-    return fit_calibration(profile_split), "fitted on the profiling split"
 
 
 def policy_context(sc: Scenario, name: str, calibration: Calibration,

@@ -28,7 +28,7 @@ from testbed.profiles import HardwareProfile, load_profile, mismatch_notes
 from testbed.query import QueryRecord
 from testbed.router.calibration import Calibration
 from testbed.scenario import Scenario, load_scenario
-from testbed.traces import read_trace
+from testbed.traces import Workload, read_trace
 
 BREAKDOWN = ("t_local_s", "t_local_queue_s", "t_uplink_s", "t_edge_queue_s", "t_edge_s", "t_downlink_s")
 METRICS = ("mean", "p50", "p99")
@@ -59,10 +59,9 @@ def load_live_run(run_dir: Path) -> tuple[pd.DataFrame, Scenario, Calibration, d
     return queries, sc, calibration, versions
 
 
-def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace_path: Path,
-           profile: HardwareProfile, mode: str) -> pd.DataFrame:
+def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace: Workload,
+           profile: HardwareProfile, mode: str, trace_name: str = "trace") -> pd.DataFrame:
     """The sim's rows for every policy of the live run, with `mode` "strict" or "profile"."""
-    trace = read_trace(trace_path)
     by_id = {r.query.query_id: r for r in trace.records}
     dim = trace.parameters.get("token_dim")
     if dim:  # the live models' token width, so that raw token bytes (decompress work) are the live ones
@@ -71,7 +70,7 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace_
     for policy, live in queries.groupby("policy", sort=False):
         missing = sorted(set(live.query_id) - set(by_id))
         if missing:
-            raise TestbedError(f"{trace_path}: no recorded outcomes for query {missing[0]!r} of the live run")
+            raise TestbedError(f"{trace_name}: no recorded outcomes for query {missing[0]!r} of the live run")
         stages = {q: dict(s) for q, s in zip(live.query_id, live.stage_s)}
         sizes = {q: dict(s) for q, s in zip(live.query_id, live.stage_bytes)} if "stage_bytes" in live else {}
         ids = set(live.query_id)
@@ -138,9 +137,10 @@ def fidelity(run_dir: Path, trace_path: Path | None = None, profile_path: Path |
                            f"{profile_path}`, or pass --profile")
     profile = load_profile(profile_path)
     notes = mismatch_notes(profile, versions.get("profile_measured", {})) if versions.get("profile_measured") else []
+    trace = read_trace(trace_path)
     tables, sims = [], {}
     for mode in ("strict", "profile"):
-        sims[mode] = replay(queries, sc, calibration, trace_path, profile, mode)
+        sims[mode] = replay(queries, sc, calibration, trace, profile, mode, str(trace_path))
         tables.append(compare(queries, sims[mode], mode))
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(run_dir / "fidelity.csv", index=False)

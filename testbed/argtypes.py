@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `testbed <command>: error: <what>` on stderr, exit code 2."""
+    """argparse with one-line errors: `testbed: error: <command>: <what>` on stderr (the form of
+every other error), exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        tool, _, command = self.prog.partition(" ")
+        self.exit(2, f"{tool}: error: {command + ': ' if command else ''}{message}\n")
 
 
 class Check:
@@ -140,10 +141,3 @@ INPUT_FILE = InputFile()
 INPUT_DIR = InputDir()
 OUTPUT_FILE = Output()
 OUTPUT_DIR = Output(folder=True)
-
-
-def one_line(prog: str, message: str) -> int:
-    """Print a user error as one line; the exit code is 2."""
-    text = " ".join(str(message).split()) or "failed"
-    print(f"{prog}: error: {text}", file=sys.stderr)
-    return 2

@@ -280,4 +280,15 @@ def mismatch_notes(profile: HardwareProfile, measured: dict[str, Any]) -> list[s
     if diff:
         notes.append(f"profile {profile.name} was measured with other library versions: "
                      + ", ".join(f"{k} {va[k]} (now {vb[k]})" for k in diff))
+    for what, share in ((f"the profiling of {profile.name}", mine.get("foreign_cpu_share")),
+                        ("the live run", measured.get("foreign_cpu_share"))):
+        if share is not None and share > BUSY_NOTICE:
+            notes.append(f"other processes used {100 * share:.0f}% of this machine's CPUs during {what}: its stage "
+                         "times include that contention; measure on a quiet machine to compare the sim with the "
+                         "hardware alone")
     return notes
+
+
+BUSY_NOTICE = 0.10
+"""The share of a machine's CPUs that other processes may use while a profile or a live run is measured
+before the fidelity report says so."""

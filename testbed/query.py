@@ -188,11 +188,6 @@ class QueryRecord:
     signals: InputSignals = field(default_factory=InputSignals)
     views: ViewOutcomes | None = None  # seed 003's crop outcomes, where recorded
 
-    @property
-    def has_outcomes(self) -> bool:
-        """True if the record holds every model variant's logits (a trace row)."""
-        return self.small_logits is not None and self.large_native_logits is not None and bool(self.large_logits)
-
     def hindsight(self) -> Hindsight:
         if self.small_logits is None or self.large_native_logits is None:
             raise ValueError(f"query {self.query.query_id} has no recorded model outcomes")

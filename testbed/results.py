@@ -25,8 +25,6 @@ from testbed.query import DENSITIES, QueryRecord
 from testbed.router.calibration import Calibration, CalibrationReport
 from testbed.router.threshold import ThresholdPick
 
-MODES = ("sim", "inproc", "live")
-
 
 def stage_key(where: str, what: str, *detail: object) -> str:
     """Key of a recorded stage time, e.g. ``local.tokenize.keyframe.pipelined``."""
@@ -36,7 +34,7 @@ def stage_key(where: str, what: str, *detail: object) -> str:
 def tokenize_key(site: str, eff: Tokenize) -> str:
     """An image is one frame: nothing to pipeline, one key whatever the effect asks."""
     if eff.media.kind == "image":
-        return stage_key(site, "tokenize", "image")
+        return image_tokenize_key(site)
     return stage_key(site, "tokenize", sampler_kind(eff), "pipelined" if eff.pipelined else "sequential")
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import tomli_w
 
 from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
+from testbed.models import PRESETS
 from testbed.policies.registry import BASELINES, resolve
 from testbed.query import DENSITIES
 from testbed.workload.synthetic import BENCHMARKS, CONTEXT_SIGNAL
@@ -358,7 +359,7 @@ def resolved_toml(sc: Scenario, live: bool = False) -> str:
         if data[table].get(key):
             data[table][key] = str(sc.resolve_path(data[table][key]))
     preset = data["models"]["preset"]
-    if preset not in ("tiny", "real-size", "pocket"):
+    if preset not in PRESETS:
         data["models"]["preset"] = str(sc.resolve_path(preset))
     return tomli_w.dumps(data)
 

@@ -121,25 +121,48 @@ class Workload:
         return list(dict.fromkeys(r.query.benchmark for r in self.records))
 
 
-def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-    """Arrow table with the trace schema and metadata; validates columns and types."""
+def schema_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None, *,
+                 required: dict[str, pa.DataType], optional: dict[str, pa.DataType], version: int,
+                 version_key: bytes, what: str = "trace") -> pa.Table:
+    """Arrow table of `frame` under a versioned schema, with provenance and parameters in its metadata;
+    checks column names and types (shared by query and stream traces)."""
     if not (provenance.startswith("synthetic:") or provenance.startswith("live:")):
         raise TraceError(f"provenance {provenance!r} must start with 'synthetic:' or 'live:'")
     fields = []
     for name in frame.columns:
-        tp = REQUIRED.get(name) or OPTIONAL.get(name)
+        tp = required.get(name) or optional.get(name)
         if tp is None:
-            raise TraceError(f"column {name!r} is not in trace schema v{SCHEMA_VERSION}")
+            raise TraceError(f"column {name!r} is not in {what} schema v{version}")
         fields.append(pa.field(name, tp))
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise TraceError(f"trace is missing required column {missing[0]!r}")
-    meta = {META_VERSION: str(SCHEMA_VERSION).encode(), META_PROVENANCE: provenance.encode(),
+        raise TraceError(f"{what} is missing required column {missing[0]!r}")
+    meta = {version_key: str(version).encode(), META_PROVENANCE: provenance.encode(),
             META_PARAMS: json.dumps(parameters or {}, sort_keys=True).encode()}
     try:
         return pa.Table.from_pandas(frame, schema=pa.schema(fields, metadata=meta), preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TraceError(f"trace column has the wrong type: {exc}") from None
+        raise TraceError(f"{what} column has the wrong type: {exc}") from None
+
+
+def check_columns(table: pa.Table, name: str, required: dict[str, pa.DataType], optional: dict[str, pa.DataType],
+                  schema: str) -> None:
+    """Every column of `table` known to `schema` and of its type, and every required one present."""
+    for col in table.column_names:
+        want = required.get(col) or optional.get(col)
+        if want is None:
+            raise TraceError(f"{name}: column {col!r} is not in {schema}")
+        if not table.schema.field(col).type.equals(want):
+            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+
+
+def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+    """Arrow table with the trace schema and metadata; validates columns and types."""
+    return schema_table(frame, provenance, parameters, required=REQUIRED, optional=OPTIONAL,
+                        version=SCHEMA_VERSION, version_key=META_VERSION)
 
 
 def write_trace(frame: pd.DataFrame, path: Path, provenance: str, parameters: dict[str, Any] | None = None) -> None:
@@ -148,15 +171,19 @@ def write_trace(frame: pd.DataFrame, path: Path, provenance: str, parameters: di
     pq.write_table(to_table(frame, provenance, parameters), path)
 
 
+def read_table(path: Path, what: str = "trace") -> pa.Table:
+    """The Parquet table at `path`; a missing or unreadable file is one TraceError naming it."""
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise TraceError(f"{what} file not found: {path}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TraceError(f"{path}: not a readable Parquet {what} ({exc})") from None
+
+
 def read_trace(path: Path) -> Workload:
     """Read and validate a workload trace; every problem is one TraceError naming the file."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise TraceError(f"trace file not found: {path}") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TraceError(f"{path}: not a readable Parquet trace ({exc})") from None
-    return table_to_workload(table, str(path))
+    return table_to_workload(read_table(path), str(path))
 
 
 def table_to_workload(table: pa.Table, name: str = "trace") -> Workload:
@@ -168,15 +195,7 @@ def table_to_workload(table: pa.Table, name: str = "trace") -> Workload:
     if version not in {str(v).encode() for v in READS}:
         raise TraceError(f"{name}: schema version {version.decode()} but this testbed reads "
                          f"{', '.join(map(str, READS))}")
-    for col in table.column_names:
-        want = REQUIRED.get(col) or OPTIONAL.get(col)
-        if want is None:
-            raise TraceError(f"{name}: column {col!r} is not in trace schema v{SCHEMA_VERSION}")
-        if not table.schema.field(col).type.equals(want):
-            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+    check_columns(table, name, REQUIRED, OPTIONAL, f"trace schema v{SCHEMA_VERSION}")
     provenance = meta.get(META_PROVENANCE, b"").decode()
     params = json.loads(meta.get(META_PARAMS, b"{}").decode() or "{}")
     cols = table.to_pydict()

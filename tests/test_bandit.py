@@ -547,3 +547,17 @@ def test_run_start_from_profiling_arrays_is_deterministic():
         make_agent("neural-linear-thompson", bare)
     with pytest.raises(ValueError, match="context_txt is missing"):
         fit_profiling(**{**prof, "txt": [None] + prof["txt"][1:]}, small_temperature=1.0, train=False)
+
+
+@pytest.mark.parametrize("field, value", [("arrays", {"w1": 5}), ("hidden", 7), ("densities", 3),
+                                          ("training", [1, 2])])
+def test_a_card_field_of_the_wrong_form_is_one_line_not_a_traceback(tmp_path, field, value):
+    """The SHA-256 covers the arrays, not the card: a hand-edited card field is refused in one line."""
+    path = tmp_path / "bb.npz"
+    save_backbone(small_backbone(), path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    card[field] = value if field != "arrays" else {**card["arrays"], **value}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(TestbedError) as exc:
+        load_backbone(path)
+    assert "bb." in one_line(exc, "bb.")

@@ -302,7 +302,7 @@ def test_slow_start_channel_warm_then_idle():
     env.process(run())
     env.run()
     pkt = MSS * 8 / (rate * 1e6)
-    cold = reno_reference(300, pkt, rtt, 0.0, np.random.default_rng(0), tcp.IW, ch.path.wmax, ch.path.wmax).done_s
+    cold = reno_reference(300, pkt, rtt, 0.0, np.random.default_rng(0), tcp.IW, ch.direction.path.wmax, ch.direction.path.wmax).done_s
     assert times[0] == pytest.approx(cold, rel=1e-9)  # from the initial window
     assert times[1] < times[0] / 2  # the window grown by the first transfer carries over
     assert times[2] == pytest.approx(cold, rel=1e-9)  # 30 s idle: back to the initial window

@@ -4,7 +4,9 @@ ffmpeg; the sim's results folder; an edge killed in mid-run loses no query."""
 import json
 import os
 import signal
+import tempfile
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -38,7 +40,9 @@ def test_a_live_run_over_a_shaped_link_writes_the_sims_folder(manifest, tmp_path
     (tmp_path / "live.toml").write_text(
         f'[workload]\nkind = "manifest"\npath = "{manifest}"\n[network]\nup_mbps = 20.0\ndown_mbps = 40.0\n'
         f'rtt_ms = 20.0\n[arrivals]\nclients = 2\n[policies]\nrun = {json.dumps(POLICIES)}\n{knobs}')
+    scratch = set(Path(tempfile.gettempdir()).glob("testbed-edge-*"))
     assert main(["live", str(tmp_path / "live.toml"), "--out", str(tmp_path / "res")]) == 0
+    assert set(Path(tempfile.gettempdir()).glob("testbed-edge-*")) <= scratch  # the edge cleaned up after itself
     (run,) = (tmp_path / "res" / "live").iterdir()
     q = pd.read_parquet(run / "queries.parquet")
     assert (q["mode"] == "live").all() and set(q.policy) == set(POLICIES) and len(q) == 3 * len(POLICIES)

@@ -131,24 +131,26 @@ def test_handler_failures_are_error_replies_and_serving_goes_on():
 
 def test_a_handler_that_never_returns_does_not_hang_shutdown():
     gate = Gate()
-    srv = EdgeServer(LOOPBACK, gate, drain_s=0.2).start()
+    drain_s = 0.2
+    srv = EdgeServer(LOOPBACK, gate, drain_s=drain_s).start()
     try:
         with EdgeClient(srv.endpoint, timeout_s=0.5) as client:
             with pytest.raises(EdgeUnavailable):
                 client.request({"tag": "stuck"})
         t0 = time.monotonic()
         srv.close()
-        assert time.monotonic() - t0 < 5.0
+        assert time.monotonic() - t0 < 25 * drain_s  # the drain bound, not the stuck handler, ends it
     finally:
         gate.release.set()
 
 
 def test_unreachable_edge_raises_quickly_and_never_hangs():
-    with EdgeClient("tcp://127.0.0.1:9", timeout_s=0.3) as client:  # nothing listens on the discard port
+    timeout_s = 0.3
+    with EdgeClient("tcp://127.0.0.1:9", timeout_s=timeout_s) as client:  # nothing listens on the discard port
         t0 = time.monotonic()
         with pytest.raises(EdgeUnavailable) as info:
             client.request({"op": "echo"})
-        assert info.value.reason == "timeout" and time.monotonic() - t0 < 2.0
+        assert info.value.reason == "timeout" and time.monotonic() - t0 < 6 * timeout_s
 
 
 def test_late_reply_times_out_and_never_reaches_the_next_request():
@@ -156,7 +158,7 @@ def test_late_reply_times_out_and_never_reaches_the_next_request():
         t0 = time.monotonic()
         with pytest.raises(EdgeUnavailable) as info:
             client.request({"op": "sleep", "seconds": 0.6}, timeout_s=0.15)
-        assert info.value.reason == "timeout" and time.monotonic() - t0 < 1.0
+        assert info.value.reason == "timeout" and time.monotonic() - t0 < 0.6  # before the reply would come
         r = client.request({"op": "echo", "n": 2})
         assert r.meta == {"op": "echo", "n": 2}
         time.sleep(0.6)  # the late reply arrives at a socket that no longer exists

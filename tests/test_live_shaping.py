@@ -15,11 +15,13 @@ import textwrap
 
 import numpy as np
 import pytest
+import simpy
 
 from live import netns, shaping
 from live.errors import ShapingError
 from live.pacing import Pacer
 from live.shaping import PREFIX, LinkSpec, Probe, ShapedLink, load_trace
+from sim.link import Channel
 from testbed.bandwidth import MahimahiLink, mahimahi_bytes
 from testbed.scenario import REPO_ROOT
 
@@ -109,7 +111,7 @@ def test_self_check_measures_both_ways_and_warns_when_off(kernel):
 
     # a configured efficiency far from the real one: the check says so, in one line each
     with ShapedLink(LinkSpec(up_mbps=20, down_mbps=20, rtt_ms=10, efficiency=0.6), "user-space") as link:
-        link.user_link.up.efficiency = link.user_link.down.efficiency = 0.95  # the "real" link
+        link.user_link.up.direction.efficiency = link.user_link.down.direction.efficiency = 0.95  # the "real" link
         bad = link.self_check()
     assert len(bad.warnings) == 2 and all("goodput" in w and "\n" not in w for w in bad.warnings)
 
@@ -234,7 +236,47 @@ def test_pacer_is_the_sims_channel():
     t = Pacer(delay_s=0.01, trace=sim, trace_origin=100.0)
     assert t.schedule(103.0, FIVE_MB) == pytest.approx(100.0 + sim.deliver(3.0, mahimahi_bytes(FIVE_MB))[0] + 0.01)
     lossy = [Pacer(rate_mbps=10, loss=0.01, rtt_s=0.05, seed=s).schedule(0.0, 1_500_000) for s in (1, 1, 2)]
-    assert lossy[0] == lossy[1] and lossy[0] > 1.2  # about 10 lost packets, one RTT each
+    assert lossy[0] == lossy[1] != lossy[2]  # seeded
+    assert lossy[0] > 1_500_000 * 8 / 10e6  # the Reno window stalls and resends on top of serialization
+
+
+def _sim_transfer_s(nbytes: int, **link) -> float:
+    """The sim's time for one transfer over an idle Channel (sim/link.py), RTT/2 included."""
+    env = simpy.Environment()
+    ch = Channel(env, link["rate_mbps"], link["rtt_s"], 1.0, 1500, link["loss"], np.random.default_rng(link["seed"]))
+    env.process(ch.transfer(nbytes))
+    env.run()
+    return env.now
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.002, 0.02])
+def test_lossy_pacer_times_a_transfer_as_the_sim(loss):
+    link = {"rate_mbps": 10.0, "rtt_s": 0.05, "loss": loss, "seed": (3, 2, 0, 0)}
+    sim = _sim_transfer_s(1_500_000, **link)
+    user = Pacer(delay_s=0.025, **link).schedule(100.0, 1_500_000) - 100.0
+    assert user == pytest.approx(sim, rel=1e-9)
+    kernel = Pacer(delay_s=0.025, kernel_rate_mbps=10.0, rtt_s=0.05, loss=loss, seed=link["seed"])
+    serialization = 1_500_000 * 8 / 10e6  # what tbf does in the kernel; the pacer adds the rest
+    assert kernel.schedule(100.0, 1_500_000) - 100.0 + serialization == pytest.approx(sim, rel=1e-9)
+
+
+def test_a_message_queued_behind_another_uses_the_rest_of_its_opportunity():
+    stamps = np.arange(1, 1001, dtype=np.int64)  # one 1504-byte opportunity per millisecond
+    p = Pacer(trace=MahimahiLink(stamps), trace_origin=50.0)
+    first, second = p.schedule(50.0, 100), p.schedule(50.0, 100)
+    env = simpy.Environment()
+    ch = Channel(env, 1.0, 0.0, 1.0, 1500, 0.0, np.random.default_rng(0), MahimahiLink(stamps))
+    ends = []
+
+    def send():
+        yield from ch.transfer(100)
+        ends.append(env.now)
+
+    env.process(send())
+    env.process(send())
+    env.run()
+    assert [first - 50.0, second - 50.0] == pytest.approx(ends)
+    assert first == second  # both fit one opportunity
 
 
 def test_trace_steps_keep_the_traces_bytes():

@@ -8,13 +8,14 @@ is renamed last, and a card that does not match its arrays is refused)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -82,6 +83,8 @@ def read_npz_card(path: Path | str, fmt: str, version: int) -> tuple[dict[str, n
                                      f"{sorted(declared) if isinstance(declared, dict) else declared}")
     for k, v in arrays.items():
         want = declared[k]
+        if not isinstance(want, dict):
+            raise CorruptFileError(cpath, f"card entry for array {k!r} is not a table of shape and dtype")
         if list(v.shape) != want.get("shape") or str(v.dtype) != want.get("dtype"):
             raise CorruptFileError(path, f"array {k!r} is {v.dtype}{list(v.shape)}, its card says "
                                          f"{want.get('dtype')}{want.get('shape')}")
@@ -101,3 +104,19 @@ def require(path: Path | str, arrays: dict[str, np.ndarray], shapes: dict[str, t
         bad = np.isinf(v) if k in may_be_nan else ~np.isfinite(v)
         if v.dtype.kind == "f" and bad.any():
             raise CorruptFileError(path, f"array {k!r} holds NaN or infinite values")
+
+
+Loader = TypeVar("Loader", bound=Callable[..., Any])
+
+
+def card_loader(fn: Loader) -> Loader:
+    """A loader of a file with a card: a card field of the wrong type or shape (the checksum covers
+    the arrays, not the card) is one CorruptFileError naming the card, not a traceback."""
+    @functools.wraps(fn)
+    def load(path: Path | str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(path, *args, **kwargs)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise CorruptFileError(card_path(path), f"a field has the wrong form ({type(exc).__name__}: {exc})") \
+                from None
+    return load  # type: ignore[return-value]

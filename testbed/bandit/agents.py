@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Mapping, Protocol
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -485,8 +485,3 @@ class LinUCB(_LinearAgent):
 AGENTS: dict[str, type[Agent]] = {cls.kind: cls for cls in (FixedDensity, Oracle, NeuralLinearThompson,
                                                             EpsilonGreedy, LinUCB)}
 """The registry of agent kinds (the name a saved state records)."""
-
-
-def regret_curve(regrets: Sequence[float]) -> np.ndarray:
-    """Cumulative regret after each query."""
-    return np.cumsum(np.asarray(regrets, dtype=np.float64))

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from testbed.bandit._files import read_npz_card, require, write_npz_card
+from testbed.bandit._files import card_loader, read_npz_card, require, write_npz_card
 from testbed.bandit.errors import MismatchError
 from testbed.query import DENSITIES
 
@@ -172,6 +172,7 @@ def save_backbone(backbone: Backbone, path: Path | str) -> None:
     write_npz_card(path, backbone.arrays(), card)
 
 
+@card_loader
 def load_backbone(path: Path | str, densities: Sequence[int] | None = None, dim_in: int | None = None) -> Backbone:
     """Read a backbone; with `densities` or `dim_in` given, one made for others is refused."""
     arrays, card = read_npz_card(path, FORMAT, VERSION)

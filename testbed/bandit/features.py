@@ -87,10 +87,6 @@ class PCA:
     def dim_in(self) -> int:
         return int(self.mean.shape[0])
 
-    @property
-    def dim_out(self) -> int:
-        return int(self.components.shape[0])
-
 
 def fit_pca(x: np.ndarray, d: int = PCA_DIM) -> PCA:
     """Top-d principal components of (m, D) embeddings. Deterministic: each component's sign is

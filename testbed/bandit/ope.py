@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from testbed.bandit._files import read_npz_card, require, write_npz_card
+from testbed.bandit._files import card_loader, read_npz_card, require, write_npz_card
 from testbed.bandit.agents import Agent, Decision
 from testbed.bandit.errors import CorruptFileError
 
@@ -88,6 +88,7 @@ def save_log(log: DecisionLog, path: Path | str) -> None:
                                   "meta": log.meta})
 
 
+@card_loader
 def load_log(path: Path | str) -> DecisionLog:
     arrays, card = read_npz_card(path, FORMAT, VERSION)
     dens = tuple(int(d) for d in card.get("densities", ()))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from testbed.bandit._files import read_npz_card, require, write_npz_card
+from testbed.bandit._files import card_loader, read_npz_card, require, write_npz_card
 from testbed.bandit.agents import Agent
 from testbed.bandit.errors import CorruptFileError, MismatchError
 
@@ -45,6 +45,7 @@ def _describe(key: str, saved: Any, here: Any) -> str:
     return f"{key} is {saved!r} in the file, {here!r} in this run"
 
 
+@card_loader
 def load_agent_state(path: Path | str, agent: Agent) -> tuple[np.random.Generator, dict[str, Any]]:
     """Restore a saved state into `agent` (built with the same configuration) and return the
     generator to continue with and the card's `extra`. Raises MismatchError or CorruptFileError."""

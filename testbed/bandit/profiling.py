@@ -26,7 +26,7 @@ from testbed.bandit.agents import (
     Oracle,
     RawFeatures,
 )
-from testbed.bandit._files import card_path, read_npz_card, require, write_npz_card
+from testbed.bandit._files import card_loader, card_path, read_npz_card, require, write_npz_card
 from testbed.bandit.backbone import Backbone, full_information, load_backbone, save_backbone, train_backbone
 from testbed.bandit.errors import MismatchError
 from testbed.bandit.features import PCA, ContextBuilder, fit_context_builder
@@ -156,6 +156,7 @@ def save_profiling(profiling: Profiling, path: Path | str) -> None:
     write_npz_card(path, arrays, card)
 
 
+@card_loader
 def load_profiling(path: Path | str) -> Profiling:
     """Read what `save_profiling` wrote; a missing, corrupt or mismatched file (or backbone) is one
     BanditFileError naming it."""

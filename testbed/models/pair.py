@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from testbed.errors import ConfigError
+from testbed.models import PRESETS
 from testbed.models.encoder import HFVisionEncoder, VisionEncoder, load_encoder, real_size_encoder, tiny_encoder
 from testbed.models.text import ByteTokenizer, TextTokenizer, load_tokenizer, save_tokenizer
 
@@ -319,9 +320,6 @@ def load_pair(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.floa
     return VLMPair(encoders, models, str(folder))
 
 
-PRESETS = ("tiny", "real-size", "pocket")
-
-
 def make_pair(preset: str, device: str = "cpu") -> VLMPair:
     """`tiny`, `real-size`, `pocket`, or a local model-pair folder."""
     if preset == "tiny":
@@ -334,6 +332,6 @@ def make_pair(preset: str, device: str = "cpu") -> VLMPair:
         return pocket_pair(device=device)
     path = Path(preset)
     if not path.is_dir():
-        raise ConfigError("models.preset", f"{preset!r} is neither 'tiny', 'real-size', 'pocket' nor a model-pair "
+        raise ConfigError("models.preset", f"{preset!r} is neither {', '.join(map(repr, PRESETS))} nor a model-pair "
                                            "folder")
     return load_pair(path, device)

@@ -34,10 +34,11 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Contex
                                       StreamDone, StreamPolicy, Submit, Tokenize, Tokens, WaitAny)
 from testbed.query import Frame, Stream
 from testbed.streams.labels import labels_of, uncertainty
+from testbed.streams.specs import BANDS as TABLE2_BANDS
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 
-BANDS = {20: 0.25, 35: 0.40, 50: 0.55}
-"""Table 2's call-ratio bands (their lower bound, %) and the target share the baselines aim at."""
+BANDS = {int(lo): (lo + hi) / 200 for lo, hi in TABLE2_BANDS}
+"""Table 2's call-ratio bands (their lower bound, %) and the target share the baselines aim at (the middle)."""
 
 
 def _check(cond: bool, key: str, what: str) -> None:

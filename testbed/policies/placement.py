@@ -17,7 +17,6 @@ from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
 from testbed.policies.effects import (Compress, Crop, Decompress, Describe, EdgeStep, Emit, Infer, Inspect, NextFrame,
                                       Offload, Submit, Tokenize, Tokens, Wait, WaitAny)
-from testbed.query import Media
 
 ALLOWED: dict[type, frozenset[str]] = {
     Tokenize: frozenset({"local", "edge"}),
@@ -120,7 +119,3 @@ def upload_bytes(off: Offload) -> int:
     the prompts it needs at the edge."""
     return sum(p.nbytes for p in off.payloads if not p.held) + sum(text_bytes(q, o) for q, o in prompts(off))
 
-
-def uploaded_media(off: Offload) -> list[Media]:
-    """Media files the Offload uploads."""
-    return [p.media for p in off.payloads if p.media is not None]

@@ -10,14 +10,19 @@ scaling divides logits, and dividing probabilities fits a meaningless temperatur
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from testbed.errors import TestbedError
+from testbed.jsonfile import read_json
 from testbed.query import QueryRecord
+
+if TYPE_CHECKING:
+    from testbed.scenario import Scenario
 
 ECE_BINS = 15
 """Equal-width confidence bins of every ECE and reliability diagram (Guo et al. 2017 use 15)."""
@@ -229,12 +234,7 @@ def save_calibration(path: Path, report: CalibrationReport, meta: dict[str, Any]
 def load_calibration(path: Path) -> Calibration:
     """The temperatures of a calibration file `testbed calibrate` wrote; a missing, corrupt or
     foreign file is one CalibrationError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"{path}: not a readable calibration file ({exc})") from None
+    data = read_json(path, CalibrationError, "calibration file")
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
         raise CalibrationError(f"{path}: not a calibration file (written by `testbed calibrate TRACE --out FILE`)")
     if data.get("version") != FILE_VERSION:
@@ -247,3 +247,12 @@ def load_calibration(path: Path) -> Calibration:
             raise CalibrationError(f"{path}: {key} must be a positive number, got {v!r}")
         temps.append(float(v))
     return Calibration(temps[0], temps[1])
+
+
+def scenario_calibration(sc: Scenario, profile_split: Sequence[QueryRecord]) -> tuple[Calibration, str]:
+    """The temperatures a run uses and where they came from: the scenario's calibration file, or a
+    fit on the profiling split."""
+    if sc.calibration.file:
+        path = sc.resolve_path(sc.calibration.file)
+        return load_calibration(path), f"file {path}"
+    return fit_calibration(profile_split), "fitted on the profiling split"

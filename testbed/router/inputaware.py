@@ -11,13 +11,15 @@ returns a score; the policy applies the threshold.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from testbed.errors import TestbedError
+from testbed.jsonfile import read_json
 from testbed.query import QueryRecord
 from testbed.router.signals import FEATURES, feature_vector
 
@@ -62,7 +64,7 @@ class InputAwareRouter:
                 "train_accuracy": self.train_accuracy}
 
     @classmethod
-    def from_json(cls, data: Any, name: str = "router") -> "InputAwareRouter":
+    def from_json(cls, data: Any, name: str = "router") -> InputAwareRouter:
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
             raise RouterError(f"{name}: not an input-aware router file (format {FORMAT} v{VERSION})")
         try:
@@ -83,12 +85,7 @@ def save_router(router: InputAwareRouter, path: Path) -> None:
 
 
 def load_router(path: Path) -> InputAwareRouter:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RouterError(f"router file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RouterError(f"{path}: not a readable router file ({exc})") from None
+    data = read_json(path, RouterError, "router file")
     return InputAwareRouter.from_json(data, str(path))
 
 

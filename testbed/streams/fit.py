@@ -47,7 +47,8 @@ def fit_spec(spec: StreamSpec, seed: int = 1, max_nfev: int = 200) -> tuple[Stre
         return replace(spec, **values)
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        got = reference_metrics(make(x), outcomes(make(x), d))
+        candidate = make(x)
+        got = reference_metrics(candidate, outcomes(candidate, d))
         return np.array([(got[p][m] - v) / max(v, 5.0) for p, m, v in goal])
 
     x0 = np.array([getattr(spec, n) for n in names], dtype=float)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BANDS = ((20.0, 30.0), (35.0, 45.0), (50.0, 60.0))
-"""Seed 001 Table 2's LVLM call-ratio bands, in %."""
+from testbed.streams.specs import BANDS, band_label
+
 
 
 def label_metrics(task: str, labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -48,7 +48,7 @@ def lcr_band(lcr: float) -> str:
         return "100%"
     for lo, hi in BANDS:
         if lo <= lcr <= hi:
-            return f"{lo:.0f}-{hi:.0f}%"
+            return band_label(lo, hi)
     return "out of band"
 
 
@@ -56,7 +56,7 @@ def summarize_frames(frames: pd.DataFrame) -> pd.DataFrame:
     """One row per (benchmark, policy) from per-frame rows (testbed.streams.run.FrameRun.row)."""
     rows: list[dict[str, Any]] = []
     for (bench, policy), d in frames.groupby(["benchmark", "policy"], sort=False):
-        c = len(d.categories_n.iloc[0]) if "categories_n" in d else int(d.n_categories.iloc[0])
+        c = int(d.n_categories.iloc[0])
         y = np.zeros((len(d), c), dtype=bool)
         p = np.zeros((len(d), c), dtype=bool)
         for i, (ls, ps) in enumerate(zip(d.labels, d.pred)):

@@ -16,10 +16,11 @@ import pandas as pd
 from testbed.results import RunResult, label, versions, write_queries
 from testbed.streams.metrics import summarize_frames
 from testbed.streams.paper import TABLE1, TABLE2, role
+from testbed.streams.specs import BANDS, band_label
 
 METHODS = {"svlm-only": "SVLM Only", "lvlm-only": "LVLM Only", "distributed-vlm": "Distributed VLM",
            "laecips-like": "LAECIPS-like", "adas-like": "ADAS-like", "edgevlm": "edgeVLM"}
-BAND_ORDER = ("", "20-30%", "35-45%", "50-60%", "100%", "out of band")
+BAND_ORDER = ("", *(band_label(lo, hi) for lo, hi in BANDS), "100%", "out of band")
 
 
 def family(policy: str) -> str:
@@ -107,11 +108,12 @@ def orderings(summary: pd.DataFrame) -> list[str]:
             ok = (lvlm < svlm) == below
             lines.append(f"{'PASS' if ok else 'FAIL'} {bench}: LVLM-only {'below' if below else 'above'} SVLM-only "
                          f"on {score}, as in seed 001 ({lvlm:.2f} vs {svlm:.2f})")
-        for band in ("20-30%", "35-45%", "50-60%"):
+        for lo, hi in BANDS:
+            band = band_label(lo, hi)
             here = d[d.band == band]
             ev = here[here.method == "edgevlm"]
             others = here[here.method.isin(["laecips-like", "adas-like"])]
-            meant = d[d.policy.str.endswith(f"-lcr{band[:2]}")]
+            meant = d[d.policy.str.endswith(f"-lcr{lo:.0f}")]
             missing = sorted(set(meant.method) - set(here.method))
             if missing:
                 got = ", ".join(f"{r.policy} {r.lcr:.1f}%" for r in meant.itertuples() if r.method in missing)
@@ -175,7 +177,7 @@ def plot_f1_over_lcr(summary: pd.DataFrame, path: Path, title: str) -> None:
         for m, g in d.groupby("method", sort=False):
             g = g.sort_values("lcr")
             ax.plot(g.lcr, g[score], label=METHODS.get(m, m), **policy_style(str(m)))
-        for lo, hi in ((20, 30), (35, 45), (50, 60)):
+        for lo, hi in BANDS:
             ax.axvspan(lo, hi, color="grey", alpha=0.1)
         ax.set_xlabel("LVLM call ratio (%)")
         ax.set_ylabel("Micro-F1 (%)" if score == "micro_f1" else "accuracy (%)")

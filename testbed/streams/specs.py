@@ -14,6 +14,13 @@ LINK = {"up_mbps": 211.0, "down_mbps": 72.0, "rtt_ms": 42.0, "efficiency": 1 / 1
 link model's default, ZeroMQ over a shaped link)."""
 TAU_S = 1.0
 """Seed 001 Sec. 4.1.2: a frame's answer is due tau = 1 s after capture (DriveVLM)."""
+BANDS = ((20.0, 30.0), (35.0, 45.0), (50.0, 60.0))
+"""Seed 001 Table 2's LVLM call-ratio bands, in %."""
+
+
+def band_label(lo: float, hi: float) -> str:
+    """A band as Table 2 writes it, e.g. '20-30%'."""
+    return f"{lo:.0f}-{hi:.0f}%"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ sim (an independent implementation, used to fit the parameters and to check the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from testbed.errors import TraceError
 from testbed.streams.labels import predicted  # noqa: F401  (re-exported)
-from testbed.traces import META_PARAMS, META_PROVENANCE
+from testbed.traces import META_PARAMS, META_PROVENANCE, check_columns, read_table, schema_table
 
 SCHEMA_VERSION = 1
 META_VERSION = b"testbed.stream_schema_version"
@@ -150,23 +150,8 @@ class StreamWorkload:
 
 def to_table(frame: pd.DataFrame, provenance: str, parameters: dict[str, Any] | None = None) -> pa.Table:
     """Arrow table with the stream schema and metadata; checks column names and types."""
-    if not (provenance.startswith("synthetic:") or provenance.startswith("live:")):
-        raise TraceError(f"provenance {provenance!r} must start with 'synthetic:' or 'live:'")
-    fields = []
-    for name in frame.columns:
-        tp = REQUIRED.get(name) or OPTIONAL.get(name)
-        if tp is None:
-            raise TraceError(f"column {name!r} is not in stream trace schema v{SCHEMA_VERSION}")
-        fields.append(pa.field(name, tp))
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise TraceError(f"stream trace is missing required column {missing[0]!r}")
-    meta = {META_VERSION: str(SCHEMA_VERSION).encode(), META_PROVENANCE: provenance.encode(),
-            META_PARAMS: json.dumps(parameters or {}, sort_keys=True).encode()}
-    try:
-        return pa.Table.from_pandas(frame, schema=pa.schema(fields, metadata=meta), preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TraceError(f"stream trace column has the wrong type: {exc}") from None
+    return schema_table(frame, provenance, parameters, required=REQUIRED, optional=OPTIONAL,
+                        version=SCHEMA_VERSION, version_key=META_VERSION, what="stream trace")
 
 
 def write_stream_trace(frame: pd.DataFrame, path: Path, provenance: str,
@@ -177,13 +162,7 @@ def write_stream_trace(frame: pd.DataFrame, path: Path, provenance: str,
 
 def read_stream_trace(path: Path) -> StreamWorkload:
     """Read and validate a stream trace; every problem is one TraceError naming the file."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise TraceError(f"stream trace file not found: {path}") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TraceError(f"{path}: not a readable Parquet stream trace ({exc})") from None
-    return table_to_streams(table, str(path))
+    return table_to_streams(read_table(path, "stream trace"), str(path))
 
 
 def _list_values(col: pa.ChunkedArray, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -204,15 +183,7 @@ def table_to_streams(table: pa.Table, name: str = "stream trace") -> StreamWorkl
         raise TraceError(f"{name}: no stream schema version in the file metadata{hint}")
     if version != str(SCHEMA_VERSION).encode():
         raise TraceError(f"{name}: stream schema version {version.decode()} but this testbed reads {SCHEMA_VERSION}")
-    for col in table.column_names:
-        want = REQUIRED.get(col) or OPTIONAL.get(col)
-        if want is None:
-            raise TraceError(f"{name}: column {col!r} is not in stream trace schema v{SCHEMA_VERSION}")
-        if not table.schema.field(col).type.equals(want):
-            raise TraceError(f"{name}: column {col!r} has type {table.schema.field(col).type}, expected {want}")
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise TraceError(f"{name}: missing required column {missing[0]!r}")
+    check_columns(table, name, REQUIRED, OPTIONAL, f"stream trace schema v{SCHEMA_VERSION}")
     if table.num_rows == 0:
         raise TraceError(f"{name}: the trace holds no frames")
     for col in table.column_names:
@@ -289,6 +260,7 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
 
     recorded = table.column("recorded_s").to_pylist() if "recorded_s" in table.column_names else None
     paths = table.column("path").to_pylist() if "path" in table.column_names else None
+    latency = table.column("large_latency_s").to_numpy() if "large_latency_s" in table.column_names else None
     offsets = {c: np.concatenate([[0], np.cumsum(v[0])]) for c, v in lists.items()}
     nested_offsets = {c: np.concatenate([[0], np.cumsum(v[0] * n_cat)]) for c, v in nested.items()}
     streams = []
@@ -339,8 +311,7 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
             small=mat("small_logits"), large=mat("large_logits"), cloud_s=scalars["cloud_s"][idx].astype(np.float64),
             image_bytes=scalars["image_bytes"][idx].astype(np.int64), context=ctx.get("context_logits"),
             context_focus=ctx.get("context_focus_logits"),
-            large_latency_s=(table.column("large_latency_s").to_numpy()[idx].astype(np.float64)
-                             if "large_latency_s" in table.column_names else None),
+            large_latency_s=latency[idx].astype(np.float64) if latency is not None else None,
             roi=mat("large_roi") if "large_roi" in lists else None,
             recorded=tuple(dict(recorded[i] or []) for i in idx) if recorded is not None else (),
             paths=tuple(paths[i] for i in idx) if paths is not None else ()))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TraceError
+from testbed.jsonfile import read_json
 from testbed.query import Media, Query, QueryRecord
 from testbed.traces import SPLITS, Workload
 
@@ -108,12 +109,7 @@ def read_manifest(path: Path) -> Workload:
 def read_mvbench(path: Path, video_root: Path | None = None) -> Workload:
     """One MVBench task's annotation JSON (a list of {video, question, candidates, answer}, the
     answer given as the candidate's text) as a Workload; videos are under `video_root`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TraceError(f"MVBench annotation not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TraceError(f"{path}: not an MVBench annotation JSON ({exc})") from None
+    data = read_json(path, TraceError, "MVBench annotation")
     if not isinstance(data, list) or not data:
         raise TraceError(f"{path}: expected a non-empty JSON list of questions")
     root = video_root or path.parent
