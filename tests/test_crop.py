@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -195,6 +196,38 @@ def test_entropy_crop_retransmits_the_attention_crop_only_when_unsure():
     assert held.held and held.media.view == "global" and not local.held and local.media.view == "crop"
     assert [type(s) for s in second.steps] == [Tokenize, Tokenize, Infer]  # both views, one Infer
     assert answer.score == pytest.approx(max_probability(UNSURE))
+
+
+def test_a_box_from_a_faulty_edge_is_clipped_or_the_global_answer_stands():
+    seen, _ = _script(entropy_crop, UNSURE, roi=(900, 700, 1300, 1100))
+    assert seen[2].box == (900, 700, 1000, 800)  # clipped to the 1000 x 800 image
+    seen, answer = _script(entropy_crop, UNSURE, roi=(2000, 0, 2100, 100))
+    assert [type(e) for e in seen] == [Crop, Offload] and answer.fallback and answer.choice == 0
+
+
+def test_views_locate_and_held_payloads_survive_the_wire():
+    from testbed.policies.effects import Locate
+    from testbed.policies.remote import digest, offload_from_request, offload_request
+
+    g = Payload("image", 3, media=ImageMeta(336, 252, 3, "g.jpg", "global"), data=b"abc")
+    c = Payload("image", 2, media=ImageMeta(40, 30, 2, "c.jpg", "crop", (10, 20, 50, 50), (1000, 800)), data=b"de")
+    loc = Locate(0.25, 0.4, 1000, 800)
+    steps = (Tokenize(g.media, _sampler(), False, "large"), Tokenize(c.media, _sampler(), False, "large"),
+             Infer("large", None, 16, "q?", ("a", "b"), locate=loc))
+    meta, frames = offload_request(Offload((replace(g, held=True), c), steps))
+    assert frames[0] == b"" and meta["payloads"][0]["held"] == digest(b"abc")  # held: no bytes travel
+    sizes = {b"abc": (336, 252), b"de": (40, 30)}
+    off = offload_from_request(meta, frames, lambda i, kind, data: ImageMeta(*sizes[bytes(data)], len(data)),
+                               held_for={digest(b"abc"): b"abc"}.get)
+    got_g, got_c = off.payloads
+    assert got_g.held and got_g.media.view == "global" and got_c.media.box == (10, 20, 50, 50)
+    assert got_c.media.source_size == (1000, 800) and off.steps[-1].locate == loc
+
+
+def _sampler():
+    from testbed.tokenizer.sampling import DEFAULT_SAMPLER
+
+    return DEFAULT_SAMPLER
 
 
 def test_baselines_send_what_they_say():

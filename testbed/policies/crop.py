@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from testbed.config import help_field
-from testbed.crop import GLOBAL_SIDE, crop_side, max_probability, min_entropy, random_box, unit_draw
+from testbed.crop import (GLOBAL_SIDE, CropError, clip_box, crop_side, max_probability, min_entropy, random_box,
+                          unit_draw)
 from testbed.errors import ConfigError, TestbedError
 from testbed.policies.base import PolicyContext
 from testbed.policies.baselines import device_native, edge_answer
@@ -172,7 +173,11 @@ def entropy_crop(q: Query, ctx: PolicyContext) -> Policy:
         return (yield from device_native(q, ctx, fallback=True))
     if min_entropy(first.option_logits) <= plan.h_min_above or first.roi is None:
         return _answer(ctx, first, max_probability(first.option_logits))
-    return (yield from _round_two(q, ctx, media, g, first, first.roi))
+    try:  # the edge clips its boxes; one from a faulty edge is clipped here, or the global answer stands
+        box = clip_box(first.roi, media.width, media.height)
+    except CropError:
+        return _answer(ctx, first, max_probability(first.option_logits), fallback=True)
+    return (yield from _round_two(q, ctx, media, g, first, box))
 
 
 def random_crop(q: Query, ctx: PolicyContext) -> Policy:
