@@ -297,11 +297,16 @@ def _cmd_record(args: argparse.Namespace) -> int:
     sc = with_overrides(sc, overrides, FLAGS) if overrides else sc
     workload = load_media_workload(sc, args.queries)
     pair = make_pair(sc.models.preset, sc.models.device)
+    from testbed.policies.registry import resolve
+
+    # seed 003: a scenario that runs the crop policies records each image's crop outcomes too
+    crops = any(resolve(p).router == "min-entropy" for p in sc.policies.run)
     console = Console()
     with progress_bar(console) as bar:
         task = bar.add_task(f"recording {len(workload.records)} queries", total=len(workload.records))
         out = record(workload, pair, Path(args.out), device=sc.models.device, default_density=sc.models.default_density,
-                     wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n))
+                     wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n),
+                     crop_knobs=sc.policies.knobs_for("entropy-crop") if crops else None, seed=sc.seed)
     console.print(f"wrote {out}: {len(workload.records)} queries, every arm ({workload.provenance}; models "
                   f"{pair.preset} on {sc.models.device})")
     return 0

@@ -9,7 +9,10 @@ for NoSharing); and Collaborative's compression of the 1-FPS tokens. Each arm's 
 trace's columns and each stage's measured time into `recorded_s`, under the keys the sim replays.
 
 An image query (image QA) has one frame: it is tokenized once per side (`*.tokenize.image`), and
-the same arms run on that frame. Every query also gets seed 002's input signals (signal_* columns,
+the same arms run on that frame. With seed 003's crop knobs (a scenario that runs its policies),
+an image query also gets its crop outcomes (view_* columns, `live.run.view_outcomes`) and the times
+of their stages (`local.crop.*`, `edge.tokenize.image.<view>`, `edge.infer.*.<views>.*`,
+`edge.locate`). Every query also gets seed 002's input signals (signal_* columns,
 measured from the file by the same function a real run's Inspect calls) and their time
 (`local.inspect.*`).
 
@@ -29,7 +32,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from live.real import WIRE_DTYPES, RealNode, describe_tokens, to_density
+from live.real import WIRE_DTYPES, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
@@ -50,15 +53,36 @@ class Recorder:
     """Runs every arm of a query and returns its trace row (a dict of trace columns)."""
 
     def __init__(self, pair: VLMPair, default_density: int = 16, wire_dtype: str = "fp16", chunk_frames: int = 16,
-                 clock: Clock = time.perf_counter) -> None:
+                 clock: Clock = time.perf_counter, crop_knobs: Any = None, seed: int = 0) -> None:
         self.device = RealNode(pair, 1, chunk_frames, clock)
         self.edge = RealNode(pair, 1, chunk_frames, clock)
         self.pair, self.density, self.clock = pair, default_density, clock
         self.wire = WIRE_DTYPES[wire_dtype]
+        self.crop_knobs, self.seed = crop_knobs, seed
+        self.interp = RealInterpreter([self.device], self.edge, InProcEdge(), wire_dtype=wire_dtype, clock=clock) \
+            if crop_knobs is not None else None
 
     def close(self) -> None:
+        if self.interp is not None:
+            self.interp.close()
         self.device.close()
         self.edge.close()
+
+    def _views(self, stages: dict[str, float], sizes: dict[str, int], rec: QueryRecord) -> dict[str, Any]:
+        """Seed 003's crop outcomes of an image query (view_* columns) and their stage times."""
+        from live.run import view_outcomes
+
+        assert self.interp is not None
+        knobs = self.crop_knobs
+        v, ledger = view_outcomes(self.interp, rec, knobs, knobs.view_tokens or self.density, self.seed)
+        stages.update(ledger.stages)
+        sizes.update({k: n for k, n in ledger.sizes.items() if k not in sizes})
+        return {"view_global_logits": [float(x) for x in v.global_logits],
+                "view_crop_logits": [float(x) for x in v.crop_logits],
+                "view_random_logits": [float(x) for x in v.random_logits],
+                "view_full_logits": [float(x) for x in v.full_logits], "view_box": list(v.box),
+                "view_global_bytes": v.global_bytes, "view_crop_bytes": v.crop_bytes,
+                "view_random_bytes": v.random_bytes}
 
     def _timed(self, stages: dict[str, float], key: str, work: Callable[[], Any]) -> Any:
         t0 = self.clock()
@@ -121,6 +145,8 @@ class Recorder:
         received = self._codec(s, sizes, "image", a, large)
         row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
         row.update(self._signals(s, rec))
+        if self.crop_knobs is not None:
+            row.update(self._views(s, sizes, rec))
         return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": 0.0, "fps": 1.0,
                 "n_frames": 1, "width": m.width, "height": m.height, "file_bytes": m.file_bytes, "keyframes": [0],
                 "question": q.question, "options": list(q.options), "answer": rec.answer, **row,
@@ -189,9 +215,10 @@ def _done(partial: Path) -> dict[str, dict[str, Any]]:
 
 def record(workload: Workload, pair: VLMPair, out: Path, *, device: str = "cpu", default_density: int = 16,
            wire_dtype: str = "fp16", progress: Callable[[int], None] | None = None,
-           stop_after: int | None = None) -> Path | None:
+           stop_after: int | None = None, crop_knobs: Any = None, seed: int = 0) -> Path | None:
     """Record `workload` into the trace `out`; returns its path, or None when `stop_after` queries
-    were done and the recording is left to resume (used by tests)."""
+    were done and the recording is left to resume (used by tests). With `crop_knobs` (seed 003's
+    CropKnobs), image queries get their crop outcomes too (random-crop's box drawn with `seed`)."""
     partial = out.with_name(out.name + ".partial.jsonl")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +232,7 @@ def record(workload: Workload, pair: VLMPair, out: Path, *, device: str = "cpu",
                            "remove it to start afresh")
     if progress and done:
         progress(len(done))
-    recorder = Recorder(pair, default_density, wire_dtype)
+    recorder = Recorder(pair, default_density, wire_dtype, crop_knobs=crop_knobs, seed=seed)
     try:
         with open(partial, "a") as fh:
             for n, rec in enumerate(r for r in workload.records if r.query.query_id not in done):

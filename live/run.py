@@ -30,7 +30,7 @@ from testbed.policies.placement import run_steps
 from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord, ViewOutcomes
 from testbed.profiles import load_profile
-from testbed.results import QueryRun, RunResult, crop_plan_rows, order_rows, routing_rows
+from testbed.results import Ledger, QueryRun, RunResult, crop_plan_rows, order_rows, routing_rows
 from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.router.signals import media_signals
 from testbed.scenario import Scenario
@@ -137,11 +137,13 @@ def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, de
     return out
 
 
-def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens: int, seed: int) -> ViewOutcomes:
+def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens: int,
+                  seed: int) -> tuple[ViewOutcomes, Ledger]:
     """Seed 003's outcomes of one image query, for real: the large model on the global view (always
     locating its region of interest), with the attention crop, with random-crop's box, and on the
-    full-resolution tiles, through the same effects the policies yield (in this process). What the
-    crop threshold is picked on, and what a crop trace records."""
+    full-resolution tiles, through the same effects the policies yield (in this process); and the
+    ledger of that work (each stage's time under its key). What the crop threshold is picked on,
+    and what a recorded trace's view_* columns hold."""
     from testbed.crop import crop_side, random_box
     from testbed.policies.crop import view_steps
 
@@ -163,7 +165,7 @@ def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens:
     full = interp.perform(Crop(media, "full"), run)
     return ViewOutcomes(first.option_logits, edge((replace(g, held=True), c)).option_logits,
                         edge((replace(g, held=True), r)).option_logits, edge((full,)).option_logits, first.roi,
-                        g.nbytes, c.nbytes, r.nbytes)
+                        g.nbytes, c.nbytes, r.nbytes), run.ledger
 
 
 def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequence[QueryRecord],
@@ -267,7 +269,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
                 tokens = knobs.view_tokens or density
                 interp = RealInterpreter(devices, edge, InProcEdge(), wire_dtype=sc.models.dtype)
                 try:
-                    profiled_records = [replace(r, views=view_outcomes(interp, r, knobs, tokens, sc.seed))
+                    profiled_records = [replace(r, views=view_outcomes(interp, r, knobs, tokens, sc.seed)[0])
                                         for r in profiled_records]
                 finally:
                     interp.close()

@@ -30,7 +30,7 @@ from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
 from testbed.results import (Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key, frame_infer_key,
-                             infer_key, inspect_key, locate_key, sampler_kind, tokenize_key)
+                             infer_key, inspect_key, locate_key, sampler_kind, tokenize_key, view_key)
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
@@ -288,7 +288,7 @@ class SimInterpreter(Interpreter):
         else:
             (w, h), box, view, nbytes = (media.width, media.height), None, "full", media.file_bytes
         node = self.w.devices[run.client]
-        key = crop_key(view)
+        key = crop_key(view_key(view))
         dur = 0.0 if view == "full" else \
             _duration(run.rec, key, lambda: costs.inspect_cost(node.profile, media, DEFAULT_SAMPLER))
         yield from self._hold(node, node.cpu, dur, run.ledger, "local")

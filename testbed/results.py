@@ -34,7 +34,8 @@ def stage_key(where: str, what: str, *detail: object) -> str:
 def tokenize_key(site: str, eff: Tokenize) -> str:
     """An image is one frame: nothing to pipeline, one key whatever the effect asks."""
     if eff.media.kind == "image":
-        return image_tokenize_key(site)
+        view = getattr(eff.media, "view", "")
+        return stage_key(site, "tokenize", "image", view_key(view)) if view else image_tokenize_key(site)
     return stage_key(site, "tokenize", sampler_kind(eff), "pipelined" if eff.pipelined else "sequential")
 
 
@@ -42,7 +43,13 @@ def infer_key(site: str, model: ModelName, tokens: Tokens, density: int) -> str:
     """The large model's key says whether it ran on the small model's encoder's tokens (shared); every
     key names the sampler the frames came from (their number differs), e.g. ``local.infer.small.fps.a16``."""
     encoder = ("shared" if tokens.encoder == "small" else "native",) if model == "large" else ()
-    return stage_key(site, "infer", model, *encoder, *_sampler(tokens.sampler), f"a{density}")
+    views = ("+".join(view_key(v) for v in tokens.views),) if tokens.views else ()  # seed 003's image views
+    return stage_key(site, "infer", model, *encoder, *_sampler(tokens.sampler), *views, f"a{density}")
+
+
+def view_key(view: str) -> str:
+    """A seed-003 view as stage keys name it: a random crop costs what any crop of its size does."""
+    return "crop" if view.startswith("crop") else view
 
 
 def describe_key(sampler: str) -> str:

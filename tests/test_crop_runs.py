@@ -210,3 +210,35 @@ def test_the_pocket_region_map_finds_a_small_shape(tmp_path):
         hits += x0 <= xs.mean() < x1 and y0 <= ys.mean() < y1
     assert len(seen) == 5 and hits >= 4
     assert pair.models["small"].roi_map(tokens, "what?", ("a",)) is None  # the small head has no attention
+
+
+def test_a_recorded_crop_trace_replays_in_the_sim(images, tmp_path):
+    """`testbed record` on a scenario running the crop policies records each image's views for real;
+    the sim replays the four policies on it with the bytes those real views have."""
+    from cli.main import main
+    from testbed.crop_image import make_view
+    from testbed.traces import read_trace
+
+    knobs = '[policies.entropy-crop]\ntarget_retransmit_share = 1.0\ncrop_scale = 0.5\nglobal_side = 64\n'
+    (tmp_path / "rec.toml").write_text(f'[workload]\nkind = "manifest"\npath = "{images / "m.jsonl"}"\n'
+                                       f'[policies]\nrun = {json.dumps(POLICIES)}\nbaselines = []\n{knobs}')
+    assert main(["record", str(tmp_path / "rec.toml"), "--out", str(tmp_path / "t.parquet")]) == 0
+    wl = read_trace(tmp_path / "t.parquet")
+    for r in wl.records:
+        path = images / f"{r.query.query_id.replace('q', 'im')}.jpg"
+        assert r.views.global_bytes == len(make_view(path, "global", side=64)[0])
+        assert r.views.crop_bytes == len(make_view(path, "crop", r.views.box)[0])
+        assert (r.views.box[2] - r.views.box[0], r.views.box[3] - r.views.box[1]) == (45, 45)  # 0.5 x 90 px
+        assert "edge.locate" in r.recorded_s and "local.crop.global" in r.recorded_s
+    (tmp_path / "sim.toml").write_text(f'[workload]\nkind = "trace"\npath = "{tmp_path / "t.parquet"}"\n'
+                                       f'[policies]\nrun = {json.dumps(POLICIES)}\nbaselines = []\n{knobs}')
+    assert main(["sim", str(tmp_path / "sim.toml"), "--out", str(tmp_path / "res")]) == 0
+    (run,) = (tmp_path / "res" / "sim").iterdir()
+    q = pd.read_parquet(run / "queries.parquet")
+    ec = q[q.policy == "entropy-crop"].set_index("query_id")
+    recs = {r.query.query_id: r for r in wl.records}
+    assert (ec.round_trips == 2).all() and len(ec) == 2
+    for qid, row in ec.iterrows():
+        v = recs[qid].views
+        text = len(recs[qid].query.question.encode()) + sum(len(o) + 1 for o in recs[qid].query.options)
+        assert row.bytes_up == v.global_bytes + v.crop_bytes + 2 * text
