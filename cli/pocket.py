@@ -369,12 +369,14 @@ def _cmd_workload(args: argparse.Namespace) -> int:
 
 
 def _cmd_crop_workload(args: argparse.Namespace) -> int:
-    from live.pocket_videos import CROP_SCENARIO, small_object_workload
+    from live.pocket_videos import CROP_SCENARIO, CROP_SWEEP, CROP_TRACE, small_object_workload
 
     out = Path(args.out)
     manifest = small_object_workload(out, args.images, args.canvas, args.object, args.seed)
     print(f"small-object image QA (seed 003): {manifest} ({args.images} easy-VQA shapes of {args.object} px in "
-          f"{args.canvas} px canvases); run it: testbed live {out / CROP_SCENARIO} --inproc --queries 600")
+          f"{args.canvas} px canvases); run it: testbed live {out / CROP_SCENARIO} --inproc --queries 600; record "
+          f"it: testbed record {out / CROP_SCENARIO} --queries 600 --out {out / CROP_TRACE}, then sweep it: "
+          f"testbed sim {out / CROP_SWEEP}")
     return 0
 
 

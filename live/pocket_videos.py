@@ -97,6 +97,8 @@ def video_workload(folder: Path, clips: int = 30, scenes: int = 80, scene_frames
 
 CROP_MANIFEST = "pocket-crop.jsonl"
 CROP_SCENARIO = "pocket-crop.toml"
+CROP_TRACE = "pocket-crop-trace.parquet"
+CROP_SWEEP = "pocket-crop-sweep.toml"
 
 
 def small_object_workload(folder: Path, n_images: int = 300, canvas: int = 896, object_px: int = 48, seed: int = 0,
@@ -104,7 +106,8 @@ def small_object_workload(folder: Path, n_images: int = 300, canvas: int = 896, 
     """The first `n_images` easy-VQA test images, each pasted at `object_px` pixels into a `canvas` x
     `canvas` JPEG (quality 95) at a seeded random place, as image queries (every question of each
     image); a seeded `profile_share` of the images are the profiling split. Writes the manifest and
-    a scenario running seed 003's four policies with the pocket pair."""
+    a scenario running seed 003's four policies with the pocket pair, and one sweeping their
+    retransmitted share in the sim on the trace `testbed record` makes of it (CROP_TRACE)."""
     from PIL import Image
 
     if not 8 <= object_px <= canvas:
@@ -139,6 +142,14 @@ def small_object_workload(folder: Path, n_images: int = 300, canvas: int = 896, 
         'crop_scale = 0.4                 # a box of 0.4 of the canvas around the map\'s peak (7 x 7 cells)\n'
         'global_side = 224                # EfficientNet-Lite0\'s input\n'
         'view_tokens = 49                 # its 7 x 7 tokens per view, unmerged\n')
+    (folder / CROP_SWEEP).write_text(
+        'description = "Seed 003 Fig. 4/5 from recorded pocket outcomes: small easy-VQA shapes, the retransmitted '
+        'share swept"\n'
+        f'seed = {seed}\n\n[workload]\nkind = "trace"\npath = "{CROP_TRACE}"  # testbed record {CROP_SCENARIO} '
+        f'--queries 600 --out {CROP_TRACE}\n\n'
+        '[policies]\nrun = ["global-only", "full-res", "random-crop", "entropy-crop"]\nbaselines = []\n\n'
+        '[policies.entropy-crop]\ncrop_scale = 0.4\nglobal_side = 224\nview_tokens = 49\n\n'
+        '[sweep]\n"policies.entropy-crop.target_retransmit_share" = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n')
     return manifest
 
 
