@@ -320,8 +320,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say) -> None:
-    """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role."""
+def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say,
+                  videos: Sequence[Path] = ()) -> None:
+    """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role;
+    decoding is measured on `videos` (default: a generated 320x180 clip)."""
     import datetime
     import platform
 
@@ -335,16 +337,18 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
     from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
 
     data = read_toml(out) if out.is_file() else {}
-    video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
-    if not video.is_file():
-        video.parent.mkdir(parents=True, exist_ok=True)
-        encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
+    video = videos[0] if videos else None
+    if video is None:
+        video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
+        if not video.is_file():
+            video.parent.mkdir(parents=True, exist_ok=True)
+            encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
     roles = ["local", "edge"] if role == "both" else [role]
     measured = dict(data.get("meta", {}).get("measured", {}))
     with ForeignLoad() as busy:
         for r in roles:
             say(f"profiling {r} ({models} on {device}) ...")
-            data[r] = device_to_dict(measure(r, pair, video, repeats=repeats,
+            data[r] = device_to_dict(measure(r, pair, video, repeats=repeats, decode_videos=videos[1:],
                                              progress=lambda stage: say(f"  {stage}")))
             measured[f"{r}_device"] = device_name(device)
     if busy.share is not None:
@@ -400,11 +404,27 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
                default_density=sc.models.default_density, wire_dtype=sc.models.dtype,
                progress=lambda n: bar.advance(task, n))
     console.print(f"recorded {out / 'trace.parquet'}; profiling this machine ...")
-    write_profile(out / "profile.toml", pair, sc.models.preset, sc.models.device, "both", 3, lambda text: None)
+    write_profile(out / "profile.toml", pair, sc.models.preset, sc.models.device, "both", 3, lambda text: None,
+                  profile_videos(workload))
     if edge:
         console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
     print_fidelity(fidelity(out))
     console.print(f"fidelity: {out / 'fidelity.md'}")
+
+
+def profile_videos(workload, most: int = 4) -> list[Path]:
+    """Videos of the run's own workload to measure decoding on (decoding per megapixel depends on the
+    resolution and the content): the `most` longest at the most common resolution; none without videos."""
+    from collections import Counter
+
+    from testbed.query import VideoMeta
+
+    videos = [r.query.media for r in workload.records if isinstance(r.query.media, VideoMeta) and r.query.media.path]
+    if not videos:
+        return []
+    size = Counter((m.width, m.height) for m in videos).most_common(1)[0][0]
+    same = sorted({m.path: m for m in videos if (m.width, m.height) == size}.values(), key=lambda m: -m.n_frames)
+    return [Path(m.path) for m in same[:most]]
 
 
 def _stamp() -> str:

@@ -14,7 +14,7 @@ from functools import partial
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -71,8 +71,9 @@ def _curve(points: list[tuple[float, float]]) -> Curve:
 
 
 def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: Clock = time.perf_counter,
-            progress: Callable[[str], None] = lambda s: None) -> DeviceProfile:
-    """Every stage of `role` ("local": small model, "edge": large model), on `video` for decoding."""
+            progress: Callable[[str], None] = lambda s: None, decode_videos: Sequence[Path] = ()) -> DeviceProfile:
+    """Every stage of `role` ("local": small model, "edge": large model), on `video` for decoding
+    (the mean over it and `decode_videos` of its size, since decoding costs depend on the content)."""
     side = "small" if role == "local" else "large"
     enc, model = pair.encoders[side], pair.models[side]
     meta = probe(video)
@@ -80,8 +81,11 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     stages: dict[str, Curve] = {}
 
     progress("decode")
-    counts = [c for c in (8, 32, 96) if c <= meta.n_frames]
-    dec = [(c * mpx, _median(partial(decode, video, meta, list(range(c))), repeats, clock)) for c in counts]
+    metas = [(video, meta)] + [(v, m) for v, m in ((v, probe(v)) for v in decode_videos)
+                               if (m.width, m.height) == (meta.width, meta.height) and v != video]
+    counts = [c for c in (8, 32, 96, 384) if c <= min(m.n_frames for _, m in metas)]
+    dec = [(c * mpx, float(np.mean([_median(partial(decode, v, m, list(range(c))), repeats, clock)
+                                    for v, m in metas]))) for c in counts]
     stages["decode"] = _curve(dec)
     progress("seek")
     keys = list(meta.keyframes)
@@ -101,12 +105,14 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
         pixels = preprocess(batch, enc.image_size, enc.mean, enc.std)
         encd.append((float(n), _median(partial(enc.encode, pixels), repeats, clock)))
     stages["preprocess"], stages["encode"] = _curve(pre), _curve(encd)
+    progress("pipelined tokenizer")
+    ratio = pipeline_ratio(enc, video, meta, repeats, clock)
     progress("prefill, generate")
     question, options = "Which test source does this video show?", ("bars", "noise", "fractal", "life")
     text = model.text_tokens(question, options)
     pf = []
     density = min(16, enc.tokens_per_frame)
-    for n in (4, 32, 128):
+    for n in (4, 32, 128, 512):  # up to the most frames a sampler takes (attention grows faster than linearly)
         # as the real interpreter's Infer: the encoder's tokens merged to the density, then the model
         raw = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
         pf.append((float(n * density + text), _median(partial(_infer, model, raw, density, question, options),
@@ -129,7 +135,20 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
     assert set(stages) == set(STAGES)
     return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(getattr(model, 'device', 'cpu')))}",
-                         stages)
+                         stages, pipeline_ratio=ratio)
+
+
+def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock, chunk_frames: int = 16) -> float:
+    """The pipelined tokenizer's makespan over the sequential one's on `video` (1 FPS, as the
+    baselines sample): below 1 where its stages overlap on separate resources, 1 or more where they
+    share the cores (a CPU-only device)."""
+    from testbed.tokenizer.pipeline import Tokenizer
+    from testbed.tokenizer.sampling import DEFAULT_SAMPLER
+
+    with Tokenizer(enc, clock, chunk_frames=chunk_frames) as tok:
+        walls = {p: _median(partial(tok, video, DEFAULT_SAMPLER, pipelined=p, meta=meta), repeats, clock)
+                 for p in (False, True)}
+    return walls[True] / walls[False] if walls[False] > 0 else 1.0
 
 
 def _infer(model: Any, tokens: torch.Tensor, density: int, question: str, options: tuple[str, ...]) -> Any:

@@ -38,7 +38,12 @@ def help_field(default: Any, help: str, *, ge: float | None = None, gt: float | 
 
 
 def bounds_text(metadata: Any) -> str:
-    """The field's bounds as text, e.g. ">= 0 and < 1" ("" if none)."""
+    """The field's bounds as text: an interval such as "in [0, 1)" when both ends are bounded, else
+    e.g. ">= 0" ("" if none)."""
+    lo = next(((k, metadata[k]) for k in ("ge", "gt") if k in metadata), None)
+    hi = next(((k, metadata[k]) for k in ("le", "lt") if k in metadata), None)
+    if lo and hi:
+        return f"in {'[' if lo[0] == 'ge' else '('}{lo[1]:g}, {hi[1]:g}{']' if hi[0] == 'le' else ')'}"
     return " and ".join(f"{BOUNDS[k][0]} {metadata[k]:g}" for k in BOUNDS if k in metadata)
 
 

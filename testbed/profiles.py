@@ -110,6 +110,10 @@ class DeviceProfile:
     description: str
     stages: dict[str, Curve] = field(default_factory=dict)
     power: Power | None = None
+    pipeline_ratio: float | None = None
+    """Measured makespan of the pipelined tokenizer over the sequential one on this device. At 1 or
+    more (a CPU-only device, where decode, preprocess and encode share the cores) pipelining does not
+    help and the sim charges ratio x the stages' sum; None or below 1, its overlap model."""
 
     def seconds(self, stage: str, size: float) -> float:
         try:
@@ -190,6 +194,10 @@ def _device_from(table: Any, path: str) -> DeviceProfile:
         if name == "power":
             power = _power_from(spec, sub)
             continue
+        if name == "pipeline_ratio":
+            if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not 0 < spec < 100:
+                raise ConfigError(sub, f"must be a number in (0, 100), got {spec!r}")
+            continue
         if name not in STAGES:
             raise ConfigError(sub, f"unknown stage; allowed: {', '.join(STAGES)}")
         if not isinstance(spec, dict) or set(spec) != {"size", "seconds"}:
@@ -201,7 +209,9 @@ def _device_from(table: Any, path: str) -> DeviceProfile:
     missing = [s for s in STAGES if s not in stages]
     if missing:
         raise ConfigError(f"{path}.{missing[0]}", "required stage is missing")
-    return DeviceProfile(str(table.get("description", "")), stages, power)
+    ratio = table.get("pipeline_ratio")
+    return DeviceProfile(str(table.get("description", "")), stages, power,
+                         None if ratio is None else float(ratio))
 
 
 def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
@@ -260,6 +270,8 @@ def device_to_dict(d: DeviceProfile) -> dict[str, Any]:
         out[name] = {"size": list(c.size), "seconds": list(c.seconds)}
     if d.power is not None:
         out["power"] = {"idle_w": d.power.idle_w, **{f"{k}_w": v for k, v in d.power.active_w.items()}}
+    if d.pipeline_ratio is not None:
+        out["pipeline_ratio"] = d.pipeline_ratio
     return out
 
 

@@ -38,22 +38,17 @@ class RouteKnobs:
     the profiling split (as RouteLLM calibrates its threshold)."""
 
     tau_route: float = help_field(0.6, "escalate when the router's score (seed 000: the small model's calibrated "
-                                       "confidence) is below this (seed 000: 0.6); unused with a target")
+                                       "confidence) is below this (seed 000: 0.6); unused with a target",
+                                       ge=0.0, le=1.0)
     target_local_share: float = help_field(0.0, "pick tau_route on the profiling split so that this share of "
-                                                "queries is answered on the device (0: use tau_route)")
+                                                "queries is answered on the device (0: use tau_route)", ge=0.0, le=1.0)
     target_accuracy: float = help_field(0.0, "pick tau_route on the profiling split as the one keeping the most "
                                              "queries on the device whose routed accuracy is at least this "
-                                             "(a fraction; 0: use tau_route)")
+                                             "(a fraction; 0: use tau_route)", ge=0.0, le=1.0)
 
     def __post_init__(self) -> None:
         from testbed.errors import ConfigError
 
-        if not 0 <= self.tau_route <= 1:
-            raise ConfigError("tau_route", "must be in [0, 1]")
-        if not 0 <= self.target_local_share <= 1:
-            raise ConfigError("target_local_share", "must be in [0, 1] (0: use tau_route)")
-        if not 0 <= self.target_accuracy <= 1:
-            raise ConfigError("target_accuracy", "must be in [0, 1] (a fraction; 0: use tau_route)")
         if self.target_local_share > 0 and self.target_accuracy > 0:
             raise ConfigError("target_accuracy", "give target_local_share or target_accuracy, not both")
 
@@ -68,9 +63,10 @@ class AdaptiveKnobs(RouteKnobs):
     density agent optimises and learns from, and where its state is saved or loaded."""
 
     tau_proxy: float = help_field(0.6, "after an edge answer, the large model's calibrated confidence above which "
-                                       "it counts as correct for the online update (Eq. 12; seed 000: 0.6)")
+                                       "it counts as correct for the online update (Eq. 12; seed 000: 0.6)",
+                                       ge=0.0, le=1.0)
     cost_weight: float = help_field(1.0, "lambda's scale: what the largest token volume (512 frames at density 32) "
-                                         "costs against a correct answer (Eq. 16; seed 000: 1)")
+                                         "costs against a correct answer (Eq. 16; seed 000: 1)", ge=0.0)
     online: bool = help_field(True, "update the agent after each edge answer with the proxy reward (Eq. 14); "
                                     "false: it stays as the profiling split warm-started it")
     save_state: str = help_field("", "write the agent's learned state and random generator to this .npz (and its "
@@ -78,15 +74,6 @@ class AdaptiveKnobs(RouteKnobs):
     load_state: str = help_field("", "start from a state saved by save_state instead of the profiling warm start "
                                      "(the same agent, densities, features and hyper-parameters, or a one-line "
                                      "error)")
-
-    def __post_init__(self) -> None:
-        from testbed.errors import ConfigError
-
-        super().__post_init__()
-        if not 0 <= self.tau_proxy <= 1:
-            raise ConfigError("tau_proxy", "must be in [0, 1]")
-        if self.cost_weight < 0:
-            raise ConfigError("cost_weight", "must be >= 0")
 
     def agent_kw(self) -> dict[str, Any]:
         """The agent's own hyper-parameters (the constructor keywords of its kind)."""
@@ -97,18 +84,11 @@ class AdaptiveKnobs(RouteKnobs):
 class ThompsonKnobs(AdaptiveKnobs):
     """The neural-linear Thompson agent's (seed 000 SV-A)."""
 
-    alpha: float = help_field(0.05, "Thompson sampling scale: beta ~ N(A^-1 b, alpha^2 A^-1) (seed 000: 0.05)")
+    alpha: float = help_field(0.05, "Thompson sampling scale: beta ~ N(A^-1 b, alpha^2 A^-1) (seed 000: 0.05)", ge=0.0)
     lambda0: float = help_field(0.1, "prior precision of each density's Bayesian linear regression (Eq. 13; "
-                                     "seed 000: 0.1)")
+                                     "seed 000: 0.1)", gt=0.0)
     propensity_draws: int = help_field(200, "Monte Carlo draws per decision for its logged propensity (0: none, "
-                                            "the log then cannot be evaluated off-policy)")
-
-    def __post_init__(self) -> None:
-        from testbed.errors import ConfigError
-
-        super().__post_init__()
-        if self.alpha < 0 or self.lambda0 <= 0 or self.propensity_draws < 0:
-            raise ConfigError("alpha", "alpha >= 0, lambda0 > 0 and propensity_draws >= 0 are required")
+                                            "the log then cannot be evaluated off-policy)", ge=0)
 
     def agent_kw(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "lambda0": self.lambda0, "propensity_draws": self.propensity_draws}
@@ -118,15 +98,9 @@ class ThompsonKnobs(AdaptiveKnobs):
 class EpsilonKnobs(AdaptiveKnobs):
     """Epsilon-greedy on the backbone's latent (the Thompson agent's exploration replaced)."""
 
-    epsilon: float = help_field(0.1, "chance of a uniformly random density instead of the greedy one")
-    lambda0: float = help_field(0.1, "prior precision of each density's Bayesian linear regression")
-
-    def __post_init__(self) -> None:
-        from testbed.errors import ConfigError
-
-        super().__post_init__()
-        if not 0 <= self.epsilon <= 1 or self.lambda0 <= 0:
-            raise ConfigError("epsilon", "epsilon in [0, 1] and lambda0 > 0 are required")
+    epsilon: float = help_field(0.1, "chance of a uniformly random density instead of the greedy one", ge=0.0,
+                                 le=1.0)
+    lambda0: float = help_field(0.1, "prior precision of each density's Bayesian linear regression", gt=0.0)
 
     def agent_kw(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "lambda0": self.lambda0}
@@ -136,15 +110,8 @@ class EpsilonKnobs(AdaptiveKnobs):
 class LinUCBKnobs(AdaptiveKnobs):
     """LinUCB (Li et al. 2010) on the raw standardised context."""
 
-    alpha_ucb: float = help_field(0.5, "width of the upper confidence bound: mean + alpha_ucb * sd")
-    lambda0: float = help_field(1.0, "ridge prior precision of each density's linear model")
-
-    def __post_init__(self) -> None:
-        from testbed.errors import ConfigError
-
-        super().__post_init__()
-        if self.alpha_ucb < 0 or self.lambda0 <= 0:
-            raise ConfigError("alpha_ucb", "alpha_ucb >= 0 and lambda0 > 0 are required")
+    alpha_ucb: float = help_field(0.5, "width of the upper confidence bound: mean + alpha_ucb * sd", ge=0.0)
+    lambda0: float = help_field(1.0, "ridge prior precision of each density's linear model", gt=0.0)
 
     def agent_kw(self) -> dict[str, Any]:
         return {"alpha_ucb": self.alpha_ucb, "lambda0": self.lambda0}

@@ -7,11 +7,13 @@ large model's encoder, all tokens at the default density go up compressed, the e
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from testbed.policies.base import PolicyContext
 from testbed.policies.effects import (Answer, Compress, Decompress, EdgeUnavailable, Inference, Infer, Offload, Payload,
                                       Policy, Step, Tokenize)
-from testbed.query import Query
-from testbed.tokenizer.sampling import DEFAULT_SAMPLER
+from testbed.query import Media, Query
+from testbed.tokenizer.sampling import DEFAULT_SAMPLER, Sampler
 
 
 def edge_answer(off: Offload) -> Step:
@@ -23,6 +25,18 @@ def edge_answer(off: Offload) -> Step:
         return None
 
 
+def media_offload(media: Media, question: str, options: Sequence[str], density: int,
+                  sampler: Sampler = DEFAULT_SAMPLER, pipelined: bool = False) -> Offload:
+    """The media file to the edge, whose large model tokenizes it with its own encoder and answers."""
+    return Offload((Payload.of_media(media),), (Tokenize(media, sampler, pipelined=pipelined, encoder="large"),
+                                                Infer("large", None, density, question, options)))
+
+
+def token_offload(payload: Payload, density: int, question: str, options: Sequence[str]) -> Offload:
+    """Compressed tokens to the edge: decompressed there, then the large model answers."""
+    return Offload((payload,), (Decompress(payload), Infer("large", None, density, question, options)))
+
+
 def device_native(q: Query, ctx: PolicyContext, fallback: bool = False) -> Policy:
     tokens = yield Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False)
     out = yield Infer("small", tokens, ctx.default_density, q.question, q.options)
@@ -31,9 +45,7 @@ def device_native(q: Query, ctx: PolicyContext, fallback: bool = False) -> Polic
 
 
 def edge_hosted(q: Query, ctx: PolicyContext) -> Policy:
-    steps = (Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False, encoder="large"),
-             Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
+    out = yield from edge_answer(media_offload(q.media, q.question, q.options, ctx.default_density))
     if out is None:
         return (yield from device_native(q, ctx, fallback=True))
     return large_answer(ctx, out, ctx.default_density)
@@ -42,8 +54,7 @@ def edge_hosted(q: Query, ctx: PolicyContext) -> Policy:
 def collaborative(q: Query, ctx: PolicyContext) -> Policy:
     tokens = yield Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False, encoder="large")
     payload = yield Compress(tokens, ctx.default_density)
-    steps = (Decompress(payload), Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield from edge_answer(Offload((payload,), steps))
+    out = yield from edge_answer(token_offload(payload, ctx.default_density, q.question, q.options))
     if out is None:  # the device holds the large model's encoder's tokens, not the small model's
         return (yield from device_native(q, ctx, fallback=True))
     return large_answer(ctx, out, ctx.default_density)

@@ -43,14 +43,16 @@ class CropKnobs:
     the profiling split, the crop's size and the global view's."""
 
     h_min_threshold: float = help_field(0.5, "retransmit a crop when the global answer's min-entropy (nats, -log of "
-                                             "its top probability) is above this; unused with a target")
+                                             "its top probability) is above this; unused with a target",
+                                             ge=0.0, le=20.0)
     target_retransmit_share: float = help_field(0.0, "pick the threshold on the profiling split so that this share "
-                                                     "of queries is retransmitted (0: use h_min_threshold)")
+                                                     "of queries is retransmitted (0: use h_min_threshold)",
+                                                     ge=0.0, le=1.0)
     target_accuracy: float = help_field(0.0, "pick the threshold on the profiling split as the one retransmitting "
                                              "the fewest queries whose accuracy is at least this (a fraction; 0: "
-                                             "use h_min_threshold)")
+                                             "use h_min_threshold)", ge=0.0, le=1.0)
     crop_scale: float = help_field(0.4, "the crop box's side as a fraction of the image's shorter side (assumed; "
-                                        "ViCrop crops a fixed-size window around the attention)")
+                                        "ViCrop crops a fixed-size window around the attention)", gt=0.0, le=1.0)
     global_side: int = help_field(GLOBAL_SIDE, "the global view's longer side in pixels (LLaVA-1.5's encoder "
                                                "input, 336)", ge=8, le=4096)
     view_tokens: int = help_field(0, "vision tokens per view the edge's LM reads (0: models.default_density; "
@@ -58,16 +60,8 @@ class CropKnobs:
                                   ge=0, le=4096)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.h_min_threshold <= 20:
-            raise ConfigError("h_min_threshold", "must be in [0, 20] nats")
-        if not 0 <= self.target_retransmit_share <= 1:
-            raise ConfigError("target_retransmit_share", "must be in [0, 1] (0: use h_min_threshold)")
-        if not 0 <= self.target_accuracy <= 1:
-            raise ConfigError("target_accuracy", "must be in [0, 1] (a fraction; 0: use h_min_threshold)")
         if self.target_retransmit_share > 0 and self.target_accuracy > 0:
             raise ConfigError("target_accuracy", "give target_retransmit_share or target_accuracy, not both")
-        if not 0 < self.crop_scale <= 1:
-            raise ConfigError("crop_scale", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)

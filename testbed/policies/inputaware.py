@@ -16,11 +16,11 @@ from dataclasses import replace
 
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext
-from testbed.policies.baselines import edge_answer, large_answer
-from testbed.policies.effects import Answer, Infer, Inspect, Offload, Payload, Policy, Tokenize
+from testbed.policies.baselines import edge_answer, large_answer, media_offload
+from testbed.policies.effects import Answer, Infer, Inspect, Policy, Tokenize
 from testbed.query import Query
 from testbed.router.signals import feature_vector
-from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
+from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 
 
 def input_aware(q: Query, ctx: PolicyContext) -> Policy:
@@ -33,9 +33,7 @@ def input_aware(q: Query, ctx: PolicyContext) -> Policy:
     if score >= ctx.tau_route:
         local = yield from _on_device(q, ctx)
         return replace(local, score=score)
-    steps = (Tokenize(q.media, DEFAULT_SAMPLER, pipelined=False, encoder="large"),
-             Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
+    out = yield from edge_answer(media_offload(q.media, q.question, q.options, ctx.default_density))
     if out is None:
         local = yield from _on_device(q, ctx)
         return replace(local, score=score, fallback=True)

@@ -16,9 +16,8 @@ from dataclasses import replace
 
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext
-from testbed.policies.baselines import edge_answer, large_answer
-from testbed.policies.effects import (Answer, Compress, Decompress, Describe, Inference, Infer, Offload, Payload,
-                                      Policy, Step, Tokenize, Tokens)
+from testbed.policies.baselines import edge_answer, large_answer, media_offload, token_offload
+from testbed.policies.effects import (Answer, Compress, Describe, Inference, Infer, Policy, Step, Tokenize, Tokens)
 from testbed.query import Query
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 
@@ -34,8 +33,7 @@ def offload_tokens(q: Query, ctx: PolicyContext, tokens: Tokens, density: int, l
     """Send tokens merged to `density` to the edge's large LM (shared encoder) and return its answer;
     if the edge does not answer, the local answer (marked as a fallback)."""
     payload = yield Compress(tokens, density)
-    out = yield from edge_answer(
-        Offload((payload,), (Decompress(payload), Infer("large", None, density, q.question, q.options))))
+    out = yield from edge_answer(token_offload(payload, density, q.question, q.options))
     if out is None:
         if local is None:
             inf = yield Infer("small", tokens, ctx.default_density, q.question, q.options)
@@ -78,8 +76,7 @@ def quickgrasp_adaptive(q: Query, ctx: PolicyContext) -> Policy:
     context = bandit.context(tokens.frames, local.option_logits, inputs)
     decision = bandit.choose(context, tokens.frames)
     payload = yield Compress(tokens, decision.action)
-    out = yield from edge_answer(Offload((payload,), (Decompress(payload), Infer("large", None, decision.action,
-                                                                                   q.question, q.options))))
+    out = yield from edge_answer(token_offload(payload, decision.action, q.question, q.options))
     if out is None:
         return replace(_local_answer(ctx, local, conf), fallback=True)
     bandit.learn(q.query_id, context, tokens.frames, decision, out.option_logits)
@@ -92,9 +89,8 @@ def nosharing(q: Query, ctx: PolicyContext) -> Policy:
     conf = ctx.calibration.small_confidence(local.option_logits)
     if conf >= ctx.tau_route:
         return _local_answer(ctx, local, conf)
-    steps = (Tokenize(q.media, KEYFRAME_SAMPLER, pipelined=True, encoder="large"),
-             Infer("large", None, ctx.default_density, q.question, q.options))
-    out = yield from edge_answer(Offload((Payload.of_media(q.media),), steps))
+    out = yield from edge_answer(media_offload(q.media, q.question, q.options, ctx.default_density,
+                                               KEYFRAME_SAMPLER, pipelined=True))
     if out is None:
         return replace(_local_answer(ctx, local, conf), fallback=True)
     return replace(large_answer(ctx, out, ctx.default_density), score=conf)

@@ -96,9 +96,10 @@ def _band_spec(family: str, band: int) -> PolicySpec:
     hints = get_type_hints(base.knobs)
     fields = [(f.name, hints[f.name], dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
               for f in dataclasses.fields(base.knobs)]
-    knobs = dataclasses.make_dataclass(f"{base.knobs.__name__}Lcr{band}", fields, frozen=True,
-                                       namespace={"__post_init__": getattr(base.knobs, "__post_init__"),
-                                                  "__doc__": f"{base.knobs.__doc__} Defaults for the {band}% band."})
+    namespace = {"__doc__": f"{base.knobs.__doc__} Defaults for the {band}% band."}
+    if hasattr(base.knobs, "__post_init__"):  # a rule that ties keys together
+        namespace["__post_init__"] = base.knobs.__post_init__
+    knobs = dataclasses.make_dataclass(f"{base.knobs.__name__}Lcr{band}", fields, frozen=True, namespace=namespace)
     what = "every frame" if band == 100 else f"the {band}-{band + 10}% call-ratio band"
     return dataclasses.replace(base, name=f"{family}-lcr{band}", knobs=knobs,
                                description=f"{base.description} ({what})")
