@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from sim import costs
 from sim.interpreter import Node, SimInterpreter, World
 from sim.link import Channel
 from testbed.bandit import BanditRun, DecisionLog, Profiling, fit_records, sampled_frames
@@ -292,6 +293,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     in the result, and an agent's state is saved where its knobs say."""
     if sc.workload.streams:
         return run_stream_scenario(sc, progress, profile)
+    costs.forget_work()
     workload = workload or load_workload(sc)
     profile = profile or load_profile(sc.profile_path())
     calibration, source = scenario_calibration(sc, workload.split("profile"))

@@ -7,6 +7,7 @@ run records them under the keys the sim replays.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ from testbed.router.calibration import Calibration, CalibrationReport
 from testbed.router.threshold import ThresholdPick
 
 
+@functools.lru_cache(maxsize=4096)
 def stage_key(where: str, what: str, *detail: object) -> str:
-    """Key of a recorded stage time, e.g. ``local.tokenize.keyframe.pipelined``."""
+    """Key of a recorded stage time, e.g. ``local.tokenize.keyframe.pipelined`` (memoized: the sim
+    asks for the same few keys for every query)."""
     return ".".join([where, what, *(str(d) for d in detail)])
 
 
