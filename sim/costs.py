@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from testbed.codec.size import TokenFormat, raw_token_bytes
 from testbed.crop import hd_frames
 from testbed.profiles import DeviceProfile
-from testbed.query import ImageMeta, Media
+from testbed.query import ImageMeta, Media, VideoMeta
 from testbed.tokenizer.sampling import DecodeWork, Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
 
 
@@ -27,7 +27,7 @@ class TokenizeCost:
     total_s: float
 
 
-_WORK: dict[tuple[int, Sampler], tuple[Media, DecodeWork]] = {}
+_WORK: dict[tuple[int, Sampler], tuple[VideoMeta, DecodeWork]] = {}
 
 
 def forget_work() -> None:
@@ -36,7 +36,7 @@ def forget_work() -> None:
     _WORK.clear()
 
 
-def _work(media: Media, sampler: Sampler) -> DecodeWork:
+def _work(media: VideoMeta, sampler: Sampler) -> DecodeWork:
     """What decoding `media` with `sampler` takes; memoized per media object within a run (every
     policy tokenizes the same queries, and sampling and the GOP walk are a large part of the sim's
     time)."""

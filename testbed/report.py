@@ -377,8 +377,11 @@ def paper_comparison(q: pd.DataFrame, synthetic: bool = True) -> pd.DataFrame:
         for f in figures:
             if not set(f.policies) <= have or f.benchmark not in benches or not set(f.columns) <= set(q.columns):
                 continue
-            with np.errstate(all="ignore"):
-                sim = f.measure(q)
+            try:
+                with np.errstate(all="ignore"):
+                    sim = f.measure(q)
+            except ZeroDivisionError:  # e.g. a network speedup in a run without a network (--inproc)
+                continue
             if not np.isfinite(sim):
                 continue
             role = "held-out" if f.generator_input and not synthetic else f.role

@@ -5,6 +5,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from testbed import report
 from testbed.bandwidth import mean_mbps, read_mahimahi
 from cli.main import main
 from testbed.scenario import REPO_ROOT
@@ -152,3 +153,18 @@ def test_results_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
     assert main(["sim", "default", "--queries", "10", "--out", str(blocker / "res")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0] and "is a file, not a folder" in err[0]
+
+
+def test_a_comparison_on_rows_without_a_network_leaves_the_network_figures_out(tmp_path):
+    """An in-process run has no link: its network speedups are 0/0, left out rather than a crash."""
+    sc = tmp_path / "pc.toml"
+    sc.write_text('paper_comparison = true\n[workload]\nqueries_per_benchmark = 20\n[policies]\n'
+                  'run = ["device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing"]\n')
+    assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
+    (run,) = (tmp_path / "r" / "pc").iterdir()
+    q = pd.read_parquet(run / "queries.parquet")
+    with_link = report.paper_comparison(q)
+    assert with_link.figure.str.contains("network speedup").any()
+    no_link = report.paper_comparison(q.assign(t_uplink_s=0.0, t_downlink_s=0.0))
+    assert not no_link.figure.str.contains("network speedup").any()
+    assert set(no_link.figure) < set(with_link.figure)

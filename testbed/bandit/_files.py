@@ -60,7 +60,8 @@ def read_npz_card(path: Path | str, fmt: str, version: int) -> tuple[dict[str, n
     if not isinstance(card, dict):
         raise CorruptFileError(cpath, "card is not a JSON object")
     if card.get("format") != fmt:
-        raise MismatchError(cpath, f"is a {card.get('format')!r} file, expected {fmt!r}")
+        what = f"is a {card['format']!r} file" if card.get("format") else "names no format"
+        raise MismatchError(cpath, f"{what}, expected a {fmt!r} card")
     if card.get("version") != version:
         raise MismatchError(cpath, f"format version {card.get('version')!r}, this testbed reads {version}")
     try:

@@ -7,7 +7,6 @@ large model's encoder, all tokens at the default density go up compressed, the e
 
 from __future__ import annotations
 
-from typing import Sequence
 
 from testbed.policies.base import PolicyContext
 from testbed.policies.effects import (Answer, Compress, Decompress, EdgeUnavailable, Inference, Infer, Offload, Payload,
@@ -25,14 +24,14 @@ def edge_answer(off: Offload) -> Step:
         return None
 
 
-def media_offload(media: Media, question: str, options: Sequence[str], density: int,
+def media_offload(media: Media, question: str, options: tuple[str, ...], density: int,
                   sampler: Sampler = DEFAULT_SAMPLER, pipelined: bool = False) -> Offload:
     """The media file to the edge, whose large model tokenizes it with its own encoder and answers."""
     return Offload((Payload.of_media(media),), (Tokenize(media, sampler, pipelined=pipelined, encoder="large"),
                                                 Infer("large", None, density, question, options)))
 
 
-def token_offload(payload: Payload, density: int, question: str, options: Sequence[str]) -> Offload:
+def token_offload(payload: Payload, density: int, question: str, options: tuple[str, ...]) -> Offload:
     """Compressed tokens to the edge: decompressed there, then the large model answers."""
     return Offload((payload,), (Decompress(payload), Infer("large", None, density, question, options)))
 
