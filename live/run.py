@@ -320,8 +320,8 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
         note(n)
     benchmarks = list(dict.fromkeys(r.query.benchmark for r in workload.records))
     queries = add_energy(order_rows(rows, ran, benchmarks), power)
-    report = calibration_report(calibration, profiled_records, "profile", f"{source}; ECE in-sample on the "
-                                "profiling split (real runs keep no test logits)", sc.calibration.bins) \
+    report = calibration_report(calibration, profiled_records, "profile", f"{source}; in-sample: real runs keep "
+                                "no test logits", sc.calibration.bins) \
         if profiled_records else None
     return RunResult(queries, pd.DataFrame(totals), workload.provenance,
                      f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
