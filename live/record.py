@@ -116,6 +116,29 @@ class Recorder:
         return {"signal_spatial_info": sig.spatial_info, "signal_edge_density": sig.edge_density,
                 "signal_colourfulness": sig.colourfulness}
 
+    def _arms(self, s: dict[str, float], sizes: dict[str, int], rec: QueryRecord, sampler: str,
+              small: torch.Tensor, native_sampler: str, native: torch.Tensor) -> dict[str, Any]:
+        """What every query records beside its own tokenizations: the density bandit's context inputs
+        (Describe), QuickGrasp's arms (the small model's tokens merged to each density, over the
+        codec), Collaborative's (the large encoder's tokens over the codec) and seed 002's signals."""
+        q, a = rec.query, self.density
+        context = self._timed(s, describe_key(sampler),
+                              lambda: describe_tokens(self.pair.models["small"], small, a, q.question))
+        row: dict[str, Any] = {
+            "context_txt": [float(x) for x in context.txt], "context_vis": [float(x) for x in context.vis],
+            "context_s_max": context.s_max, "context_s_mean": context.s_mean, "context_s_cplx": context.s_cplx}
+        for d in DENSITIES:
+            if d > small.shape[1]:
+                raise TestbedError(f"query {q.query_id}: the encoder makes {small.shape[1]} tokens per frame, fewer "
+                                   f"than density {d}")
+            received = self._codec(s, sizes, sampler, d, small)
+            row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", sampler, f"a{d}"),
+                                                    "large", received, d, rec)
+        received = self._codec(s, sizes, native_sampler, a, native)
+        row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
+        row.update(self._signals(s, rec))
+        return row
+
     def image_row(self, rec: QueryRecord) -> dict[str, Any]:
         """An image query's row: one frame, tokenized once per side, every arm on it."""
         q, m = rec.query, rec.query.media
@@ -131,20 +154,7 @@ class Recorder:
             "large_native_logits": self._infer(s, stage_key("edge", "infer", "large", "native", "image", f"a{a}"),
                                                "large", large, a, rec),
         }
-        context = self._timed(s, describe_key("image"),
-                              lambda: describe_tokens(self.pair.models["small"], small, a, q.question))
-        row.update({"context_txt": [float(x) for x in context.txt], "context_vis": [float(x) for x in context.vis],
-                    "context_s_max": context.s_max, "context_s_mean": context.s_mean, "context_s_cplx": context.s_cplx})
-        for d in DENSITIES:
-            if d > small.shape[1]:
-                raise TestbedError(f"query {q.query_id}: the encoder makes {small.shape[1]} tokens per frame, fewer "
-                                   f"than density {d}")
-            received = self._codec(s, sizes, "image", d, small)
-            row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "image",
-                                                                 f"a{d}"), "large", received, d, rec)
-        received = self._codec(s, sizes, "image", a, large)
-        row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
-        row.update(self._signals(s, rec))
+        row.update(self._arms(s, sizes, rec, "image", small, "image", large))
         if self.crop_knobs is not None:
             row.update(self._views(s, sizes, rec))
         return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": 0.0, "fps": 1.0,
@@ -181,18 +191,7 @@ class Recorder:
             "large_native_logits_keyframe": self._infer(
                 s, stage_key("edge", "infer", "large", "native", "keyframe", f"a{a}"), "large", key_large, a, rec),
         }
-        context = self._timed(s, describe_key("keyframe"),  # the density bandit's context inputs (Describe)
-                              lambda: describe_tokens(self.pair.models["small"], key_small, a, q.question))
-        row.update({"context_txt": [float(x) for x in context.txt], "context_vis": [float(x) for x in context.vis],
-                    "context_s_max": context.s_max, "context_s_mean": context.s_mean, "context_s_cplx": context.s_cplx})
-        for d in DENSITIES:  # QuickGrasp's arms: the small model's tokens merged to d, over the codec
-            received = self._codec(s, sizes, "keyframe", d, key_small)
-            row[f"large_logits_a{d}"] = self._infer(s, stage_key("edge", "infer", "large", "shared", "keyframe",
-                                                                 f"a{d}"), "large", received, d, rec)
-        # Collaborative: the device's 1-FPS tokens (the large model's encoder) over the codec, then the LM
-        received = self._codec(s, sizes, "fps", a, fps_large)
-        row["large_native_logits_codec"] = self._infer({}, "", "large", received, a, rec)
-        row.update(self._signals(s, rec))
+        row.update(self._arms(s, sizes, rec, "keyframe", key_small, "fps", fps_large))
         return {"query_id": q.query_id, "benchmark": q.benchmark, "split": rec.split, "duration_s": m.duration_s,
                 "fps": m.fps, "n_frames": m.n_frames, "width": m.width, "height": m.height,
                 "file_bytes": m.file_bytes, "keyframes": list(m.keyframes), "question": q.question,
