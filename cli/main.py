@@ -316,7 +316,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from testbed.models.pair import make_pair
 
     write_profile(Path(args.out), make_pair(args.models, args.device), args.models, args.device, args.role,
-                  args.repeats, lambda text: print(text, flush=True))
+                  args.repeats, lambda text: print(text, flush=True), [Path(v) for v in args.videos])
     return 0
 
 
@@ -696,6 +696,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--models", default="tiny", help="tiny, real-size or a model-pair folder")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--repeats", type=COUNT, default=3, help="timed repeats per size after a warm-up (median)")
+    pr.add_argument("--videos", nargs="+", type=INPUT_FILE, default=[],
+                    help="measure decoding and the pipelined tokenizer on these (videos like your workload's: the "
+                         "cost per megapixel depends on resolution and content; default: a generated 320x180 clip)")
     pr.set_defaults(fn=_cmd_profile)
     fi = sub.add_parser("fidelity", help="replay a live run in the sim (strict and profile-only) and write "
                                          "fidelity.csv/.md/.png into its folder")
