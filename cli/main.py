@@ -224,9 +224,6 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if args.inproc and args.edge:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
     if sc.workload.streams:  # camera streams played in real time (seed 001)
-        if not args.inproc:
-            raise ConfigError("", "camera streams run in one process for now: add --inproc (streams over the "
-                                  "ZeroMQ link are not built yet)")
         from cli.streams import live_streams
 
         return live_streams(args, sc, console)

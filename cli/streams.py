@@ -5,6 +5,7 @@ calibrated synthetic stream trace) and `testbed fit-streams` (refit its paramete
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
     from cli.main import _stamp
+    from live.run import live_link
     from live.streams import GENERATOR, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
@@ -91,14 +93,25 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"playing {sc.name} in real time (frames)", total=frames)
-        run, played = run_streams_real(sc, pair, out, "inproc", lambda n: bar.advance(task, n), notes.append)
+    mode = "inproc" if args.inproc else "live"
+    extra: dict[str, Any] = {"models": pair.preset, "device": sc.models.device}
+    with contextlib.ExitStack() as stack:
+        link = None
+        if mode == "live":  # uploads to an edge process behind a shaped link (or at --edge)
+            console.print(f"starting the edge and the link for {sc.name} ...")
+            link, info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
+                                                       note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
+            extra.update(info)
+        with progress_bar(console) as bar:
+            where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
+            task = bar.add_task(f"playing {sc.name} in real time {where} (frames)", total=frames)
+            run, played = run_streams_real(sc, pair, out, mode, lambda n: bar.advance(task, n), notes.append,
+                                           link=link)
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     summary = report.summarize_frames(run.queries)
     report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, sc.seed,
-                            {"models": pair.preset, "device": sc.models.device})
+                            extra)
     late = report.lateness(run.queries)
     late.to_csv(out / "lateness.csv", index=False)
     console.print(f"[bold]{sc.name}[/bold] - {label(run)}")
@@ -109,7 +122,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     console.print("recording a stream trace (every frame through both models, offline) ...")
     trace = record_trace(pair, played, sc.models.default_density,
                          threads=sc.stream.cpu_threads if sc.models.device == "cpu" else 0)
-    provenance = host_provenance(pair, "inproc")
+    provenance = host_provenance(pair, mode)
     params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": GENERATOR,
               "note": "SYNTHETIC videos (ffmpeg test sources); cloud_s measured in one process (no network)"}
     table_to_streams(to_table(trace, provenance, params))  # validates before writing

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -37,6 +37,14 @@ def rate_split(up_mbps: float, down_mbps: float) -> Split:
     return share
 
 
+def request_id(run: Any) -> str:
+    """What the edge's logs call a request: the query's id, or a stream frame's `stream:frame`."""
+    query = getattr(run.rec, "query", None)
+    if query is not None:
+        return str(query.query_id)
+    return f"{run.stream.rec.stream_id}:{run.rec.index}"
+
+
 class ZmqEdge:
     """Carries Offloads to an edge server through `client`, at most `timeout_s` each."""
 
@@ -50,7 +58,7 @@ class ZmqEdge:
         payloads = tuple(replace(p, data=Path(p.media.path).read_bytes()) if p.media is not None else p
                          for p in off.payloads)
         offload, frames = offload_request(Offload(payloads, off.steps))
-        meta = {"query_id": run.rec.query.query_id, "offload": offload}
+        meta = {"query_id": request_id(run), "offload": offload}
         t0 = time.monotonic()
         try:
             resp = self.client.request(meta, frames, timeout_s=self.timeout_s)

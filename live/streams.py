@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from live.real import InProcEdge, RealInterpreter, RealNode, history_prompt, to_density
+from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, history_prompt, to_density
 from live.videos import SOURCES, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
@@ -200,8 +200,10 @@ def vision_tokens(pair: VLMPair) -> int:
 
 def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inproc",
                      progress: Callable[[int], None] | None = None, note: Callable[[str], None] = print,
-                     clock: Clock = time.perf_counter) -> tuple[RunResult, list[tuple[StreamRecord, list[ImageMeta]]]]:
-    """Run every stream policy of `sc` for real on generated videos played in real time.
+                     clock: Clock = time.perf_counter, link: EdgeLink | None = None,
+                     ) -> tuple[RunResult, list[tuple[StreamRecord, list[ImageMeta]]]]:
+    """Run every stream policy of `sc` for real on generated videos played in real time; uploads go
+    to `link` (an edge over a shaped link), or to the edge's steps in this process.
     Returns the result and, per stream, its record and frame images (for `record_trace`)."""
     st = sc.stream
     n = int(round(st.seconds * st.fps))
@@ -232,7 +234,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
                                 sc.models.default_density)
             for node in (edge, *devices):
                 node.busy_s = 0.0
-            interp = RealInterpreter(devices, edge, InProcEdge(), wire_dtype=sc.models.dtype, clock=clock)
+            interp = RealInterpreter(devices, edge, link or InProcEdge(), wire_dtype=sc.models.dtype, clock=clock)
             runs: list[LiveStreamRun] = []
             t_start = clock()
             try:

@@ -118,3 +118,24 @@ def test_a_live_stream_keeps_real_time_and_records_a_replayable_trace(tmp_path, 
     assert len(rows) == 2 * 4 and np.isin(rows.source, ["small", "large", "none"]).all()
     # replayed stage times are the recording's: a frame with no answer is one its local path made late
     assert ((rows.source != "none") | rows.local_missed).all()
+
+
+def test_a_live_stream_uploads_over_the_shaped_link_to_an_edge_process(tmp_path):
+    """Seed 001 for real over the network: frames played at 1 FPS, uploads crossing the shaped link
+    to the edge process, which answers asynchronously."""
+    import json
+
+    (tmp_path / "sl.toml").write_text(
+        'seed = 0\n[workload]\nkind = "stream"\n[stream]\nfps = 1.0\nseconds = 4.0\nlive_streams = 1\n'
+        '[network]\nup_mbps = 20.0\ndown_mbps = 40.0\nrtt_ms = 20.0\n[live]\nself_check = false\n'
+        '[models]\npreset = "tiny"\n[policies]\nrun = ["lvlm-only", "edgevlm"]\nbaselines = []\n')
+    assert main(["live", str(tmp_path / "sl.toml"), "--out", str(tmp_path / "r")]) == 0
+    (run,) = (tmp_path / "r" / "sl").iterdir()
+    versions = json.loads((run / "versions.json").read_text())
+    assert versions["mode"] == "live" and versions["shaping"] in ("tbf", "htb", "tbf+netem", "user-space")
+    f = pd.read_parquet(run / "frames.parquet")
+    up = f[f.uploaded]
+    assert (f["mode"] == "live").all() and f[f.policy == "lvlm-only"].uploaded.all()
+    assert (up.bytes_up > 0).all() and (up.bytes_down > 0).all()  # every upload crossed and was answered
+    assert (up.t_uplink_s >= 0.009).all() and (up.t_downlink_s >= 0.009).all()  # RTT/2 = 10 ms each way
+    assert f[f.policy == "edgevlm"].uploaded.sum() < len(f[f.policy == "edgevlm"])  # K_call skips some
