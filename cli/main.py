@@ -5,6 +5,7 @@ A user error prints one line and exits with code 2."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -206,9 +207,6 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    import contextlib
-
-
     from testbed import report
     from testbed.errors import ConfigError
     from testbed.results import label, write_run
@@ -227,7 +225,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         from cli.streams import live_streams
 
         return live_streams(args, sc, console)
-    from live.run import live_link, load_media_workload, run_real
+    from live.run import load_media_workload, run_real
     from testbed.models.pair import make_pair
 
     workload = load_media_workload(sc, args.queries)
@@ -243,14 +241,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device, "profile_measured": {
         "local_device": here, "edge_device": here if not args.edge else "", "versions": library_versions()}}
     with ForeignLoad() as busy, contextlib.ExitStack() as stack:
-        link = None
-        if mode == "live":
-            console.print(f"starting the edge and the link for {sc.name} ...")
-            link, link_info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
-                                                            note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
-            extra.update(link_info)
+        link, where = edge_link(stack, console, sc, args, extra)
         with progress_bar(console) as bar:
-            where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
             task = bar.add_task(f"running {sc.name} {where}", total=total)
             run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
                            note=notes.append)
@@ -275,6 +267,21 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if args.fidelity:
         _fidelity_after_run(console, sc, workload, pair, out, args.edge)
     return 0
+
+
+def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace, extra: dict) -> tuple:
+    """The edge a real run offloads to, entered on `stack`: None with --inproc (its steps run in this
+    process), else an edge process behind a link shaped as the scenario says (or --edge), whose
+    description goes into `extra`. Returns (link, where the run is, for the progress line)."""
+    if args.inproc:
+        return None, "in one process"
+    from live.run import live_link
+
+    console.print(f"starting the edge and the link for {sc.name} ...")
+    link, info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
+                                               note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
+    extra.update(info)
+    return link, f"live ({extra.get('shaping')})"
 
 
 def _cmd_record(args: argparse.Namespace) -> int:

@@ -80,8 +80,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     """Play generated videos in real time to the stream policies (real models, in one process),
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
-    from cli.main import _stamp
-    from live.run import live_link
+    from cli.main import _stamp, edge_link
     from live.streams import GENERATOR, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
@@ -96,14 +95,8 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     mode = "inproc" if args.inproc else "live"
     extra: dict[str, Any] = {"models": pair.preset, "device": sc.models.device}
     with contextlib.ExitStack() as stack:
-        link = None
-        if mode == "live":  # uploads to an edge process behind a shaped link (or at --edge)
-            console.print(f"starting the edge and the link for {sc.name} ...")
-            link, info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
-                                                       note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
-            extra.update(info)
+        link, where = edge_link(stack, console, sc, args, extra)
         with progress_bar(console) as bar:
-            where = "in one process" if mode == "inproc" else f"live ({extra.get('shaping')})"
             task = bar.add_task(f"playing {sc.name} in real time {where} (frames)", total=frames)
             run, played = run_streams_real(sc, pair, out, mode, lambda n: bar.advance(task, n), notes.append,
                                            link=link)
