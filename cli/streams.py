@@ -1,6 +1,7 @@
 """Camera streams (seed 001) on the command line: `testbed sim` of a stream scenario (called from
 cli/main.py's sim command when workload.kind is a stream kind), `testbed synth-streams` (write the
-calibrated synthetic stream trace) and `testbed fit-streams` (refit its parameters to Table 2)."""
+calibrated synthetic stream trace), `testbed fit-streams` (refit its parameters to Table 2) and
+`testbed table1-reach` (how close edgeVLM's rule can come to Table 1 under any latency scanned)."""
 
 from __future__ import annotations
 
@@ -150,6 +151,26 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table1_reach(args: argparse.Namespace) -> int:
+    from testbed.report import format_table
+    from testbed.streams.table1 import reach
+
+    scan = reach(args.streams, args.seed)
+    if args.out:
+        scan.to_csv(args.out, index=False)
+    cols = ["freshness", "lengths", "max_lcr_err_%", "max_lhl_err_%", "max_err_%"]
+    print(f"Table 1 (seed 001) against edgeVLM's rule (K_delay 4, 1 FPS, {args.streams} streams) under "
+          f"{len(scan) // 4} latency processes; the closest per reading and stream length:\n")
+    print(format_table(scan.groupby(["freshness", "lengths"], as_index=False)[cols[2:]].min()))
+    for what in ("max_lcr_err_%", "max_lhl_err_%", "max_err_%"):
+        best = scan.sort_values(what).iloc[0]
+        print(f"\nsmallest {what}: {best.freshness} reading, {best.lengths}, {best.family}: {best.latency}\n"
+              f"  LCR errors (%) K_call 1-9: {best['lcr_errs_%']}\n  LHL errors (%) K_call 1-9: {best['lhl_errs_%']}")
+    if args.out:
+        print(f"\nevery process: {args.out}")
+    return 0
+
+
 def register(sub: Any) -> None:
     from testbed.streams.specs import DATASETS
 
@@ -165,3 +186,9 @@ def register(sub: Any) -> None:
     f.add_argument("--seed", type=SEED, default=1, help="seed of the draws fitted on (results are reported on 0)")
     f.add_argument("--max-evals", type=COUNT, default=300)
     f.set_defaults(fn=_cmd_fit)
+    t = sub.add_parser("table1-reach", help="scan cloud latency processes for how close edgeVLM's keyframe rule can "
+                                            "come to seed 001's Table 1 (LCR, LHL over K_call), per reading")
+    t.add_argument("--streams", type=Integer(1), default=156, help="nuScenes-like streams per process (156)")
+    t.add_argument("--seed", type=SEED, default=0)
+    t.add_argument("--out", type=OUTPUT_FILE, help="write every scanned process's errors to this CSV")
+    t.set_defaults(fn=_cmd_table1_reach)

@@ -199,23 +199,23 @@ def edgevlm_schedule(latency: np.ndarray, fps: float, k_call: int, k_delay: int,
     n = len(latency)
     uploaded = np.zeros(n, dtype=bool)
     lag = np.zeros(n, dtype=np.int64)
-    arrive = np.full(n, np.inf)
-    last_call = -1
-    for t in range(n):
+    in_flight: list[tuple[float, int]] = []  # (arrival, frame) of the uploads not back yet
+    newest = last_call = -1
+    for t, latency_t in enumerate(np.asarray(latency, dtype=float).tolist()):
         now = t / fps
-        done = np.flatnonzero(uploaded[:t] & (arrive[:t] <= now))
-        newest = int(done[-1]) if len(done) else -1
-        pending = int((uploaded[:t] & (arrive[:t] > now)).sum())
+        if any(a <= now for a, _ in in_flight):
+            newest = max(newest, *(f for a, f in in_flight if a <= now))
+            in_flight = [(a, f) for a, f in in_flight if a > now]
         ref = newest if freshness == "reply" else last_call
         if newest >= 0 and t - newest <= max_lag:
             lag[t] = t - newest
         if ref >= 0 and t - ref <= k_call:
             continue
-        if pending >= k_delay:
+        if len(in_flight) >= k_delay:
             continue
         uploaded[t] = True
         last_call = t
-        arrive[t] = now + latency[t]
+        in_flight.append((now + latency_t, t))
     return uploaded, lag
 
 
