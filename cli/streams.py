@@ -156,8 +156,6 @@ def _cmd_table1_reach(args: argparse.Namespace) -> int:
     from testbed.streams.table1 import reach
 
     scan = reach(args.streams, args.seed)
-    if args.out:
-        scan.to_csv(args.out, index=False)
     cols = ["freshness", "lengths", "max_lcr_err_%", "max_lhl_err_%", "max_err_%"]
     print(f"Table 1 (seed 001) against edgeVLM's rule (K_delay 4, 1 FPS, {args.streams} streams) under "
           f"{len(scan) // 4} latency processes; the closest per reading and stream length:\n")
@@ -167,7 +165,9 @@ def _cmd_table1_reach(args: argparse.Namespace) -> int:
         print(f"\nsmallest {what}: {best.freshness} reading, {best.lengths}, {best.family}: {best.latency}\n"
               f"  LCR errors (%) K_call 1-9: {best['lcr_errs_%']}\n  LHL errors (%) K_call 1-9: {best['lhl_errs_%']}")
     if args.out:
-        print(f"\nevery process: {args.out}")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        scan.to_csv(args.out, index=False)
+        print(f"\nevery process, reading and stream length: {args.out}")
     return 0
 
 
@@ -189,6 +189,7 @@ def register(sub: Any) -> None:
     t = sub.add_parser("table1-reach", help="scan cloud latency processes for how close edgeVLM's keyframe rule can "
                                             "come to seed 001's Table 1 (LCR, LHL over K_call), per reading")
     t.add_argument("--streams", type=Integer(1), default=156, help="nuScenes-like streams per process (156)")
-    t.add_argument("--seed", type=SEED, default=0)
-    t.add_argument("--out", type=OUTPUT_FILE, help="write every scanned process's errors to this CSV")
+    t.add_argument("--seed", type=SEED, default=0, help="seed of the latency draws and stream lengths")
+    t.add_argument("--out", type=OUTPUT_FILE, help="write every scanned (process, reading, stream length)'s "
+                                                   "errors to this CSV")
     t.set_defaults(fn=_cmd_table1_reach)
