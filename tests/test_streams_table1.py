@@ -9,12 +9,13 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testbed.streams.paper import TABLE1
 from testbed.streams.synthetic import edgevlm_schedule
-from testbed.streams.table1 import table1
+from testbed.streams.table1 import search, table1, whole_frames
 
 latencies = st.lists(st.one_of(st.floats(0.0, 12.0), st.integers(0, 12).map(float)), min_size=1, max_size=40)
 """Seconds; whole ones too, so that answers landing exactly on a frame's capture are tried."""
@@ -88,3 +89,18 @@ def test_table1_reach_writes_every_process_and_names_the_closest(tmp_path):
     assert (scan["max_err_%"] >= scan[["max_lcr_err_%", "max_lhl_err_%"]].max(axis=1) - 1e-9).all()
     assert scan["max_err_%"].is_monotonic_increasing
     assert "smallest max_err_%" in r.stdout
+
+
+@settings(max_examples=200, deadline=None)
+@given(latencies, st.sampled_from([1.0, 2.0]), k_calls, st.sampled_from(["call", "reply"]))
+def test_the_rule_sees_a_latency_only_as_the_whole_frames_it_spans(lat, fps, k_call, freshness):
+    """Why searching distributions over whole-frame delays covers every i.i.d. latency process."""
+    got = edgevlm_schedule(np.array(lat), fps, k_call, 4, 10, freshness)
+    same = edgevlm_schedule(whole_frames(np.array(lat), fps), fps, k_call, 4, 10, freshness)
+    assert (got[0] == same[0]).all() and (got[1] == same[1]).all()
+
+
+def test_search_reports_the_worst_error_of_the_process_it_found():
+    r = search(mixture=True, streams=8, max_iter=1)
+    assert r["max_err_%"] == pytest.approx(max(map(abs, r["lcr_errs_%"] + r["lhl_errs_%"])), abs=0.051)
+    assert r["family"] == "mixture of two" and "of streams" in str(r["latency"])
