@@ -4,9 +4,9 @@ Table 1's LCR and LHL over K_call depend on the rule, the stream lengths and the
 latency, and on no model's accuracy. So whether any workload reproduces Table 1 is a question about
 latency processes alone. This module scans families of them for each reading of the rule
 (`freshness`: K_call counted from the newest call or from the newest reply) and reports the closest
-each reading gets (`reach`), and searches every i.i.d. process, and every mixture of two per
-stream, for the closest (`search`): the rule sees a latency only as the whole frames it spans, so
-a distribution over a few whole-frame delays covers them. The schedule is `edgevlm_schedule`, the
+each reading gets (`reach`). It also searches for the closest i.i.d. process, and mixture of two
+per stream (`search`): the rule sees a latency only as the whole frames it spans, so distributions
+over whole-frame delays (1-5 frames, and 8 standing in for later ones) cover such processes. The schedule is `edgevlm_schedule`, the
 reference the sim is checked against.
 """
 
