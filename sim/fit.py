@@ -18,7 +18,6 @@ from scipy.optimize import least_squares
 
 from sim.costs import tokenize_cost
 from sim.engine import load_workload, policy_context, simulate_policy
-from testbed.policies.base import PolicyContext
 from testbed.policies.registry import BASELINES, resolve
 from testbed.query import QueryRecord
 from testbed.report import DN, PAPER_FIGURES, paper_comparison

@@ -16,7 +16,7 @@ import pytest
 
 from cli.main import main
 from testbed.query import ImageMeta, InputSignals
-from testbed.router.calibration import (CalibrationError, calibration_report, check_logits, confidence, ece,
+from testbed.router.calibration import (CalibrationError, calibration_report, check_logits, ece,
                                         fit_calibration, fit_temperature, load_calibration, option_probs)
 from testbed.router.signals import (EDGE_THRESHOLD, FEATURES, bytes_per_pixel, feature_vector, image_signals,
                                     question_type, sobel_magnitude)

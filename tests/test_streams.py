@@ -32,7 +32,6 @@ def stream_record(latency: list[float], fps: float = 1.0, stream_id: str = "s0",
     """A 2-category stream whose large answer to frame t takes latency[t] (on a link with no
     transfer time); every model says category 0 only, the truth is category 0 only."""
     n = len(latency)
-    c = 2
     scores = np.tile([1.0, -1.0], (n, 1))
     keys = {image_tokenize_key("local"): 0.0,
             image_tokenize_key("edge"): 0.0,

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from testbed.codec.merge import merge_to_density
-from testbed.models.pocket import LARGE, PCA_DIM, SMALL, HeadConfig, PocketHead, answer_index, pad_ids, word_ids
-from testbed.models.pocket_data import ANSWERS, COLORS, SHAPES, YES_NO, Split, options_for
+from testbed.models.pocket import PCA_DIM, HeadConfig, PocketHead, answer_index, pad_ids, word_ids
+from testbed.models.pocket_data import ANSWERS, COLORS, SHAPES, Split, options_for
 
 DENSITIES = (2, 4, 8, 16, 32)
 EVAL_DENSITY = 16
