@@ -60,8 +60,8 @@ class ModelEdge:
     def _hold(self, kind: str, data: Any) -> None:
         if kind != "image":
             return
+        key = digest(data)  # outside the lock: workers hash in parallel
         with self._lock:
-            key = digest(data)
             self._held[key] = bytes(data)
             self._held.move_to_end(key)
             while len(self._held) > HELD_MEDIA:

@@ -53,10 +53,10 @@ class ZmqEdge:
         self.boot_id = boot_id()
 
     def offload(self, interp: RealInterpreter, off: Offload, run: QueryRun) -> Inference:
-        # a media payload travels as the file's bytes; the copy keeps the same media object, which
-        # is how the Offload's Tokenize step names it
-        payloads = tuple(replace(p, data=Path(p.media.path).read_bytes()) if p.media is not None else p
-                         for p in off.payloads)
+        # a media payload travels as the file's bytes (read here unless a Crop already holds them);
+        # the copy keeps the same media object, which is how the Offload's Tokenize step names it
+        payloads = tuple(replace(p, data=Path(p.media.path).read_bytes()) if p.media is not None and p.data is None
+                         else p for p in off.payloads)
         offload, frames = offload_request(Offload(payloads, off.steps))
         meta = {"query_id": request_id(run), "offload": offload}
         t0 = time.monotonic()

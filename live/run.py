@@ -63,16 +63,12 @@ def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workl
     if kind == "synthetic" and sc.models.preset == "pocket":
         # the pocket pair answers easy-VQA questions: clips of easy-VQA images (one GOP a scene)
         # with templated questions about one scene, 3 x 8 clips by default
-        from dataclasses import replace
-
         from live.pocket_videos import video_workload
 
         clips = 3 * (per_benchmark or 8)
         manifest = video_workload(cache_dir() / f"pocket-video-{clips}x80-seed{sc.seed}", clips, seed=sc.seed)
         return replace(read_manifest(manifest), provenance=f"synthetic:easy-vqa-clips:{sc.seed}")
     if kind == "synthetic":
-        from dataclasses import replace
-
         from live.videos import GENERATOR, generated_manifest
 
         manifest = generated_manifest(cache_dir() / "videos", per_benchmark or 8, sc.seed)
@@ -84,8 +80,6 @@ def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workl
         root = sc.resolve_path(sc.workload.video_root) if sc.workload.video_root else None
         wl = read_mvbench(sc.resolve_path(sc.workload.path), root)
     if per_benchmark:
-        from dataclasses import replace
-
         kept: dict[str, int] = {}
         records = []
         for r in wl.records:
@@ -138,12 +132,13 @@ def profile(records: Sequence[QueryRecord], device: RealNode, edge: RealNode, de
 
 
 def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens: int,
-                  seed: int) -> tuple[ViewOutcomes, Ledger]:
+                  seed: int, all_views: bool = True) -> tuple[ViewOutcomes, Ledger]:
     """Seed 003's outcomes of one image query, for real: the large model on the global view (always
     locating its region of interest), with the attention crop, with random-crop's box, and on the
     full-resolution tiles, through the same effects the policies yield (in this process); and the
-    ledger of that work (each stage's time under its key). What the crop threshold is picked on,
-    and what a recorded trace's view_* columns hold."""
+    ledger of that work (each stage's time under its key). What a recorded trace's view_* columns
+    hold; the crop threshold is picked on the first two alone, so `all_views=False` skips the
+    random and full views (NaN logits, 0 bytes)."""
     from testbed.crop import crop_side, random_box
     from testbed.policies.crop import view_steps
 
@@ -160,12 +155,16 @@ def view_outcomes(interp: RealInterpreter, rec: QueryRecord, knobs: Any, tokens:
     first = edge((g,), Locate(-1.0, knobs.crop_scale, media.width, media.height))  # always locate
     assert first.roi is not None
     c = interp.perform(Crop(media, "crop", first.roi), run)
+    with_crop = edge((replace(g, held=True), c)).option_logits
+    if not all_views:
+        skipped = np.full_like(first.option_logits, np.nan)
+        return ViewOutcomes(first.option_logits, with_crop, skipped, skipped, first.roi, g.nbytes, c.nbytes,
+                            0), run.ledger
     side = crop_side(media.width, media.height, knobs.crop_scale)
     r = interp.perform(Crop(media, "crop", random_box(seed, q.query_id, media.width, media.height, side)), run)
     full = interp.perform(Crop(media, "full"), run)
-    return ViewOutcomes(first.option_logits, edge((replace(g, held=True), c)).option_logits,
-                        edge((replace(g, held=True), r)).option_logits, edge((full,)).option_logits, first.roi,
-                        g.nbytes, c.nbytes, r.nbytes), run.ledger
+    return ViewOutcomes(first.option_logits, with_crop, edge((replace(g, held=True), r)).option_logits,
+                        edge((full,)).option_logits, first.roi, g.nbytes, c.nbytes, r.nbytes), run.ledger
 
 
 def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequence[QueryRecord],
@@ -269,7 +268,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
                 tokens = knobs.view_tokens or density
                 interp = RealInterpreter(devices, edge, InProcEdge(), wire_dtype=sc.models.dtype)
                 try:
-                    profiled_records = [replace(r, views=view_outcomes(interp, r, knobs, tokens, sc.seed)[0])
+                    profiled_records = [replace(r, views=view_outcomes(interp, r, knobs, tokens, sc.seed, all_views=False)[0])
                                         for r in profiled_records]
                 finally:
                     interp.close()
