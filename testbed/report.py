@@ -54,8 +54,7 @@ def summarize(q: pd.DataFrame, baselines: Sequence[str] = ()) -> pd.DataFrame:
     return s
 
 
-def saturation_notes(totals: pd.DataFrame, queries: pd.DataFrame | None = None, growth: float = 1.5,
-                     material: float = 0.1) -> list[str]:
+def saturation_notes(queries: pd.DataFrame | None, growth: float = 1.5, material: float = 0.1) -> list[str]:
     """Warnings for overloaded policies: those whose queues grow with the run, so that their delays
     are not steady-state figures. Judged from waiting (for a device, the edge or a link; `t_wait_s`),
     not from busy time: a link busy all the time with nothing queued behind it is not overloaded.
@@ -454,9 +453,9 @@ def policy_style(policy: str) -> dict[str, Any]:
     return {"color": cmap(i % 20), "marker": MARKERS[(i // 20 + i) % len(MARKERS)]}
 
 
-def _save(fig: Any, path: Path, title: str) -> None:
+def _save(fig: Any, path: Path, title: str, rect: tuple[float, float, float, float] | None = None) -> None:
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -521,10 +520,7 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
             ax.set_ylabel("accuracy (%)")
     handles, labels = grid[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, title, rect=(0, 0, 0.8, 1))
 
 
 def crop_summary(q: pd.DataFrame) -> pd.DataFrame:

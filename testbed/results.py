@@ -295,9 +295,9 @@ class RunFolders:
         return next((f for t, f, _ in self._pending if t == path), path)
 
     def commit(self) -> None:
-        for tmp, final, _ in self._pending:
+        for tmp, _, _ in list(self._pending):
             if tmp.exists():
-                tmp.rename(final)
+                self.commit_one(tmp)
         self._pending.clear()
 
     def commit_one(self, path: Path) -> Path:
@@ -392,7 +392,7 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
                "tokens (`crop.csv`, `accuracy_vs_bytes.png`); retransmit_share: queries that sent a second view.",
                "", report.format_table(crop), ""]
     md += [f"**Note:** {n}" for n in run.notes]
-    md += [f"**Warning:** {n}" for n in report.saturation_notes(run.totals, run.queries)]
+    md += [f"**Warning:** {n}" for n in report.saturation_notes(run.queries)]
     if comparison is not None:
         md += comparison_md(comparison)
         comparison.to_csv(out / "paper_comparison.csv", index=False)
@@ -408,7 +408,6 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
         if "regret" in run.queries and run.queries.regret.notna().any():
             report.plot_regret(run.queries, out / "cumulative_regret.png", title)
-        crop = report.crop_summary(run.queries)
         if len(crop):  # seed 003's policies: accuracy against bytes and against the edge's compute
             plans = pd.DataFrame(list(run.crop_plans), columns=["policy", "target", "h_min_threshold",
                                                                 "profile_queries", "profile_retransmit_share",

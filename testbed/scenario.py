@@ -305,7 +305,7 @@ def with_overrides(sc: Scenario, assignment: dict[str, Any], flags: dict[str, st
     try:
         return replace(from_dict(Scenario, data), base_dir=sc.base_dir)
     except ConfigError as exc:
-        raise ConfigError(flags.get(exc.path, f"sweep.{exc.path}"), exc.message) from None
+        raise ConfigError(where(exc.path), exc.message) from None
 
 
 def resolved_toml(sc: Scenario, live: bool = False) -> str:

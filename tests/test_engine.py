@@ -193,7 +193,7 @@ def test_overload_is_reported(scenario_factory):
                            "arrivals": {"kind": "poisson", "clients": 4, "rate_per_client": 0.1},
                            "policies": {"run": ["edge-hosted", "device-native"]}})
     run = run_scenario(sc)
-    notes = report.saturation_notes(run.totals, run.queries)
+    notes = report.saturation_notes(run.queries)
     assert any(n.startswith("edge-hosted:") for n in notes)
     assert not any(n.startswith("device-native:") for n in notes)
 
@@ -217,7 +217,7 @@ def test_a_busy_link_that_nobody_waits_for_is_not_overloaded():
     sc = load_scenario("low_bw")
     run = run_scenario(with_overrides(sc, {"workload.queries_per_benchmark": 300}))
     assert run.totals.uplink_util_max.max() > 0.5  # busy, yet
-    assert report.saturation_notes(run.totals, run.queries) == []
+    assert report.saturation_notes(run.queries) == []
 
 
 def test_contention_at_four_times_its_rate_is_overloaded():
@@ -225,8 +225,8 @@ def test_contention_at_four_times_its_rate_is_overloaded():
     fast = with_overrides(sc, {"workload.queries_per_benchmark": 300,
                                "arrivals.rate_per_client": 4 * sc.arrivals.rate_per_client})
     run = run_scenario(fast)
-    notes = report.saturation_notes(run.totals, run.queries)
+    notes = report.saturation_notes(run.queries)
     assert notes and all("overloaded" in n for n in notes)
     calm = run_scenario(with_overrides(sc, {"workload.queries_per_benchmark": 300,
                                             "policies.run": ["device-native"]}))
-    assert report.saturation_notes(calm.totals, calm.queries) == []
+    assert report.saturation_notes(calm.queries) == []
