@@ -148,9 +148,8 @@ class RealInterpreter(Interpreter):
         self._book(run, site, tokenize_key(site, eff), waited, worked)
         with self.lock:
             run.ledger.frames, run.ledger.decoded = r.frames, r.decoded
-        views = (media.view,) if isinstance(media, ImageMeta) and media.view else ()
         return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens,  # type: ignore[arg-type]
-                      views=views)
+                      views=eff.views)
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> Inference:
         tokens = eff.tokens

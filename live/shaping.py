@@ -51,6 +51,7 @@ from live.edge_server import TESTBED_NETNS_PREFIX, EdgeProcess, EdgeServer, spaw
 from live.errors import ShapingError
 from live.pacing import Pacer, UserLink
 from testbed.bandwidth import MahimahiLink, mahimahi_bytes, mean_mbps, read_mahimahi, scale_to_mean
+from testbed.direction import link_seed
 
 log = logging.getLogger(__name__)
 
@@ -493,7 +494,7 @@ class ShapedLink:
         return Pacer(delay_s=spec.rtt_ms / 2000, rate_mbps=mbps if rate and trace is None else None,
                      efficiency=spec.efficiency, trace=trace if rate else None,
                      trace_origin=self.trace_origin or 0.0, loss=spec.loss, rtt_s=spec.rtt_ms / 1000, mtu=spec.mtu,
-                     seed=(spec.seed, 2, int(direction == "down"), 0),  # the sim's first channel's generator
+                     seed=link_seed(spec.seed, int(direction == "down")),  # as the sim's first channel
                      kernel_rate_mbps=None if rate else mbps if trace is None else trace.mean_bps / 1e6)
 
     def _setup_user_space(self) -> None:

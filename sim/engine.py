@@ -21,6 +21,7 @@ from sim.link import Channel
 from testbed.bandit import BanditRun, DecisionLog, Profiling, fit_records, sampled_frames
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
 from testbed.codec.size import TokenFormat
+from testbed.direction import link_seed
 from testbed.errors import TestbedError
 from testbed.energy import add_energy
 from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
@@ -117,7 +118,7 @@ def build_world(sc: Scenario, profile: HardwareProfile) -> World:
 
     def channels(rate: float, trace: MahimahiLink | None, direction: int) -> list[Channel]:
         made = [Channel(env, rate, rtt, net.efficiency, net.mtu, net.loss,
-                        np.random.default_rng([sc.seed, 2, direction, i]), trace, net.slow_start_after_idle)
+                        np.random.default_rng(link_seed(sc.seed, direction, i)), trace, net.slow_start_after_idle)
                 for i in range(n_links)]
         return made * sc.arrivals.clients if net.shared else made
 

@@ -150,9 +150,8 @@ class SimInterpreter(Interpreter):
             yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, site)
         ledger.stage(key, dur)
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
-        views = (eff.media.view,) if isinstance(eff.media, ImageMeta) and eff.media.view else ()
         return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff),  # type: ignore[arg-type]
-                      views=views)
+                      views=eff.views)
 
     def infer(self, eff: Infer, run: QueryRun, site: str) -> SimGen:
         tokens = eff.tokens

@@ -26,6 +26,12 @@ from testbed.bandwidth import (
 )
 
 
+def link_seed(seed: int, direction: int, channel: int = 0) -> tuple[int, int, int, int]:
+    """The seed of one link channel's loss draws (direction 0 up, 1 down): the sim's and live's
+    user-space pacer draw the same losses for the same scenario seed."""
+    return (seed, 2, direction, channel)
+
+
 class Direction:
     """One direction's sending state: the Reno window and the trace's byte cursor."""
 

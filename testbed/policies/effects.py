@@ -115,6 +115,11 @@ class Tokenize:
     pipelined: bool
     encoder: ModelName = "small"
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The seed 003 view the media is (what its Tokens carry), or none."""
+        return (self.media.view,) if isinstance(self.media, ImageMeta) and self.media.view else ()
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
