@@ -230,7 +230,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from testbed.models.pair import make_pair
 
     workload = load_media_workload(sc, args.queries)
-    pair = make_pair(sc.models.preset, sc.models.device)
+    pair = make_pair(sc.model_pair(), sc.models.device)
     ran = [p for p in sc.policies.run if p != "oracle"]
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
@@ -279,7 +279,7 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
     from live.run import live_link
 
     console.print(f"starting the edge and the link for {sc.name} ...")
-    link, info = stack.enter_context(live_link(sc, sc.models.preset, sc.models.device, args.edge,
+    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge,
                                                note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
     extra.update(info)
     return link, f"live ({extra.get('shaping')})"
@@ -301,7 +301,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     sc = with_overrides(sc, overrides, FLAGS) if overrides else sc
     workload = load_media_workload(sc, args.queries)
-    pair = make_pair(sc.models.preset, sc.models.device)
+    pair = make_pair(sc.model_pair(), sc.models.device)
     from testbed.policies.registry import resolve
 
     # seed 003: a scenario that runs the crop policies records each image's crop outcomes too
@@ -409,7 +409,7 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
                default_density=sc.models.default_density, wire_dtype=sc.models.dtype,
                progress=lambda n: bar.advance(task, n))
     console.print(f"recorded {out / 'trace.parquet'}; profiling this machine ...")
-    write_profile(out / "profile.toml", pair, sc.models.preset, sc.models.device, "both", 3, lambda text: None,
+    write_profile(out / "profile.toml", pair, sc.model_pair(), sc.models.device, "both", 3, lambda text: None,
                   profile_videos(workload))
     if edge:
         console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")

@@ -89,7 +89,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     from testbed.streams import report
     from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
 
-    pair = make_pair(sc.models.preset, sc.models.device)
+    pair = make_pair(sc.model_pair(), sc.models.device)
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []

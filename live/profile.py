@@ -25,7 +25,6 @@ from testbed.models.pair import VLMPair
 from testbed.profiles import STAGES, Curve, DeviceProfile
 from testbed.results import versions
 from testbed.tokenizer.decode import decode
-from testbed.tokenizer.preprocess import preprocess
 from testbed.tokenizer.video import probe
 
 Clock = Callable[[], float]
@@ -101,8 +100,8 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
     pre, encd = [], []
     for n in (4, 16, 64):
         batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
-        pre.append((float(n), _median(partial(preprocess, batch, enc.image_size, enc.mean, enc.std), repeats, clock)))
-        pixels = preprocess(batch, enc.image_size, enc.mean, enc.std)
+        pre.append((float(n), _median(partial(enc.preprocess, batch), repeats, clock)))
+        pixels = enc.preprocess(batch)
         encd.append((float(n), _median(partial(enc.encode, pixels), repeats, clock)))
     stages["preprocess"], stages["encode"] = _curve(pre), _curve(encd)
     progress("pipelined tokenizer")

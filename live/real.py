@@ -384,10 +384,9 @@ def tile_tokens(encoder: Any, path: str) -> Any:
     from testbed.crop_image import hd_tiles
     from testbed.tokenizer.image import load_image
     from testbed.tokenizer.pipeline import TokenizeResult
-    from testbed.tokenizer.preprocess import preprocess
 
     tiles = hd_tiles(load_image(path)[0], encoder.image_size)
-    tokens = encoder.encode(preprocess(tiles, encoder.image_size, encoder.mean, encoder.std))
+    tokens = encoder.encode(encoder.preprocess(tiles))
     return TokenizeResult(tokens, np.zeros(len(tiles), np.int64), 1, 0, False, {}, 0.0, False)
 
 

@@ -227,7 +227,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
              link: EdgeLink | None = None, progress: Progress | None = None,
              note: Callable[[str], None] = print) -> RunResult:
     """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
-    notes = list(workload.notes)
+    notes = list(workload.notes) + list(pair.notes)
     power = load_profile(sc.profile_path())  # before the real work: a bad path fails at once
     profile_split = workload.split("profile")
     test = workload.split("test") or workload.records
@@ -235,9 +235,13 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     edge = RealNode(pair, sc.nodes.edge_gpus, sc.nodes.chunk_frames)
     devices = [RealNode(pair, sc.nodes.local_gpus, sc.nodes.chunk_frames) for _ in range(sc.arrivals.clients)]
     skipped: set[str] = set()
+    gap = pair.sharing_gap()
     for name in sc.policies.run:
         spec = resolve(name)
-        if spec.needs_hindsight:
+        if spec.uses_density and gap:
+            notes.append(f"{name} skipped: it sends the small model's vision tokens to the large model, and {gap}")
+            skipped.add(name)
+        elif spec.needs_hindsight:
             notes.append(f"{name} skipped: it needs hindsight, which only trace-driven (sim) runs have")
             skipped.add(name)
         elif spec.agent and not profile_split:
@@ -325,7 +329,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     return RunResult(queries, pd.DataFrame(totals), workload.provenance,
                      f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
                      logs, profiling, calibration_report=report, routing=routing_rows(picks, queries),
-                     crop_plans=crop_plan_rows(plans))
+                     crop_plans=crop_plan_rows(plans), random_weights=pair.random_weights)
 
 
 @contextlib.contextmanager

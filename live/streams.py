@@ -279,7 +279,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     provenance = f"synthetic:{GENERATOR}:{sc.seed}"
     result = RunResult(pd.DataFrame(rows), pd.DataFrame(totals), provenance, f"measured ({mode}, models {pair.preset})",
                        Calibration(1.0, 1.0), {"fps": st.fps, "seconds": st.seconds, "streams": st.live_streams},
-                       mode, tuple(sorted(notes)), kind="stream")
+                       mode, tuple(sorted(notes)), kind="stream", random_weights=pair.random_weights)
     return result, list(played.values())
 
 

@@ -211,6 +211,7 @@ class RunResult:
     calibration_report: CalibrationReport | None = None
     routing: tuple[dict[str, Any], ...] = ()  # per policy whose threshold was picked for a target
     crop_plans: tuple[dict[str, Any], ...] = ()  # seed 003: per crop policy, its threshold and profiling share
+    random_weights: bool = False  # a real run on random-init models: its answers are noise
 
 
 def crop_plan_rows(plans: dict[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -323,11 +324,15 @@ class RunFolders:
         self._pending.clear()
 
 
+RANDOM_WEIGHTS = "answers are noise: random weights"
+
+
 def label(run: RunResult) -> str:
     kind = "SYNTHETIC workload" if run.provenance.startswith("synthetic:") else "recorded workload"
     if run.mode != "sim":
         kind = f"{run.mode} run on {'SYNTHETIC queries' if 'synthetic' in run.provenance else 'real queries'}"
-    return f"{kind} ({run.provenance}); profile {run.profile}"
+    noise = f"{RANDOM_WEIGHTS}; " if run.random_weights else ""
+    return f"{noise}{kind} ({run.provenance}); profile {run.profile}"
 
 
 def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import tomli_w
 
 from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
 from testbed.models import PRESETS
+from testbed.models.checkpoint import PairSpec, is_pair_text, parse_pair
 from testbed.policies.registry import BASELINES, resolve
 from testbed.query import DENSITIES
 from testbed.workload.synthetic import BENCHMARKS, CONTEXT_SIGNAL
@@ -151,10 +152,23 @@ class ModelsConfig:
                                      "(random-init 2B/7B, GPU timing), 'pocket' (trained easy-VQA heads, CPU) "
                                      "or a local model-pair folder")
     device: str = help_field("cpu", "torch device of real runs: cpu, cuda, cuda:1, ...")
+    small: str = help_field("", "the device's VLM as a transformers checkpoint folder (Qwen2.5-VL, Qwen2-VL, "
+                                "LLaVA-OneVision, SmolVLM or another image-text-to-text family); with large, "
+                                "in place of preset")
+    large: str = help_field("", "the edge's VLM as a transformers checkpoint folder (with small)")
+    large_encoder: Literal["small", "own"] = help_field("own", "the encoder the large checkpoint tokenizes with "
+                                                              "when it runs natively: its own or the small one's")
+    trust_remote_code: bool = help_field(False, "let checkpoints run their own Python code (families outside "
+                                                "transformers, e.g. VideoChat-Flash); off unless you trust them")
 
     def __post_init__(self) -> None:
         if self.default_density not in DENSITIES:
             raise ConfigError("models.default_density", f"must be one of {DENSITIES}")
+        if bool(self.small) != bool(self.large):
+            raise ConfigError("models.small" if not self.small else "models.large",
+                              "name both checkpoint folders, small and large, or neither")
+        if is_pair_text(self.preset):
+            parse_pair(self.preset, "models.preset")
 
 
 @dataclass(frozen=True)
@@ -261,6 +275,19 @@ class Scenario:
         path = Path(p)
         return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
 
+    def model_pair(self) -> str:
+        """What make_pair builds: a preset, a model-pair folder, or two checkpoint folders as
+        `small=PATH,large=PATH` (paths from [models] small/large resolved against the scenario's folder)."""
+        m = self.models
+        if is_pair_text(m.preset):  # --models small=PATH,large=PATH (paths as the user typed them)
+            spec = parse_pair(m.preset, "--models")
+            return PairSpec(spec.small, spec.large, spec.large_encoder,
+                            spec.trust_remote_code or m.trust_remote_code).text()
+        if m.small:
+            return PairSpec(str(self.resolve_path(m.small)), str(self.resolve_path(m.large)), m.large_encoder,
+                            m.trust_remote_code).text()
+        return m.preset
+
     def profile_path(self) -> Path:
         """The hardware profile file: the scenario's, or the shipped paper-fitted profile."""
         return self.resolve_path(self.nodes.profile) if self.nodes.profile else SHIPPED_PROFILE
@@ -344,8 +371,11 @@ def resolved_toml(sc: Scenario, live: bool = False) -> str:
         if data[table].get(key):
             data[table][key] = str(sc.resolve_path(data[table][key]))
     preset = data["models"]["preset"]
-    if preset not in PRESETS:
+    if preset not in PRESETS and not is_pair_text(preset):
         data["models"]["preset"] = str(sc.resolve_path(preset))
+    for key in ("small", "large"):
+        if data["models"].get(key):
+            data["models"][key] = str(sc.resolve_path(data["models"][key]))
     return tomli_w.dumps(data)
 
 

@@ -36,6 +36,13 @@ class VisionEncoder(ABC):
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """Tokens for a batch of frames; no gradients."""
 
+    def preprocess(self, frames: Any) -> torch.Tensor:
+        """(n, H, W, 3) uint8 frames -> what `encode` takes (first dimension n): by default resized to
+        the square input and normalised; a checkpoint family runs its own processor here."""
+        from testbed.tokenizer.preprocess import preprocess
+
+        return preprocess(frames, self.image_size, self.mean, self.std)
+
 
 class HFVisionEncoder(VisionEncoder):
     """A transformers vision tower (SiglipVisionModel or CLIPVisionModel)."""

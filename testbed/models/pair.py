@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import zlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,11 @@ class OptionModel(ABC):
     def parameters(self) -> int:
         """Trainable parameters besides the encoder's (0 if unknown)."""
         return 0
+
+    @property
+    def vision_width(self) -> int | None:
+        """The vision token width this model's projector takes (None: any, or unknown)."""
+        return None
 
     def image_attention(self, vision: torch.Tensor, question: str,
                         options: tuple[str, ...] | list[str]) -> np.ndarray | None:
@@ -136,6 +141,11 @@ class VLM(OptionModel):
     def parameters(self) -> int:
         return sum(p.numel() for p in self.lm.parameters()) + sum(p.numel() for p in self.proj.parameters())
 
+    @property
+    def vision_width(self) -> int | None:
+        first = next((m for m in self.proj.modules() if isinstance(m, nn.Linear)), None)
+        return int(first.in_features) if first is not None else None
+
     @torch.inference_mode()
     def image_attention(self, vision: torch.Tensor, question: str,
                         options: tuple[str, ...] | list[str]) -> np.ndarray | None:
@@ -174,10 +184,24 @@ class VLMPair:
     encoders: dict[str, VisionEncoder]
     models: dict[str, OptionModel]
     preset: str
+    random_weights: bool = False  # answers are noise: runs say so
+    notes: tuple[str, ...] = ()  # what loading the pair wants the user told (one line each)
+
+    def sharing_gap(self) -> str | None:
+        """Why the large model cannot read the small model's vision tokens (QuickGrasp's token sharing),
+        or None when it can: the small encoder's output width must be the width the large projector takes."""
+        small = int(self.encoders["small"].dim)
+        takes = self.models["large"].vision_width
+        if takes is None or takes == small:
+            return None
+        return f"the small encoder's tokens are {small} wide and the large model's projector takes {takes}"
 
     def parameter_counts(self) -> dict[str, int]:
-        """Each side's parameters: its encoder and its model (projector and LM, or head)."""
+        """Each side's parameters: its encoder and its model (projector and LM, or head); a checkpoint's
+        model counts its whole folder, encoder included."""
         def enc(name: str) -> int:
+            if getattr(self.encoders[name], "model", None) is getattr(self.models[name], "model", False):
+                return 0
             module = getattr(self.encoders[name], "model", None)
             return sum(p.numel() for p in module.parameters()) if isinstance(module, nn.Module) else 0
         return {name: enc(name) + m.parameters() for name, m in self.models.items()}
@@ -320,12 +344,41 @@ def load_pair(folder: Path, device: str = "cpu", dtype: torch.dtype = torch.floa
     return VLMPair(encoders, models, str(folder))
 
 
+def checkpoint_pair(text: str, device: str = "cpu") -> VLMPair:
+    """Two transformers checkpoint folders, `small=PATH,large=PATH[,large_encoder=small|own]
+    [,trust_remote_code=true]`, loaded offline (testbed.models.checkpoint_vlm)."""
+    from testbed.models.checkpoint import parse_pair
+    from testbed.models.checkpoint_vlm import load_checkpoint
+
+    spec = parse_pair(text)
+    small = load_checkpoint(spec.small, device, trust_remote_code=spec.trust_remote_code, where="models.small")
+    same = Path(spec.large).expanduser().resolve() == small.folder
+    large = small if same else load_checkpoint(spec.large, device, trust_remote_code=spec.trust_remote_code,
+                                               where="models.large")
+    encoders: dict[str, VisionEncoder] = {"small": small.encoder, "large": large.encoder}
+    if spec.large_encoder == "small":
+        if small.encoder.dim != large.vlm.vision_width:
+            raise ConfigError("models.large_encoder", f"'small' needs equal encoder widths: the small encoder's tokens "
+                                                      f"are {small.encoder.dim} wide, the large projector takes "
+                                                      f"{large.vlm.vision_width}")
+        encoders["large"] = small.encoder
+    notes = ("trust_remote_code is on: the checkpoints' own Python code runs",) if spec.trust_remote_code else ()
+    return VLMPair(encoders, {"small": small.vlm, "large": large.vlm}, spec.text(),
+                   random_weights=small.random_init or large.random_init, notes=notes)
+
+
 def make_pair(preset: str, device: str = "cpu") -> VLMPair:
-    """`tiny`, `real-size`, `pocket`, or a local model-pair folder."""
+    """`tiny`, `real-size`, `pocket`, a local model-pair folder, or two checkpoint folders as
+    `small=PATH,large=PATH`."""
+    from testbed.models.checkpoint import is_pair_text
+
+    if is_pair_text(preset):
+        return checkpoint_pair(preset, device)
     if preset == "tiny":
-        return tiny_pair(device=device)
+        return replace(tiny_pair(device=device), random_weights=True)
     if preset == "real-size":
-        return real_size_pair(device, torch.float16 if device != "cpu" else torch.float32)
+        return replace(real_size_pair(device, torch.float16 if device != "cpu" else torch.float32),
+                       random_weights=True)
     if preset == "pocket":
         from testbed.models.pocket import pocket_pair
 
@@ -333,5 +386,5 @@ def make_pair(preset: str, device: str = "cpu") -> VLMPair:
     path = Path(preset)
     if not path.is_dir():
         raise ConfigError("models.preset", f"{preset!r} is neither {', '.join(map(repr, PRESETS))} nor a model-pair "
-                                           "folder")
+                                           "folder (two checkpoint folders: small=PATH,large=PATH)")
     return load_pair(path, device)

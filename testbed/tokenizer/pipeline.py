@@ -21,7 +21,6 @@ import torch
 from testbed.models.encoder import VisionEncoder
 from testbed.query import VideoMeta
 from testbed.tokenizer.decode import iter_frames, only_keyframes
-from testbed.tokenizer.preprocess import preprocess
 from testbed.tokenizer.sampling import Sampler, decode_work, sample_indices
 from testbed.tokenizer.video import probe
 
@@ -60,7 +59,7 @@ def _sequential(chunks: Iterator[np.ndarray], enc: VisionEncoder, chunk: int, cl
     if not frames:
         return []
     pixels = _timed(clock, totals, "preprocess",
-                    lambda: preprocess(np.concatenate(frames), enc.image_size, enc.mean, enc.std))
+                    lambda: enc.preprocess(np.concatenate(frames)))
     out = []
     for part in torch.split(pixels, chunk):
         out.append(_timed(clock, totals, "encode", lambda: enc.encode(part)))  # noqa: B023 (called at once)
@@ -113,7 +112,7 @@ def _pipelined(chunks: Iterator[np.ndarray], enc: VisionEncoder, clock: Clock, t
     it = iter(chunks)
     stages = [
         pool.submit(_stage, lambda: next(it, _DONE), lambda x: x, decoded, stop, clock, totals, "decode"),
-        pool.submit(_stage, lambda: _get(decoded, stop), lambda f: preprocess(f, enc.image_size, enc.mean, enc.std),
+        pool.submit(_stage, lambda: _get(decoded, stop), enc.preprocess,
                     pixels, stop, clock, totals, "preprocess"),
     ]
     out: list[torch.Tensor] = []
@@ -177,7 +176,7 @@ class Tokenizer:
         totals = {"decode": 0.0, "preprocess": 0.0, "encode": 0.0}
         t_start = clock()
         frame = _timed(clock, totals, "decode", lambda: load_image(path))
-        pixels = _timed(clock, totals, "preprocess", lambda: preprocess(frame, enc.image_size, enc.mean, enc.std))
+        pixels = _timed(clock, totals, "preprocess", lambda: enc.preprocess(frame))
         tokens = _timed(clock, totals, "encode", lambda: enc.encode(pixels))
         return TokenizeResult(tokens, np.zeros(1, np.int64), 1, 0, False, totals, clock() - t_start, False)
 
