@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cli import ope, pocket, routers
+from cli import models, ope, pocket, routers
 from cli.streams import register as register_streams
 from cli.ui import console as ui_console
 from cli.ui import progress_bar
@@ -229,8 +229,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from live.run import load_media_workload, run_real
     from testbed.models.pair import make_pair
 
+    pair = make_pair(sc.model_pair(), sc.models.device)  # a bad model folder fails before any media is made
     workload = load_media_workload(sc, args.queries)
-    pair = make_pair(sc.model_pair(), sc.models.device)
     ran = [p for p in sc.policies.run if p != "oracle"]
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
@@ -300,8 +300,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
         sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     sc = with_overrides(sc, overrides, FLAGS) if overrides else sc
-    workload = load_media_workload(sc, args.queries)
     pair = make_pair(sc.model_pair(), sc.models.device)
+    workload = load_media_workload(sc, args.queries)
     from testbed.policies.registry import resolve
 
     # seed 003: a scenario that runs the crop policies records each image's crop outcomes too
@@ -676,7 +676,8 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--queries", type=COUNT, help="queries per benchmark (a synthetic workload makes this many "
                                                 "clips per class; default 8)")
     lv.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
-    lv.add_argument("--models", help="override models.preset: tiny, real-size or a model-pair folder")
+    lv.add_argument("--models", help="override the model pair: tiny, real-size, pocket, a model-pair folder, or two "
+                                    "checkpoint folders as small=PATH,large=PATH")
     lv.add_argument("--device", help="override models.device: cpu, cuda, ...")
     lv.add_argument("--fidelity", action="store_true", help="then record the workload's trace, profile this machine "
                                                             "and replay the run in the sim (fidelity.md)")
@@ -687,7 +688,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
     r.add_argument("--out", type=OUTPUT_FILE, required=True, help="the trace to write (Parquet); an interrupted run resumes")
     r.add_argument("--queries", type=COUNT, help="queries per benchmark (as testbed live --queries)")
-    r.add_argument("--models", help="override models.preset")
+    r.add_argument("--models", help="override the model pair (as testbed live --models)")
     r.add_argument("--device", help="override models.device")
     r.set_defaults(fn=_cmd_record)
     pr = sub.add_parser("profile", help="measure each stage's latency against its size on this machine into a "
@@ -695,7 +696,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--role", choices=["local", "edge", "both"], default="both",
                     help="local: the device's small model; edge: the server's large model (other roles in --out kept)")
     pr.add_argument("--out", type=OUTPUT_FILE, required=True, help="the profile to write")
-    pr.add_argument("--models", default="tiny", help="tiny, real-size or a model-pair folder")
+    pr.add_argument("--models", default="tiny", help="tiny, real-size, a model-pair folder or small=PATH,large=PATH")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--repeats", type=COUNT, default=3, help="timed repeats per size after a warm-up (median)")
     pr.add_argument("--videos", nargs="+", type=INPUT_FILE, default=[],
@@ -715,6 +716,7 @@ def parser() -> argparse.ArgumentParser:
     k.set_defaults(fn=_cmd_keys)
     register_streams(sub)
     ope.register(sub)
+    models.register(sub)  # models tiny, models real-size, models check
     pocket.register(sub)  # train-pocket, pocket-eval, pocket-workload
     routers.register(sub)  # calibrate, synth-image, fit-inarvl, sweep-threshold
     return p

@@ -166,3 +166,44 @@ def _generate(model: Any, n: int) -> None:
     for _ in range(n):
         out = model.lm(input_ids=nxt, use_cache=True, **{key: past})
         past, nxt = getattr(out, key), out.logits[:, -1:].argmax(-1)
+
+
+def stage_table(pair: VLMPair, repeats: int = 3, clock: Clock = time.perf_counter,
+                prefill_tokens: Sequence[int] = (1024, 4096, 16384), density: int = 16) -> list[dict[str, Any]]:
+    """Per role, the figures seed 000's Fig. 2 breaks a query into: the encoder's frames per second (64
+    frames in chunks of 16, as the pipeline feeds it), the LM prefill in ms at each token count (vision
+    tokens at `density` a frame plus the prompt) and ToMe merging in ms per frame. Measured in a worker
+    thread, as live queries run, with this process's torch thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def timed(work: Callable[[], Any]) -> float:
+        def run() -> None:
+            work()
+            sync()
+        return _median(run, repeats, clock)
+
+    rows = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile") as pool:
+        for side in ("small", "large"):
+            enc, model = pair.encoders[side], pair.models[side]
+            frames = np.random.default_rng(0).integers(0, 256, (64, 180, 320, 3), dtype=np.uint8)
+            pixels = [enc.preprocess(frames[i:i + 16]) for i in range(0, 64, 16)]
+            enc_s = pool.submit(timed, lambda: [enc.encode(p) for p in pixels]).result()  # noqa: B023
+            row: dict[str, Any] = {"role": side, "model": pair.preset, "encoder_frames_per_s": 64 / enc_s}
+            question, options = "Which test source does this video show?", ("bars", "noise", "fractal", "life")
+            text = model.text_tokens(question, options)
+            a = min(density, enc.tokens_per_frame)
+            for n in prefill_tokens:
+                f = max(1, (n - text) // a)
+                v = torch.randn(f, a, enc.dim, generator=torch.Generator().manual_seed(n))
+                row[f"prefill_ms_{n // 1024}k"] = 1e3 * pool.submit(
+                    timed, lambda: model.option_logits(v, question, options)).result()  # noqa: B023
+            tokens = torch.randn(64, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(64))
+            tokens = tokens.to(enc.device)
+            row["merge_ms_per_frame"] = 1e3 * pool.submit(timed, lambda: merge_to_density(tokens, a)).result() / 64
+            rows.append(row)
+    return rows

@@ -326,6 +326,9 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     report = calibration_report(calibration, profiled_records, "profile", f"{source}; in-sample: real runs keep "
                                 "no test logits", sc.calibration.bins) \
         if profiled_records else None
+    for warning in report.warnings() if report is not None else ():
+        note(f"calibration: {warning}")
+        notes.append(f"calibration: {warning}")
     return RunResult(queries, pd.DataFrame(totals), workload.provenance,
                      f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
                      logs, profiling, calibration_report=report, routing=routing_rows(picks, queries),

@@ -313,6 +313,19 @@ class LoadedCheckpoint:
                 "supports": [k for k, v in a.supports().items() if v]}
 
 
+def config_only(folder: Path) -> bool:
+    """A folder without weights whose marker says they are drawn at load (`testbed models real-size`)."""
+    from testbed.models.checkpoint import RANDOM_MARKER
+
+    marker = folder / RANDOM_MARKER
+    if not marker.is_file() or _weights_files(folder) != "no weights file":
+        return False
+    try:
+        return bool(json.loads(marker.read_text()).get("config_only"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _weights_files(folder: Path) -> str:
     names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
     return ", ".join(names) or "no weights file"
@@ -322,6 +335,7 @@ def load_checkpoint(folder: Path | str, device: str = "cpu", dtype: torch.dtype 
                     trust_remote_code: bool = False, where: str = "models") -> LoadedCheckpoint:
     """A transformers VLM checkpoint folder, offline (`local_files_only`); bad input is a one-line ConfigError."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from testbed.models.checkpoint import family_of, is_random_init, read_config
     from testbed.models.families import adapter_class
@@ -336,14 +350,22 @@ def load_checkpoint(folder: Path | str, device: str = "cpu", dtype: torch.dtype 
         raise ConfigError(where, f"{path} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
     if dtype is None:
         dtype = torch.float32 if str(device) == "cpu" else torch.bfloat16
+    hf_logging.disable_progress_bar()  # one progress bar per weights file says nothing a run needs
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(where, f"{path}: the tokenizer fails to load ({str(exc).splitlines()[0]})") from None
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=dtype,
-                                                            trust_remote_code=trust_remote_code,
-                                                            attn_implementation="sdpa")
+        if config_only(path):  # a real-size folder (testbed.models.real_size): weights drawn on the device
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(path, local_files_only=True)
+            with torch.device(device):
+                model = AutoModelForImageTextToText.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, dtype=dtype,
+                                                                trust_remote_code=trust_remote_code,
+                                                                attn_implementation="sdpa")
     except Exception as exc:  # noqa: BLE001 - any load failure is the user's file: name it, in one line
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         raise ConfigError(where, f"{path}: the checkpoint fails to load from {_weights_files(path)} "

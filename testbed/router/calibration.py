@@ -69,7 +69,25 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+MIN_FIT_QUERIES = 20
+"""Fewer profiling queries than this leave a fitted temperature mostly noise: runs warn."""
+
+
+def fit_warning(model: str, temperature: float, n: int) -> str:
+    """One line when a fitted temperature should not be trusted (at a bound of the fit, or fitted on
+    fewer than MIN_FIT_QUERIES queries); "" otherwise."""
+    why = []
+    lo, hi = TEMPERATURE_BOUNDS
+    if min(abs(temperature - lo) / lo, abs(temperature - hi) / hi) < 1e-3:
+        why.append(f"at the fit's bound (T in [{lo:g}, {hi:g}]: these queries do not identify it)")
+    if n < MIN_FIT_QUERIES:
+        why.append(f"fitted on {n} profiling queries (fewer than {MIN_FIT_QUERIES})")
+    return f"the {model} model's temperature {temperature:.3g} is " + " and ".join(why) if why else ""
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray,
+                    bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
     """Temperature T minimising NLL on a labelled profiling set (Guo et al. 2017). When the model's
     answer is right on every query (or wrong on every one), the NLL falls without end as T goes to
     0 (or to infinity) and no temperature is identified: T = 1 (no scaling)."""
@@ -168,6 +186,7 @@ class CalibrationRow:
     ece_before: float
     ece_after: float
     bins: int = ECE_BINS
+    warning: str = ""  # a fitted temperature at its bound or on too few queries (fit_warning)
 
     @property
     def ece_drop(self) -> float:
@@ -189,6 +208,10 @@ class CalibrationReport:
     def table(self) -> list[dict[str, Any]]:
         return [{**asdict(r), "ece_drop": r.ece_drop} for r in self.rows]
 
+    def warnings(self) -> list[str]:
+        """One line per fitted temperature not to be trusted."""
+        return [r.warning for r in self.rows if r.warning]
+
 
 def calibration_report(calibration: Calibration, records: Sequence[QueryRecord], split: str, source: str,
                        bins: int = ECE_BINS) -> CalibrationReport:
@@ -197,6 +220,7 @@ def calibration_report(calibration: Calibration, records: Sequence[QueryRecord],
     logits are skipped for that model."""
     rows: list[CalibrationRow] = []
     diagrams: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = {}
+    fitted = source.startswith("fitted")
     benches = list(dict.fromkeys(r.query.benchmark for r in records))
     for model in MODELS:
         mine = [r for r in records if (r.small_logits if model == "small" else r.large_native_logits) is not None]
@@ -211,8 +235,10 @@ def calibration_report(calibration: Calibration, records: Sequence[QueryRecord],
             z = model_logits(part, model)
             labels = np.array([r.answer for r in part])
             correct = np.nanargmax(z, axis=1) == labels
+            warn = fit_warning(model, t, len(part)) if fitted and bench == "all" else ""
             rows.append(CalibrationRow(model, bench, split, len(part), float(correct.mean()), t,
-                                       ece(confidence(z), correct, bins), ece(confidence(z, t), correct, bins), bins))
+                                       ece(confidence(z), correct, bins), ece(confidence(z, t), correct, bins), bins,
+                                       warn))
             if bench == "all":
                 diagrams[model] = {}
                 for when, temp in (("before", 1.0), ("after", t)):
