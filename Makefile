@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEVICE ?= cpu
 MODELS ?=
 
-.PHONY: venv sim test bench validate live-eval pocket clean
+.PHONY: venv sim test bench validate live-eval gpu-profile pocket clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ test: $(STAMP)
 
 live-eval: $(STAMP)
 	$(BIN)/testbed live $(scenario) --fidelity --device $(DEVICE) $(if $(MODELS),--models $(MODELS))
+
+# real-size random-init Qwen2.5-VL 3B/7B and LLaVA-OneVision 0.5B/7B (bf16, SDPA) on a CUDA GPU:
+# traces/profiles/<gpu>-<family>.toml and <gpu>-stages.md (DEVICE=cpu GPU_PROFILE_ARGS=--tiny: a dry run)
+GPU_PROFILE_ARGS ?=
+gpu-profile: $(STAMP)
+	$(BIN)/testbed models profile-families --device $(if $(filter cpu,$(DEVICE)),cuda,$(DEVICE)) $(GPU_PROFILE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)

@@ -429,8 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linger-ms", type=Integer(0), default=1000, help="on shutdown, time to flush replies (default 1000)")
     p.add_argument("--netns", help="enter this network namespace first (the shaped link's edge side)")
     p.add_argument("--public", action="store_true", help="allow binding to a non-loopback address")
-    p.add_argument("--models", help="serve the model pair's edge steps with this preset (tiny, real-size, or a "
-                                    "model-pair folder) instead of --handler")
+    p.add_argument("--models", help="serve the model pair's edge steps with this preset (tiny, real-size, pocket, a "
+                                    "model-pair folder, or small=PATH,large=PATH checkpoint folders) instead of "
+                                    "--handler")
     p.add_argument("--device", default="cpu", help="torch device for --models (default cpu)")
     p.add_argument("--chunk-frames", type=COUNT, default=16, help="frames per pipeline chunk for --models")
     p.add_argument("--stop-on-stdin-eof", action="store_true",

@@ -49,6 +49,45 @@ def manifest(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def llava_folder(tmp_path_factory):
+    """A tiny LLaVA-1.5-style checkpoint (model_type llava): no adapter of its own, so the generic path."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from testbed.models.tiny_checkpoint import _ids, _text, build_tokenizer
+
+    out = tmp_path_factory.mktemp("llava")
+    tok = build_tokenizer("llava_onevision")  # <image> and a chat template
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, image_size=32, patch_size=4, projection_dim=32)
+    cfg = LlavaConfig(text_config=dict(model_type="llama", **_text(tok, "small")), vision_config=vision,
+                      image_token_index=_ids(tok, "<image>")[0], vision_feature_layer=-2,
+                      vision_feature_select_strategy="default")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        LlavaForConditionalGeneration(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+def test_another_image_text_family_runs_through_the_generic_path(llava_folder, frames):
+    ck = load_checkpoint(llava_folder)
+    assert ck.family == "generic" and not ck.random_init
+    tokens = ck.encoder.encode(ck.encoder.preprocess(frames))
+    assert tokens.shape == (3, 64, 64)  # CLIP's 8 x 8 patches without CLS, projected to the LM's width 64
+    seen = []
+    hook = ck.vlm.model.register_forward_pre_hook(lambda m, args, kw: seen.append(kw["inputs_embeds"].shape[1]),
+                                                  with_kwargs=True)
+    try:
+        logits = [ck.vlm.option_logits(to_density(tokens, a), QUESTION, OPTIONS) for a in (8, 16, 16)]
+    finally:
+        hook.remove()
+    assert logits[0].shape == (3,) and logits[1].tolist() == logits[2].tolist()
+    assert seen[1] - seen[0] == 3 * 8
+
+
 def test_the_family_comes_from_model_type(tmp_path):
     assert family_of({"model_type": "idefics3"}, tmp_path) == family_of({"model_type": "smolvlm"}, tmp_path) == \
         "smolvlm"
@@ -239,3 +278,30 @@ def test_a_recorded_family_trace_replays_with_the_same_routing(folders, manifest
     replayed = pd.read_parquet(sim / "queries.parquet").set_index("query_id").sort_index()
     assert replayed.served_by.tolist() == first.served_by.tolist()
     np.testing.assert_allclose(replayed.route_score, first.route_score, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_video_policy_runs_on_each_family(family, folders, manifest, tmp_path):
+    from testbed.policies.registry import FIXED, PER_DENSITY
+
+    policies = [n for n, s in FIXED.items() if not (s.stream or s.images_only or s.needs_hindsight)]
+    policies += [PER_DENSITY[k](a).name for k in PER_DENSITY for a in (2, 32)]
+    spec = f"small={folders[family, 'small']},large={folders[family, 'large']}"
+    assert main(["live", str(_scenario(tmp_path, manifest, policies)), "--inproc", "--models", spec,
+                 "--out", str(tmp_path / "res")]) == 0
+    (run,) = (tmp_path / "res" / "ck").iterdir()
+    q = pd.read_parquet(run / "queries.parquet")
+    assert set(q.policy) == set(policies) and q.groupby("policy").size().eq(3).all()
+    assert np.isfinite(q.delay_s).all() and (q.delay_s > 0).all()
+
+
+def test_the_gpu_profile_script_dry_runs_on_tiny_folders(tmp_path, capsys):
+    assert main(["models", "profile-families", "--tiny", "--device", "cpu", "--skip-profile", "--families",
+                 "qwen2_5_vl", "--repeats", "1", "--prefill-tokens", "256", "1024", "--out", str(tmp_path)]) == 0
+    (csv,) = tmp_path.glob("*-stages.csv")
+    table = pd.read_csv(csv)
+    assert list(table.role) == ["small", "large"] and set(table.family) == {"qwen2_5_vl"}
+    figures = table[["encoder_frames_per_s", "prefill_ms_0k", "prefill_ms_1k", "merge_ms_per_frame"]]
+    assert (figures > 0).all().all()
+    assert csv.with_suffix(".md").read_text().startswith("# Per-stage times on cpu")

@@ -174,6 +174,9 @@ class CheckpointVLM(OptionModel):
         p = next(self.model.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.image_token = image_token_id(self.model.config, self.tokenizer)
+        # the answer's first token: the letter itself after a template that ends its generation prompt with
+        # whitespace ("<|im_start|>assistant\n"), " B" after one that does not ("Assistant:")
+        self.letter_prefix = "" if self._render("?", ())[-1:].isspace() else " "
         self._letters = [self._letter(c) for c in LETTERS[:5]]
         self._prompts: dict[tuple[str, tuple[str, ...]], tuple[list[int], list[int]]] = {}
         self._attention = threading.Lock()
@@ -183,11 +186,24 @@ class CheckpointVLM(OptionModel):
         return self.adapter.width
 
     def _letter(self, c: str) -> int:
-        ids = self.tokenizer.encode(c, add_special_tokens=False)
+        ids = self.tokenizer.encode(self.letter_prefix + c, add_special_tokens=False)
         if len(ids) != 1:
-            raise ConfigError("models", f"{self.adapter.folder}: the tokenizer spells option letter {c!r} as "
-                                        f"{len(ids)} tokens; option letters must be single tokens")
+            raise ConfigError("models", f"{self.adapter.folder}: the tokenizer spells option letter "
+                                        f"{self.letter_prefix + c!r} as {len(ids)} tokens; option letters must be "
+                                        "single tokens")
         return int(ids[0])
+
+    def _render(self, question: str, options: Sequence[str]) -> str:
+        """The chat template on one image and the question with its lettered options, generation prompt last."""
+        opts = "".join(f"({LETTERS[i]}) {o}\n" for i, o in enumerate(options))
+        text = f"{question}\n{opts}{INSTRUCTION}" if options else question
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        try:
+            return str(self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
+                                                          add_generation_prompt=True))
+        except Exception as exc:  # noqa: BLE001 - a template error is the checkpoint's, in one line
+            raise ConfigError("models", f"{self.adapter.folder}: the chat template fails "
+                                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def letter_ids(self, k: int) -> list[int]:
         if k > len(self._letters):
@@ -203,12 +219,7 @@ class CheckpointVLM(OptionModel):
             return hit
         if len(options) > len(LETTERS):
             raise ConfigError("options", f"{len(options)} options; at most {len(LETTERS)} (one letter each)")
-        opts = "".join(f"({LETTERS[i]}) {o}\n" for i, o in enumerate(options))
-        text = f"{question}\n{opts}{INSTRUCTION}" if options else question
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        rendered = self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
-                                                      add_generation_prompt=True)
-        ids = list(self.tokenizer.encode(rendered, add_special_tokens=False))
+        ids = list(self.tokenizer.encode(self._render(question, options), add_special_tokens=False))
         at = [i for i, t in enumerate(ids) if t == self.image_token]
         if len(at) != 1:
             raise ConfigError("models", f"{self.adapter.folder}: the chat template gives {len(at)} image tokens "

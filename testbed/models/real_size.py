@@ -61,10 +61,10 @@ def real_size_config(family: str, role: Role, tokenizer: Any) -> tuple[Any, Any]
             LlavaOnevisionImageProcessorPil
 
         image, video = _ids(tokenizer, "<image>", "<video>")
-        cfg = LlavaOnevisionConfig(text_config=dict(model_type="qwen2", **OV_TEXT[role], rms_norm_eps=1e-6),
+        ov = LlavaOnevisionConfig(text_config=dict(model_type="qwen2", **OV_TEXT[role], rms_norm_eps=1e-6),
                                    vision_config=SIGLIP_SO400M, image_token_index=image, video_token_index=video,
                                    vision_feature_layer=-1, vision_feature_select_strategy="full")
-        return cfg, LlavaOnevisionImageProcessorPil(size={"height": 384, "width": 384}, image_mean=[0.5, 0.5, 0.5],
+        return ov, LlavaOnevisionImageProcessorPil(size={"height": 384, "width": 384}, image_mean=[0.5, 0.5, 0.5],
                                                     image_std=[0.5, 0.5, 0.5])
     raise ConfigError("family", f"no published configuration for {family!r}; real-size: {', '.join(REAL_SIZE_FAMILIES)}")
 

@@ -56,6 +56,3 @@ class GenericAdapter(Adapter):
 
     def project(self, vision: torch.Tensor) -> torch.Tensor:
         return vision
-
-    def supports(self) -> dict[str, bool]:
-        return {**super().supports(), "token merging": True}

@@ -33,7 +33,8 @@ class SmolVLMAdapter(Adapter):
         self.width = int(vc.hidden_size) * self.scale ** 2
         ids = [tokenizer.convert_tokens_to_ids(t) for t in WRAP]
         known = all(isinstance(i, int) and i != tokenizer.unk_token_id for i in ids)
-        self.fake, self.global_img = (ids[0], ids[1]) if known else (None, None)
+        self.fake: int | None = ids[0] if known else None
+        self.global_img: int | None = ids[1] if known else None
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         dtype = next(self.vision.parameters()).dtype
@@ -46,7 +47,7 @@ class SmolVLMAdapter(Adapter):
     def media(self, projected: torch.Tensor) -> list[Piece]:
         f, a, _ = projected.shape
         grid = token_grid(a, self.grid)
-        if self.fake is None:
+        if self.fake is None or self.global_img is None:
             return [Vision(projected[i], (1, *grid), i == 0) for i in range(f)]
         out: list[Piece] = []
         for i in range(f):
