@@ -10,13 +10,11 @@ qwen2-0.5b-ov-hf, -7b-ov-hf).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import ConfigError
-from testbed.models.checkpoint import RANDOM_MARKER
-from testbed.models.tiny_checkpoint import Role, _ids, build_tokenizer
+from testbed.models.tiny_checkpoint import Role, _ids, build_tokenizer, save_folder
 
 REAL_SIZE_FAMILIES = ("qwen2_5_vl", "llava_onevision")
 
@@ -73,11 +71,5 @@ def write_real_size(family: str, folder: Path | str, role: Role = "small") -> Pa
     """A config-only folder: weights are drawn at load, on the device (see the module docstring)."""
     tokenizer = build_tokenizer(family)
     cfg, proc = real_size_config(family, role, tokenizer)
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    proc.save_pretrained(out)
-    (out / RANDOM_MARKER).write_text(json.dumps({"family": family, "role": role, "config_only": True,
-                                                 "weights": "random init at load: answers are noise"}, indent=2) + "\n")
-    return out
+    return save_folder(folder, (cfg, tokenizer, proc), {"family": family, "role": role, "config_only": True,
+                                                        "weights": "random init at load: answers are noise"})

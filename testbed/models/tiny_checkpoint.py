@@ -186,16 +186,20 @@ def write_tiny(family: str, folder: Path | str, role: Role = "small", seed: int 
         raise ConfigError("family", f"unknown family {family!r}; tiny checkpoints: {', '.join(TINY_FAMILIES)}")
     if role not in ("small", "large"):
         raise ConfigError("--role", f"must be small or large, got {role!r}")
-    out = Path(folder)
     tokenizer = build_tokenizer(family)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1000 + (11 if role == "small" else 12))
         model, vision, proc = build_model(family, role, tokenizer)
     share_weights(vision, seed * 1000 + VISION_SEED[family])
+    return save_folder(folder, (model, tokenizer, proc), {"family": family, "role": role, "seed": seed,
+                                                          "weights": "random init: answers are noise"})
+
+
+def save_folder(folder: Path | str, parts: tuple[Any, ...], marker: dict[str, Any]) -> Path:
+    """Each part (model or config, tokenizer, image processor) with `save_pretrained`, and the random-init marker."""
+    out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    proc.save_pretrained(out)
-    (out / RANDOM_MARKER).write_text(json.dumps({"family": family, "role": role, "seed": seed,
-                                                 "weights": "random init: answers are noise"}, indent=2) + "\n")
+    for part in parts:
+        part.save_pretrained(out)
+    (out / RANDOM_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return out
