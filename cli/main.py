@@ -365,7 +365,9 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
                     host=platform.node())
     data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,
                     "provenance": f"measured:{platform.node()}:{models}@{device}",
-                    "notes": "measured by `testbed profile`: median of repeats after a warm-up", "measured": measured}
+                    "notes": "measured by `testbed profile` as live runs work (a worker thread, chunks of 16 frames, "
+                             "one forward pass per Infer): median of repeats after a warm-up, fitted isotonic over "
+                             "size", "measured": measured}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(tomli_w.dumps(data))
     missing = [r for r in ("local", "edge") if r not in data]
@@ -409,7 +411,7 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
                default_density=sc.models.default_density, wire_dtype=sc.models.dtype,
                progress=lambda n: bar.advance(task, n))
     console.print(f"recorded {out / 'trace.parquet'}; profiling this machine ...")
-    write_profile(out / "profile.toml", pair, sc.model_pair(), sc.models.device, "both", 3, lambda text: None,
+    write_profile(out / "profile.toml", pair, sc.model_pair(), sc.models.device, "both", 5, lambda text: None,
                   profile_videos(workload))
     if edge:
         console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
@@ -698,7 +700,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=OUTPUT_FILE, required=True, help="the profile to write")
     pr.add_argument("--models", default="tiny", help="tiny, real-size, a model-pair folder or small=PATH,large=PATH")
     pr.add_argument("--device", default="cpu")
-    pr.add_argument("--repeats", type=COUNT, default=3, help="timed repeats per size after a warm-up (median)")
+    from testbed.profiles import MIN_REPEATS
+
+    pr.add_argument("--repeats", type=Integer(MIN_REPEATS), default=MIN_REPEATS,
+                    help=f"timed repeats per size after a warm-up (median; at least {MIN_REPEATS})")
     pr.add_argument("--videos", nargs="+", type=INPUT_FILE, default=[],
                     help="measure decoding and the pipelined tokenizer on these (videos like your workload's: the "
                          "cost per megapixel depends on resolution and content; default: a generated 320x180 clip)")

@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", type=OUTPUT_DIR, default="traces/profiles")
     p.add_argument("--families", nargs="+", choices=REAL_SIZE_FAMILIES, default=list(REAL_SIZE_FAMILIES))
-    p.add_argument("--repeats", type=COUNT, default=3)
+    p.add_argument("--repeats", type=COUNT, default=5, help="timed repeats per size after a warm-up")
     p.add_argument("--prefill-tokens", type=COUNT, nargs="+", default=[1024, 4096, 16384])
     p.add_argument("--tiny", action="store_true", help="tiny random-init folders instead (a CPU dry run)")
     p.add_argument("--skip-profile", action="store_true", help="the per-stage table only")

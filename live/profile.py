@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 from functools import partial
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,7 +23,7 @@ import torch
 from testbed.codec.merge import merge_to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.models.pair import VLMPair
-from testbed.profiles import STAGES, Curve, DeviceProfile
+from testbed.profiles import MIN_REPEATS, STAGES, Curve, DeviceProfile
 from testbed.results import versions
 from testbed.tokenizer.decode import decode
 from testbed.tokenizer.video import probe
@@ -61,18 +62,60 @@ def _median(work: Callable[[], Any], repeats: int, clock: Clock) -> float:
     return statistics.median(times)
 
 
+class LiveThread:
+    """Runs the profiler's timed work where live queries run theirs: in a worker thread (never the main
+    thread: torch's intra-op parallelism differs between them, 0.9 s against 0.02 s for one 64-frame
+    forward pass measured here), with this process's torch thread count. `seen` records both for each
+    measurement, so a test can check the settings rather than the times."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile")
+        self.seen: set[tuple[bool, int]] = set()
+
+    def median(self, work: Callable[[], Any], repeats: int, clock: Clock) -> float:
+        def run() -> float:
+            self.seen.add((threading.current_thread() is threading.main_thread(), torch.get_num_threads()))
+            return _median(work, repeats, clock)
+        return self._pool.submit(run).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def _curve(points: list[tuple[float, float]]) -> Curve:
-    """A piecewise-linear curve through the measured points, anchored at (0, 0) so small sizes
-    extrapolate sensibly; seconds made non-decreasing (timing noise must not make more work cheaper)."""
-    xs = [0.0] + [float(x) for x, _ in points]
-    ys = [0.0] + list(np.maximum.accumulate([max(0.0, float(y)) for _, y in points]))
-    return Curve(tuple(xs), tuple(ys))
+    """A piecewise-linear curve through the per-size medians, anchored at (0, 0) so small sizes
+    extrapolate sensibly, fitted isotonic (more work never costs less): a noisy spike at one size is
+    pooled with its neighbours instead of being carried to every larger size."""
+    from sklearn.isotonic import IsotonicRegression
+
+    xs = np.array([0.0] + [float(x) for x, _ in points])
+    ys = np.array([0.0] + [max(0.0, float(y)) for _, y in points])
+    fit = IsotonicRegression(y_min=0.0, increasing=True).fit_transform(xs, ys)
+    return Curve(tuple(xs.tolist()), tuple(float(y) for y in fit))
 
 
-def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: Clock = time.perf_counter,
-            progress: Callable[[str], None] = lambda s: None, decode_videos: Sequence[Path] = ()) -> DeviceProfile:
-    """Every stage of `role` ("local": small model, "edge": large model), on `video` for decoding
-    (the mean over it and `decode_videos` of its size, since decoding costs depend on the content)."""
+def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = MIN_REPEATS, clock: Clock = time.perf_counter,
+            progress: Callable[[str], None] = lambda s: None, decode_videos: Sequence[Path] = (),
+            runner: LiveThread | None = None, chunk_frames: int = 16) -> DeviceProfile:
+    """Every stage of `role` ("local": small model, "edge": large model) as the live path runs it: in a
+    worker thread (`LiveThread`), frames encoded in chunks of `chunk_frames` as the tokenizer feeds them,
+    one forward pass per Infer (no generate step: live reads the option letters' logits after the
+    prefill). Decoding on `video` (the mean over it and `decode_videos` of its size, since decoding
+    costs depend on the content)."""
+    own = runner is None
+    runner = runner or LiveThread()
+    try:
+        return _measure(role, pair, video, repeats, clock, progress, decode_videos, runner, chunk_frames)
+    finally:
+        if own:
+            runner.close()
+
+
+def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, progress: Callable[[str], None],
+             decode_videos: Sequence[Path], runner: LiveThread, chunk_frames: int) -> DeviceProfile:
+    _median = runner.median  # every timed work runs in the runner's worker thread
     side = "small" if role == "local" else "large"
     enc, model = pair.encoders[side], pair.models[side]
     meta = probe(video)
@@ -102,11 +145,12 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
         batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
         pre.append((float(n), _median(partial(enc.preprocess, batch), repeats, clock)))
         pixels = enc.preprocess(batch)
-        encd.append((float(n), _median(partial(enc.encode, pixels), repeats, clock)))
+        chunks = torch.split(pixels, chunk_frames)
+        encd.append((float(n), _median(lambda: [enc.encode(c) for c in chunks], repeats, clock)))  # noqa: B023
     stages["preprocess"], stages["encode"] = _curve(pre), _curve(encd)
     progress("pipelined tokenizer")
-    ratio = pipeline_ratio(enc, video, meta, repeats, clock)
-    progress("prefill, generate")
+    ratio = pipeline_ratio(enc, video, meta, repeats, clock, chunk_frames, runner)
+    progress("prefill")
     question, options = "Which test source does this video show?", ("bars", "noise", "fractal", "life")
     text = model.text_tokens(question, options)
     pf = []
@@ -117,11 +161,7 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
         pf.append((float(n * density + text), _median(partial(_infer, model, raw, density, question, options),
                                                       repeats, clock)))
     stages["prefill"] = _curve(pf)
-    if hasattr(model, "lm"):  # an LM decodes; a classifier head (pocket) has no generation step
-        stages["generate"] = _curve([(float(n), _median(partial(_generate, model, n), repeats, clock))
-                                     for n in (1, 4)])
-    else:
-        stages["generate"] = _curve([(1.0, 0.0), (4.0, 0.0)])
+    stages["generate"] = _curve([(1.0, 0.0), (4.0, 0.0)])  # live runs one forward pass: nothing to generate
     progress("merge, compress, decompress")
     mg, cp, dc = [], [], []
     for n in (16, 64, 256):
@@ -137,7 +177,8 @@ def measure(role: str, pair: VLMPair, video: Path, *, repeats: int = 3, clock: C
                          stages, pipeline_ratio=ratio)
 
 
-def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock, chunk_frames: int = 16) -> float:
+def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock, chunk_frames: int = 16,
+                   runner: LiveThread | None = None) -> float:
     """The pipelined tokenizer's makespan over the sequential one's on `video` (1 FPS, as the
     baselines sample): below 1 where its stages overlap on separate resources, 1 or more where they
     share the cores (a CPU-only device)."""
@@ -145,7 +186,8 @@ def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock,
     from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 
     with Tokenizer(enc, clock, chunk_frames=chunk_frames) as tok:
-        walls = {p: _median(partial(tok, video, DEFAULT_SAMPLER, pipelined=p, meta=meta), repeats, clock)
+        timed = runner.median if runner is not None else _median
+        walls = {p: timed(partial(tok, video, DEFAULT_SAMPLER, pipelined=p, meta=meta), repeats, clock)
                  for p in (False, True)}
     return walls[True] / walls[False] if walls[False] > 0 else 1.0
 
@@ -154,18 +196,6 @@ def _infer(model: Any, tokens: torch.Tensor, density: int, question: str, option
     from live.real import to_density
 
     return model.option_logits(to_density(tokens, density), question, options)
-
-
-@torch.inference_mode()
-def _generate(model: Any, n: int) -> None:
-    """`n` decoding steps of the LM after a short prompt (the KV cache in use)."""
-    ids = torch.tensor([[1, 2, 3, 4]], device=model.device)
-    out = model.lm(input_ids=ids, use_cache=True)
-    key = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 renamed it
-    past, nxt = getattr(out, key), out.logits[:, -1:].argmax(-1)
-    for _ in range(n):
-        out = model.lm(input_ids=nxt, use_cache=True, **{key: past})
-        past, nxt = getattr(out, key), out.logits[:, -1:].argmax(-1)
 
 
 def stage_table(pair: VLMPair, repeats: int = 3, clock: Clock = time.perf_counter,

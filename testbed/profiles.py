@@ -34,6 +34,8 @@ from testbed.errors import ConfigError
 
 STAGES = ("decode", "seek", "preprocess", "encode", "prefill", "generate", "merge", "compress", "decompress")
 PROFILE_SCHEMA_VERSION = 1
+MIN_REPEATS = 5
+"""A measured profile times each size at least this often after a warm-up (the median is the size's time)."""
 ENERGY_STAGES = ("tokenize", "infer", "compress", "decompress", "describe", "inspect")
 """Kinds of stage a result row books time under (the second part of its stage keys), each with a power."""
 

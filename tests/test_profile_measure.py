@@ -1,0 +1,49 @@
+"""The profiler measures the way live queries run: in a worker thread with the process's torch thread
+count, encoder chunks as the tokenizer feeds them, one forward pass per Infer; a robust fit over size."""
+
+import threading
+import time
+
+import pytest
+import torch
+
+from live.profile import LiveThread, _curve, measure
+from live.real import RealNode
+from testbed.models.pair import tiny_pair
+from tests.videos import encode
+
+
+def test_a_spike_at_one_size_is_pooled_with_its_neighbours_not_carried_forward():
+    # hand-worked pool-adjacent-violators: 0.128 at 16 frames and 0.010 at 64 pool to their mean
+    c = _curve([(4.0, 0.0004), (16.0, 0.128), (64.0, 0.010)])
+    assert c.size == (0.0, 4.0, 16.0, 64.0)
+    assert c.seconds == pytest.approx((0.0, 0.0004, 0.069, 0.069))
+    # already increasing: unchanged
+    assert _curve([(1.0, 0.1), (2.0, 0.3)]).seconds == pytest.approx((0.0, 0.1, 0.3))
+
+
+def test_live_queries_run_their_model_work_in_worker_threads():
+    """What the profiler copies: a real node runs a query's work in the thread that asked (a client's
+    worker thread in run_policy), never the main thread."""
+    node = RealNode(tiny_pair())
+    seen = []
+    try:
+        t = threading.Thread(target=lambda: node.hold(lambda: seen.append(threading.current_thread())))
+        t.start()
+        t.join()
+    finally:
+        node.close()
+    assert seen and seen[0] is not threading.main_thread()
+
+
+def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads(tmp_path):
+    video = encode(tmp_path / "p.mp4", 2, fps=10, size="64x36", gop=10)
+    runner = LiveThread()
+    try:
+        prof = measure("local", tiny_pair(), video, repeats=1, runner=runner, clock=time.perf_counter)
+    finally:
+        runner.close()
+    assert runner.seen == {(False, torch.get_num_threads())}  # every timing: not the main thread, same threads
+    assert prof.stages["generate"](1) == 0.0  # live runs one forward pass: no generate step is charged
+    for name, curve in prof.stages.items():
+        assert all(b >= a for a, b in zip(curve.seconds, curve.seconds[1:])), name
