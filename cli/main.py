@@ -395,6 +395,8 @@ def print_fidelity(result: dict) -> None:
     print(report.format_table(totals.reset_index(), ".1%"))
     print("largest contributor (mean seconds):")
     print(report.format_table(result["largest"]))
+    for verdict in result.get("verdicts", ()):
+        print(f"verdict: {verdict}")
     for note in result["notes"]:
         print(f"note: {note}")
 

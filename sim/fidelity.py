@@ -5,14 +5,19 @@ scenario), with the model outcomes of a trace recorded on the same models (`test
 the sim takes the same decisions as the live run:
   strict   every stage lasts what the live run measured for that query (its `stage_s`); what is
            left to the sim is the link, the queues and anything the stages do not cover;
-  profile  stage times predicted from a measured hardware profile alone (`testbed profile`).
-Errors are (sim - live) / live of the mean, p50 and p99, for the whole query ("total") and for
-each part of the delay breakdown and each stage key.
+  profile  stage times predicted from a measured hardware profile alone (`testbed profile`);
+  heldout  stage times predicted by curves fitted on the other half of the run's own queries (the
+           halves alternate in run order, so both saw the same load): the profile replay under
+           exactly the run's conditions, meaningful on a busy machine too.
+Errors are (sim - live) / live of the mean, p50 and p99, for the whole query ("total"), for each part
+of the delay breakdown and each stage key, and for strict, "predicted": the part of the delay that
+strict replay does not copy (the link, the queues, anything between the stages).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,52 @@ from testbed.traces import Workload, read_trace
 BREAKDOWN = ("t_local_s", "t_local_queue_s", "t_uplink_s", "t_edge_queue_s", "t_edge_s", "t_downlink_s")
 METRICS = ("mean", "p50", "p99")
 COLUMNS = ["policy", "stage", "replay", "metric", "live_s", "sim_s", "error"]
+REPLAYS = ("strict", "profile", "heldout")
+BOUNDS = {"profile": (0.10, 0.20), "heldout": (0.10, 0.20), "strict": (0.10, None)}
+"""Per replay, the |error| a policy's mean (and p99) must stay within: the profile-only and held-out
+predictions of the whole delay, and strict replay's predicted part (the link and the queues)."""
+PREDICTED_SHARE = 0.10
+"""Strict replay's verdict counts policies whose uncopied part (link, queues) is at least this share of the delay."""
+_DENSITY = re.compile(r"\.a(\d+)$")
+
+
+def stage_size(key: str, frames: float, decoded: float) -> float:
+    """What a stage's time grows with: decoded frames for tokenizing, else frames x the key's density."""
+    if ".tokenize." in key:
+        return float(decoded)
+    m = _DENSITY.search(key)
+    return float(frames) * (int(m.group(1)) if m else 1)
+
+
+def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares (intercept, slope) of y over x, slope >= 0; the median alone with one distinct x."""
+    if len(np.unique(x)) < 2:
+        return float(np.median(y)), 0.0
+    slope, intercept = np.polyfit(x, y, 1)
+    if slope < 0:
+        return float(np.median(y)), 0.0
+    return float(intercept), float(slope)
+
+
+def heldout_stages(live: pd.DataFrame) -> list[dict[str, float]]:
+    """Per live row (in the frame's order), each of its stage times predicted by a line per stage key
+    fitted on the other half of the rows (even and odd positions in run order), clipped at 0."""
+    stages = [dict(s) for s in live.stage_s]
+    frames, decoded = live.frames.to_numpy(float), live.decoded_frames.to_numpy(float)
+    half = np.arange(len(live)) % 2
+    out: list[dict[str, float]] = [{} for _ in stages]
+    for key in sorted(set().union(*stages)):
+        has = np.array([key in s for s in stages])
+        x = np.array([stage_size(key, f, d) for f, d in zip(frames, decoded)])
+        y = np.array([s.get(key, 0.0) for s in stages])
+        for h in (0, 1):
+            train = has & (half != h)
+            if not train.any():
+                train = has  # a key only the other half holds: fit on what there is
+            intercept, slope = fit_line(x[train], y[train])
+            for i in np.flatnonzero(has & (half == h)):
+                out[i][key] = max(0.0, intercept + slope * x[i])
+    return out
 
 
 def _stat(x: np.ndarray, metric: str) -> float:
@@ -61,7 +112,8 @@ def load_live_run(run_dir: Path) -> tuple[pd.DataFrame, Scenario, Calibration, d
 
 def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace: Workload,
            profile: HardwareProfile, mode: str, trace_name: str = "trace") -> pd.DataFrame:
-    """The sim's rows for every policy of the live run, with `mode` "strict" or "profile"."""
+    """The sim's rows for every policy of the live run, with `mode` "strict", "profile" or "heldout"."""
+    heldout = dict(zip(zip(queries.policy, queries.query_id), heldout_stages(queries))) if mode == "heldout" else {}
     by_id = {r.query.query_id: r for r in trace.records}
     dim = trace.parameters.get("token_dim")
     if dim:  # the live models' token width, so that raw token bytes (decompress work) are the live ones
@@ -71,13 +123,13 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace:
         missing = sorted(set(live.query_id) - set(by_id))
         if missing:
             raise TestbedError(f"{trace_name}: no recorded outcomes for query {missing[0]!r} of the live run")
-        stages = {q: dict(s) for q, s in zip(live.query_id, live.stage_s)}
+        stages = {q: heldout[policy, q] if mode == "heldout" else dict(s) for q, s in zip(live.query_id, live.stage_s)}
         sizes = {q: dict(s) for q, s in zip(live.query_id, live.stage_bytes)} if "stage_bytes" in live else {}
         ids = set(live.query_id)
         # the live run's test queries in the trace's (= the workload's) order, so the sim's seeded
         # submission order is the live run's; payloads are the sizes the live run sent (data, not
         # a prediction), stage times the live run's (strict) or none (profile)
-        recs: list[QueryRecord] = [replace(r, recorded_s=stages[r.query.query_id] if mode == "strict" else {},
+        recs: list[QueryRecord] = [replace(r, recorded_s=stages[r.query.query_id] if mode != "profile" else {},
                                            recorded_bytes=sizes.get(r.query.query_id) or r.recorded_bytes)
                                    for r in trace.records if r.query.query_id in ids]
         spec = resolve(str(policy))
@@ -96,6 +148,9 @@ def compare(live: pd.DataFrame, sim: pd.DataFrame, mode: str) -> pd.DataFrame:
         for col in BREAKDOWN:
             parts[col.removeprefix("t_").removesuffix("_s")] = (lq[col].to_numpy(), sq[col].to_numpy())
         keys = sorted(set().union(*(dict(s) for s in lq.stage_s)))
+        if mode == "strict":  # what strict replay predicts: the delay its copied stage times leave
+            copied = np.array([sum(dict(s).values()) for s in lq.stage_s])
+            parts["predicted"] = (lq.delay_s.to_numpy() - copied, sq.delay_s.to_numpy() - copied)
         for key in keys:
             parts[key] = (np.array([dict(s).get(key, 0.0) for s in lq.stage_s]),
                           np.array([dict(s).get(key, 0.0) for s in sq.stage_s]))
@@ -112,6 +167,42 @@ def decisions(live: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
     m = live.merge(sim, on=["policy", "query_id"], suffixes=("_live", "_sim"))
     differ = (m.served_by_live != m.served_by_sim) | (m.density_live != m.density_sim)
     return m.assign(differ=differ).groupby("policy", sort=False).differ.agg(["sum", "count"]).reset_index()
+
+
+def copied_share(live: pd.DataFrame) -> pd.DataFrame:
+    """Per policy, the mean share of each query's live delay that strict replay copies (its stage times)."""
+    copied = np.array([sum(dict(s).values()) for s in live.stage_s])
+    share = np.clip(copied / np.maximum(live.delay_s.to_numpy(), 1e-12), 0.0, 1.0)
+    return pd.DataFrame({"policy": live.policy, "copied_share": share}).groupby("policy", sort=False).mean() \
+        .reset_index()
+
+
+def verdicts(table: pd.DataFrame) -> list[str]:
+    """One line per replay: how many policies its bounds (BOUNDS) hold for, and which miss."""
+    out = []
+    for mode, (mean_bound, p99_bound) in BOUNDS.items():
+        stage = "predicted" if mode == "strict" else "total"
+        t = table[(table.replay == mode) & (table.stage == stage)].pivot_table(
+            index="policy", columns="metric", values="error", sort=False)
+        if t.empty:
+            continue
+        part = "the whole delay"
+        if mode == "strict":  # only where the uncopied part is a real share of the delay (the link's policies)
+            means = table[(table.replay == mode) & (table.metric == "mean")].pivot_table(
+                index="policy", columns="stage", values="live_s", sort=False)
+            t = t[t.index.isin(means.index[means["predicted"] >= PREDICTED_SHARE * means["total"]])]
+            part = f"the predicted part (link and queues; policies where it is >= {PREDICTED_SHARE:.0%} of the delay)"
+            if t.empty:
+                out.append(f"{mode}: no policy's delay is >= {PREDICTED_SHARE:.0%} link and queues")
+                continue
+        ok = t["mean"].abs() <= mean_bound
+        if p99_bound is not None:
+            ok &= t["p99"].abs() <= p99_bound
+        what = f"mean within {mean_bound:.0%}" + (f" and p99 within {p99_bound:.0%}" if p99_bound else "")
+        missed = ", ".join(f"{p} ({t.loc[p, 'mean']:+.0%})" for p in t.index[~ok])
+        out.append(f"{mode}: {int(ok.sum())} of {len(t)} policies have {part} {what}"
+                   + (f"; missed: {missed}" if missed else ""))
+    return out
 
 
 def largest_contributor(table: pd.DataFrame) -> pd.DataFrame:
@@ -139,12 +230,13 @@ def fidelity(run_dir: Path, trace_path: Path | None = None, profile_path: Path |
     notes = mismatch_notes(profile, versions.get("profile_measured", {})) if versions.get("profile_measured") else []
     trace = read_trace(trace_path)
     tables, sims = [], {}
-    for mode in ("strict", "profile"):
+    for mode in REPLAYS:
         sims[mode] = replay(queries, sc, calibration, trace, profile, mode, str(trace_path))
         tables.append(compare(queries, sims[mode], mode))
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(run_dir / "fidelity.csv", index=False)
     top = largest_contributor(table)
+    verdict = verdicts(table)
     routed = decisions(queries, sims["strict"])
     totals = table[table.stage == "total"].pivot_table(index="policy", columns=["replay", "metric"], values="error",
                                                         sort=False)
@@ -152,11 +244,18 @@ def fidelity(run_dir: Path, trace_path: Path | None = None, profile_path: Path |
           f"Live: {len(queries)} queries ({versions.get('shaping', 'in one process')} link); trace `{trace_path}`; "
           f"profile `{profile_path}` ({profile.provenance}).", "",
           "Error = (sim - live) / live. Strict replay uses each query's measured stage times; profile replay "
-          "predicts them from the measured profile.", "", "## Whole query", "",
-          report.format_table(table[table.stage == "total"].drop(columns="stage")), "",
+          "predicts them from the measured profile; heldout replay from curves fitted on the other half of this "
+          "run's queries.", "", "## Verdicts", "", *[f"- {v}" for v in verdict], "",
+          "## Whole query", "", report.format_table(table[table.stage == "total"].drop(columns="stage")), "",
+          "## What strict replay predicts", "", "The share of each query's live delay that strict replay copies "
+          "(its stage times), and its error on the rest (`stage = predicted`).", "",
+          report.format_table(copied_share(queries).merge(
+              table[(table.replay == "strict") & (table.stage == "predicted")].pivot_table(
+                  index="policy", columns="metric", values="error", sort=False).add_prefix("predicted_error_")
+              .reset_index(), on="policy", how="left")), "",
           "## Largest contributor to the error (mean, seconds)", "", report.format_table(top), "",
           "## Routing decisions the sim took differently (strict)", "", report.format_table(routed), "",
           *[f"**Note:** {n}" for n in notes], "", "## Every stage", "", report.format_table(table), ""]
     (run_dir / "fidelity.md").write_text("\n".join(md))
     report.plot_fidelity(queries, sims, run_dir / "fidelity.png", f"{sc.name}: sim vs live delay per query")
-    return {"table": table, "totals": totals, "largest": top, "decisions": routed, "notes": notes}
+    return {"table": table, "totals": totals, "largest": top, "decisions": routed, "notes": notes, "verdicts": verdict}

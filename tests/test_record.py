@@ -98,8 +98,13 @@ def test_the_sim_replays_a_live_run_within_five_percent(manifest, tmp_path):
     (run,) = (tmp_path / "res" / "f").iterdir()
     table = pd.read_csv(run / "fidelity.csv")
     assert list(table.columns) == ["policy", "stage", "replay", "metric", "live_s", "sim_s", "error"]
-    assert set(table.replay) == {"strict", "profile"} and set(table.metric) == {"mean", "p50", "p99"}
+    assert set(table.replay) == {"strict", "profile", "heldout"} and set(table.metric) == {"mean", "p50", "p99"}
     strict = table[(table.stage == "total") & (table.replay == "strict") & (table.metric == "mean")]
     assert set(strict.policy) == set(policies)
     assert (strict.error.abs() <= 0.05).all(), strict
+    heldout = table[(table.stage == "total") & (table.replay == "heldout") & (table.metric == "mean")]
+    assert set(heldout.policy) == set(policies) and heldout.error.notna().all()
+    predicted = table[(table.stage == "predicted") & (table.replay == "strict")]
+    assert set(predicted.policy) == set(policies) and (predicted.live_s >= 0).all()
+    assert "## Verdicts" in (run / "fidelity.md").read_text()
     assert (run / "fidelity.md").is_file() and (run / "fidelity.png").stat().st_size > 0
