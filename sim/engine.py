@@ -106,8 +106,9 @@ def _trace_link(path: str, target_mbps: float) -> MahimahiLink:
     return MahimahiLink(stamps)
 
 
-def build_world(sc: Scenario, profile: HardwareProfile) -> World:
-    """A fresh clock and edge; per client a device and a link (one shared link if network.shared)."""
+def build_world(sc: Scenario, profile: HardwareProfile, trace_offset_s: float = 0.0) -> World:
+    """A fresh clock and edge; per client a device and a link (one shared link if network.shared);
+    bandwidth traces read from `trace_offset_s` on (where a live run's policy started in its trace)."""
     env = simpy.Environment()
     net = sc.network
     up_trace = _trace_link(str(sc.resolve_path(net.up_trace)), net.trace_mean_mbps_up) if net.up_trace else None
@@ -118,7 +119,8 @@ def build_world(sc: Scenario, profile: HardwareProfile) -> World:
 
     def channels(rate: float, trace: MahimahiLink | None, direction: int) -> list[Channel]:
         made = [Channel(env, rate, rtt, net.efficiency, net.mtu, net.loss,
-                        np.random.default_rng(link_seed(sc.seed, direction, i)), trace, net.slow_start_after_idle)
+                        np.random.default_rng(link_seed(sc.seed, direction, i)), trace, net.slow_start_after_idle,
+                        trace_offset_s)
                 for i in range(n_links)]
         return made * sc.arrivals.clients if net.shared else made
 
@@ -153,11 +155,13 @@ def _poisson_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], 
 
 
 def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
-                    records: Sequence[QueryRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
+                    records: Sequence[QueryRecord], progress: Progress | None = None,
+                    trace_offset_s: float = 0.0) -> tuple[list[dict], dict]:
     """Per-query rows and run-level totals for one policy over `records`. Rows are built after the
     clock stops, so each holds the work of every future its query started; a policy that sends
-    shared tokens at a density gets each escalated query's regret against the oracle density."""
-    w = build_world(sc, profile)
+    shared tokens at a density gets each escalated query's regret against the oracle density.
+    `trace_offset_s`: the bandwidth traces' time at the policy's start (a replayed live run's)."""
+    w = build_world(sc, profile, trace_offset_s)
     interp = SimInterpreter(w, spec, ctx)
     ordered = query_order(records, sc.seed)
     n = sc.arrivals.clients

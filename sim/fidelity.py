@@ -110,9 +110,24 @@ def load_live_run(run_dir: Path) -> tuple[pd.DataFrame, Scenario, Calibration, d
     return queries, sc, calibration, versions
 
 
+def trace_offsets(run_dir: Path, versions: dict[str, Any]) -> dict[str, float]:
+    """Per policy, the trace time at which the live run started it (its link's traces start when the link is
+    set up, before the edge, calibration and the earlier policies): {} for a run without traces."""
+    origin = versions.get("trace_origin_monotonic_s")
+    totals = run_dir / "totals.csv"
+    if origin is None or not totals.is_file():
+        return {}
+    t = pd.read_csv(totals)
+    if "started_monotonic_s" not in t:
+        return {}
+    return {str(p): max(0.0, float(s) - float(origin)) for p, s in zip(t.policy, t.started_monotonic_s)}
+
+
 def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace: Workload,
-           profile: HardwareProfile, mode: str, trace_name: str = "trace") -> pd.DataFrame:
-    """The sim's rows for every policy of the live run, with `mode` "strict", "profile" or "heldout"."""
+           profile: HardwareProfile, mode: str, trace_name: str = "trace",
+           offsets: dict[str, float] | None = None) -> pd.DataFrame:
+    """The sim's rows for every policy of the live run, with `mode` "strict", "profile" or "heldout"; each
+    policy starts at its `offsets` trace time (the live run's), 0 where none is given."""
     heldout = dict(zip(zip(queries.policy, queries.query_id), heldout_stages(queries))) if mode == "heldout" else {}
     by_id = {r.query.query_id: r for r in trace.records}
     dim = trace.parameters.get("token_dim")
@@ -134,7 +149,7 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace:
                                    for r in trace.records if r.query.query_id in ids]
         spec = resolve(str(policy))
         ctx = policy_context(sc, str(policy), calibration, trace.split("profile"))
-        r, _ = simulate_policy(sc, profile, spec, ctx, recs)
+        r, _ = simulate_policy(sc, profile, spec, ctx, recs, trace_offset_s=(offsets or {}).get(str(policy), 0.0))
         rows += r
     return pd.DataFrame(rows)
 
@@ -230,8 +245,9 @@ def fidelity(run_dir: Path, trace_path: Path | None = None, profile_path: Path |
     notes = mismatch_notes(profile, versions.get("profile_measured", {})) if versions.get("profile_measured") else []
     trace = read_trace(trace_path)
     tables, sims = [], {}
+    offsets = trace_offsets(run_dir, versions)
     for mode in REPLAYS:
-        sims[mode] = replay(queries, sc, calibration, trace, profile, mode, str(trace_path))
+        sims[mode] = replay(queries, sc, calibration, trace, profile, mode, str(trace_path), offsets)
         tables.append(compare(queries, sims[mode], mode))
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(run_dir / "fidelity.csv", index=False)
@@ -243,6 +259,8 @@ def fidelity(run_dir: Path, trace_path: Path | None = None, profile_path: Path |
     md = [f"# Fidelity: the sim against the live run in `{run_dir.name}`", "",
           f"Live: {len(queries)} queries ({versions.get('shaping', 'in one process')} link); trace `{trace_path}`; "
           f"profile `{profile_path}` ({profile.provenance}).", "",
+          *(["Each policy starts at the trace time the live run started it: "
+             + ", ".join(f"{p} {t:.1f} s" for p, t in offsets.items()) + ".", ""] if offsets else []),
           "Error = (sim - live) / live. Strict replay uses each query's measured stage times; profile replay "
           "predicts them from the measured profile; heldout replay from curves fitted on the other half of this "
           "run's queries.", "", "## Verdicts", "", *[f"- {v}" for v in verdict], "",

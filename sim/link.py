@@ -24,10 +24,11 @@ class Channel:
 
     def __init__(self, env: simpy.Environment, rate_mbps: float, rtt_s: float, efficiency: float, mtu: int,
                  loss: float, rng: np.random.Generator, trace: MahimahiLink | None = None,
-                 slow_start_after_idle: bool = False) -> None:
+                 slow_start_after_idle: bool = False, trace_offset_s: float = 0.0) -> None:
         self.env = env
         self.rtt_s = rtt_s
-        self.direction = Direction(rate_mbps, rtt_s, efficiency, mtu, loss, rng, trace, slow_start_after_idle)
+        self.direction = Direction(rate_mbps, rtt_s, efficiency, mtu, loss, rng, trace, slow_start_after_idle,
+                                   trace_offset_s)
         self.fifo = simpy.Resource(env, capacity=1)
         self.busy_s = 0.0  # time the channel was held (sending, window stalls and retransmissions)
         self.bytes = 0  # message bytes carried

@@ -37,8 +37,9 @@ class Direction:
 
     def __init__(self, rate_mbps: float, rtt_s: float, efficiency: float, mtu: int, loss: float,
                  rng: np.random.Generator, trace: MahimahiLink | None = None,
-                 slow_start_after_idle: bool = False) -> None:
+                 slow_start_after_idle: bool = False, trace_offset_s: float = 0.0) -> None:
         self.rate_bps = rate_mbps * 1e6
+        self.trace_offset_s = trace_offset_s  # the trace time at this direction's clock 0 (a live run's policy start)
         self.efficiency = efficiency
         self.mtu = mtu
         self.mss = mtu - TCP_IP_HEADER
@@ -83,5 +84,6 @@ class Direction:
             sent = self._reno_send(now, tcp_segments(nbytes, self.mtu))
             window_s = sent.duration_s
             wire += sent.retransmitted * (self.mtu + TUN_HEADER)
-        end, self._cursor = self.trace.deliver(arrival_s, wire, self._cursor)
-        return max(end - now, window_s, 0.0)
+        off = self.trace_offset_s
+        end, self._cursor = self.trace.deliver(arrival_s + off, wire, self._cursor)
+        return max(end - off - now, window_s, 0.0)
