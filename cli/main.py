@@ -249,7 +249,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
                            note=notes.append)
     extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
     for n in notes:
-        console.print(f"[yellow]note:[/yellow] {n}")
+        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
@@ -279,8 +279,10 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
     from live.run import live_link
 
     console.print(f"starting the edge and the link for {sc.name} ...")
-    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge,
-                                               note=lambda n: console.print(f"[yellow]note:[/yellow] {n}")))
+    def note(n: str) -> None:
+        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
+
+    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge, note=note))
     extra.update(info)
     return link, f"live ({extra.get('shaping')})"
 

@@ -74,12 +74,12 @@ def _cmd_profile_families(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from testbed.models.checkpoint_vlm import load_checkpoint
 
-    ck = load_checkpoint(args.path, args.device, trust_remote_code=args.trust_remote_code, where="path")
+    ck = load_checkpoint(args.path, args.device, trust_remote_code=args.trust_remote_code, where="")
     s = ck.summary()
     print(f"{s['folder']}: family {s['family']} (model_type {s['model_type']}), {s['parameters']:,} parameters, "
           f"{s['weights']}")
-    print(f"  vision tokens: {s['tokens_per_frame']} a frame of width {s['encoder_width']} (frames {s['frame_side']} px "
-          "square); token sharing with a model whose projector takes the same width")
+    print(f"  vision tokens: {s['tokens_per_frame']} a frame of width {s['encoder_width']} "
+          f"(frames {s['frame_side']} px square); token sharing with a model whose projector takes the same width")
     print(f"  supports: {', '.join(s['supports'])}")
     if args.trust_remote_code:
         print("  trust_remote_code is on: the checkpoint's own Python code ran")

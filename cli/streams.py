@@ -102,7 +102,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
             run, played = run_streams_real(sc, pair, out, mode, lambda n: bar.advance(task, n), notes.append,
                                            link=link)
     for n in notes:
-        console.print(f"[yellow]note:[/yellow] {n}")
+        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
     summary = report.summarize_frames(run.queries)
     report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, sc.seed,
                             extra)

@@ -175,7 +175,7 @@ def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequ
     n = sc.arrivals.clients
     runs: list[QueryRun] = []
     lock = threading.Lock()
-    started = time.monotonic()  # where a shaped link's bandwidth traces are when this policy starts
+    began = time.monotonic()  # where a shaped link's bandwidth traces are when this policy starts
     t0 = clock()
 
     def one(rec: QueryRecord, client: int) -> None:
@@ -220,7 +220,7 @@ def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequ
     totals = {"policy": spec.name, "makespan_s": makespan, "edge_gpu_busy_s": interp.edge.busy_s,
               "edge_gpu_util": interp.edge.busy_s / (span * sc.nodes.edge_gpus), "uplink_util_max": 0.0,
               "downlink_util_max": 0.0, "bytes_up": sum(r["bytes_up"] for r in rows),
-              "bytes_down": sum(r["bytes_down"] for r in rows), "started_monotonic_s": started}
+              "bytes_down": sum(r["bytes_down"] for r in rows), "started_monotonic_s": began}
     return rows, totals
 
 

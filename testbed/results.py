@@ -396,8 +396,8 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
         md += ["## Crop retransmission (seed 003)", "", "Accuracy against bytes sent up and the edge's prefill "
                "tokens (`crop.csv`, `accuracy_vs_bytes.png`); retransmit_share: queries that sent a second view.",
                "", report.format_table(crop), ""]
-    md += [f"**Note:** {n}" for n in run.notes]
-    md += [f"**Warning:** {n}" for n in report.saturation_notes(run.queries)]
+    md += [f"- **Note:** {n}" for n in run.notes]  # a list, so rendered Markdown keeps one line each
+    md += [f"- **Warning:** {n}" for n in report.saturation_notes(run.queries)]
     if comparison is not None:
         md += comparison_md(comparison)
         comparison.to_csv(out / "paper_comparison.csv", index=False)

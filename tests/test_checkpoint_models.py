@@ -236,7 +236,7 @@ def test_live_in_process_on_each_family(family, folders, manifest, tmp_path, cap
     md = (run / "summary.md").read_text()
     assert "answers are noise: random weights" in md
     cal = pd.read_csv(run / "calibration.csv")
-    assert cal.warning.fillna("").str.contains("fewer than 20").any()  # one profiling query
+    assert cal.warning.fillna("").str.contains("rests on 1 profiling queries").any()  # one profiling query
     out = capsys.readouterr().out
     assert "calibration: the small model's temperature" in out
 

@@ -69,8 +69,8 @@ def family_of(config: dict, folder: Path | str, trust_remote_code: bool = False,
         return "generic"
     known = ", ".join(sorted(FAMILY_OF_MODEL_TYPE))
     raise ConfigError(where, f"unknown model_type {model_type!r} in {Path(folder) / 'config.json'}: known: {known}, "
-                             "or any transformers image-text-to-text type (remote code only with "
-                             "[models] trust_remote_code = true)")
+                             "or any transformers image-text-to-text type (a family with its own code: "
+                             "[models] trust_remote_code = true, or trust_remote_code=true in --models)")
 
 
 def is_random_init(folder: Path | str) -> bool:

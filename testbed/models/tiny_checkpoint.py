@@ -197,6 +197,9 @@ def write_tiny(family: str, folder: Path | str, role: Role = "small", seed: int 
 
 def save_folder(folder: Path | str, parts: tuple[Any, ...], marker: dict[str, Any]) -> Path:
     """Each part (model or config, tokenizer, image processor) with `save_pretrained`, and the random-init marker."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar for one small shard says nothing
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for part in parts:

@@ -80,10 +80,10 @@ def fit_warning(model: str, temperature: float, n: int) -> str:
     why = []
     lo, hi = TEMPERATURE_BOUNDS
     if min(abs(temperature - lo) / lo, abs(temperature - hi) / hi) < 1e-3:
-        why.append(f"at the fit's bound (T in [{lo:g}, {hi:g}]: these queries do not identify it)")
+        why.append(f"is at the fit's bound (T in [{lo:g}, {hi:g}]: these queries do not identify it)")
     if n < MIN_FIT_QUERIES:
-        why.append(f"fitted on {n} profiling queries (fewer than {MIN_FIT_QUERIES})")
-    return f"the {model} model's temperature {temperature:.3g} is " + " and ".join(why) if why else ""
+        why.append(f"rests on {n} profiling queries (fewer than {MIN_FIT_QUERIES})")
+    return f"the {model} model's temperature {temperature:.3g} " + " and ".join(why) if why else ""
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray,
