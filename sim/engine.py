@@ -106,7 +106,8 @@ def _trace_link(path: str, target_mbps: float) -> MahimahiLink:
     return MahimahiLink(stamps)
 
 
-def build_world(sc: Scenario, profile: HardwareProfile, trace_offset_s: float = 0.0) -> World:
+def build_world(sc: Scenario, profile: HardwareProfile, trace_offset_s: float = 0.0,
+                edge_timeout_s: float | None = None) -> World:
     """A fresh clock and edge; per client a device and a link (one shared link if network.shared);
     bandwidth traces read from `trace_offset_s` on (where a live run's policy started in its trace)."""
     env = simpy.Environment()
@@ -129,7 +130,7 @@ def build_world(sc: Scenario, profile: HardwareProfile, trace_offset_s: float = 
                for _ in range(sc.arrivals.clients)]
     fmt = TokenFormat(sc.models.token_dim, sc.models.dtype, sc.models.compression_ratio)
     return World(env, profile, channels(net.up_mbps, up_trace, 0), channels(net.down_mbps, down_trace, 1), edge,
-                 devices, fmt, sc.nodes.chunk_frames)
+                 devices, fmt, sc.nodes.chunk_frames, edge_timeout_s=edge_timeout_s)
 
 
 def _closed_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], client: int, think_s: float,
@@ -156,12 +157,14 @@ def _poisson_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], 
 
 def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
                     records: Sequence[QueryRecord], progress: Progress | None = None,
-                    trace_offset_s: float = 0.0) -> tuple[list[dict], dict]:
+                    trace_offset_s: float = 0.0, edge_timeout_s: float | None = None) -> tuple[list[dict], dict]:
     """Per-query rows and run-level totals for one policy over `records`. Rows are built after the
     clock stops, so each holds the work of every future its query started; a policy that sends
     shared tokens at a density gets each escalated query's regret against the oracle density.
-    `trace_offset_s`: the bandwidth traces' time at the policy's start (a replayed live run's)."""
-    w = build_world(sc, profile, trace_offset_s)
+    `trace_offset_s`: the bandwidth traces' time at the policy's start (a replayed live run's);
+    `edge_timeout_s`: Offloads unanswered by then fall back to the device, as in the live run replayed
+    (None, the sim's default: the edge always answers)."""
+    w = build_world(sc, profile, trace_offset_s, edge_timeout_s)
     interp = SimInterpreter(w, spec, ctx)
     ordered = query_order(records, sc.seed)
     n = sc.arrivals.clients

@@ -129,6 +129,7 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace:
     """The sim's rows for every policy of the live run, with `mode` "strict", "profile" or "heldout"; each
     policy starts at its `offsets` trace time (the live run's), 0 where none is given."""
     heldout = dict(zip(zip(queries.policy, queries.query_id), heldout_stages(queries))) if mode == "heldout" else {}
+    remote = bool((queries["mode"] == "live").any())  # an edge behind a link times out; an in-process one never
     by_id = {r.query.query_id: r for r in trace.records}
     dim = trace.parameters.get("token_dim")
     if dim:  # the live models' token width, so that raw token bytes (decompress work) are the live ones
@@ -149,7 +150,8 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace:
                                    for r in trace.records if r.query.query_id in ids]
         spec = resolve(str(policy))
         ctx = policy_context(sc, str(policy), calibration, trace.split("profile"))
-        r, _ = simulate_policy(sc, profile, spec, ctx, recs, trace_offset_s=(offsets or {}).get(str(policy), 0.0))
+        r, _ = simulate_policy(sc, profile, spec, ctx, recs, trace_offset_s=(offsets or {}).get(str(policy), 0.0),
+                               edge_timeout_s=sc.live.edge_timeout_s if remote else None)
         rows += r
     return pd.DataFrame(rows)
 

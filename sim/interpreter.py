@@ -9,6 +9,7 @@ other interpreter.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from types import GeneratorType
 from dataclasses import dataclass, field, replace
@@ -24,8 +25,8 @@ from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import Interpreter, drive
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, ContextInputs, Crop, Decompress, Describe,
-                                      Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect, NextFrame,
-                                      Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
+                                      EdgeUnavailable, Emit, FrameAnswer, Future, Inference, Infer, InputSignals,
+                                      Inspect, NextFrame, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
@@ -90,6 +91,7 @@ class World:
     chunk_frames: int
     runs: list[QueryRun] = field(default_factory=list)
     streams: list[StreamRun] = field(default_factory=list)
+    edge_timeout_s: float | None = None  # a replayed live run's: an Offload unanswered by then falls back
 
 
 class SimInterpreter(Interpreter):
@@ -297,10 +299,29 @@ class SimInterpreter(Interpreter):
 
     def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
         check_offload(eff)
-        env, w, ledger = self.w.env, self.w, run.ledger
-        ledger.round_trips += 1
+        run.ledger.round_trips += 1
         if isinstance(run, FrameRun):
             run.offloads += 1
+        timeout = self.w.edge_timeout_s
+        if timeout is None:
+            return (yield from self._offload(eff, run))
+        # as live's ZmqEdge: wait at most `timeout`; then the time waited is edge queue, the request's
+        # bytes went up, and the policy falls back (the edge still does the work, unbooked)
+        shadow = copy.copy(run)
+        shadow.ledger = Ledger()
+        body = self.w.env.process(self._offload(eff, shadow))
+        timer = self.w.env.timeout(timeout)
+        fired = yield body | timer
+        if body in fired:
+            run.ledger.absorb(shadow.ledger)
+            return fired[body]
+        run.ledger.edge_queue_s += timeout
+        run.ledger.bytes_up += upload_bytes(eff)
+        raise EdgeUnavailable(f"the edge did not answer within edge_timeout_s = {timeout:g} s")
+
+    def _offload(self, eff: Offload, run: QueryRun) -> SimGen:
+        """Upload, the edge's steps, download: booked in `run`'s ledger."""
+        env, w, ledger = self.w.env, self.w, run.ledger
         up = upload_bytes(eff)
         t0 = env.now
         ledger.link_queue_s += yield from w.uplinks[run.client].transfer(up)

@@ -140,6 +140,18 @@ class Ledger:
         """Book the bytes a stage produced under its key (a replay sends what the live run sent)."""
         self.sizes[key] = int(nbytes)
 
+    def absorb(self, part: "Ledger") -> None:
+        """Add a ledger that booked one piece of this query's work on the side (an Offload raced
+        against a timeout): times, bytes, tokens and stages add up; frames are the part's if it saw any."""
+        for name in ("local_s", "local_queue_s", "uplink_s", "edge_queue_s", "edge_s", "downlink_s", "link_queue_s",
+                     "bytes_up", "bytes_down", "round_trips", "edge_prefill_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        for key, seconds in part.stages.items():
+            self.stage(key, seconds)
+        self.sizes.update(part.sizes)
+        if part.frames:
+            self.frames, self.decoded = part.frames, part.decoded
+
 
 @dataclass
 class QueryRun:

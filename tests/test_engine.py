@@ -230,3 +230,36 @@ def test_contention_at_four_times_its_rate_is_overloaded():
     calm = run_scenario(with_overrides(sc, {"workload.queries_per_benchmark": 300,
                                             "policies.run": ["device-native"]}))
     assert report.saturation_notes(calm.queries) == []
+
+
+def test_a_replay_with_the_live_edge_timeout_falls_back_as_live_does(scenario_factory):
+    """Hand-worked: edge-hosted uploads each video file. With every recorded stage 0.1 s and a 1 s edge
+    timeout, a query whose upload takes longer than 1 s falls back to the device after exactly 1 s of edge
+    queue (live's ZmqEdge books the time waited there), then answers locally; one whose upload is quicker
+    is served by the edge as without a timeout."""
+    from sim.engine import policy_context, simulate_policy
+    from testbed.policies.registry import resolve
+    from testbed.router.calibration import Calibration
+
+    sc = scenario_factory({"workload": {"queries_per_benchmark": 20}, "network": {"up_mbps": 20.0, "rtt_ms": 0.0}})
+    frame, _, params = synthetic_workload(("mvbench",), 20, 0)
+    keys = ["local.tokenize.fps.sequential", "local.infer.small.fps.a16", "edge.tokenize.fps.sequential",
+            "edge.infer.large.native.fps.a16"]
+    frame["recorded_s"] = [[(k, 0.1) for k in keys]] * len(frame)
+    records = table_to_workload(to_table(frame, "live:testhost:tiny", params)).records
+    spec = resolve("edge-hosted")
+    ctx = policy_context(sc, "edge-hosted", Calibration(1.0, 1.0), [])
+    profile = load_profile(sc.profile_path())
+    free = pd.DataFrame(simulate_policy(sc, profile, spec, ctx, records)[0]).set_index("query_id")
+    timed = pd.DataFrame(simulate_policy(sc, profile, spec, ctx, records, edge_timeout_s=1.0)[0]).set_index("query_id")
+    assert ((free.t_uplink_s + 0.2 > 1.0).any() and (free.t_uplink_s + 0.2 < 1.0).any())  # both kinds of video
+    slow = timed.fallback
+    assert slow.any() and (~slow).any()
+    assert (timed.served_by[slow] == "local").all() and (timed.served_by[~slow] == "edge").all()
+    assert np.allclose(timed.t_edge_queue_s[slow], 1.0)  # the wait, booked as edge queue
+    assert np.allclose(timed.delay_s[slow], 1.0 + 0.2)  # then the device: its tokenize and infer
+    edge = timed[~slow][["t_uplink_s", "t_edge_queue_s", "t_edge_s", "t_downlink_s"]].sum(axis=1)
+    assert (edge <= 1.0).all()  # the ones the edge answered, it answered in time
+    first = free.submit_s.idxmin()  # nothing ran before the first query: the same either way unless it fell back
+    if not slow[first]:
+        assert timed.loc[first, "delay_s"] == free.loc[first, "delay_s"]
