@@ -229,6 +229,9 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
              note: Callable[[str], None] = print) -> RunResult:
     """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
     notes = list(workload.notes) + list(pair.notes)
+    if link is not None and sc.arrivals.clients > 1 and not sc.network.shared:
+        notes.append(f"the {sc.arrivals.clients} clients share the one shaped link (network.shared = false is the "
+                     "sim's per-client topology); `testbed fidelity` replays this run on a shared link")
     power = load_profile(sc.profile_path())  # before the real work: a bad path fails at once
     profile_split = workload.split("profile")
     test = workload.split("test") or workload.records

@@ -130,6 +130,8 @@ def replay(queries: pd.DataFrame, sc: Scenario, calibration: Calibration, trace:
     policy starts at its `offsets` trace time (the live run's), 0 where none is given."""
     heldout = dict(zip(zip(queries.policy, queries.query_id), heldout_stages(queries))) if mode == "heldout" else {}
     remote = bool((queries["mode"] == "live").any())  # an edge behind a link times out; an in-process one never
+    if remote and not sc.network.shared:  # live puts every client on its one shaped link: replay that topology
+        sc = replace(sc, network=replace(sc.network, shared=True))
     by_id = {r.query.query_id: r for r in trace.records}
     dim = trace.parameters.get("token_dim")
     if dim:  # the live models' token width, so that raw token bytes (decompress work) are the live ones

@@ -121,7 +121,8 @@ class NetworkConfig:
     trace_mean_mbps_up: float = help_field(0.0, "scale the uplink trace to this mean rate (0: as recorded)", ge=0.0)
     trace_mean_mbps_down: float = help_field(0.0, "scale the downlink trace to this mean rate (0: as recorded)", ge=0.0)
     shared: bool = help_field(False, "all clients share one uplink and downlink (one cell or LAN); "
-                                     "false: each client has its own link of these rates")
+                                     "false: each client has its own link of these rates (in the sim: live runs "
+                                     "put every client on the one shaped link, and fidelity replays them so)")
 
     def __post_init__(self) -> None:
         for d in ("up", "down"):  # a rule that ties two keys: a target mean needs a trace to scale
