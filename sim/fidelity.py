@@ -67,22 +67,27 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def heldout_stages(live: pd.DataFrame) -> list[dict[str, float]]:
     """Per live row (in the frame's order), each of its stage times predicted by a line per stage key
-    fitted on the other half of the rows (even and odd positions in run order), clipped at 0."""
+    fitted on the other half of the same policy's rows (even and odd positions in its run order, so
+    both halves ran under the same load), or of every policy's where the policy's half has fewer than
+    two; clipped at 0."""
     stages = [dict(s) for s in live.stage_s]
     frames, decoded = live.frames.to_numpy(float), live.decoded_frames.to_numpy(float)
-    half = np.arange(len(live)) % 2
+    policy = live.policy.to_numpy()
+    half = live.groupby("policy", sort=False).cumcount().to_numpy() % 2
     out: list[dict[str, float]] = [{} for _ in stages]
     for key in sorted(set().union(*stages)):
         has = np.array([key in s for s in stages])
         x = np.array([stage_size(key, f, d) for f, d in zip(frames, decoded)])
         y = np.array([s.get(key, 0.0) for s in stages])
-        for h in (0, 1):
-            train = has & (half != h)
+        for i in np.flatnonzero(has):
+            other = has & (half != half[i])
+            train = other & (policy == policy[i])
+            if train.sum() < 2:
+                train = other if other.any() else has & (np.arange(len(has)) != i)
             if not train.any():
-                train = has  # a key only the other half holds: fit on what there is
+                continue  # the only row with this stage: nothing to predict it from (the replay uses the profile)
             intercept, slope = fit_line(x[train], y[train])
-            for i in np.flatnonzero(has & (half == h)):
-                out[i][key] = max(0.0, intercept + slope * x[i])
+            out[i][key] = max(0.0, intercept + slope * x[i])
     return out
 
 
