@@ -578,7 +578,8 @@ class ShapedLink:
                          "rtt_ms": spec.rtt_ms, "loss": spec.loss, "efficiency": spec.efficiency},
                 "self_check": None if check is None else check.as_dict(),
                 # the monotonic time of the traces' t = 0: a policy that starts later reads them from there on
-                "trace_origin_monotonic_s": self.trace_origin if spec.up_trace or spec.down_trace else None}
+                "trace_origin_monotonic_s": self.trace_origin
+                if spec.up_trace is not None or spec.down_trace is not None else None}
 
     def endpoint(self, port: int | str = "*") -> str:
         """The edge's address on this link: tcp://EDGE_HOST:PORT."""

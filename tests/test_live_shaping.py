@@ -89,6 +89,8 @@ def test_five_mb_upload_over_the_hsdpa_trace_takes_the_sims_time(kernel, backend
     # from t=2.5 s of the trace, the upload crosses its steps from ~14 to ~8 to ~5 Mbit/s
     with ShapedLink(spec, backend, trace_offset_s=2.5) as link:
         took, start, nbytes = upload(link, FIVE_MB)
+        # a run records where the trace's t = 0 was, so a replay starts each policy at its own trace time
+        assert link.manifest()["trace_origin_monotonic_s"] == link.trace_origin
     sim = MahimahiLink(stamps).deliver(start, mahimahi_bytes(nbytes))[0] - start + 0.010
     print(f"\n{backend} + hsdpa trace: 5 MB upload from t={start:.2f} s took {took:.3f} s, sim {sim:.3f} s "
           f"({took / sim - 1:+.1%})")
@@ -103,6 +105,7 @@ def test_self_check_measures_both_ways_and_warns_when_off(kernel):
     print(f"\nself-check ({backend}): {check}")
     manifest = link.manifest(check)
     assert manifest["shaping"] == backend and manifest["self_check"]["rtt_ms"] == check.rtt_ms
+    assert manifest["trace_origin_monotonic_s"] is None  # no traces: nothing to align
     assert check.warnings == ()
     assert abs(check.rtt_ms / 30 - 1) < 0.10
     assert abs(check.up_mbps / check.up_mbps_expected - 1) < 0.10
