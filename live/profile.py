@@ -52,6 +52,11 @@ def device_name(device: str) -> str:
     return f"{device} {cpu} x{torch.get_num_threads()} threads"
 
 
+SIZES = {"decode": (8, 32, 96, 384), "encode": (4, 16, 64), "prefill": (4, 32, 128, 512), "merge": (16, 64, 256)}
+"""Frames measured per stage (prefill up to the most frames a sampler takes: attention grows faster than
+linearly); merge's sizes also time compress and decompress."""
+
+
 def _median(work: Callable[[], Any], repeats: int, clock: Clock) -> float:
     work()  # warm-up
     times = []
@@ -125,7 +130,7 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
     progress("decode")
     metas = [(video, meta)] + [(v, m) for v, m in ((v, probe(v)) for v in decode_videos)
                                if (m.width, m.height) == (meta.width, meta.height) and v != video]
-    counts = [c for c in (8, 32, 96, 384) if c <= min(m.n_frames for _, m in metas)]
+    counts = [c for c in SIZES['decode'] if c <= min(m.n_frames for _, m in metas)]
     dec = [(c * mpx, float(np.mean([_median(partial(decode, v, m, list(range(c))), repeats, clock)
                                     for v, m in metas]))) for c in counts]
     stages["decode"] = _curve(dec)
@@ -141,7 +146,7 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
     frames = decode(video, meta, list(range(min(64, meta.n_frames))))
     progress("preprocess, encode")
     pre, encd = [], []
-    for n in (4, 16, 64):
+    for n in SIZES['encode']:
         batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
         pre.append((float(n), _median(partial(enc.preprocess, batch), repeats, clock)))
         pixels = enc.preprocess(batch)
@@ -155,7 +160,7 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
     text = model.text_tokens(question, options)
     pf = []
     density = min(16, enc.tokens_per_frame)
-    for n in (4, 32, 128, 512):  # up to the most frames a sampler takes (attention grows faster than linearly)
+    for n in SIZES['prefill']:
         # as the real interpreter's Infer: the encoder's tokens merged to the density, then the model
         raw = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
         pf.append((float(n * density + text), _median(partial(_infer, model, raw, density, question, options),
@@ -164,7 +169,7 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
     stages["generate"] = _curve([(1.0, 0.0), (4.0, 0.0)])  # live runs one forward pass: nothing to generate
     progress("merge, compress, decompress")
     mg, cp, dc = [], [], []
-    for n in (16, 64, 256):
+    for n in SIZES['merge']:
         tokens = torch.randn(n, enc.tokens_per_frame, enc.dim, generator=torch.Generator().manual_seed(n))
         mg.append((float(n), _median(partial(merge_to_density, tokens, density), repeats, clock)))
         merged = merge_to_density(tokens, density)[0].half()

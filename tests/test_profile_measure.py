@@ -9,7 +9,7 @@ import torch
 
 from live.profile import LiveThread, _curve, measure
 from live.real import RealNode
-from testbed.models.pair import tiny_pair
+from testbed.models.pair import VLMPair, tiny_pair
 from tests.videos import encode
 
 
@@ -25,7 +25,7 @@ def test_a_spike_at_one_size_is_pooled_with_its_neighbours_not_carried_forward()
 def test_live_queries_run_their_model_work_in_worker_threads():
     """What the profiler copies: a real node runs a query's work in the thread that asked (a client's
     worker thread in run_policy), never the main thread."""
-    node = RealNode(tiny_pair())
+    node = RealNode(VLMPair({}, {}, "none"))  # holding a GPU server needs no model
     seen = []
     try:
         t = threading.Thread(target=lambda: node.hold(lambda: seen.append(threading.current_thread())))
@@ -36,7 +36,12 @@ def test_live_queries_run_their_model_work_in_worker_threads():
     assert seen and seen[0] is not threading.main_thread()
 
 
-def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads(tmp_path):
+def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads(tmp_path, monkeypatch):
+    import live.profile
+
+    # the settings are what is checked, not the times: the smallest sizes will do
+    monkeypatch.setattr(live.profile, "SIZES", {"decode": (8, 16), "encode": (4, 8), "prefill": (4, 8),
+                                                "merge": (16, 32)})
     video = encode(tmp_path / "p.mp4", 2, fps=10, size="64x36", gop=10)
     runner = LiveThread()
     try:
