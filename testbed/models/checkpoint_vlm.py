@@ -72,7 +72,6 @@ class Adapter(ABC):
 
     def __init__(self, model: Any, folder: Path, tokenizer: Any) -> None:
         self.model, self.folder, self.tokenizer = model, folder, tokenizer
-        self.config = model.config
         pre = processor_config(folder)
         self.mean = tuple(pre.get("image_mean", self.mean))  # type: ignore[assignment]
         self.std = tuple(pre.get("image_std", self.std))  # type: ignore[assignment]

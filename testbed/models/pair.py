@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import zlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,8 @@ def tiny_pair(seed: int = 0, device: str = "cpu") -> VLMPair:
                                            device))
     large = _seeded(seed + 11, lambda: VLM(_llama(tok.vocab_size, 128, 256, 4, 4), projector(enc_large.dim, 128),
                                            tok, device))
-    return VLMPair({"small": enc_small, "large": enc_large}, {"small": small, "large": large}, "tiny")
+    return VLMPair({"small": enc_small, "large": enc_large}, {"small": small, "large": large}, "tiny",
+                   random_weights=True)
 
 
 REAL_SIZE: dict[str, dict[str, Any]] = {
@@ -266,7 +267,7 @@ def real_size_pair(device: str = "cuda", dtype: torch.dtype = torch.float16, see
             lm, proj = _materialise(lm, device, dtype, seed + 10 + i), _materialise(proj, device, dtype, seed + 20 + i)
             encoders[side] = real_size_encoder(seed + i, device, dtype)
         models[side] = VLM(lm, proj, tok, device, dtype)
-    return VLMPair(encoders, models, "real-size")
+    return VLMPair(encoders, models, "real-size", random_weights=True)
 
 
 def _materialise(module: nn.Module, device: str, dtype: torch.dtype, seed: int) -> nn.Module:
@@ -355,16 +356,16 @@ def checkpoint_pair(text: str, device: str = "cpu") -> VLMPair:
     same = Path(spec.large).expanduser().resolve() == small.folder
     large = small if same else load_checkpoint(spec.large, device, trust_remote_code=spec.trust_remote_code,
                                                where="models.large")
-    encoders: dict[str, VisionEncoder] = {"small": small.encoder, "large": large.encoder}
-    if spec.large_encoder == "small":
-        if small.encoder.dim != large.vlm.vision_width:
-            raise ConfigError("models.large_encoder", f"'small' needs equal encoder widths: the small encoder's tokens "
-                                                      f"are {small.encoder.dim} wide, the large projector takes "
-                                                      f"{large.vlm.vision_width}")
-        encoders["large"] = small.encoder
     notes = ("trust_remote_code is on: the checkpoints' own Python code runs",) if spec.trust_remote_code else ()
-    return VLMPair(encoders, {"small": small.vlm, "large": large.vlm}, spec.text(),
-                   random_weights=small.random_init or large.random_init, notes=notes)
+    pair = VLMPair({"small": small.encoder, "large": large.encoder}, {"small": small.vlm, "large": large.vlm},
+                   spec.text(), random_weights=small.random_init or large.random_init, notes=notes)
+    if spec.large_encoder == "small":
+        gap = pair.sharing_gap()
+        if gap:
+            raise ConfigError("models.large_encoder", f"'small' needs the large model to read the small encoder's "
+                                                      f"tokens, and {gap}")
+        pair.encoders["large"] = small.encoder
+    return pair
 
 
 def make_pair(preset: str, device: str = "cpu") -> VLMPair:
@@ -375,10 +376,9 @@ def make_pair(preset: str, device: str = "cpu") -> VLMPair:
     if is_pair_text(preset):
         return checkpoint_pair(preset, device)
     if preset == "tiny":
-        return replace(tiny_pair(device=device), random_weights=True)
+        return tiny_pair(device=device)
     if preset == "real-size":
-        return replace(real_size_pair(device, torch.float16 if device != "cpu" else torch.float32),
-                       random_weights=True)
+        return real_size_pair(device, torch.float16 if device != "cpu" else torch.float32)
     if preset == "pocket":
         from testbed.models.pocket import pocket_pair
 
