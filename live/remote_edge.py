@@ -24,7 +24,7 @@ from live.errors import EdgeError, EdgeUnavailable as TransportUnavailable, Enve
 from live.real import RealInterpreter
 from testbed.policies.effects import EdgeUnavailable, Inference, Offload
 from testbed.policies.remote import offload_request
-from testbed.results import QueryRun
+from testbed.results import QueryRun, fallback_key
 
 Split = Callable[[int, int], float]
 """(bytes up, bytes down) -> the share of the transfer time the uplink takes."""
@@ -64,8 +64,10 @@ class ZmqEdge:
             resp = self.client.request(meta, frames, timeout_s=self.timeout_s)
         except (TransportUnavailable, EdgeError, EnvelopeError) as exc:
             with interp.lock:
-                run.ledger.edge_queue_s += time.monotonic() - t0
+                waited = time.monotonic() - t0
+                run.ledger.edge_queue_s += waited
                 run.ledger.bytes_up += sum(len(f) for f in frames)
+                run.ledger.stage(fallback_key(run.ledger.round_trips), waited)
             raise EdgeUnavailable(f"edge did not answer: {exc}") from None
         m = resp.meta
         queue_s = float(resp.timing.get("queue_s", 0.0)) + float(m.get("edge_queue_s", 0.0))

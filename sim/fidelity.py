@@ -69,7 +69,8 @@ def heldout_stages(live: pd.DataFrame) -> list[dict[str, float]]:
     """Per live row (in the frame's order), each of its stage times predicted by a line per stage key
     fitted on the other half of the same policy's rows (even and odd positions in its run order, so
     both halves ran under the same load), or of every policy's where the policy's half has fewer than
-    two; clipped at 0."""
+    two; clipped at 0. A wait for an edge that did not answer (`fallback.*`) is an event, not a cost that
+    grows with size: copied as is."""
     stages = [dict(s) for s in live.stage_s]
     frames, decoded = live.frames.to_numpy(float), live.decoded_frames.to_numpy(float)
     policy = live.policy.to_numpy()
@@ -79,6 +80,10 @@ def heldout_stages(live: pd.DataFrame) -> list[dict[str, float]]:
         has = np.array([key in s for s in stages])
         x = np.array([stage_size(key, f, d) for f, d in zip(frames, decoded)])
         y = np.array([s.get(key, 0.0) for s in stages])
+        if key.startswith("fallback."):
+            for i in np.flatnonzero(has):
+                out[i][key] = float(y[i])
+            continue
         for i in np.flatnonzero(has):
             other = has & (half != half[i])
             train = other & (policy == policy[i])

@@ -30,8 +30,8 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Contex
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
-from testbed.results import (Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key, frame_infer_key,
-                             infer_key, inspect_key, locate_key, sampler_kind, tokenize_key, view_key)
+from testbed.results import (Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key, fallback_key,
+                             frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind, tokenize_key, view_key)
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
@@ -302,6 +302,9 @@ class SimInterpreter(Interpreter):
         run.ledger.round_trips += 1
         if isinstance(run, FrameRun):
             run.offloads += 1
+        waited = run.rec.recorded_s.get(fallback_key(run.ledger.round_trips))
+        if waited is not None:  # the replayed live run's edge did not answer this Offload: neither does this one
+            return (yield from self._unanswered(eff, run, waited))
         timeout = self.w.edge_timeout_s
         if timeout is None:
             return (yield from self._offload(eff, run))
@@ -318,6 +321,17 @@ class SimInterpreter(Interpreter):
         run.ledger.edge_queue_s += timeout
         run.ledger.bytes_up += upload_bytes(eff)
         raise EdgeUnavailable(f"the edge did not answer within edge_timeout_s = {timeout:g} s")
+
+    def _unanswered(self, eff: Offload, run: QueryRun, waited: float) -> SimGen:
+        """An Offload the live run's edge left unanswered: its bytes go up the link, the device waits what
+        the live run waited (booked as edge queue, as live's ZmqEdge does), and the policy falls back."""
+        up = upload_bytes(eff)
+        self.w.env.process(self.w.uplinks[run.client].transfer(up))  # the bytes load the link, answered or not
+        yield self.w.env.timeout(waited)
+        run.ledger.edge_queue_s += waited
+        run.ledger.bytes_up += up
+        run.ledger.stage(fallback_key(run.ledger.round_trips), waited)
+        raise EdgeUnavailable(f"the replayed live run's edge did not answer this request (waited {waited:g} s)")
 
     def _offload(self, eff: Offload, run: QueryRun) -> SimGen:
         """Upload, the edge's steps, download: booked in `run`'s ledger."""

@@ -34,6 +34,12 @@ def stage_key(where: str, what: str, *detail: object) -> str:
     return ".".join([where, what, *(str(d) for d in detail)])
 
 
+def fallback_key(offload: int) -> str:
+    """Key of the seconds a query waited for its `offload`-th Offload (from 1) that the edge did not
+    answer before it fell back: a replay of the run falls back after the same wait."""
+    return stage_key("fallback", "wait", offload)
+
+
 def tokenize_key(site: str, eff: Tokenize) -> str:
     """An image is one frame: nothing to pipeline, one key whatever the effect asks."""
     if eff.media.kind == "image":

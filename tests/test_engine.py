@@ -232,6 +232,44 @@ def test_contention_at_four_times_its_rate_is_overloaded():
     assert report.saturation_notes(calm.queries) == []
 
 
+def test_a_live_fallback_replays_as_a_fallback_after_the_recorded_wait(scenario_factory):
+    """Hand-worked: two queries of edge-hosted whose live offload went unanswered for 2.5 s (`fallback.wait.1`)
+    replay as fallbacks: 2.5 s of edge queue, then the device's recorded 0.1 + 0.1 s, with their request
+    bytes sent; the others are served by the edge. The recorded wait wins whatever the sim's own edge would
+    do, with or without an edge timeout, and heldout replay copies it rather than fitting it."""
+    from sim.engine import policy_context, simulate_policy
+    from sim.fidelity import heldout_stages
+    from testbed.policies.registry import resolve
+    from testbed.router.calibration import Calibration
+
+    sc = scenario_factory({"workload": {"queries_per_benchmark": 10}, "network": {"rtt_ms": 0.0}})
+    frame, _, params = synthetic_workload(("mvbench",), 10, 0)
+    keys = ["local.tokenize.fps.sequential", "local.infer.small.fps.a16", "edge.tokenize.fps.sequential",
+            "edge.infer.large.native.fps.a16"]
+    dead = set(frame.query_id[:2])
+    frame["recorded_s"] = [[(k, 0.1) for k in keys] + ([("fallback.wait.1", 2.5)] if q in dead else [])
+                           for q in frame.query_id]
+    records = table_to_workload(to_table(frame, "live:testhost:tiny", params)).records
+    spec = resolve("edge-hosted")
+    ctx = policy_context(sc, "edge-hosted", Calibration(1.0, 1.0), [])
+    profile = load_profile(sc.profile_path())
+    for timeout in (None, 60.0):
+        out = pd.DataFrame(simulate_policy(sc, profile, spec, ctx, records, edge_timeout_s=timeout)[0])
+        out = out.set_index("query_id")
+        fell = out.index.isin(dead)
+        assert fell.sum() == 2
+        assert out.fallback[fell].all() and (out.served_by[fell] == "local").all()
+        assert not out.fallback[~fell].any() and (out.served_by[~fell] == "edge").all()
+        assert np.allclose(out.t_edge_queue_s[fell], 2.5) and np.allclose(out.delay_s[fell], 2.5 + 0.2)
+        assert (out.bytes_up[fell] > 0).all()  # the request went up; no reply came down
+        assert (out.bytes_down[fell] == 0).all()
+        assert all(dict(s)["fallback.wait.1"] == 2.5 for s in out.stage_s[fell])
+    live = pd.DataFrame({"policy": "edge-hosted", "query_id": frame.query_id, "frames": 16, "decoded_frames": 16,
+                         "stage_s": [dict(r) for r in frame.recorded_s]})
+    held = heldout_stages(live)
+    assert [h.get("fallback.wait.1") for h in held] == [2.5 if q in dead else None for q in frame.query_id]
+
+
 def test_a_replay_with_the_live_edge_timeout_falls_back_as_live_does(scenario_factory):
     """Hand-worked: edge-hosted uploads each video file. With every recorded stage 0.1 s and a 1 s edge
     timeout, a query whose upload takes longer than 1 s falls back to the device after exactly 1 s of edge

@@ -12,9 +12,14 @@ import pandas as pd
 import pytest
 
 from cli.main import main
+from live.record import record
 from live.run import live_link, run_real
 from live.shaping import probe
+from sim.fidelity import replay
 from testbed.models.pair import tiny_pair
+from testbed.profiles import load_profile
+from testbed.router.calibration import Calibration
+from testbed.traces import read_trace
 from testbed.workload.manifest import read_manifest
 from tests.conftest import make_scenario
 from tests.videos import encode
@@ -70,7 +75,7 @@ def test_a_live_run_over_a_shaped_link_writes_the_sims_folder(manifest, tmp_path
         <= {p.name for p in run.iterdir()}
 
 
-def test_an_edge_killed_in_mid_run_loses_no_query(manifest):
+def test_an_edge_killed_in_mid_run_loses_no_query(manifest, tmp_path):
     if probe().available == ["user-space"]:
         pytest.skip("needs namespaces: the edge is a separate process behind the link")
     sc = make_scenario({"workload": {"kind": "manifest", "path": str(manifest)},
@@ -96,3 +101,15 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest):
     # already at the edge when it was killed may still have been answered)
     assert q.fallback.sum() >= 1 and (q.served_by == "edge").sum() + q.fallback.sum() == len(q)
     assert (q[q.fallback].served_by == "local").all()
+    # each fallback recorded how long the device waited for the dead edge, and a strict replay of the run
+    # (its own stage times, the sim's edge) falls back on the same queries after the same wait
+    fell = q[q.fallback]
+    waits = [dict(s).get("fallback.wait.1") for s in fell.stage_s]
+    assert all(w is not None and w > 0 for w in waits)
+    assert all(w == pytest.approx(t) for w, t in zip(waits, fell.t_edge_queue_s))
+    record(wl, tiny_pair(), tmp_path / "t.parquet")
+    sim = replay(q, sc, Calibration(1.0, 1.0), read_trace(tmp_path / "t.parquet"), load_profile(sc.profile_path()), "strict")
+    sim = sim.set_index("query_id").loc[q.query_id]
+    assert (sim.fallback.to_numpy() == q.fallback.to_numpy()).all()
+    assert (sim.served_by.to_numpy() == q.served_by.to_numpy()).all()
+    assert sim.t_edge_queue_s[q.fallback.to_numpy()].to_numpy() == pytest.approx(fell.t_edge_queue_s.to_numpy())
