@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from live.edge_server import Reply, Request
+from live.edge_server import WORKDIR_PREFIX, Reply, Request
 from live.real import InProcEdge, RealInterpreter, RealNode
 from testbed.codec.wire import DEFAULT_MAX_BYTES
 from testbed.models.pair import VLMPair
@@ -51,7 +51,7 @@ class ModelEdge:
                  max_message_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.node = RealNode(pair, gpus, chunk_frames)
         self.interp = RealInterpreter([], self.node, InProcEdge(), max_message_bytes=max_message_bytes)
-        self.workdir = Path(tempfile.mkdtemp(prefix="testbed-edge-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         self.boot_id = boot_id()
         self._n = 0
         self._lock = threading.Lock()

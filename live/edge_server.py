@@ -74,6 +74,9 @@ class Reply:
 
 
 Handler = Callable[[Request], Reply]
+WORKDIR_PREFIX = "testbed-edge-"
+"""A model edge's scratch folder is `<tmp>/testbed-edge-<pid>-*`: spawn_edge removes it after the edge
+exits, in case it died without doing so (killed)."""
 
 
 def inside_testbed_netns() -> bool:
@@ -541,6 +544,17 @@ def spawn_edge(bind: str, handler: str = "live.handlers:probe", *, netns_name: s
                 pipe.close()
         drain.join(timeout=1.0)
         proc.stderr.close()
+        _remove_scratch(proc.pid)
+
+
+def _remove_scratch(pid: int) -> None:
+    """The scratch folder of a model edge that is gone (a killed one could not remove its own)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{pid}-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _collect(pipe: Any, tail: deque[str]) -> None:

@@ -116,11 +116,19 @@ class RealInterpreter(Interpreter):
         self._ids = itertools.count()
         self._done_at: dict[int, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=async_workers, thread_name_prefix="future")
-        self._views = Path(tempfile.mkdtemp(prefix="testbed-views-"))  # the image views the device made
+        self._views_dir: Path | None = None  # the image views the device made (made on the first)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        shutil.rmtree(self._views, ignore_errors=True)
+        if self._views_dir is not None:
+            shutil.rmtree(self._views_dir, ignore_errors=True)
+
+    @property
+    def _views(self) -> Path:
+        with self.lock:
+            if self._views_dir is None:
+                self._views_dir = Path(tempfile.mkdtemp(prefix="testbed-views-"))
+            return self._views_dir
 
     def node(self, run: QueryRun, site: str) -> RealNode:
         return self.devices[run.client] if site == "local" else self.edge

@@ -83,6 +83,7 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest, tmp_path):
                         "policies": {"run": ["edge-hosted"]}})
     wl = read_manifest(manifest)
     done = []
+    scratch = set(Path(tempfile.gettempdir()).glob("testbed-edge-*"))
     with live_link(sc, "tiny", "cpu", note=lambda n: None) as (link, info):
         pid = info["edge_pid"]
 
@@ -93,6 +94,7 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest, tmp_path):
 
         run = run_real(sc, wl, tiny_pair(), "live", link=link, progress=progress, note=lambda n: None)
     q = run.queries
+    assert set(Path(tempfile.gettempdir()).glob("testbed-edge-*")) <= scratch  # the killed edge's folder removed
     test_ids = {r.query.query_id for r in wl.split("test")}
     assert set(q.query_id) == test_ids and len(q) == len(test_ids)  # zero lost queries
     first = q.iloc[q.submit_s.argmin()]
