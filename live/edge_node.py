@@ -15,6 +15,7 @@ from collections import OrderedDict
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from testbed.policies.driver import run_sync
 from testbed.policies.placement import run_steps
 from testbed.policies.remote import digest, offload_from_request
 from testbed.query import Media, Query, QueryRecord, VideoMeta
-from testbed.results import QueryRun
+from testbed.results import REQUEST_KEY, QueryRun
 from testbed.tokenizer.image import probe_image
 from testbed.tokenizer.video import probe
 
@@ -42,6 +43,13 @@ def boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return socket.gethostname()
+
+
+def take_in(path: Path, kind: str, data: Any) -> Media:
+    """An uploaded video or image written to `path` and probed: what the edge does with a media payload
+    before its steps (`testbed profile` times it as the `request` stage)."""
+    path.write_bytes(data)
+    return probe(path) if kind == "video" else probe_image(path)
 
 
 class ModelEdge:
@@ -76,28 +84,28 @@ class ModelEdge:
         self.node.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _file(self, kind: str, data: Any) -> Path:
+    def _path(self, kind: str) -> Path:
         with self._lock:
             self._n += 1
             n = self._n
-        path = self.workdir / f"{os.getpid()}-{n}.{'mp4' if kind == 'video' else 'img'}"
-        path.write_bytes(data)
-        return path
+        return self.workdir / f"{os.getpid()}-{n}.{'mp4' if kind == 'video' else 'img'}"
 
     def __call__(self, request: Request) -> Reply:
         files: list[Path] = []
 
         def media_for(i: int, kind: str, data: Any) -> Media:
-            path = self._file(kind, data)
+            path = self._path(kind)
             files.append(path)
-            media = probe(path) if kind == "video" else probe_image(path)
+            media = take_in(path, kind, data)
             self._hold(kind, data)
             return media
 
         try:
             qid = str(request.meta.get("query_id", "?"))
+            t0 = time.perf_counter()
             off = offload_from_request(request.meta.get("offload", {}), request.payloads, media_for, self._held_for)
             run = QueryRun(QueryRecord(Query(qid, "edge", EMPTY, "", ()), 0, "test"), 0)
+            run.ledger.stage(REQUEST_KEY, time.perf_counter() - t0)  # taking the request in: a stage the sim charges
             result = run_sync(run_steps(off, lambda step: self.interp.perform(step, run, "edge")))
         finally:
             for f in files:

@@ -85,6 +85,10 @@ class LiveThread:
             return _median(work, repeats, clock)
         return self._pool.submit(run).result()
 
+    def call(self, work: Callable[[], Any]) -> Any:
+        """`work()` in the worker thread."""
+        return self._pool.submit(work).result()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
@@ -178,8 +182,64 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
         dc.append((float(nbytes), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
     stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
     assert set(stages) == set(STAGES)
+    if role == "edge":
+        progress("request, reply")
+        stages["request"] = request_curve([video, *decode_videos], repeats, clock, runner)
+        stages["reply"] = reply_curve(max(repeats, 20), runner)
     return DeviceProfile(f"{role}: {pair.preset} {side} model on {device_name(str(getattr(model, 'device', 'cpu')))}",
                          stages, pipeline_ratio=ratio)
+
+
+def _flat(points: list[tuple[float, float]]) -> Curve:
+    """A curve through per-size medians that keeps its fixed part: flat below the smallest size, isotonic
+    over the sizes (a cost that is mostly fixed, such as opening a file, must not scale down to 0)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    pts = sorted(dict(points).items())
+    xs = np.array([float(x) for x, _ in pts])
+    ys = IsotonicRegression(y_min=0.0, increasing=True).fit_transform(xs, np.array([float(y) for _, y in pts]))
+    if len(xs) == 1:
+        return Curve((0.0, float(xs[0])), (float(ys[0]), float(ys[0])))
+    return Curve((0.0, *xs.tolist()), (float(ys[0]), *(float(y) for y in ys)))
+
+
+def request_curve(videos: Sequence[Path], repeats: int, clock: Clock, runner: LiveThread) -> Curve:
+    """The edge taking a video upload in (written to its scratch folder and probed, as live.edge_node
+    does), per upload byte, on each of `videos`."""
+    import tempfile
+
+    from live.edge_node import take_in
+
+    points = []
+    with tempfile.TemporaryDirectory(prefix="testbed-profile-") as d:
+        for i, v in enumerate(dict.fromkeys(videos)):
+            data = Path(v).read_bytes()
+            points.append((float(len(data)), runner.median(partial(take_in, Path(d) / f"{i}.mp4", "video", data),
+                                                           repeats, clock)))
+    return _flat(points)
+
+
+def reply_curve(repeats: int, runner: LiveThread) -> Curve:
+    """The request/reply machinery's time on the way down, beyond the link: a reply's trip from the edge's
+    handler to the device's caller (the edge server encoding and sending it, ZeroMQ's I/O threads, the
+    client receiving and decoding), measured on loopback with the real server and client, from a worker
+    thread as live queries ask. One clock on both ends (one host), so the receipt time splits each round
+    trip exactly, as live.remote_edge does."""
+    from live.client import EdgeClient
+    from live.edge_server import EdgeServer
+    from live.handlers import probe as probe_handler
+    from testbed.codec.size import REPLY_BYTES
+
+    def down(client: EdgeClient) -> float:
+        r = client.request({"op": "sink"}, [bytes(1024)])
+        up = float(r.meta["received_at"]) - r.sent_at
+        return max(0.0, r.round_trip_s - up - float(r.timing.get("queue_s", 0.0)) - float(r.timing.get("service_s", 0.0)))
+
+    with EdgeServer("tcp://127.0.0.1:*", probe_handler) as server:
+        server.start()
+        with EdgeClient(server.endpoint, timeout_s=10.0) as client:
+            seconds = runner.call(lambda: [down(client) for _ in range(repeats + 1)][1:])  # the first connects
+    return _flat([(float(REPLY_BYTES), statistics.median(seconds))])
 
 
 def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock, chunk_frames: int = 16,

@@ -30,8 +30,9 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Contex
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
-from testbed.results import (Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key, fallback_key,
-                             frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind, tokenize_key, view_key)
+from testbed.results import (REQUEST_KEY, Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key,
+                             fallback_key, frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind,
+                             tokenize_key, view_key)
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
@@ -341,9 +342,17 @@ class SimInterpreter(Interpreter):
         ledger.link_queue_s += yield from w.uplinks[run.client].transfer(up)
         ledger.uplink_s += env.now - t0
         ledger.bytes_up += up
+        edge = w.edge.profile
+        if REQUEST_KEY in run.rec.recorded_s or "request" in edge.stages:  # taking the request in, on the edge's CPU
+            dur = _duration(run.rec, REQUEST_KEY, lambda: edge.optional("request", up))
+            yield from self._hold(w.edge, w.edge.cpu, dur, ledger, "edge")
+            ledger.stage(REQUEST_KEY, dur)
         result = yield from run_steps(eff, lambda step: self.perform(step, run, "edge"))
         t0 = env.now
         ledger.link_queue_s += yield from w.downlinks[run.client].transfer(REPLY_BYTES)
+        reply = edge.optional("reply", REPLY_BYTES)  # the request/reply machinery on the way down
+        if reply > 0:
+            yield env.timeout(reply)
         ledger.downlink_s += env.now - t0
         ledger.bytes_down += REPLY_BYTES
         return result

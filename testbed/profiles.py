@@ -11,6 +11,11 @@ Stages and their size units:
   merge       frames whose tokens are merged to a density
   compress    raw bytes compressed (zstd)
   decompress  raw bytes decompressed
+and two an edge profile measured by `testbed profile` has (OPTIONAL_STAGES: a profile without them charges
+nothing for them, so the paper-fitted profile's numbers are what they were):
+  request     request bytes the edge server takes in before its steps (writing an upload, probing it)
+  reply       reply bytes handed back: the request/reply machinery's time on the way down (the edge
+              sending, the device receiving and decoding), beyond the link's transfer
 
 Energy (seed 002): each device may give its power, `[local.power]` and `[edge.power]`: `idle_w`, the
 watts it draws while it runs none of the query's stages, and `<kind>_w` for each kind of stage a
@@ -33,6 +38,7 @@ from testbed.config import read_toml
 from testbed.errors import ConfigError
 
 STAGES = ("decode", "seek", "preprocess", "encode", "prefill", "generate", "merge", "compress", "decompress")
+OPTIONAL_STAGES = ("request", "reply")
 PROFILE_SCHEMA_VERSION = 1
 MIN_REPEATS = 5
 """A measured profile times each size at least this often after a warm-up (the median is the size's time)."""
@@ -123,6 +129,11 @@ class DeviceProfile:
         except KeyError:
             raise ConfigError(f"profile.{stage}", f"stage missing from profile; has {sorted(self.stages)}") from None
 
+    def optional(self, stage: str, size: float) -> float:
+        """An OPTIONAL_STAGES stage's seconds, 0 where the profile does not have it."""
+        curve = self.stages.get(stage)
+        return curve(size) if curve is not None else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class HardwareProfile:
@@ -200,8 +211,8 @@ def _device_from(table: Any, path: str) -> DeviceProfile:
             if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not 0 < spec < 100:
                 raise ConfigError(sub, f"must be a number in (0, 100), got {spec!r}")
             continue
-        if name not in STAGES:
-            raise ConfigError(sub, f"unknown stage; allowed: {', '.join(STAGES)}")
+        if name not in STAGES + OPTIONAL_STAGES:
+            raise ConfigError(sub, f"unknown stage; allowed: {', '.join(STAGES + OPTIONAL_STAGES)}")
         if not isinstance(spec, dict) or set(spec) != {"size", "seconds"}:
             raise ConfigError(sub, "expected a table with exactly the keys size and seconds")
         try:

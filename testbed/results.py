@@ -34,6 +34,10 @@ def stage_key(where: str, what: str, *detail: object) -> str:
     return ".".join([where, what, *(str(d) for d in detail)])
 
 
+REQUEST_KEY = "edge.request"
+"""Seconds the edge server took to take a request in before its steps (writing an upload, probing it)."""
+
+
 def fallback_key(offload: int) -> str:
     """Key of the seconds a query waited for its `offload`-th Offload (from 1) that the edge did not
     answer before it fell back: a replay of the run falls back after the same wait."""

@@ -301,3 +301,39 @@ def test_a_replay_with_the_live_edge_timeout_falls_back_as_live_does(scenario_fa
     first = free.submit_s.idxmin()  # nothing ran before the first query: the same either way unless it fell back
     if not slow[first]:
         assert timed.loc[first, "delay_s"] == free.loc[first, "delay_s"]
+
+
+def test_the_edge_taking_a_request_in_and_the_reply_machinery_are_charged(scenario_factory):
+    """Hand-worked: an edge profile with a `request` stage of 0.05 s whatever the upload and a `reply` of 0.01 s
+    adds exactly 0.05 s of edge CPU and 0.01 s of downlink to an uncontended edge-hosted query; a live run's
+    recorded `edge.request` time is copied instead; a profile without them (paper-fitted) charges nothing."""
+    from dataclasses import replace
+
+    from sim.engine import policy_context, simulate_policy
+    from testbed.policies.registry import resolve
+    from testbed.profiles import Curve
+    from testbed.router.calibration import Calibration
+
+    sc = scenario_factory({"workload": {"queries_per_benchmark": 10}, "network": {"rtt_ms": 0.0}})
+    frame, _, params = synthetic_workload(("mvbench",), 10, 0)
+    keys = ["edge.tokenize.fps.sequential", "edge.infer.large.native.fps.a16"]
+    frame["recorded_s"] = [[(k, 0.1) for k in keys]] * len(frame)
+    records = table_to_workload(to_table(frame, "live:testhost:tiny", params)).records
+    spec = resolve("edge-hosted")
+    ctx = policy_context(sc, "edge-hosted", Calibration(1.0, 1.0), [])
+    base = load_profile(sc.profile_path())
+    assert "request" not in base.edge.stages and "reply" not in base.edge.stages
+    extra = {"request": Curve((0.0, 1.0), (0.05, 0.05)), "reply": Curve((0.0, 1.0), (0.01, 0.01))}
+    charged = replace(base, edge=replace(base.edge, stages={**base.edge.stages, **extra}))
+
+    def first(profile, recs):
+        rows = pd.DataFrame(simulate_policy(sc, profile, spec, ctx, recs)[0])
+        return rows.loc[rows.submit_s.idxmin()]
+
+    a, b = first(base, records), first(charged, records)
+    assert "edge.request" not in dict(a.stage_s) and dict(b.stage_s)["edge.request"] == pytest.approx(0.05)
+    assert b.t_edge_s - a.t_edge_s == pytest.approx(0.05) and b.t_downlink_s - a.t_downlink_s == pytest.approx(0.01)
+    assert b.delay_s - a.delay_s == pytest.approx(0.06)
+    recorded = [replace(r, recorded_s={**r.recorded_s, "edge.request": 0.2}) for r in records]
+    c = first(base, recorded)  # a live run's measured time wins, with or without the profile's curve
+    assert dict(c.stage_s)["edge.request"] == pytest.approx(0.2) and c.delay_s - a.delay_s == pytest.approx(0.2)

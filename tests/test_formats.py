@@ -33,6 +33,15 @@ def test_shipped_profile_round_trips():
     assert profile_from_dict(profile_to_dict(p)) == p
 
 
+def test_an_edge_profile_with_request_and_reply_round_trips():
+    d = profile_to_dict(load_profile(PROFILE))
+    d["edge"].update(request={"size": [0.0, 1e5], "seconds": [0.001, 0.002]},
+                     reply={"size": [0.0, 256.0], "seconds": [0.0003, 0.0003]})
+    p = profile_from_dict(d)
+    assert p.edge.optional("request", 5e4) == pytest.approx(0.0015) and p.edge.optional("reply", 256) == 0.0003
+    assert profile_from_dict(profile_to_dict(p)) == p
+
+
 @pytest.mark.parametrize("mutate,path", [
     (lambda d: d["local"].pop("decode"), "local.decode"),
     (lambda d: d["edge"].update(warp={"size": [0, 1], "seconds": [0, 1]}), "edge.warp"),

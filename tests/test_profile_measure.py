@@ -44,11 +44,28 @@ def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads
                                                 "merge": (16, 32)})
     video = encode(tmp_path / "p.mp4", 2, fps=10, size="64x36", gop=10)
     runner = LiveThread()
+    pair = tiny_pair()
     try:
-        prof = measure("local", tiny_pair(), video, repeats=1, runner=runner, clock=time.perf_counter)
+        prof = measure("local", pair, video, repeats=1, runner=runner, clock=time.perf_counter)
+        edge = measure("edge", pair, video, repeats=1, runner=runner, clock=time.perf_counter)
     finally:
         runner.close()
     assert runner.seen == {(False, torch.get_num_threads())}  # every timing: not the main thread, same threads
     assert prof.stages["generate"](1) == 0.0  # live runs one forward pass: no generate step is charged
-    for name, curve in prof.stages.items():
+    for name, curve in {**prof.stages, **edge.stages}.items():
         assert all(b >= a for a, b in zip(curve.seconds, curve.seconds[1:])), name
+    # the edge also takes requests in and hands replies back: both measured, both a fixed cost at least
+    assert set(edge.stages) - set(prof.stages) == {"request", "reply"}
+    assert edge.optional("request", 1.0) > 0 and edge.optional("reply", 1.0) > 0
+    assert prof.optional("request", 1e6) == 0.0  # the device's profile has none: nothing charged
+
+
+def test_a_fixed_cost_stays_fixed_below_the_smallest_size():
+    from live.profile import _flat
+
+    c = _flat([(100.0, 0.002), (300.0, 0.001), (900.0, 0.004)])  # hand-worked: 0.002 and 0.001 pool to 0.0015
+    assert c.size == (0.0, 100.0, 300.0, 900.0)
+    assert c.seconds == pytest.approx((0.0015, 0.0015, 0.0015, 0.004))
+    assert c(10.0) == pytest.approx(0.0015) and c(600.0) == pytest.approx(0.00275)
+    one = _flat([(256.0, 0.0003)])
+    assert one(1.0) == one(256.0) == one(1e6) == pytest.approx(0.0003)
