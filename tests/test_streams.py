@@ -168,6 +168,13 @@ def test_k_call_from_the_newest_reply_uploads_until_one_is_back(scenario_factory
     assert q.uploaded.all()  # the newest reply is always 2 frames old: never within K_call = 1
 
 
+def test_k_call_as_the_spacing_between_calls_uploads_one_frame_in_k_call(scenario_factory):
+    q, _ = run_policy(scenario_factory, "edgevlm", [stream_record([0.5] * 9)], {"k_call": 3, "freshness": "spacing"})
+    assert list(np.flatnonzero(q.uploaded)) == [0, 3, 6]  # "call" would give 0, 4, 8
+    q, _ = run_policy(scenario_factory, "edgevlm", [stream_record([0.5] * 4)], {"k_call": 1, "freshness": "spacing"})
+    assert q.uploaded.all()  # K_call = 1 never skips
+
+
 def test_k_delay_skips_while_too_many_are_unanswered(scenario_factory):
     q, _ = run_policy(scenario_factory, "edgevlm", [stream_record([3.5] * 8)], {"k_call": 0, "k_delay": 2})
     # 0 and 1 go up; 2, 3 wait (two unanswered); 0 is back at 3.5, 1 at 4.5: 4 and 5 go up

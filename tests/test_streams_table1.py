@@ -37,7 +37,11 @@ def brute_force(latency: list[float], fps: float, k_call: int, k_delay: int, max
         ref = newest if freshness == "reply" else max(calls, default=-1)
         if newest >= 0 and t - newest <= max_lag:
             lag[t] = t - newest
-        if not (ref >= 0 and t - ref <= k_call) and pending < k_delay:
+        if freshness == "spacing":  # the fewest frames between two calls
+            fresh = bool(calls) and t - max(calls) < k_call
+        else:
+            fresh = ref >= 0 and t - ref <= k_call
+        if not fresh and pending < k_delay:
             up[t] = True
             arrive[t] = t / fps + latency[t]
     return up, lag
@@ -45,7 +49,7 @@ def brute_force(latency: list[float], fps: float, k_call: int, k_delay: int, max
 
 @settings(max_examples=200, deadline=None)
 @given(latencies, st.sampled_from([1.0, 2.0]), k_calls, st.integers(1, 5), st.integers(1, 12),
-       st.sampled_from(["call", "reply"]))
+       st.sampled_from(["call", "reply", "spacing"]))
 def test_the_schedule_equals_a_brute_force_reading_of_the_rule(lat, fps, k_call, k_delay, max_lag, freshness):
     got = edgevlm_schedule(np.array(lat), fps, k_call, k_delay, max_lag, freshness)
     want = brute_force(lat, fps, k_call, k_delay, max_lag, freshness)
@@ -69,6 +73,22 @@ def test_when_every_answer_is_back_within_a_frame_both_readings_schedule_alike(l
     assert (call[0] == reply[0]).all() and (call[1] == reply[1]).all()
 
 
+@settings(max_examples=200, deadline=None)
+@given(latencies, st.sampled_from([1.0, 2.0]), st.integers(1, 9), st.integers(1, 5))
+def test_the_spacing_reading_is_the_call_reading_with_k_call_moved_down_by_one(lat, fps, k_call, k_delay):
+    spacing = edgevlm_schedule(np.array(lat), fps, k_call, k_delay, 10, "spacing")
+    call = edgevlm_schedule(np.array(lat), fps, k_call - 1, k_delay, 10, "call")
+    assert (spacing[0] == call[0]).all() and (spacing[1] == call[1]).all()
+
+
+def test_the_spacing_reading_at_k_call_1_never_skips_a_frame_on_k_call():
+    """Hand-worked: answers back within a frame, so K_delay never binds: every frame is uploaded (LCR 100%),
+    and each frame after the first uses the previous one's answer (lag 1)."""
+    up, lag = edgevlm_schedule(np.full(20, 0.5), 1.0, 1, 4, 10, "spacing")
+    assert up.all() and lag.tolist() == [0] + [1] * 19
+    assert table1(np.full((1, 20), 0.5), np.array([20]), "spacing").set_index("k_call").loc[1, "lcr"] == 100.0
+
+
 def test_prompt_answers_give_lcr_and_lhl_worked_by_hand():
     """20 frames, answers back in 0.1 s, K_call 3: uploads at 0, 4, 8, 12, 16 (25%); frames 1-19 use
     history 1, 2, 3, 4 frames old in turn, the last three 1, 2, 3: LHL (4 * 10 + 6) / 19 s."""
@@ -85,14 +105,14 @@ def test_table1_reach_writes_every_process_and_names_the_closest(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     scan = pd.read_csv(out)
-    assert set(scan.freshness) == {"call", "reply"} and set(scan.lengths) == {"20 s", "18-22 s"}
+    assert set(scan.freshness) == {"call", "reply", "spacing"} and set(scan.lengths) == {"20 s", "18-22 s"}
     assert (scan["max_err_%"] >= scan[["max_lcr_err_%", "max_lhl_err_%"]].max(axis=1) - 1e-9).all()
     assert scan["max_err_%"].is_monotonic_increasing
     assert "smallest max_err_%" in r.stdout
 
 
 @settings(max_examples=200, deadline=None)
-@given(latencies, st.sampled_from([1.0, 2.0]), k_calls, st.sampled_from(["call", "reply"]))
+@given(latencies, st.sampled_from([1.0, 2.0]), k_calls, st.sampled_from(["call", "reply", "spacing"]))
 def test_the_rule_sees_a_latency_only_as_the_whole_frames_it_spans(lat, fps, k_call, freshness):
     """Why searching distributions over whole-frame delays covers every i.i.d. latency process."""
     got = edgevlm_schedule(np.array(lat), fps, k_call, 4, 10, freshness)

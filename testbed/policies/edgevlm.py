@@ -53,9 +53,10 @@ class EdgeVLMKnobs:
                               ge=1)
     delta_s: float = help_field(10.0, "staleness bound: a large-model answer older than this never replaces the "
                                       "history (seed 001 gives no value; assumed 10 s)", gt=0.0)
-    freshness: Literal["call", "reply"] = help_field(
-        "call", "what k_call counts from: the newest frame sent ('call') or the newest answer received ('reply'); "
-                "Sec. 3.4 reads either way, 'call' puts K_call = 3 in Table 2's 20-30% band")
+    freshness: Literal["call", "reply", "spacing"] = help_field(
+        "call", "what k_call counts from: the newest frame sent ('call') or the newest answer received ('reply'), "
+                "or k_call as the fewest frames between calls ('spacing': 1 never skips); Sec. 3.4 reads each "
+                "way, 'call' puts K_call = 3 in Table 2's 20-30% band")
     context: bool = help_field(True, "context replacement (CRM): the newest large answer replaces the small model's "
                                      "history")
     focus: bool = help_field(True, "visual focus (VFM) on the context answer's regions (needs context)")
@@ -242,8 +243,12 @@ def edgevlm(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
         if k.context and newest >= 0 and frame.index - newest <= max_lag:  # Sec. 3.2: d <= delta
             context = Context(newest, frame.index - newest, answers[newest], kept.get(newest))
         fut = None
-        ref = last_call if k.freshness == "call" else newest
-        if not (ref >= 0 and frame.index - ref <= k.k_call) and len(pending) < k.k_delay:  # Sec. 3.4
+        if k.freshness == "spacing":  # Sec. 3.4, read as the fewest frames between calls
+            fresh = last_call >= 0 and frame.index - last_call < k.k_call
+        else:  # ... or as the newest call's (or reply's) age
+            ref = last_call if k.freshness == "call" else newest
+            fresh = ref >= 0 and frame.index - ref <= k.k_call
+        if not fresh and len(pending) < k.k_delay:  # Sec. 3.4
             fut = yield Submit(upload(stream, frame, ctx.default_density))
             pending[frame.index] = fut
             last_call = frame.index

@@ -192,10 +192,25 @@ def link_time_s(image_bytes: np.ndarray | int, link: dict[str, float] = LINK) ->
 
 # -- the reference policies (no sim): used to fit, and to check the sim against -------------------------------
 
+FRESHNESS = ("call", "reply", "spacing")
+"""Three readings of seed 001 Sec. 3.4's K_call: the newest call at most K_call frames back, the newest
+reply at most K_call back, or K_call as the minimum spacing between calls."""
+
+
+def skips(t: int, last_call: int, newest: int, k_call: int, freshness: str) -> bool:
+    """Whether edgeVLM's keyframe rule skips frame `t` on K_call alone (see FRESHNESS); -1: none yet."""
+    if freshness == "spacing":
+        return last_call >= 0 and t - last_call < k_call
+    ref = newest if freshness == "reply" else last_call
+    return ref >= 0 and t - ref <= k_call
+
+
 def edgevlm_schedule(latency: np.ndarray, fps: float, k_call: int, k_delay: int, max_lag: int,
                      freshness: str = "call") -> tuple[np.ndarray, np.ndarray]:
     """Which frames edgeVLM uploads and the context lag each frame's small model uses (0: none),
-    for one stream whose answer to frame t arrives latency[t] after its capture (Sec. 3.4, 3.2)."""
+    for one stream whose answer to frame t arrives latency[t] after its capture (Sec. 3.4, 3.2).
+    `freshness` (FRESHNESS): skip while the newest call ("call") or reply ("reply") is at most k_call frames
+    back, or ("spacing") while the newest call is fewer than k_call frames back (k_call = 1 never skips)."""
     n = len(latency)
     uploaded = np.zeros(n, dtype=bool)
     lag = np.zeros(n, dtype=np.int64)
@@ -206,10 +221,9 @@ def edgevlm_schedule(latency: np.ndarray, fps: float, k_call: int, k_delay: int,
         if any(a <= now for a, _ in in_flight):
             newest = max(newest, *(f for a, f in in_flight if a <= now))
             in_flight = [(a, f) for a, f in in_flight if a > now]
-        ref = newest if freshness == "reply" else last_call
         if newest >= 0 and t - newest <= max_lag:
             lag[t] = t - newest
-        if ref >= 0 and t - ref <= k_call:
+        if skips(t, last_call, newest, k_call, freshness):
             continue
         if len(in_flight) >= k_delay:
             continue

@@ -3,7 +3,8 @@
 Table 1's LCR and LHL over K_call depend on the rule, the stream lengths and the cloud's per-frame
 latency, and on no model's accuracy. So whether any workload reproduces Table 1 is a question about
 latency processes alone. This module scans families of them for each reading of the rule
-(`freshness`: K_call counted from the newest call or from the newest reply) and reports the closest
+(`freshness`: K_call counted from the newest call or from the newest reply, or K_call as the least
+spacing between calls) and reports the closest
 each reading gets (`reach`). It also searches for the closest i.i.d. process, and mixture of two
 per stream (`search`): the rule sees a latency only as the whole frames it spans, so distributions
 over whole-frame delays (1-5 frames, and 8 standing in for later ones) cover such processes. The schedule is `edgevlm_schedule`, the
@@ -21,7 +22,7 @@ from scipy.optimize import differential_evolution
 from scipy.special import expit, softmax
 
 from testbed.streams.paper import TABLE1
-from testbed.streams.synthetic import _ar1, edgevlm_schedule
+from testbed.streams.synthetic import FRESHNESS, _ar1, edgevlm_schedule
 
 K_CALLS = tuple(sorted(TABLE1))
 K_DELAY = 4  # Table 1 is run with K_delay = 4 (Sec. 4.2)
@@ -92,7 +93,7 @@ def reach(streams: int = 156, seed: int = 0) -> pd.DataFrame:
     for length, (lo, hi) in LENGTHS.items():
         lengths = np.random.default_rng([seed, 3]).integers(lo, hi + 1, streams)
         for lat in latencies(streams, hi, seed):
-            for freshness in ("call", "reply"):
+            for freshness in FRESHNESS:
                 e = errors(table1(lat.seconds, lengths, freshness))
                 rows.append({"freshness": freshness, "lengths": length, "family": lat.family, "latency": lat.params,
                              "max_lcr_err_%": float(e["lcr_err_%"].abs().max()),
