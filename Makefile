@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 sim: $(STAMP)
 	$(BIN)/testbed sim $(scenario)
 
+# the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker so module fixtures are built once
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 live-eval: $(STAMP)
 	$(BIN)/testbed live $(scenario) --fidelity --device $(DEVICE) $(if $(MODELS),--models $(MODELS))

@@ -27,6 +27,17 @@ from tests.videos import encode
 POLICIES = ["device-native", "edge-hosted", "collaborative", "quickgrasp-fixed16", "nosharing"]
 
 
+def orphaned_scratch() -> set[Path]:
+    """Edge scratch folders (`testbed-edge-<pid>-*`) whose edge process is gone: none may be left behind
+    (an edge still running, such as another test worker's, keeps its own)."""
+    out = set()
+    for path in Path(tempfile.gettempdir()).glob("testbed-edge-*"):
+        pid = path.name.removeprefix("testbed-edge-").split("-", 1)[0]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            out.add(path)
+    return out
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     d = tmp_path_factory.mktemp("livemedia")
@@ -45,9 +56,9 @@ def test_a_live_run_over_a_shaped_link_writes_the_sims_folder(manifest, tmp_path
     (tmp_path / "live.toml").write_text(
         f'[workload]\nkind = "manifest"\npath = "{manifest}"\n[network]\nup_mbps = 20.0\ndown_mbps = 40.0\n'
         f'rtt_ms = 20.0\n[arrivals]\nclients = 2\n[policies]\nrun = {json.dumps(POLICIES)}\n{knobs}')
-    scratch = set(Path(tempfile.gettempdir()).glob("testbed-edge-*"))
+    scratch = orphaned_scratch()
     assert main(["live", str(tmp_path / "live.toml"), "--out", str(tmp_path / "res")]) == 0
-    assert set(Path(tempfile.gettempdir()).glob("testbed-edge-*")) <= scratch  # the edge cleaned up after itself
+    assert orphaned_scratch() <= scratch  # the edge cleaned up after itself
     (run,) = (tmp_path / "res" / "live").iterdir()
     q = pd.read_parquet(run / "queries.parquet")
     assert (q["mode"] == "live").all() and set(q.policy) == set(POLICIES) and len(q) == 3 * len(POLICIES)
@@ -83,7 +94,7 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest, tmp_path):
                         "policies": {"run": ["edge-hosted"]}})
     wl = read_manifest(manifest)
     done = []
-    scratch = set(Path(tempfile.gettempdir()).glob("testbed-edge-*"))
+    scratch = orphaned_scratch()
     with live_link(sc, "tiny", "cpu", note=lambda n: None) as (link, info):
         pid = info["edge_pid"]
 
@@ -94,7 +105,7 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest, tmp_path):
 
         run = run_real(sc, wl, tiny_pair(), "live", link=link, progress=progress, note=lambda n: None)
     q = run.queries
-    assert set(Path(tempfile.gettempdir()).glob("testbed-edge-*")) <= scratch  # the killed edge's folder removed
+    assert orphaned_scratch() <= scratch  # the killed edge's folder removed
     test_ids = {r.query.query_id for r in wl.split("test")}
     assert set(q.query_id) == test_ids and len(q) == len(test_ids)  # zero lost queries
     first = q.iloc[q.submit_s.argmin()]
