@@ -344,7 +344,8 @@ class SimInterpreter(Interpreter):
         ledger.bytes_up += up
         edge = w.edge.profile
         if REQUEST_KEY in run.rec.recorded_s or "request" in edge.stages:  # taking the request in, on the edge's CPU
-            dur = _duration(run.rec, REQUEST_KEY, lambda: edge.optional("request", up))
+            media = sum(p.nbytes for p in eff.payloads if p.kind != "tokens")  # an upload to write and probe
+            dur = _duration(run.rec, REQUEST_KEY, lambda: edge.optional("request", media) if media else 0.0)
             yield from self._hold(w.edge, w.edge.cpu, dur, ledger, "edge")
             ledger.stage(REQUEST_KEY, dur)
         result = yield from run_steps(eff, lambda step: self.perform(step, run, "edge"))

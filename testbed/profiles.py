@@ -13,7 +13,8 @@ Stages and their size units:
   decompress  raw bytes decompressed
 and two an edge profile measured by `testbed profile` has (OPTIONAL_STAGES: a profile without them charges
 nothing for them, so the paper-fitted profile's numbers are what they were):
-  request     request bytes the edge server takes in before its steps (writing an upload, probing it)
+  request     media bytes the edge server takes in before its steps (writing an uploaded video or image,
+              probing it; a token payload is decoded in its decompress stage, so it charges nothing here)
   reply       reply bytes handed back: the request/reply machinery's time on the way down (the edge
               sending, the device receiving and decoding), beyond the link's transfer
 

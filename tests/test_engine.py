@@ -305,7 +305,8 @@ def test_a_replay_with_the_live_edge_timeout_falls_back_as_live_does(scenario_fa
 
 def test_the_edge_taking_a_request_in_and_the_reply_machinery_are_charged(scenario_factory):
     """Hand-worked: an edge profile with a `request` stage of 0.05 s whatever the upload and a `reply` of 0.01 s
-    adds exactly 0.05 s of edge CPU and 0.01 s of downlink to an uncontended edge-hosted query; a live run's
+    adds exactly 0.05 s of edge CPU and 0.01 s of downlink to an uncontended edge-hosted query (a video upload),
+    nothing to the request of a token payload; a live run's
     recorded `edge.request` time is copied instead; a profile without them (paper-fitted) charges nothing."""
     from dataclasses import replace
 
@@ -334,6 +335,9 @@ def test_the_edge_taking_a_request_in_and_the_reply_machinery_are_charged(scenar
     assert "edge.request" not in dict(a.stage_s) and dict(b.stage_s)["edge.request"] == pytest.approx(0.05)
     assert b.t_edge_s - a.t_edge_s == pytest.approx(0.05) and b.t_downlink_s - a.t_downlink_s == pytest.approx(0.01)
     assert b.delay_s - a.delay_s == pytest.approx(0.06)
+    tokens = pd.DataFrame(simulate_policy(sc, charged, resolve("collaborative"),
+                                          policy_context(sc, "collaborative", Calibration(1.0, 1.0), []), records)[0])
+    assert all(dict(s)["edge.request"] == 0.0 for s in tokens.stage_s)  # tokens: no upload to write and probe
     recorded = [replace(r, recorded_s={**r.recorded_s, "edge.request": 0.2}) for r in records]
     c = first(base, recorded)  # a live run's measured time wins, with or without the profile's curve
     assert dict(c.stage_s)["edge.request"] == pytest.approx(0.2) and c.delay_s - a.delay_s == pytest.approx(0.2)
