@@ -52,9 +52,11 @@ def device_name(device: str) -> str:
     return f"{device} {cpu} x{torch.get_num_threads()} threads"
 
 
-SIZES = {"decode": (8, 32, 96, 384), "encode": (4, 16, 64), "prefill": (4, 32, 128, 512), "merge": (16, 64, 256)}
-"""Frames measured per stage (prefill up to the most frames a sampler takes: attention grows faster than
-linearly); merge's sizes also time compress and decompress."""
+SIZES = {"decode": (8, 32, 96, 384), "encode": (4, 16, 64), "prefill": (4, 16, 32, 64, 128, 512),
+         "merge": (16, 64, 256)}
+"""Frames measured per stage (prefill up to the most frames a sampler takes, and densely around the 64
+frames of the 1-FPS sampler: attention grows faster than linearly, so a chord between far-apart sizes
+overstates the middle); merge's sizes also time compress and decompress."""
 
 
 def _median(work: Callable[[], Any], repeats: int, clock: Clock) -> float:
