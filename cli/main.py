@@ -41,7 +41,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     console = ui_console()
     sc = _scenario(args)
     points = sc.grid()
-    reps = _replications(args.replications, len(points))
+    reps = _replications(args.replications, len(points)) or sc.replications
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
         if reps:
@@ -174,7 +174,7 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
     from testbed.scenario import resolved_toml
 
     seeds = [sc.seed + i for i in range(reps)]
-    points = [replace(sc, seed=s) for s in seeds]
+    points = [replace(sc, seed=s, replications=0) for s in seeds]
     total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
     profile = load_profile(sc.profile_path())
     runs, summaries, comparisons = [], [], []

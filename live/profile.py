@@ -23,7 +23,7 @@ import torch
 from testbed.codec.merge import merge_to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.models.pair import VLMPair
-from testbed.profiles import MIN_REPEATS, STAGES, Curve, DeviceProfile
+from testbed.profiles import MIN_REPEATS, OPTIONAL_STAGES, STAGES, Curve, DeviceProfile
 from testbed.results import versions
 from testbed.tokenizer.decode import decode
 from testbed.tokenizer.video import probe
@@ -151,14 +151,12 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
     stages["seek"] = _curve(seek_pts or [(1.0, 0.0)])
     frames = decode(video, meta, list(range(min(64, meta.n_frames))))
     progress("preprocess, encode")
-    pre, encd = [], []
-    for n in SIZES['encode']:
-        batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
-        pre.append((float(n), _median(partial(enc.preprocess, batch), repeats, clock)))
-        pixels = enc.preprocess(batch)
-        chunks = torch.split(pixels, chunk_frames)
-        encd.append((float(n), _median(lambda: [enc.encode(c) for c in chunks], repeats, clock)))  # noqa: B023
-    stages["preprocess"], stages["encode"] = _curve(pre), _curve(encd)
+    stages["preprocess"], stages["encode"] = _encoder_curves(enc, frames, repeats, clock, chunk_frames, _median)
+    large = pair.encoders["large"]
+    if role == "local" and large is not enc:  # Collaborative tokenizes on the device with the large model's encoder
+        progress("preprocess, encode (the large model's encoder)")
+        stages["large_preprocess"], stages["large_encode"] = _encoder_curves(large, frames, repeats, clock, chunk_frames,
+                                                                             _median)
     progress("pipelined tokenizer")
     ratio = pipeline_ratio(enc, video, meta, repeats, clock, chunk_frames, runner)
     progress("prefill")
@@ -183,7 +181,7 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
         cp.append((float(nbytes), _median(partial(encode_message, merged), repeats, clock)))
         dc.append((float(nbytes), _median(partial(decode_message, encode_message(merged)), repeats, clock)))
     stages["merge"], stages["compress"], stages["decompress"] = _curve(mg), _curve(cp), _curve(dc)
-    assert set(stages) == set(STAGES)
+    assert set(STAGES) <= set(stages) <= set(STAGES + OPTIONAL_STAGES)
     if role == "edge":
         progress("request, reply")
         stages["request"] = request_curve([video, *decode_videos], repeats, clock, runner)
@@ -242,6 +240,18 @@ def reply_curve(repeats: int, runner: LiveThread) -> Curve:
         with EdgeClient(server.endpoint, timeout_s=10.0) as client:
             seconds = runner.call(lambda: [down(client) for _ in range(repeats + 1)][1:])  # the first connects
     return _flat([(float(REPLY_BYTES), statistics.median(seconds))])
+
+
+def _encoder_curves(enc: Any, frames: np.ndarray, repeats: int, clock: Clock, chunk_frames: int,
+                    median: Callable[..., float]) -> tuple[Curve, Curve]:
+    """Preprocess and encode curves of `enc` over SIZES['encode'] frames (encoded in the tokenizer's chunks)."""
+    pre, encd = [], []
+    for n in SIZES['encode']:
+        batch = np.concatenate([frames] * (n // len(frames) + 1))[:n]
+        pre.append((float(n), median(partial(enc.preprocess, batch), repeats, clock)))
+        chunks = torch.split(enc.preprocess(batch), chunk_frames)
+        encd.append((float(n), median(lambda: [enc.encode(c) for c in chunks], repeats, clock)))  # noqa: B023
+    return _curve(pre), _curve(encd)
 
 
 def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock, chunk_frames: int = 16,

@@ -72,6 +72,7 @@ class Node:
 
     def __init__(self, env: simpy.Environment, profile: DeviceProfile, gpus: int, decode_workers: int) -> None:
         self.profile = profile
+        self.large_encoder = profile.with_encoder("large")  # a device tokenizing for the large model (Collaborative)
         self.gpu = simpy.Resource(env, capacity=gpus)
         self.cpu = simpy.Resource(env, capacity=decode_workers)
         self.gpu_busy_s = 0.0
@@ -136,7 +137,8 @@ class SimInterpreter(Interpreter):
         a pipelined one holds both for the overlapped makespan."""
         env, ledger, rec = self.w.env, run.ledger, run.rec
         node = self._node(run, site)
-        cost = costs.tokenize_cost(node.profile, eff.media, eff.sampler, eff.pipelined, self.w.chunk_frames)
+        prof = node.large_encoder if site == "local" and eff.encoder == "large" else node.profile
+        cost = costs.tokenize_cost(prof, eff.media, eff.sampler, eff.pipelined, self.w.chunk_frames)
         key = tokenize_key(site, eff)
         if eff.pipelined or key in rec.recorded_s:
             dur = _duration(rec, key, lambda: cost.total_s)

@@ -17,6 +17,9 @@ nothing for them, so the paper-fitted profile's numbers are what they were):
               probing it; a token payload is decoded in its decompress stage, so it charges nothing here)
   reply       reply bytes handed back: the request/reply machinery's time on the way down (the edge
               sending, the device receiving and decoding), beyond the link's transfer
+and two a measured device profile has when the pair's encoders differ (Collaborative tokenizes on the
+device with the large model's encoder; without them the device's own encoder's curves stand in):
+  large_preprocess, large_encode   as preprocess and encode, with the large model's encoder
 
 Energy (seed 002): each device may give its power, `[local.power]` and `[edge.power]`: `idle_w`, the
 watts it draws while it runs none of the query's stages, and `<kind>_w` for each kind of stage a
@@ -29,7 +32,7 @@ delay and bytes into joules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from testbed.config import read_toml
 from testbed.errors import ConfigError
 
 STAGES = ("decode", "seek", "preprocess", "encode", "prefill", "generate", "merge", "compress", "decompress")
-OPTIONAL_STAGES = ("request", "reply")
+OPTIONAL_STAGES = ("request", "reply", "large_preprocess", "large_encode")
 PROFILE_SCHEMA_VERSION = 1
 MIN_REPEATS = 5
 """A measured profile times each size at least this often after a warm-up (the median is the size's time)."""
@@ -129,6 +132,13 @@ class DeviceProfile:
             return self.stages[stage](size)
         except KeyError:
             raise ConfigError(f"profile.{stage}", f"stage missing from profile; has {sorted(self.stages)}") from None
+
+    def with_encoder(self, encoder: str) -> "DeviceProfile":
+        """This device tokenizing with `encoder`'s model: "large" takes the large_* curves where measured."""
+        if encoder != "large" or "large_encode" not in self.stages:
+            return self
+        return replace(self, stages={**self.stages, "encode": self.stages["large_encode"],
+                                     "preprocess": self.stages.get("large_preprocess", self.stages["preprocess"])})
 
     def optional(self, stage: str, size: float) -> float:
         """An OPTIONAL_STAGES stage's seconds, 0 where the profile does not have it."""

@@ -106,11 +106,15 @@ PAPER_POLICIES = {
     "EdgeHosted": "edge-hosted",
     "Collaborative": "collaborative",
     "NoSharing": "nosharing",
+    "Uncalibrated": "uncalibrated",
 }
 """The paper's solutions and the policies that stand for them: QuickGrasp is the adaptive-density
 policy (neural-linear Thompson sampling), as in the paper."""
-QG, DN, EH, COLLAB, NS = (PAPER_POLICIES[k] for k in ("QuickGrasp", "DeviceNative", "EdgeHosted", "Collaborative",
-                                                     "NoSharing"))
+QG, DN, EH, COLLAB, NS, UNCAL = (PAPER_POLICIES[k] for k in ("QuickGrasp", "DeviceNative", "EdgeHosted",
+                                                            "Collaborative", "NoSharing", "Uncalibrated"))
+OVERHEAD_STAGES = ("local.describe.", "local.compress.")
+"""Seed 000 Fig. 13's system overhead: configuration selection (the bandit's context, described on the
+device) and compressing the tokens to offload (merge and zstd)."""
 LONG_S = 1800.0
 """Fig. 2's "long" videos: 30-60 min (Video-MME's long class)."""
 
@@ -200,6 +204,13 @@ def _transmission_share(q: pd.DataFrame, bench: str) -> float:
     return float(added_net / (ns.delay_s.mean() - qg.delay_s.mean()) * 100)
 
 
+def overhead_share(q: pd.DataFrame, bench: str) -> float:
+    """Percentage of QuickGrasp's mean delay that is its system overhead (OVERHEAD_STAGES; Fig. 13)."""
+    qg = _rows(q, QG, bench)
+    over = [sum(v for k, v in dict(s).items() if k.startswith(OVERHEAD_STAGES)) for s in qg.stage_s]
+    return float(np.mean(over) / qg.delay_s.mean() * 100)
+
+
 def _subset_speedup(q: pd.DataFrame, base: str, bench: str, served_by: str) -> float:
     """Speedup of QuickGrasp over `base` on the queries QuickGrasp served at `served_by` (Fig. 9)."""
     qg = _rows(q, QG, bench)
@@ -271,6 +282,16 @@ def _figures() -> tuple[PaperFigure, ...]:
     for b, share in zip(benches, (49.0, 89.0, 92.0)):
         out.append(PaperFigure(b, "NoSharing's added delay that is transmission (%)", "SV-D, Fig. 12",
                                (share, share), H, partial(_transmission_share, bench=b), (NS, QG)))
+    for b in benches:  # Fig. 12's Uncalibrated: the text gives no numbers, only directions (read as below)
+        out.append(PaperFigure(b, "Uncalibrated / QuickGrasp mean delay", "SV-D, Fig. 12: similar (read as 0.9-1.1)",
+                               (0.9, 1.1), H, _ratio(UNCAL, QG, b), (QG, UNCAL)))
+        out.append(PaperFigure(b, "QuickGrasp - Uncalibrated accuracy (points)",
+                               "SV-D, Fig. 12: a noticeable drop (read as >= 1)", (1.0, math.inf), H,
+                               lambda q, b=b: (_mean(q, QG, b, "correct") - _mean(q, UNCAL, b, "correct")) * 100,
+                               (QG, UNCAL)))
+    for b, share in zip(benches, (0.46, 0.50, 0.67)):
+        out.append(PaperFigure(b, "QuickGrasp overhead share of delay (%)", "SV-D, Fig. 13", (share, share), H,
+                               partial(overhead_share, bench=b), (QG,)))
     for b in benches:
         for base, name in ((EH, "EdgeHosted"), (COLLAB, "Collaborative")):
             out.append(PaperFigure(b, f"offloaded queries: QuickGrasp speedup vs {name}", "Fig. 9: 1.3-12.6x",

@@ -247,6 +247,9 @@ class Scenario:
     seed: int = help_field(0, "seed for every random choice: same scenario and seed, same numbers", ge=0)
     paper_comparison: bool = help_field(False, "print measured figures next to the seeds' papers' (seed 000's; "
                                                "seed 002's where input-aware and edge-hosted run)")
+    replications: int = help_field(0, "testbed sim runs this many seeds (seed, seed+1, ...) and reports each metric's "
+                                      "mean and 95% CI, as --replications N does (0: one run; a query workload "
+                                      "without a sweep)", ge=0)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -262,6 +265,11 @@ class Scenario:
 
     def __post_init__(self) -> None:
         streams = self.workload.streams
+        if self.replications == 1:
+            raise ConfigError("replications", "must be 0 (one run) or at least 2 seeds, got 1")
+        if self.replications and (streams or self.sweep):
+            raise ConfigError("replications", "replicates one point of a query workload: a stream scenario or a "
+                                              "[sweep] runs once per point")
         for key, names in (("policies.run", self.policies.run), ("policies.baselines", self.policies.baselines)):
             for name in names:
                 if resolve(name, key).stream != streams:

@@ -86,6 +86,26 @@ def test_replications_report_means_with_confidence_intervals(tmp_path, capsys):
     assert "3 replications" in out and "±" in out and "held-out" in out
 
 
+def test_a_scenarios_replications_key_runs_its_seeds_as_the_flag_does(tmp_path):
+    body = '[workload]\nqueries_per_benchmark = 10\n[policies]\nrun = ["device-native", "quickgrasp-fixed16"]\n'
+    (tmp_path / "flag.toml").write_text(body)
+    (tmp_path / "key.toml").write_text("replications = 2\n" + body)
+    assert main(["sim", str(tmp_path / "flag.toml"), "--replications", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(["sim", str(tmp_path / "key.toml"), "--out", str(tmp_path / "b")]) == 0
+    (a,), (b,) = (tmp_path / "a" / "flag").iterdir(), (tmp_path / "b" / "key").iterdir()
+    pd.testing.assert_frame_equal(pd.read_csv(a / "replications.csv"), pd.read_csv(b / "replications.csv"))
+    assert {p.name for p in b.iterdir()} >= {"seed-0", "seed-1"}
+
+
+@pytest.mark.parametrize("text,why", [("replications = 1\n", "at least 2"),
+                                      ('replications = 3\n[sweep]\n"network.up_mbps" = [5, 20]\n', "[sweep]")])
+def test_a_replications_key_of_one_or_with_a_sweep_is_refused_in_one_line(tmp_path, capsys, text, why):
+    (tmp_path / "r.toml").write_text(text)
+    assert main(["sim", str(tmp_path / "r.toml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "replications" in err[0] and why in err[0]
+
+
 @pytest.mark.parametrize("value", ["1", "0", "two", "2.5"])
 def test_replications_must_be_an_integer_of_at_least_two(tmp_path, capsys, value):
     assert main(["sim", "default", "--replications", value, "--out", str(tmp_path)]) == 2

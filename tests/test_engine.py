@@ -341,3 +341,25 @@ def test_the_edge_taking_a_request_in_and_the_reply_machinery_are_charged(scenar
     recorded = [replace(r, recorded_s={**r.recorded_s, "edge.request": 0.2}) for r in records]
     c = first(base, recorded)  # a live run's measured time wins, with or without the profile's curve
     assert dict(c.stage_s)["edge.request"] == pytest.approx(0.2) and c.delay_s - a.delay_s == pytest.approx(0.2)
+
+
+def test_collaborative_tokenizes_on_the_device_with_the_large_models_encoder(scenario_factory):
+    """Hand-worked: a device profile whose large_encode curve is its encode curve + 0.5 s makes each of
+    Collaborative's device tokenizations (the large model's encoder) exactly 0.5 s longer, and no
+    DeviceNative one (the small model's)."""
+    from dataclasses import replace
+
+    from testbed.profiles import Curve
+
+    sc = scenario_factory({"workload": {"queries_per_benchmark": 10},
+                           "policies": {"run": ["collaborative", "device-native"]}})
+    base = load_profile(sc.profile_path())
+    enc = base.local.stages["encode"]
+    slower = Curve(enc.size, tuple(y + 0.5 for y in enc.seconds))
+    both = replace(base, local=replace(base.local, stages={**base.local.stages, "large_encode": slower}))
+    a, b = run_scenario(sc, profile=base).queries, run_scenario(sc, profile=both).queries
+    key = "local.tokenize.fps.sequential"
+    for policy, added in (("collaborative", 0.5), ("device-native", 0.0)):
+        ta = [dict(s)[key] for s in a[a.policy == policy].stage_s]
+        tb = [dict(s)[key] for s in b[b.policy == policy].stage_s]
+        assert np.allclose(np.array(tb) - np.array(ta), added), policy

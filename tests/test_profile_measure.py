@@ -56,6 +56,12 @@ def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads
         assert all(b >= a for a, b in zip(curve.seconds, curve.seconds[1:])), name
     # the edge also takes requests in and hands replies back: both measured, both a fixed cost at least
     assert set(edge.stages) - set(prof.stages) == {"request", "reply"}
+    assert set(prof.stages) - set(edge.stages) == {"large_preprocess", "large_encode"}
+    # the device also runs the large model's encoder (Collaborative): measured when the pair's encoders differ
+    assert pair.encoders["large"] is not pair.encoders["small"]
+    assert {"large_preprocess", "large_encode"} <= set(prof.stages)
+    assert prof.with_encoder("large").stages["encode"] == prof.stages["large_encode"]
+    assert prof.with_encoder("small") is prof and edge.with_encoder("large") is edge  # nothing else to swap
     assert edge.optional("request", 1.0) > 0 and edge.optional("reply", 1.0) > 0
     assert prof.optional("request", 1e6) == 0.0  # the device's profile has none: nothing charged
 

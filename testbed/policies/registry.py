@@ -49,6 +49,10 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
     PolicySpec("laecips-like", laecips_like, LaecipsKnobs, stream=True,
                description="difficulty classifier offloads the hardest frames"),
     PolicySpec("adas-like", adas_like, AdasKnobs, stream=True, description="latency-adaptive offloading"),
+    PolicySpec("uncalibrated", quickgrasp_adaptive, ThompsonKnobs, agent="neural-linear-thompson", uses_density=True,
+               router="confidence", calibrated=False, knobs_from="quickgrasp",
+               description="seed 000 Fig. 12's Uncalibrated: QuickGrasp (adaptive, its knobs) on uncalibrated "
+                           "confidences"),
 )}
 
 CROP: dict[str, PolicySpec] = {s.name: s for s in (
