@@ -98,6 +98,11 @@ def read_mahimahi(path: Path) -> np.ndarray:
         text = path.read_text()
     except FileNotFoundError:
         raise TraceError(f"mahimahi trace not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{path}: not a mahimahi trace (not text: byte {exc.start}); one integer (ms) per line") \
+            from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         stamps = np.array([int(line) for line in text.split()], dtype=np.int64)
     except ValueError:

@@ -176,6 +176,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except OSError as exc:
+        raise ConfigError("", f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def field_help(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:

@@ -410,6 +410,9 @@ def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scena
         available = sorted(p.stem for p in (scenarios_dir or REPO_ROOT / "scenarios").glob("*.toml"))
         raise ConfigError("", f"no scenario {name_or_path!r} ({path}); available: {', '.join(available)}")
     data = read_toml(path)
+    if not data:
+        raise ConfigError("", f"{path}: an empty scenario; give at least one key (e.g. description, or [policies] "
+                              "run), or run a shipped one such as 'default'")
     data.setdefault("name", path.stem)
     try:
         return scenario_from_dict(data, path.parent.resolve())

@@ -81,6 +81,22 @@ def test_invalid_toml_is_reported(tmp_path, capsys):
     assert "invalid TOML" in capsys.readouterr().err
 
 
+def test_bytes_that_are_not_utf8_and_an_empty_scenario_are_one_line_errors(tmp_path, capsys):
+    bad = b'description = "caf\xe9"\n'  # Latin-1, not UTF-8
+    (tmp_path / "latin.toml").write_bytes(bad)
+    (tmp_path / "profile.toml").write_bytes(bad)
+    (tmp_path / "trace.mahi").write_bytes(b"1\n2\n\xff\xfe\n")
+    (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "uses.toml").write_text("[nodes]\nprofile = 'profile.toml'\n")
+    (tmp_path / "link.toml").write_text("[network]\nup_trace = 'trace.mahi'\n")
+    for name, says in (("latin.toml", "not UTF-8"), ("uses.toml", "not UTF-8"), ("link.toml", "not a mahimahi trace"),
+                       ("empty.toml", "an empty scenario")):
+        proc = subprocess.run([sys.executable, "-m", "cli", "validate", str(tmp_path / name)], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr and says in proc.stderr, name
+
+
 def test_knobs_reach_the_policy_and_show_in_the_resolved_scenario(tmp_path):
     from testbed.scenario import resolved_toml
 
