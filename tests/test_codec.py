@@ -10,22 +10,25 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from testbed.codec.merge import avg_pool_to_density, merge_to_density
 from testbed.codec.size import TokenFormat, compression_ratio, wire_token_bytes
-from testbed.codec.wire import (HEADER, HEADER_BYTES, MAGIC, ChecksumError, CodecError, FormatError,
-                                LengthMismatchError, OversizeError, VersionError, decode_message, encode_message,
-                                shuffle_bytes, unshuffle_bytes)
+from testbed.codec.wire import (HEADER, HEADER_BYTES, MAGIC, VERSION, ChecksumError, CodecError, FormatError,
+                                LengthMismatchError, NonFiniteError, OversizeError, VersionError, decode_message,
+                                encode_message, message_crc, shuffle_bytes, unshuffle_bytes)
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 INT_VIEW = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
 
 def random_bits(shape, dtype, seed):
-    """Tensors with arbitrary bit patterns (NaNs, infinities, subnormals included)."""
+    """Tensors with arbitrary finite bit patterns (subnormals and -0 included; a NaN or infinity, which
+    the decoder refuses, becomes +0)."""
     g = torch.Generator().manual_seed(seed)
     ints = torch.randint(-2**15, 2**15, shape, generator=g, dtype=torch.int32)
     if dtype == torch.float32:
         ints = ints * 65536 + torch.randint(0, 2**16, shape, generator=g, dtype=torch.int32)
-        return ints.view(torch.float32)
-    return ints.to(torch.int16).view(dtype)
+        t = ints.view(torch.float32)
+    else:
+        t = ints.to(torch.int16).view(dtype)
+    return torch.where(torch.isfinite(t), t, torch.zeros((), dtype=dtype))
 
 
 def bits_equal(a, b):
@@ -101,10 +104,12 @@ def _frame(content: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=1).compress(content)
 
 
-def _header(**kw):
-    fields = dict(magic=MAGIC, version=1, dtype=1, flags=0, res=0, frames=1, density=2, dim=2, n_payload=8,
-                  n_text=0, crc=zlib.crc32(bytes(8)))
-    fields.update(kw)
+def _header(body: bytes = bytes(8), **kw):
+    """A header for `body` (the payload, no question) with its crc, then any field overridden."""
+    fields = dict(magic=MAGIC, version=VERSION, dtype=1, flags=0, res=0, frames=1, density=2, dim=2, n_payload=8,
+                  n_text=0, crc=0)
+    fields.update({k: v for k, v in kw.items() if k != "crc"})
+    fields["crc"] = kw.get("crc", message_crc(HEADER.pack(*fields.values()), body, b""))
     return HEADER.pack(*fields.values())
 
 
@@ -128,6 +133,43 @@ def test_specific_errors():
         decode_message(c.compress(_header() + body) + c.flush())
     with pytest.raises(FormatError):
         decode_message(VALID + b"trailing")
+
+
+def test_every_bit_of_the_content_and_of_the_frame_is_covered():
+    """Each single bit flip in the decompressed content (header, reserved byte and crc included; the
+    frame rebuilt around it) is refused, and so is each in the zstd frame as sent, but for the one bit
+    zstd's format leaves unused (bit 4 of the frame header descriptor, byte 4), which changes nothing:
+    none decodes to other tokens."""
+    content = zstandard.ZstdDecompressor().decompress(VALID)
+    for bit in range(len(content) * 8):
+        flipped = bytearray(content)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(CodecError):
+            decode_message(_frame(bytes(flipped)))
+    want = decode_message(VALID)
+    for bit in range(len(VALID) * 8):
+        flipped = bytearray(VALID)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        if bit == 4 * 8 + 4:
+            got = decode_message(bytes(flipped))
+            assert torch.equal(got.tokens, want.tokens) and got.question == want.question
+            continue
+        with pytest.raises(CodecError):
+            decode_message(bytes(flipped))
+
+
+def test_a_version_1_message_gets_a_version_error():
+    body = bytes(8)
+    with pytest.raises(VersionError, match="version 1; this testbed reads 2"):
+        decode_message(_frame(_header(body, version=1, crc=zlib.crc32(body)) + body))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_tokens_are_refused(bad):
+    tokens = torch.zeros(2, 3, 4).half()
+    tokens[1, 2, 3] = bad
+    with pytest.raises(NonFiniteError, match="1 of 24"):
+        decode_message(encode_message(tokens))
 
 
 def test_oversize_claim_is_refused_before_allocating(monkeypatch):

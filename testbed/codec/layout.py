@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 MAGIC = b"VTOK"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<4sBBBBIIIQII")
 """magic, version, dtype, flags, reserved, frames, density, dim, payload bytes, text bytes, crc32."""
 HEADER_BYTES = HEADER.size

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from testbed.codec.layout import HEADER_BYTES
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
-ZSTD_FRAME_BYTES = 18
+ZSTD_FRAME_BYTES = 22
 """Upper bound of a zstd frame header with content size (magic 4, descriptor 1-2, window 1,
-content size up to 8) plus the last block header (3 bytes)."""
+content size up to 8), the last block header (3 bytes) and the content checksum (4)."""
 REPLY_BYTES = 256
 """An answer message: option letter, option logits and timings, as UTF-8/float32 fields."""
 

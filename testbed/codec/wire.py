@@ -4,8 +4,11 @@ content size. No pickle. Decoding trusts nothing: sizes are checked before anyth
 and every problem raises a CodecError subclass.
 
 Layout of the decompressed content (little-endian):
-  magic "VTOK" | version u8 | dtype u8 | flags u8 | reserved u8 | frames u32 | density u32 |
-  dim u32 | payload bytes u64 | text bytes u32 | crc32 of payload and text u32 | payload | text
+  magic "VTOK" | version u8 | dtype u8 | flags u8 | reserved u8 (0) | frames u32 | density u32 |
+  dim u32 | payload bytes u64 | text bytes u32 | crc32 u32 | payload | text
+The crc32 covers every other byte (the header before it, the payload, the text), the zstd frame
+carries its own content checksum, and decoded tokens must be finite. Version 1 (crc over payload
+and text only, no zstd checksum) is refused with a version error.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import zstandard
 from testbed.codec.layout import FLAG_SHUFFLE, HEADER, HEADER_BYTES, MAGIC, VERSION
 from testbed.errors import TestbedError
 
-__all__ = ["FLAG_SHUFFLE", "HEADER", "HEADER_BYTES", "MAGIC", "VERSION", "CodecError", "TokenMessage",
-           "decode_message", "encode_message"]
+__all__ = ["FLAG_SHUFFLE", "HEADER", "HEADER_BYTES", "MAGIC", "VERSION", "CodecError", "NonFiniteError",
+           "TokenMessage", "decode_message", "encode_message", "message_crc"]
 
 DTYPES = {1: torch.float16, 2: torch.bfloat16, 3: torch.float32}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
@@ -50,7 +53,16 @@ class LengthMismatchError(CodecError):
 
 
 class ChecksumError(CodecError):
-    """The payload does not match its checksum."""
+    """The message does not match its checksum."""
+
+
+class NonFiniteError(CodecError):
+    """The tokens hold NaN or infinite values."""
+
+
+def message_crc(header: bytes | memoryview, payload: bytes | memoryview, text: bytes | memoryview) -> int:
+    """crc32 of the header up to its crc field, then the payload, then the text."""
+    return zlib.crc32(text, zlib.crc32(payload, zlib.crc32(header[:HEADER_BYTES - 4])))
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ def unshuffle_bytes(raw: bytes | memoryview | np.ndarray, itemsize: int) -> byte
 
 def _le_array(t: torch.Tensor) -> np.ndarray:
     """The tensor's little-endian bytes as a uint8 array (no copy on little-endian hosts)."""
+    if t.numel() == 0:  # (an empty tensor's strides may be anything)
+        return np.empty(0, dtype=np.uint8)
     arr = t.detach().contiguous().cpu().view(torch.uint8).numpy().reshape(-1)
     if sys.byteorder != "little" and t.element_size() > 1:  # pragma: no cover - big-endian hosts
         arr = arr.reshape(-1, t.element_size())[:, ::-1].reshape(-1).copy()
@@ -96,9 +110,10 @@ def encode_message(tokens: torch.Tensor, question: str = "", *, level: int = 3, 
     payload = memoryview(shuffle_bytes(arr, tokens.element_size())) if shuffle else memoryview(arr.data)
     text = question.encode("utf-8")
     frames, density, dim = tokens.shape
-    header = HEADER.pack(MAGIC, VERSION, DTYPE_CODES[tokens.dtype], FLAG_SHUFFLE if shuffle else 0, 0,
-                         frames, density, dim, arr.nbytes, len(text), zlib.crc32(text, zlib.crc32(payload)))
-    cobj = zstandard.ZstdCompressor(level=level, write_content_size=True).compressobj(
+    fields = (MAGIC, VERSION, DTYPE_CODES[tokens.dtype], FLAG_SHUFFLE if shuffle else 0, 0, frames, density, dim,
+              arr.nbytes, len(text))
+    header = HEADER.pack(*fields, message_crc(HEADER.pack(*fields, 0), payload, text))
+    cobj = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True).compressobj(
         size=len(header) + arr.nbytes + len(text))
     return b"".join((cobj.compress(header), cobj.compress(payload), cobj.compress(text), cobj.flush()))
 
@@ -121,7 +136,7 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
         raise FormatError(f"corrupt zstd frame ({exc})") from None
     if len(content) != size:
         raise LengthMismatchError(f"frame declared {size} bytes but held {len(content)}")
-    magic, version, code, flags, _res, frames, density, dim, n_payload, n_text, crc = \
+    magic, version, code, flags, reserved, frames, density, dim, n_payload, n_text, crc = \
         HEADER.unpack_from(content)
     if magic != MAGIC:
         raise FormatError("bad magic: not a token message")
@@ -131,6 +146,8 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
         raise FormatError(f"unknown dtype code {code}")
     if flags & ~FLAG_SHUFFLE:
         raise FormatError(f"unknown flags {flags:#x}")
+    if reserved:
+        raise FormatError(f"reserved byte is {reserved:#x}, not 0")
     dtype = DTYPES[code]
     itemsize = torch.empty(0, dtype=dtype).element_size()
     if frames * density * dim * itemsize != n_payload:
@@ -142,8 +159,8 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
     view = memoryview(content)
     payload = view[HEADER_BYTES:HEADER_BYTES + n_payload]
     text = view[HEADER_BYTES + n_payload:]
-    if zlib.crc32(text, zlib.crc32(payload)) != crc:
-        raise ChecksumError("payload checksum mismatch")
+    if message_crc(view, payload, text) != crc:
+        raise ChecksumError("checksum mismatch (header, payload or question changed in transit)")
     try:
         question = bytes(text).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -154,5 +171,8 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
         arr = arr.reshape(-1, itemsize)[:, ::-1].reshape(-1).copy()
     if arr.size == 0:
         return TokenMessage(torch.zeros((frames, density, dim), dtype=dtype), question)
-    flat = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-    return TokenMessage(flat.view(dtype).reshape(frames, density, dim), question)
+    flat = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).view(dtype)
+    if not bool(torch.isfinite(flat).all()):
+        raise NonFiniteError(f"{int((~torch.isfinite(flat)).sum())} of {flat.numel()} token values are NaN or "
+                             "infinite")
+    return TokenMessage(flat.reshape(frames, density, dim), question)
