@@ -45,7 +45,8 @@ class WorkloadConfig:
                                                                              "(kind synthetic; synthetic-image makes "
                                                                              "one, vqa-like; synthetic-crop one, "
                                                                              "textvqa-like)")
-    queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)", ge=10)
+    queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)", ge=10,
+                                            le=100_000)
     context_signal: float = help_field(CONTEXT_SIGNAL, "synthetic: correlation of each bandit context column with "
                                                        "the density a query needs (assumed; 0: pure noise)", ge=0.0, le=1.0)
 
@@ -175,7 +176,7 @@ class ModelsConfig:
 @dataclass(frozen=True)
 class ArrivalsConfig:
     kind: Literal["closed", "poisson"] = help_field("closed", "closed loop (next query after the answer) or Poisson")
-    clients: int = help_field(1, "users, each with its own device, sharing one edge", ge=1)
+    clients: int = help_field(1, "users, each with its own device, sharing one edge", ge=1, le=10_000)
     rate_per_client: float = help_field(0.05, "queries per second per client (poisson)", gt=0.0)
     think_s: float = help_field(0.0, "pause between answer and next query (closed)", ge=0.0)
 
@@ -208,6 +209,10 @@ class PoliciesConfig:
     def __post_init__(self) -> None:
         if not self.run:
             raise ConfigError("policies.run", "name at least one policy")
+        for key, names in (("policies.run", self.run), ("policies.baselines", self.baselines)):
+            twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+            if twice:
+                raise ConfigError(key, f"{twice[0]!r} is named {names.count(twice[0])} times; name each policy once")
         for name in self.run:
             resolve(name, "policies.run")
         for name in self.baselines:

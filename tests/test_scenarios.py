@@ -48,6 +48,11 @@ def _write(tmp_path: Path, text: str) -> Path:
      "neither run nor a baseline"),
     ("[policies]\nbaselines = ['foo']\n", "policies.baselines", "unknown policy 'foo'"),
     ("[workload]\nkind = 'manifest'\n", "workload.path", "required"),
+    ("[workload]\nqueries_per_benchmark = 100000000\n", "workload.queries_per_benchmark", "in [10, 100000]"),
+    ("[arrivals]\nclients = 1000000000\n", "arrivals.clients", "in [1, 10000]"),
+    ("[policies]\nrun = " + str(["device-native"] * 10_000) + "\n", "policies.run",
+     "'device-native' is named 10000 times"),
+    ("replications = 1\n", "replications", "at least 2"),
 ])
 def test_bad_scenarios_name_the_key(tmp_path, text, path, hint):
     with pytest.raises(ConfigError) as err:
