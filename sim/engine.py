@@ -294,6 +294,22 @@ def run_stream_scenario(sc: Scenario, progress: Progress | None = None, profile:
                      Calibration(1.0, 1.0), workload.parameters, kind="stream")
 
 
+HORIZON_S = 1e9
+"""The latest simulated time a result may reach (31 years): beyond it float64 seconds lose sub-microsecond
+resolution, and a query's delay can round to 0."""
+
+
+def check_sane(queries: pd.DataFrame, sc: Scenario) -> None:
+    """Refuse a run whose numbers are not results: non-finite times, or arrivals so sparse that they pass
+    HORIZON_S (e.g. rate_per_client = 1e-300)."""
+    times = queries[["submit_s", "delay_s"]].to_numpy(float) if len(queries) else np.zeros((0, 2))
+    if not np.isfinite(times).all():
+        raise TestbedError(f"{sc.name}: the run produced non-finite times; check the scenario's rates and sizes")
+    if len(times) and float((times[:, 0] + times[:, 1]).max()) > HORIZON_S:
+        raise TestbedError(f"{sc.name}: queries arrive past {HORIZON_S:.0e} s of simulated time (arrivals."
+                           f"rate_per_client = {sc.arrivals.rate_per_client:g}/s); raise the rate or lower the queries")
+
+
 def run_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
                  workload: Workload | None = None) -> RunResult:
     """Simulate every policy of `sc` on its workload's test split (a stream scenario: its streams).
@@ -332,6 +348,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
                 logs[name] = log
             finish_bandit(spec, knobs, state.bandit, sc.resolve_path, {"scenario": sc.name})
     queries = add_energy(order_rows(rows, sc.policies.run, workload.benchmarks()), profile)
+    check_sane(queries, sc)
     report = calibration_report(calibration, test, "test", source, sc.calibration.bins)
     note = profile.energy_note()
     return RunResult(queries, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",

@@ -188,3 +188,14 @@ def test_a_comparison_on_rows_without_a_network_leaves_the_network_figures_out(t
     no_link = report.paper_comparison(q.assign(t_uplink_s=0.0, t_downlink_s=0.0))
     assert not no_link.figure.str.contains("network speedup").any()
     assert set(no_link.figure) < set(with_link.figure)
+
+
+def test_arrivals_too_sparse_for_float_time_are_an_error_not_a_result(tmp_path, capsys):
+    """rate_per_client = 1e-300 put every arrival at ~1e300 s, where adding a delay changes nothing (all 0.0)."""
+    sc = tmp_path / "sparse.toml"
+    sc.write_text('[arrivals]\nkind = "poisson"\nrate_per_client = 1e-300\n[workload]\nqueries_per_benchmark = 10\n'
+                  '[policies]\nrun = ["device-native"]\n')
+    assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rate_per_client" in err[0]
+    assert not list((tmp_path / "r").rglob("queries.parquet"))  # no results
