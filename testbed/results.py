@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -285,9 +286,24 @@ def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the `.<stamp>.<pid>.partial` folders of runs whose process is gone (killed before it could
+    discard them); those of live processes stay. Returns what it removed."""
+    import shutil
+
+    removed = []
+    for path in folder.glob(".*.partial") if folder.is_dir() else ():
+        pid = path.name.removesuffix(".partial").rsplit(".", 1)[-1]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 class RunFolders:
     """The results folders one command makes: each is written under a hidden temporary name
-    (`.<stamp>.partial`) and renamed to results/<scenario>/<stamp>/ only when the command completes
+    (`.<stamp>.<pid>.partial`) and renamed to results/<scenario>/<stamp>/ only when the command completes
     (`commit`), or removed with every folder it created if the command fails (`discard`): a failed
     run leaves nothing behind."""
 
@@ -305,7 +321,8 @@ class RunFolders:
             final = root / scenario / f"{stamp}-{n}"
             n += 1
         made = [p for p in (root, root / scenario) if not p.exists()]
-        tmp = final.parent / f".{final.name}.partial"
+        remove_stale_partials(root / scenario)
+        tmp = final.parent / f".{final.name}.{os.getpid()}.partial"
         try:
             tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -1,5 +1,6 @@
 """`testbed` end to end: results folders, sweeps, trace conversion and synthetic traces."""
 
+import os
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -199,3 +200,22 @@ def test_arrivals_too_sparse_for_float_time_are_an_error_not_a_result(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rate_per_client" in err[0]
     assert not list((tmp_path / "r").rglob("queries.parquet"))  # no results
+
+
+def test_a_killed_runs_partial_folder_is_removed_by_the_next_run(tmp_path):
+    """A SIGKILLed run leaves `.<stamp>.<pid>.partial`; the next run in the folder removes it, not a live one's."""
+    import subprocess
+    import sys
+
+    from testbed.results import RunFolders
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / "s" / f".20260101-000000.{dead.stdout.strip()}.partial"
+    alive = tmp_path / "s" / f".20260101-000001.{os.getpid()}.partial"
+    for p in (gone, alive):
+        p.mkdir(parents=True)
+        (p / "queries.parquet").write_bytes(b"")
+    folders = RunFolders()
+    folders.new(tmp_path, "s", "20260101-000002")
+    assert not gone.exists() and alive.exists()
+    folders.discard()
