@@ -8,7 +8,7 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from cli import models, ope, pocket, routers
 from cli.streams import register as register_streams
@@ -731,6 +731,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _interrupts() -> Iterator[Callable[[], int]]:
+    """Count SIGINTs while a command runs (each still raises KeyboardInterrupt): Python drops one raised
+    inside a finalizer or weakref callback ("Exception ignored in ..."), and the command would carry on and
+    exit 0. Yields the count's reader; installed in the main thread only (where signals arrive), and the
+    previous handler is back afterwards."""
+    import signal
+    import threading
+
+    seen = [0]
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: seen[0]
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen[0] += 1
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: seen[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["edge"]:  # the edge server parses its own flags
@@ -744,9 +769,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from testbed.results import RunFolders
 
     args.folders = folders = RunFolders()  # a results folder appears only when its command completes
+    with _interrupts() as interrupts:
+        return _run(args, folders, interrupts)
+
+
+def _run(args: argparse.Namespace, folders: Any, interrupts: Callable[[], int]) -> int:
+    """Run the parsed command: its exit code, its results folders committed only on success."""
     code = 1
     try:
         code = int(args.fn(args))
+        if interrupts():  # a KeyboardInterrupt that a finalizer swallowed ("Exception ignored in ...") still stops
+            raise KeyboardInterrupt
         return code
     except TestbedError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)

@@ -219,3 +219,30 @@ def test_a_killed_runs_partial_folder_is_removed_by_the_next_run(tmp_path):
     folders.new(tmp_path, "s", "20260101-000002")
     assert not gone.exists() and alive.exists()
     folders.discard()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one, on purpose
+def test_an_interrupt_that_a_finalizer_swallowed_still_stops_the_command(tmp_path):
+    """Ctrl-C landing inside a finalizer is printed and ignored by Python ("Exception ignored in"); the
+    command must still end with 130 and leave no results folder."""
+    import argparse
+    import signal
+    import time
+
+    from cli.main import _interrupts, _run
+    from testbed.results import RunFolders
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, inside the finalizer
+
+    def command(args):
+        Finalized()  # dropped at once
+        return 0
+
+    folders = RunFolders()
+    out = folders.new(tmp_path, "s", "x")
+    with _interrupts() as interrupts:
+        assert _run(argparse.Namespace(fn=command), folders, interrupts) == 130
+    assert not out.exists() and not (tmp_path / "s" / "x").exists()
