@@ -339,17 +339,15 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
     from live.busy import ForeignLoad
     from live.profile import device_name, library_versions, measure
     from live.run import cache_dir
-    from live.videos import encode
+    from live.videos import encode, made_once
     from testbed.config import read_toml
     from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
 
     data = read_toml(out) if out.is_file() else {}
     video = videos[0] if videos else None
     if video is None:
-        video = cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4"
-        if not video.is_file():
-            video.parent.mkdir(parents=True, exist_ok=True)
-            encode(video.with_name("." + video.name), 20, fps=30, size="320x180", gop=30).rename(video)
+        video = made_once(cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4",
+                          lambda tmp: encode(tmp, 20, fps=30, size="320x180", gop=30))
     roles = ["local", "edge"] if role == "both" else [role]
     measured = dict(data.get("meta", {}).get("measured", {}))
     with ForeignLoad() as busy:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from live.videos import run_ffmpeg
+from live.videos import made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pocket_data import image_labels, load_split, options_for
 from testbed.models.pocket_train import VIDEO_TEMPLATES, compose_video
@@ -77,8 +77,8 @@ def video_workload(folder: Path, clips: int = 30, scenes: int = 80, scene_frames
     for i in range(clips):
         v = compose_video(rng, shape, color, pool, scenes, kinds[i % len(kinds)])
         name = f"clip-{i:03d}-{scenes}x{scene_frames}.mp4"
-        if not (folder / name).is_file():
-            stitch(folder / f".{name}", [split.images[s] for s in v.scenes], scene_frames, fps).rename(folder / name)
+        made_once(folder / name, lambda tmp: stitch(tmp, [split.images[s] for s in v.scenes],  # noqa: B023
+                                                    scene_frames, fps))
         opts = options_for(v.answer)
         lines.append({"query_id": f"pocket-video-{i:03d}", "benchmark": "pocket-video", "video": name,
                       "question": v.question, "options": list(opts), "answer": opts.index(v.answer),

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, history_prompt, to_density
-from live.videos import SOURCES, run_ffmpeg
+from live.videos import SOURCES, made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.policies.base import PolicyContext
@@ -59,7 +59,6 @@ def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float
         segments.append((t, int(rng.integers(len(SOURCES)))))
         t += float(rng.uniform(3.0, 8.0))
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
         ends = [s for s, _ in segments[1:]] + [seconds]
         cmd = ["-v", "error", "-y"]
         for (start, src), end in zip(segments, ends):
@@ -69,9 +68,8 @@ def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float
         scaled = "".join(f"[{i}:v]format=yuv420p,setsar=1[s{i}];" for i in range(n))
         cmd += ["-filter_complex", scaled + "".join(f"[s{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]",
                 "-map", "[v]",
-                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path.with_suffix(".tmp.mp4"))]
-        run_ffmpeg(cmd, path.name)
-        path.with_suffix(".tmp.mp4").rename(path)
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        made_once(path, lambda tmp: run_ffmpeg([*cmd, str(tmp)], path.name))
     return segments
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -24,6 +25,9 @@ CLASSES = {
     "videomme": (40.0, 120.0, 30, (60, 125, 250)),
     "mlvu": (150.0, 300.0, 25, (125, 250)),
 }
+SOURCE_OPTIONS = {"mandelbrot": ":maxiter=256:end_pts=4000"}
+"""Options that keep a source's cost flat over a clip: mandelbrot's default zoom deepens with time (a
+292-s clip took over 600 s); capped iterations and a slow zoom make one 4 s here."""
 SIZE = "160x90"
 GENERATOR = "ffmpeg-lavfi"
 
@@ -46,10 +50,33 @@ def encode(out: Path, seconds: float, fps: int = 30, size: str = "320x180", gop:
            source: str = "testsrc2", container_args: tuple[str, ...] = ()) -> Path:
     """A lavfi test-source video with a fixed GOP (`-g N -keyint_min N -sc_threshold 0` puts a
     keyframe exactly every N frames)."""
-    run_ffmpeg(["-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}", "-t", f"{seconds:.3f}", "-c:v", "libx264",
+    lavfi = f"{source}=size={size}:rate={fps}{SOURCE_OPTIONS.get(source, '')}"
+    run_ffmpeg(["-v", "error", "-y", "-f", "lavfi", "-i", lavfi, "-t", f"{seconds:.3f}", "-c:v", "libx264",
            "-preset", "ultrafast", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt",
            "yuv420p", *container_args, str(out)], out.name)
     return out
+
+
+def made_once(path: Path, make: Callable[[Path], object]) -> Path:
+    """`path`, made by `make(tmp)` unless it exists: under a lock per file (so concurrent runs sharing a
+    cache make each file once and never read a half-written one), into a temporary name unique to this
+    process (the suffix kept, for ffmpeg), renamed atomically; a failed or interrupted make leaves no
+    temporary behind."""
+    import fcntl
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            return path
+        tmp = path.parent / f".{path.stem}.{os.getpid()}.tmp{path.suffix}"
+        try:
+            make(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
 
 
 def generated_manifest(folder: Path, per_class: int = 8, seed: int = 0) -> Path:
@@ -69,8 +96,7 @@ def generated_manifest(folder: Path, per_class: int = 8, seed: int = 0) -> Path:
             gop = int(rng.choice(gops))
             source = str(rng.choice(SOURCES))
             name = f"{bench}-{i:02d}-{source}-{seconds:.0f}s-g{gop}.mp4"
-            if not (folder / name).is_file():
-                encode(folder / f".{name}", seconds, fps, SIZE, gop, source).rename(folder / name)
+            made_once(folder / name, lambda tmp: encode(tmp, seconds, fps, SIZE, gop, source))  # noqa: B023
             options = [str(o) for o in rng.permutation(SOURCES)[:4]]
             if source not in options:
                 options[int(rng.integers(4))] = source
@@ -78,7 +104,5 @@ def generated_manifest(folder: Path, per_class: int = 8, seed: int = 0) -> Path:
                           "question": "[synthetic] Which ffmpeg test source does this video show?",
                           "options": options, "answer": options.index(source),
                           "split": "profile" if i < n_profile else "test"})
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    tmp.rename(manifest)
-    return manifest
+    text = "".join(json.dumps(x) + "\n" for x in lines)  # the same for the same seed: made once, like the clips
+    return made_once(manifest, lambda tmp: tmp.write_text(text))
