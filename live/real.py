@@ -101,6 +101,19 @@ class InProcEdge:
         return result
 
 
+def check_tokens(shape: tuple[int, ...], p: Payload, dim: int) -> None:
+    """Decoded tokens must be what their payload map says (frames, density) at the width of the encoder
+    that made them, before any model reads them (a RemoteError: the edge answers with one error)."""
+    from testbed.policies.remote import RemoteError
+
+    want = (p.frames, p.density, dim)
+    if tuple(shape) != want:
+        names = ("frames", "density", "dim (the encoder's token width)")
+        bad = next(n for n, a, b in zip(names, shape, want) if a != b)
+        raise RemoteError(f"token payload: {bad} is {shape[names.index(bad)]}, expected {want[names.index(bad)]} "
+                          f"(tokens {tuple(shape)}, payload says frames {p.frames}, density {p.density})")
+
+
 class RealInterpreter(Interpreter):
     """Executes effects for real; one instance per policy run, shared by its clients' threads."""
 
@@ -241,6 +254,7 @@ class RealInterpreter(Interpreter):
             raise TestbedError("Decompress needs the payload's bytes")
         t0 = self.clock()
         msg = decode_message(p.data, max_bytes=self.max_message_bytes)
+        check_tokens(msg.tokens.shape, p, self.node(run, site).pair.encoders[p.encoder].dim)
         tokens = msg.tokens.float()
         dur = self.clock() - t0
         self._book(run, "edge", decompress_key(p.sampler, p.density), 0.0, dur)

@@ -133,6 +133,8 @@ def test_specific_errors():
         decode_message(c.compress(_header() + body) + c.flush())
     with pytest.raises(FormatError):
         decode_message(VALID + b"trailing")
+    with pytest.raises(FormatError, match="past the largest"):  # 0 bytes claimed, but strides would overflow
+        decode_message(_frame(_header(b"", frames=2**32 - 1, density=2**32 - 1, dim=0, n_payload=0)))
 
 
 def test_every_bit_of_the_content_and_of_the_frame_is_covered():

@@ -1,5 +1,7 @@
 """An Offload crosses the wire as plain data and comes back the same; a peer's bad maps are refused."""
 
+import re
+
 import msgpack
 import pytest
 
@@ -52,6 +54,10 @@ def _good():
     (lambda m, f: m["steps"][1].update(options="ab"), "wrong type"),
     (lambda m, f: m["payloads"][0].update(kind="pickle"), "kind 'pickle'"),
     (lambda m, f: m["steps"].reverse(), "needs tokens"),
+    (lambda m, f: m["steps"][1].update(density=0), "step 1: 'density' is 0; it must be in [1, 4096]"),
+    (lambda m, f: m["steps"][1].update(density=-1), "'density' is -1"),
+    (lambda m, f: m["payloads"][0].update(frames=0), "payload 0: 'frames' is 0; it must be in [1, 4096]"),
+    (lambda m, f: m["payloads"][0].update(density=10**12), "'density' is 1000000000000"),
 ])
 def test_bad_requests_are_refused_with_one_line(mutate, message):
     meta, frames = _good()
@@ -59,3 +65,24 @@ def test_bad_requests_are_refused_with_one_line(mutate, message):
     with pytest.raises(RemoteError) as err:
         offload_from_request(meta, frames, _media_for)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_sampler_asking_for_a_billion_frames_is_refused_before_it_runs():
+    meta, frames = offload_request(Offload((MEDIA,), (Tokenize(VIDEO, DEFAULT_SAMPLER, False, "large"),
+                                                      Infer("large", None, 16, "Q", ("x", "y")))))
+    meta["steps"][0]["sampler"].update(kind="uniform", count=10**9)
+    with pytest.raises(RemoteError, match="'count' is 1000000000; it must be in"):
+        offload_from_request(meta, frames, _media_for)
+
+
+@pytest.mark.parametrize("shape,payload,says", [
+    ((2, 16, 32), Payload("tokens", 5, 0, 1, 16, "small"), "frames is 2, expected 1"),  # the map says 1 frame
+    ((1, 16, 32), Payload("tokens", 5, 0, 1, 8, "small"), "density is 16, expected 8"),
+    ((1, 16, 48), Payload("tokens", 5, 0, 1, 16, "small"), "dim (the encoder's token width) is 48, expected 32"),
+])
+def test_decoded_tokens_must_match_their_map_and_the_encoders_width(shape, payload, says):
+    from live.real import check_tokens
+
+    with pytest.raises(RemoteError, match=re.escape(says)):
+        check_tokens(shape, payload, 32)
+    check_tokens((payload.frames, payload.density, 32), payload, 32)  # as the map says: fine

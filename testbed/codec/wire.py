@@ -30,6 +30,9 @@ __all__ = ["FLAG_SHUFFLE", "HEADER", "HEADER_BYTES", "MAGIC", "VERSION", "CodecE
 DTYPES = {1: torch.float16, 2: torch.bfloat16, 3: torch.float32}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 DEFAULT_MAX_BYTES = 512 * 2**20
+MAX_SHAPE = (1 << 20, 1 << 16, 1 << 16)
+"""The largest frames, density and dim a message may claim: a product of huge sizes with a zero among
+them would pass the byte count and overflow a tensor's strides."""
 
 
 class CodecError(TestbedError):
@@ -148,6 +151,9 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
         raise FormatError(f"unknown flags {flags:#x}")
     if reserved:
         raise FormatError(f"reserved byte is {reserved:#x}, not 0")
+    if frames > MAX_SHAPE[0] or density > MAX_SHAPE[1] or dim > MAX_SHAPE[2]:
+        largest = "x".join(map(str, MAX_SHAPE))
+        raise FormatError(f"shape {frames}x{density}x{dim} is past the largest this reads, {largest}")
     dtype = DTYPES[code]
     itemsize = torch.empty(0, dtype=dtype).element_size()
     if frames * density * dim * itemsize != n_payload:

@@ -30,6 +30,10 @@ MAX_STEPS = 16
 MAX_OPTIONS = 26
 MAX_TEXT = 65536
 MAX_SIDE = 1 << 16
+MAX_FRAMES = 4096
+"""Frames a request may name (a sampler's count and bounds, a token payload's frames): the samplers take
+at most 512."""
+MAX_DENSITY = 4096
 VIEWS = ("global", "crop", "full")
 
 
@@ -100,6 +104,13 @@ def _field(m: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where:
     return v
 
 
+def _bounded(m: Mapping[str, Any], key: str, lo: int, hi: int, where: str) -> int:
+    v = _field(m, key, int, where)
+    if not lo <= v <= hi:
+        raise RemoteError(f"{where}: {key!r} is {v}; it must be in [{lo}, {hi}]")
+    return int(v)
+
+
 def offload_from_request(meta: Mapping[str, Any], frames: Sequence[bytes | memoryview],
                          media_for: Callable[[int, str, bytes | memoryview], Media],
                          held_for: Callable[[str], bytes | None] = lambda d: None) -> Offload:
@@ -125,9 +136,11 @@ def offload_from_request(meta: Mapping[str, Any], frames: Sequence[bytes | memor
         if encoder not in ("small", "large"):
             raise RemoteError(f"{where}: encoder {encoder!r} is not small or large")
         if kind == "tokens":
-            payloads.append(Payload("tokens", len(data), _field(pm, "raw_bytes", int, where),
-                                    _field(pm, "frames", int, where), _field(pm, "density", int, where),
-                                    encoder, str(pm.get("sampler", ""))[:16], data=bytes(data)))  # type: ignore[arg-type]
+            n_frames = _bounded(pm, "frames", 1, MAX_FRAMES, where)
+            density = _bounded(pm, "density", 1, MAX_DENSITY, where)
+            payloads.append(Payload("tokens", len(data), _bounded(pm, "raw_bytes", 0, 1 << 40, where), n_frames,
+                                    density, encoder, str(pm.get("sampler", ""))[:16],  # type: ignore[arg-type]
+                                    data=bytes(data)))
         elif kind in ("video", "image"):
             held = pm.get("held")
             if held is not None:
@@ -157,8 +170,9 @@ def offload_from_request(meta: Mapping[str, Any], frames: Sequence[bytes | memor
             sm_s = _field(sm, "sampler", Mapping, where)
             try:
                 sampler = Sampler(_field(sm_s, "kind", str, where), float(_field(sm_s, "rate", (int, float), where)),
-                                  _field(sm_s, "min_frames", int, where), _field(sm_s, "max_frames", int, where),
-                                  _field(sm_s, "count", int, where))  # type: ignore[arg-type]
+                                  _bounded(sm_s, "min_frames", 0, MAX_FRAMES, where),
+                                  _bounded(sm_s, "max_frames", 0, MAX_FRAMES, where),
+                                  _bounded(sm_s, "count", 0, MAX_FRAMES, where))  # type: ignore[arg-type]
             except ValueError as exc:
                 raise RemoteError(f"{where}: {exc}") from None
             encoder = _field(sm, "encoder", str, where)
@@ -176,7 +190,7 @@ def offload_from_request(meta: Mapping[str, Any], frames: Sequence[bytes | memor
                     or not all(isinstance(o, str) and len(o) <= MAX_TEXT for o in options):
                 raise RemoteError(f"{where}: the question and 1 to {MAX_OPTIONS} options must be strings")
             locate = _locate(sm["locate"], where) if sm.get("locate") is not None else None
-            density = _field(sm, "density", int, where)
+            density = _bounded(sm, "density", 1, MAX_DENSITY, where)
             steps.append(Infer(model, None, density, question, tuple(options), locate=locate))  # type: ignore[arg-type]
         else:
             raise RemoteError(f"{where}: op {op!r} is not decompress, tokenize or infer")
