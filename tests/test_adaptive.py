@@ -270,3 +270,24 @@ def test_fixed_agent_through_the_run_state_matches_the_fixed_policy(small_profil
     assert isinstance(bandit.agent, FixedDensity)
     _, ans = drive_quickgrasp(bandit, 0.4, 0.9)
     assert ans.density == 8
+
+
+def test_the_shipped_pocket_bandit_scenario_replays_real_signals_with_intervals(tmp_path):
+    """scenarios/pocket_bandit.toml: the pocket pair's recorded answers on 100 easy-VQA clips (real context
+    inputs, every density's real correctness); its own replications key gives replications.csv, and the
+    oracle, which takes the cheapest correct action per query, is never less accurate than a fixed density."""
+    from cli.main import main
+    from testbed.scenario import load_scenario
+    from testbed.traces import read_trace
+
+    sc = load_scenario("pocket_bandit")
+    assert sc.replications == 5
+    trace = read_trace(sc.resolve_path(sc.workload.path))
+    assert trace.provenance.startswith("live:") and ":pocket@" in trace.provenance and len(trace.records) == 100
+    assert all(r.context.vis is not None for r in trace.records)  # recorded, not generated
+    assert main(["sim", "pocket_bandit", "--replications", "2", "--out", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "pocket_bandit").iterdir()
+    table = pd.read_csv(run / "replications.csv")
+    acc = table[(table.benchmark == "all") & (table.metric == "accuracy")].set_index("policy")["mean"]
+    assert set(acc.index) >= {"quickgrasp", "oracle", *(f"quickgrasp-fixed{a}" for a in (2, 4, 8, 16, 32))}
+    assert all(acc["oracle"] >= acc[f"quickgrasp-fixed{a}"] for a in (2, 4, 8, 16, 32))
