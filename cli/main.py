@@ -222,6 +222,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         sc = with_overrides(sc, overrides, FLAGS)
     if args.inproc and args.edge:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
+    args.curve = _client_curve(args)  # checked before any clip or model is made
     if sc.workload.streams:  # camera streams played in real time (seed 001)
         from cli.streams import live_streams
 
@@ -270,6 +271,19 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_curve(args: argparse.Namespace) -> Any:
+    """The CURVE keys of `testbed live --edge ... --edge-key ... --client-key ...` (None without them)."""
+    if not (args.edge_key or args.client_key):
+        return None
+    from live.curve import client_curve
+    from testbed.errors import ConfigError
+
+    if not (args.edge and args.edge_key and args.client_key):
+        raise ConfigError("--edge-key", "CURVE keys are for an edge you started (--edge): give --edge, --edge-key "
+                                        "and --client-key together")
+    return client_curve(Path(args.edge_key), Path(args.client_key))
+
+
 def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace, extra: dict) -> tuple:
     """The edge a real run offloads to, entered on `stack`: None with --inproc (its steps run in this
     process), else an edge process behind a link shaped as the scenario says (or --edge), whose
@@ -282,9 +296,22 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
     def note(n: str) -> None:
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
 
-    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge, note=note))
+    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge, note=note,
+                                               curve=getattr(args, "curve", None)))
     extra.update(info)
     return link, f"live ({extra.get('shaping')})"
+
+
+def _cmd_curve_keys(args: argparse.Namespace) -> int:
+    from live.curve import make_keys
+
+    keys = make_keys(Path(args.out))
+    print(f"edge:   testbed edge --bind tcp://HOST:PORT --models ... --curve-secret {keys['edge_secret']} "
+          f"--curve-clients {keys['clients']}")
+    print(f"client: testbed live SCENARIO --edge tcp://HOST:PORT --edge-key {keys['edge_public']} "
+          f"--client-key {keys['client_secret']}")
+    print("secret files are readable by you only; never commit them")
+    return 0
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -676,6 +703,8 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
     lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
                                    "of starting one behind a shaped link")
+    lv.add_argument("--edge-key", help="with --edge: the edge's CURVE public key file (edge.key; testbed curve-keys)")
+    lv.add_argument("--client-key", help="with --edge: this client's CURVE secret key file (client.key_secret)")
     lv.add_argument("--seed", type=SEED, help="override the scenario's seed")
     lv.add_argument("--queries", type=COUNT, help="queries per benchmark (a synthetic workload makes this many "
                                                 "clips per class; default 8)")
@@ -688,6 +717,10 @@ def parser() -> argparse.ArgumentParser:
     lv.set_defaults(fn=_cmd_live)
     sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
                    add_help=False)  # its own parser: live.edge_server.build_parser
+    ck = sub.add_parser("curve-keys", help="make CURVE keys for an authenticated edge (edge and client pairs, and the "
+                                           "edge's admitted-clients folder)")
+    ck.add_argument("out", help="a new folder for the keys (keep it out of the repository)")
+    ck.set_defaults(fn=_cmd_curve_keys)
     r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
     r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
     r.add_argument("--out", type=OUTPUT_FILE, required=True, help="the trace to write (Parquet); an interrupted run resumes")

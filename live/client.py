@@ -41,6 +41,8 @@ from live.pacing import UserLink
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from live.curve import ClientCurve
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -60,6 +62,10 @@ class Response:
         return self.received_at - self.sent_at
 
 
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL \
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
 def _sleep_until(t: float) -> None:
     while (left := t - time.monotonic()) > 0:
         time.sleep(left)
@@ -72,7 +78,7 @@ class EdgeClient:
     network namespace (the shaped link's device side). `link`: user-space shaping to apply."""
 
     def __init__(self, endpoint: str, *, timeout_s: float = 30.0, limits: Limits = Limits(),
-                 link: UserLink | None = None, netns_name: str | None = None) -> None:
+                 link: UserLink | None = None, netns_name: str | None = None, curve: ClientCurve | None = None) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.endpoint = endpoint
@@ -80,6 +86,7 @@ class EdgeClient:
         self.limits = limits
         self.link = link
         self.netns_name = netns_name
+        self.curve = curve
         self._ctx: zmq.Context | None = None
         self._lock = threading.Lock()
         self._sockets: set[zmq.Socket] = set()
@@ -122,15 +129,41 @@ class EdgeClient:
         sock = self._context().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        if self.curve is not None:
+            sock.curve_serverkey, sock.curve_publickey = self.curve.server_public, self.curve.public
+            sock.curve_secretkey = self.curve.secret
+        # a failed handshake (no keys, keys the edge does not admit, or keys an edge without CURVE does not
+        # expect) is silent in ZeroMQ: watch for it, so the caller hears why rather than a timeout
+        mon = self._local.monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
+        mon.setsockopt(zmq.LINGER, 0)
         sock.connect(self.endpoint)
         with self._lock:
-            self._sockets.add(sock)
+            self._sockets.update((sock, mon))
         self._local.sock = sock
         return sock
 
+    def _refused(self) -> EdgeUnavailable | None:
+        """The handshake failure the monitor saw, if any."""
+        mon: zmq.Socket | None = getattr(self._local, "monitor", None)
+        if mon is None or not mon.poll(0):
+            return None
+        from zmq.utils.monitor import recv_monitor_message
+
+        event = recv_monitor_message(mon)["event"]
+        why = "its key is not admitted, or it has none" if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else \
+            "the two ends disagree on CURVE (one has keys, the other not, or the edge key is wrong)"
+        return EdgeUnavailable("refused", f"the edge at {self.endpoint} refused this client's handshake: {why}")
+
     def _discard_socket(self) -> None:
         sock: zmq.Socket | None = getattr(self._local, "sock", None)
-        self._local.sock = None
+        mon: zmq.Socket | None = getattr(self._local, "monitor", None)
+        self._local.sock = self._local.monitor = None
+        if mon is not None:
+            if sock is not None and not sock.closed:
+                sock.disable_monitor()
+            with self._lock:
+                self._sockets.discard(mon)
+            mon.close(0)
         if sock is not None:
             with self._lock:
                 self._sockets.discard(sock)
@@ -178,9 +211,10 @@ class EdgeClient:
             raise self._late(timeout) from None
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(max(1, math.ceil(left * 1000))):
+            if left <= 0 or not self._poll(sock, left):
+                refused = self._refused()
                 self._discard_socket()
-                raise self._late(timeout)
+                raise refused or self._late(timeout)
             parts = sock.recv_multipart(copy=False)
             arrived = time.monotonic()
             try:
@@ -200,6 +234,16 @@ class EdgeClient:
                     raise self._late(timeout)
                 _sleep_until(release)
             return self._result(msg, expect, sent_at, time.monotonic(), nbytes, reply_bytes)
+
+    def _poll(self, sock: zmq.Socket, left: float) -> bool:
+        """Wait up to `left` s for a reply; False at the deadline or once the handshake failed."""
+        mon: zmq.Socket | None = getattr(self._local, "monitor", None)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if mon is not None:
+            poller.register(mon, zmq.POLLIN)
+        events = dict(poller.poll(max(1, math.ceil(left * 1000))))
+        return sock in events
 
     def _late(self, timeout: float) -> EdgeUnavailable:
         return EdgeUnavailable("timeout", f"no reply from the edge at {self.endpoint} within {timeout:g} s "

@@ -35,12 +35,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import zmq
 
 from live import envelope as env
 from live import netns
+from live.curve import ServerCurve, server_curve
 from live.envelope import Kind, Limits
 from live.errors import EnvelopeError
 from testbed.argtypes import COUNT, Integer, Number, Parser
@@ -122,7 +124,7 @@ class EdgeServer:
 
     def __init__(self, bind: str, handler: Handler, max_queue: int = 8, *, workers: int = 1,
                  limits: Limits = Limits(), linger_ms: int = 1000, drain_s: float = 30.0, public: bool = False,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: ServerCurve | None = None) -> None:
         if max_queue < 0 or workers < 1:
             raise ValueError(f"max_queue must be >= 0 and workers >= 1 (got {max_queue}, {workers})")
         self.bind = bind
@@ -134,6 +136,8 @@ class EdgeServer:
         self.drain_s = drain_s
         self.public = public
         self._given_context = context
+        self.curve = curve
+        self._auth: Any = None  # the ZAP handler that admits CURVE clients (zmq.auth.thread)
         self._ctx: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._done: zmq.Socket | None = None
@@ -163,9 +167,14 @@ class EdgeServer:
             # libzmq refuses a single frame above this before allocating it (and drops the peer);
             # everything up to it gets a proper error reply from the envelope checks
             router.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+            if self.curve is not None:  # every client must prove an admitted key before a request is read
+                self._auth = _admit(ctx, self.curve)
+                router.curve_secretkey, router.curve_publickey = self.curve.secret, self.curve.public
+                router.curve_server = True
             router.bind(self.bind)
         except zmq.ZMQError as exc:
             router.close(0)
+            self._stop_auth()
             if self._given_context is None:
                 ctx.term()
             raise ConfigError("--bind", f"cannot bind {self.bind}: {exc}") from None
@@ -325,6 +334,11 @@ class EdgeServer:
         for _ in self._threads:
             self._queue.put(None)
 
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
     def _close_sockets(self) -> None:
         for t in self._threads:
             t.join(timeout=1.0)
@@ -333,6 +347,7 @@ class EdgeServer:
             if sock is not None:
                 sock.close(self.linger_ms if sock is self._router else 0)
         self._router = self._done = None
+        self._stop_auth()
         if self._ctx is not None and self._given_context is None:
             if stuck:  # a handler that never returns still holds its socket: term() would wait for it
                 log.warning("edge: %s still in a handler; leaving its socket to process exit", ", ".join(stuck))
@@ -378,6 +393,16 @@ class EdgeServer:
             log.exception("edge handler failed on request %d", req.id)
             return env.encode(Kind.ERROR, req.id, {"code": "internal",
                                                    "reason": f"{type(exc).__name__}: {_one_line(exc)}"})
+
+
+def _admit(ctx: zmq.Context, curve: ServerCurve) -> Any:
+    """A ZAP handler on `ctx` that admits the CURVE clients whose public keys are in curve.clients_dir."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = ThreadAuthenticator(ctx, log=logging.getLogger("testbed.edge.auth"))
+    auth.start()
+    auth.configure_curve(domain="*", location=str(curve.clients_dir))
+    return auth
 
 
 def _one_line(exc: BaseException) -> str:
@@ -437,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "--handler")
     p.add_argument("--device", default="cpu", help="torch device for --models (default cpu)")
     p.add_argument("--chunk-frames", type=COUNT, default=16, help="frames per pipeline chunk for --models")
+    p.add_argument("--curve-secret", help="serve with ZeroMQ CURVE: this edge's .key_secret file (testbed curve-keys)")
+    p.add_argument("--curve-clients", help="with --curve-secret: the folder of client public keys (*.key) admitted")
     p.add_argument("--stop-on-stdin-eof", action="store_true",
                    help="shut down when stdin closes (a parent that dies takes its edge with it)")
     return p
@@ -457,8 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = load_handler(args.handler) if not args.models else _model_handler(args)
         limits = Limits(max_message_bytes=int(args.max_message_mb * 2**20))
         try:
+            if bool(args.curve_secret) != bool(args.curve_clients):
+                raise ConfigError("--curve-secret", "give --curve-secret and --curve-clients together")
+            curve = server_curve(Path(args.curve_secret), Path(args.curve_clients)) if args.curve_secret else None
             server = EdgeServer(args.bind, handler, args.max_queue, workers=args.workers, limits=limits,
-                                linger_ms=args.linger_ms, drain_s=args.drain_s, public=args.public)
+                                linger_ms=args.linger_ms, drain_s=args.drain_s, public=args.public, curve=curve)
             with server:
                 if args.stop_on_stdin_eof:
                     threading.Thread(target=_stop_on_eof, args=(server,), name="edge-stdin", daemon=True).start()
@@ -551,7 +581,6 @@ def _remove_scratch(pid: int) -> None:
     """The scratch folder of a model edge that is gone (a killed one could not remove its own)."""
     import shutil
     import tempfile
-    from pathlib import Path
 
     for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{pid}-*"):
         shutil.rmtree(path, ignore_errors=True)

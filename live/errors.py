@@ -22,7 +22,8 @@ class EdgeUnavailable(TestbedError):
     """The edge cannot answer this request in time: not reachable, no reply before the timeout, its
     queue full ("busy"), the request's deadline passed in its queue, or it is shutting down.
     The caller should fall back (e.g. to the local answer). `reason` is one of
-    "timeout" (down, unreachable or late), "busy", "deadline", "shutdown", "closed"."""
+    "timeout" (down, unreachable or late), "busy", "deadline", "shutdown", "closed", "refused" (the
+    CURVE handshake failed: live.curve)."""
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason

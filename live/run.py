@@ -40,6 +40,7 @@ from testbed.workload import query_order
 from testbed.workload.manifest import read_manifest, read_mvbench
 
 if TYPE_CHECKING:
+    from live.curve import ClientCurve
     from live.remote_edge import ZmqEdge
 
 Progress = Callable[[int], None]
@@ -341,21 +342,27 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
 
 @contextlib.contextmanager
 def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = None,
-              note: Callable[[str], None] = print) -> Iterator[tuple[ZmqEdge, dict[str, Any]]]:
+              note: Callable[[str], None] = print,
+              curve: ClientCurve | None = None) -> Iterator[tuple[ZmqEdge, dict[str, Any]]]:
     """An EdgeLink to a running edge: `endpoint`'s (no shaping: the network is what it is), or an
     edge process this call starts on a link shaped as the scenario says, torn down on exit.
     Yields the link and what the run records about it (versions.json)."""
     from live.client import EdgeClient
+    from live.errors import EdgeUnavailable
     from live.remote_edge import ZmqEdge, rate_split
     from live.shaping import LinkSpec, ShapedLink, load_trace
 
     net, lv = sc.network, sc.live
     split = rate_split(net.up_mbps, net.down_mbps)
     if endpoint:
-        with EdgeClient(endpoint, timeout_s=lv.edge_timeout_s) as client:
-            health = client.health(timeout_s=10.0)
+        with EdgeClient(endpoint, timeout_s=lv.edge_timeout_s, curve=curve) as client:
+            try:
+                health = client.health(timeout_s=10.0)
+            except EdgeUnavailable as exc:
+                raise TestbedError(f"--edge {endpoint}: {exc}") from None
             yield ZmqEdge(client, lv.edge_timeout_s, split), {"shaping": "none (external edge)", "edge": endpoint,
-                                                               "edge_health": dict(health.meta)}
+                                                               "edge_health": dict(health.meta),
+                                                               "curve": curve is not None}
         return
     spec = LinkSpec(net.up_mbps, net.down_mbps, net.rtt_ms, net.loss, net.efficiency, net.mtu,
                     up_trace=load_trace(sc.resolve_path(net.up_trace), net.trace_mean_mbps_up, net.mtu)

@@ -1,0 +1,73 @@
+"""An authenticated edge (ZeroMQ CURVE with a ZAP handler): an admitted client is served; a client without
+keys, or with keys the edge does not admit, is refused at the handshake and told so in one line."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cli.main import main
+from live.client import EdgeClient
+from live.curve import client_curve, make_keys, server_curve
+from live.edge_server import EdgeServer
+from live.errors import EdgeUnavailable
+from live.handlers import echo
+from testbed.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return make_keys(tmp_path_factory.mktemp("curve"))
+
+
+def test_only_admitted_clients_are_served(keys, tmp_path):
+    other = make_keys(tmp_path / "other")  # a well-formed pair the edge never admitted
+    curve = server_curve(keys["edge_secret"], keys["clients"])
+    with EdgeServer("tcp://127.0.0.1:*", echo, curve=curve).start() as server:
+        with EdgeClient(server.endpoint, curve=client_curve(keys["edge_public"], keys["client_secret"])) as ok:
+            assert ok.request({"x": 1}, timeout_s=10.0).meta["x"] == 1
+        for curve_of in (None, client_curve(keys["edge_public"], other["client_secret"]),
+                         client_curve(other["edge_public"], keys["client_secret"])):  # no keys, not admitted, wrong edge
+            with EdgeClient(server.endpoint, curve=curve_of) as client:
+                t0 = time.monotonic()
+                with pytest.raises(EdgeUnavailable) as err:
+                    client.request({"x": 1}, timeout_s=20.0)
+                message = str(err.value)
+                assert "\n" not in message
+                if curve_of is not None and curve_of.server_public != curve.public:
+                    assert err.value.reason in ("refused", "timeout")  # a wrong edge key may just never complete
+                else:
+                    assert err.value.reason == "refused" and "refused this client's handshake" in message
+                    assert time.monotonic() - t0 < 10.0  # said at the handshake, not after the timeout
+
+
+def test_a_client_with_keys_against_an_edge_without_curve_is_refused(keys):
+    with EdgeServer("tcp://127.0.0.1:*", echo).start() as server:
+        with EdgeClient(server.endpoint) as plain:  # loopback runs without keys keep working
+            assert plain.request({"x": 2}, timeout_s=10.0).meta["x"] == 2
+        with EdgeClient(server.endpoint, curve=client_curve(keys["edge_public"], keys["client_secret"])) as client:
+            with pytest.raises(EdgeUnavailable) as err:
+                client.request({"x": 1}, timeout_s=20.0)
+            assert err.value.reason == "refused"
+
+
+def test_key_files_are_checked_in_one_line(keys, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="holds a public key only"):
+        server_curve(keys["edge_public"], keys["clients"])
+    with pytest.raises(ConfigError, match="no client public keys"):
+        server_curve(keys["edge_secret"], tmp_path)
+    (tmp_path / "junk.key_secret").write_text("not a key\n")
+    with pytest.raises(ConfigError, match="not a ZeroMQ CURVE key file"):
+        client_curve(keys["edge_public"], tmp_path / "junk.key_secret")
+    assert main(["curve-keys", str(keys["edge_public"].parent)]) == 2  # never overwrites keys
+    assert "already holds keys" in capsys.readouterr().err
+    assert (keys["edge_secret"].stat().st_mode & 0o777) == 0o600
+
+
+def test_the_command_line_wants_keys_in_pairs(keys, capsys):
+    assert main(["live", "default", "--edge-key", str(keys["edge_public"]), "--client-key",
+                 str(keys["client_secret"])]) == 2  # keys are for an edge you started: --edge
+    assert "--edge-key" in capsys.readouterr().err
+    assert main(["edge", "--bind", "tcp://127.0.0.1:*", "--curve-secret", str(keys["edge_secret"])]) == 2
+    assert "together" in capsys.readouterr().err
