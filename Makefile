@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEVICE ?= cpu
 MODELS ?=
 
-.PHONY: venv sim test bench validate live-eval gpu-profile pocket clean
+.PHONY: venv sim test bench validate live-eval gpu-profile pocket soak clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ gpu-profile: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
+
+# soak the live transport: 10,000 requests from 4 clients to one edge on loopback, then faults (a few minutes)
+soak: $(STAMP)
+	$(BIN)/testbed soak
 
 # retrain the pocket pair's heads (traces/models/pocket/): easy-VQA, fixed seed, CPU, minutes
 pocket: $(STAMP)

@@ -302,6 +302,23 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
     return link, f"live ({extra.get('shaping')})"
 
 
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from live.soak import SoakConfig, soak, write_report
+
+    cfg = SoakConfig(queries=args.queries, clients=args.clients, faults=not args.no_faults, seed=args.seed)
+    out = args.folders.new(Path(args.out), "soak", _stamp())
+    print(f"soak: {cfg.queries} requests from {cfg.clients} clients to one edge on loopback"
+          + ("" if cfg.faults else " (no faults)"), flush=True)
+    head = write_report(out, cfg, soak(cfg, lambda s: print(s, flush=True)))
+    print(f"answered {head['answered']}, fallen back {head['fallen_back']}, lost {head['lost']}; edge RSS peak "
+          f"{head['rss_peak_mb']:.1f} MB, slope {head['rss_slope_mb_per_1000']:+.3f} MB per 1,000 requests")
+    print(f"report: {args.folders.final(out) / 'soak.md'}")
+    if head["lost"]:
+        print(f"testbed: error: {head['lost']} requests lost", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_curve_keys(args: argparse.Namespace) -> int:
     from live.curve import make_keys
 
@@ -717,6 +734,14 @@ def parser() -> argparse.ArgumentParser:
     lv.set_defaults(fn=_cmd_live)
     sub.add_parser("edge", help="serve edge requests over ZeroMQ until SIGINT/SIGTERM (testbed edge --help)",
                    add_help=False)  # its own parser: live.edge_server.build_parser
+    sk = sub.add_parser("soak", help="soak the live transport: many requests, several clients, one edge, faults "
+                                     "(bounded, loopback only; make soak)")
+    sk.add_argument("--queries", type=Integer(100, 1_000_000), default=10_000, help="requests in all (default 10,000)")
+    sk.add_argument("--clients", type=Integer(1, 64), default=4, help="client threads (default 4)")
+    sk.add_argument("--no-faults", action="store_true", help="leave out the faults")
+    sk.add_argument("--seed", type=SEED, default=0)
+    sk.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
+    sk.set_defaults(fn=_cmd_soak)
     ck = sub.add_parser("curve-keys", help="make CURVE keys for an authenticated edge (edge and client pairs, and the "
                                            "edge's admitted-clients folder)")
     ck.add_argument("out", help="a new folder for the keys (keep it out of the repository)")

@@ -159,7 +159,8 @@ def _cmd_table1_reach(args: argparse.Namespace) -> int:
     scan = reach(args.streams, args.seed)
     cols = ["freshness", "lengths", "max_lcr_err_%", "max_lhl_err_%", "max_err_%"]
     print(f"Table 1 (seed 001) against edgeVLM's rule (K_delay 4, 1 FPS, {args.streams} streams) under "
-          f"{len(scan) // (len(FRESHNESS) * len(LENGTHS))} latency processes; the closest per reading and stream length:\n")
+          f"{len(scan) // (len(FRESHNESS) * len(LENGTHS))} latency processes; the closest per reading and stream "
+          "length:\n")
     print(format_table(scan.groupby(["freshness", "lengths"], as_index=False)[cols[2:]].min()))
     for what in ("max_lcr_err_%", "max_lhl_err_%", "max_err_%"):
         best = scan.sort_values(what).iloc[0]

@@ -155,8 +155,8 @@ def _measure(role: str, pair: VLMPair, video: Path, repeats: int, clock: Clock, 
     large = pair.encoders["large"]
     if role == "local" and large is not enc:  # Collaborative tokenizes on the device with the large model's encoder
         progress("preprocess, encode (the large model's encoder)")
-        stages["large_preprocess"], stages["large_encode"] = _encoder_curves(large, frames, repeats, clock, chunk_frames,
-                                                                             _median)
+        stages["large_preprocess"], stages["large_encode"] = _encoder_curves(large, frames, repeats, clock,
+                                                                             chunk_frames, _median)
     progress("pipelined tokenizer")
     ratio = pipeline_ratio(enc, video, meta, repeats, clock, chunk_frames, runner)
     progress("prefill")
@@ -233,7 +233,8 @@ def reply_curve(repeats: int, runner: LiveThread) -> Curve:
     def down(client: EdgeClient) -> float:
         r = client.request({"op": "sink"}, [bytes(1024)])
         up = float(r.meta["received_at"]) - r.sent_at
-        return max(0.0, r.round_trip_s - up - float(r.timing.get("queue_s", 0.0)) - float(r.timing.get("service_s", 0.0)))
+        edge = float(r.timing.get("queue_s", 0.0)) + float(r.timing.get("service_s", 0.0))
+        return max(0.0, r.round_trip_s - up - edge)
 
     with EdgeServer("tcp://127.0.0.1:*", probe_handler) as server:
         server.start()

@@ -27,8 +27,9 @@ def test_only_admitted_clients_are_served(keys, tmp_path):
     with EdgeServer("tcp://127.0.0.1:*", echo, curve=curve).start() as server:
         with EdgeClient(server.endpoint, curve=client_curve(keys["edge_public"], keys["client_secret"])) as ok:
             assert ok.request({"x": 1}, timeout_s=10.0).meta["x"] == 1
+        # no keys, keys the edge does not admit, the wrong edge's key
         for curve_of in (None, client_curve(keys["edge_public"], other["client_secret"]),
-                         client_curve(other["edge_public"], keys["client_secret"])):  # no keys, not admitted, wrong edge
+                         client_curve(other["edge_public"], keys["client_secret"])):
             with EdgeClient(server.endpoint, curve=curve_of) as client:
                 t0 = time.monotonic()
                 with pytest.raises(EdgeUnavailable) as err:

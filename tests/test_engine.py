@@ -375,5 +375,6 @@ def test_fig13_overhead_is_describe_and_compression_over_the_mean_delay():
     (0.03 s), the second served locally with neither: 0.02 s mean overhead over 2 s mean delay = 1%."""
     q = pd.DataFrame({"policy": "quickgrasp", "benchmark": "mvbench", "query_id": ["a", "b"], "delay_s": [1.0, 3.0],
                       "stage_s": [{"local.describe.keyframe": 0.01, "local.compress.keyframe.a8": 0.03,
-                                   "edge.infer.large.shared.keyframe.a8": 0.5}, {"local.infer.small.keyframe.a16": 1.0}]})
+                                   "edge.infer.large.shared.keyframe.a8": 0.5},
+                                  {"local.infer.small.keyframe.a16": 1.0}]})
     assert report.overhead_share(q, "mvbench") == pytest.approx(1.0)
