@@ -204,6 +204,11 @@ def _transmission_share(q: pd.DataFrame, bench: str) -> float:
     return float(added_net / (ns.delay_s.mean() - qg.delay_s.mean()) * 100)
 
 
+def _accuracy_drop(q: pd.DataFrame, base: str, other: str, bench: str) -> float:
+    """Percentage points of accuracy `other` loses against `base` (Fig. 12's Uncalibrated)."""
+    return (_mean(q, base, bench, "correct") - _mean(q, other, bench, "correct")) * 100
+
+
 def overhead_share(q: pd.DataFrame, bench: str) -> float:
     """Percentage of QuickGrasp's mean delay that is its system overhead (OVERHEAD_STAGES; Fig. 13)."""
     qg = _rows(q, QG, bench)
@@ -287,8 +292,7 @@ def _figures() -> tuple[PaperFigure, ...]:
                                (0.9, 1.1), H, _ratio(UNCAL, QG, b), (QG, UNCAL)))
         out.append(PaperFigure(b, "QuickGrasp - Uncalibrated accuracy (points)",
                                "SV-D, Fig. 12: a noticeable drop (read as >= 1)", (1.0, math.inf), H,
-                               lambda q, b=b: (_mean(q, QG, b, "correct") - _mean(q, UNCAL, b, "correct")) * 100,
-                               (QG, UNCAL)))
+                               partial(_accuracy_drop, base=QG, other=UNCAL, bench=b), (QG, UNCAL)))
     for b, share in zip(benches, (0.46, 0.50, 0.67)):
         out.append(PaperFigure(b, "QuickGrasp overhead share of delay (%)", "SV-D, Fig. 13", (share, share), H,
                                partial(overhead_share, bench=b), (QG,)))
