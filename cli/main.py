@@ -303,7 +303,7 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from live.soak import SoakConfig, soak, write_report
+    from live.soak import SoakConfig, slope_text, soak, write_report
 
     cfg = SoakConfig(queries=args.queries, clients=args.clients, faults=not args.no_faults, seed=args.seed)
     out = args.folders.new(Path(args.out), "soak", _stamp())
@@ -311,7 +311,7 @@ def _cmd_soak(args: argparse.Namespace) -> int:
           + ("" if cfg.faults else " (no faults)"), flush=True)
     head = write_report(out, cfg, soak(cfg, lambda s: print(s, flush=True)))
     print(f"answered {head['answered']}, fallen back {head['fallen_back']}, lost {head['lost']}; edge RSS peak "
-          f"{head['rss_peak_mb']:.1f} MB, slope {head['rss_slope_mb_per_1000']:+.3f} MB per 1,000 requests")
+          f"{head['rss_peak_mb']:.1f} MB, slope {slope_text(head['rss_slope_mb_per_1000'])}")
     print(f"report: {args.folders.final(out) / 'soak.md'}")
     if head["lost"]:
         print(f"testbed: error: {head['lost']} requests lost", file=sys.stderr)

@@ -160,6 +160,8 @@ def _tables(cfg: SoakConfig, rows: list[dict[str, Any]], rss: list[dict[str, flo
     per["p99_ms"] = ok.groupby("thousand").latency_s.quantile(0.99) * 1e3
     fault_rows = []
     for f in faults:  # recovery: from the fault's end to the next request answered after it
+        if f["fault"] == "slow" and req.get("slow") is not None and req.slow.fillna(False).any():
+            f = {**f, "fault_s": float(req[req.slow.fillna(False)].done_s.max()) - f["injected_s"]}  # the last slow one
         end = f["injected_s"] + f["fault_s"]
         after = ok[ok.done_s > end]
         fault_rows.append({**f, "recovery_s": float(after.done_s.min() - end) if len(after) else float("nan"),
@@ -181,6 +183,13 @@ def rss_slope(rss: pd.DataFrame, warm_share: float = 0.2, before: int | None = N
     return float(np.polyfit(s.done / 1000.0, s.rss_mb, 1)[0])
 
 
+def slope_text(slope: float) -> str:
+    """The RSS slope for people: n/a where too few samples fell between warm-up and the first fault."""
+    if slope != slope:
+        return "n/a (too few RSS samples between warm-up and the first fault: run more requests)"
+    return f"{slope:+.3f} MB per 1,000 requests"
+
+
 def write_report(out: Path, cfg: SoakConfig, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """soak.md, per_thousand.csv, rss.csv, faults.csv and requests.parquet in `out`; returns the headline."""
     from testbed.report import format_table
@@ -200,7 +209,7 @@ def write_report(out: Path, cfg: SoakConfig, tables: dict[str, pd.DataFrame]) ->
           f"Probe handler (no model); client timeout {cfg.timeout_s:g} s; seed {cfg.seed}.", "",
           f"- answered {head['answered']}, fallen back {head['fallen_back']}, **lost {head['lost']}**",
           f"- edge RSS: peak {head['rss_peak_mb']:.1f} MB; slope after warm-up, before the first fault: "
-          f"{head['rss_slope_mb_per_1000']:+.3f} MB per 1,000 requests", "", "## Per thousand requests", "",
+          f"{slope_text(head['rss_slope_mb_per_1000'])}", "", "## Per thousand requests", "",
           format_table(per), "", "## Faults", "",
           format_table(faults) if len(faults) else "(none)", ""]
     (out / "soak.md").write_text("\n".join(md))

@@ -17,6 +17,8 @@ def test_a_small_soak_loses_nothing_across_every_fault():
     assert req.outcome.str.startswith("fallback").sum() >= 6  # at least the slow ones came back too late
     assert (req[req.slow].outcome != "answered").all()  # a reply after the client's timeout is dropped
     assert faults.recovery_s.notna().all()  # answered again after each fault
+    slow = faults.set_index("fault").loc["slow"]  # lasts until its last slow request gave up, all fallen back
+    assert slow.fault_s >= cfg.timeout_s and slow.fallen_back_during >= cfg.slow_queries
     assert (req[req.request > 0.9 * 400].outcome == "answered").mean() > 0.9  # and the end of the run is healthy
 
 
