@@ -9,6 +9,8 @@ Transport and link (this package so far; the live interpreter plugs into it):
                probe, stale clean-up, trace-driven rates, self-check
   pacing       Pacer/UserLink: the user-space part of the link (delay, rate or trace, loss)
   handlers     model-free handlers (echo, probe) for the self-check, tests and benchmarks
+  curve        CURVE key files and the keys an authenticated edge and its clients use
+  soak         the transport soaked with many requests and faults (testbed soak)
 
 Only live/ and sim/ touch clocks, sockets, processes and tc; nothing here is pickled.
 """
