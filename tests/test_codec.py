@@ -79,7 +79,7 @@ def _decode_bounded(data: bytes):
 HANG_GUARD = timedelta(seconds=5)
 
 
-@settings(max_examples=300, deadline=HANG_GUARD, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=HANG_GUARD, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400))
 def test_random_bytes_raise_only_codec_errors(data):
     _decode_bounded(data)
@@ -92,7 +92,7 @@ def test_truncated_messages_raise_only_codec_errors(cut):
         decode_message(VALID[:cut])
 
 
-@settings(max_examples=300, deadline=HANG_GUARD)
+@settings(max_examples=1000, deadline=HANG_GUARD)
 @given(st.integers(0, len(VALID) * 8 - 1))
 def test_bit_flips_raise_only_codec_errors(bit):
     data = bytearray(VALID)

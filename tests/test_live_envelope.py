@@ -106,7 +106,7 @@ def test_error_carries_the_id_when_the_header_had_one():
     assert info.value.request_id == 99
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=600), min_size=0, max_size=6))
 def test_random_frames_never_raise_anything_else(frames):
     try:
@@ -115,7 +115,7 @@ def test_random_frames_never_raise_anything_else(frames):
         assert "\n" not in str(exc)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.binary(min_size=1, max_size=200), st.integers(0, 40))
 def test_corrupted_valid_headers_never_raise_anything_else(noise, at):
     good = header(sizes=[3], meta={"q": "what", "o": [1.5, 2]})

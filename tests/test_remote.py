@@ -4,6 +4,7 @@ import re
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from testbed.policies.effects import Decompress, Infer, Offload, Payload, Tokenize
 from testbed.policies.remote import RemoteError, offload_from_request, offload_request
@@ -86,3 +87,24 @@ def test_decoded_tokens_must_match_their_map_and_the_encoders_width(shape, paylo
     with pytest.raises(RemoteError, match=re.escape(says)):
         check_tokens(shape, payload, 32)
     check_tokens((payload.frames, payload.density, 32), payload, 32)  # as the map says: fine
+
+
+_maps = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_peer_map_is_an_offload_or_one_remote_error(data):
+    """A peer's request maps, mutated anywhere (a field replaced by any msgpack-able value), rebuild into an
+    Offload or raise RemoteError in one line; nothing else escapes."""
+    meta, frames = _good()
+    meta = msgpack.unpackb(msgpack.packb(meta), raw=False)
+    target = data.draw(st.sampled_from([meta, meta["payloads"][0], meta["steps"][0], meta["steps"][1]]))
+    key = data.draw(st.sampled_from(sorted(target)) | st.text(max_size=8))
+    target[key] = data.draw(_maps)
+    try:
+        offload_from_request(meta, frames, _media_for)
+    except RemoteError as exc:
+        assert "\n" not in str(exc)
