@@ -136,6 +136,9 @@ class EdgeClient:
         # expect) is silent in ZeroMQ: watch for it, so the caller hears why rather than a timeout
         mon = self._local.monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
         mon.setsockopt(zmq.LINGER, 0)
+        poller = self._local.poller = zmq.Poller()  # made once per socket: waiting is on every request's path
+        poller.register(sock, zmq.POLLIN)
+        poller.register(mon, zmq.POLLIN)
         sock.connect(self.endpoint)
         with self._lock:
             self._sockets.update((sock, mon))
@@ -157,7 +160,7 @@ class EdgeClient:
     def _discard_socket(self) -> None:
         sock: zmq.Socket | None = getattr(self._local, "sock", None)
         mon: zmq.Socket | None = getattr(self._local, "monitor", None)
-        self._local.sock = self._local.monitor = None
+        self._local.sock = self._local.monitor = self._local.poller = None
         if mon is not None:
             if sock is not None and not sock.closed:
                 sock.disable_monitor()
@@ -237,12 +240,7 @@ class EdgeClient:
 
     def _poll(self, sock: zmq.Socket, left: float) -> bool:
         """Wait up to `left` s for a reply; False at the deadline or once the handshake failed."""
-        mon: zmq.Socket | None = getattr(self._local, "monitor", None)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        if mon is not None:
-            poller.register(mon, zmq.POLLIN)
-        events = dict(poller.poll(max(1, math.ceil(left * 1000))))
+        events = dict(self._local.poller.poll(max(1, math.ceil(left * 1000))))
         return sock in events
 
     def _late(self, timeout: float) -> EdgeUnavailable:

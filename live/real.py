@@ -106,12 +106,11 @@ def check_tokens(shape: tuple[int, ...], p: Payload, dim: int) -> None:
     that made them, before any model reads them (a RemoteError: the edge answers with one error)."""
     from testbed.policies.remote import RemoteError
 
-    want = (p.frames, p.density, dim)
-    if tuple(shape) != want:
-        names = ("frames", "density", "dim (the encoder's token width)")
-        bad = next(n for n, a, b in zip(names, shape, want) if a != b)
-        raise RemoteError(f"token payload: {bad} is {shape[names.index(bad)]}, expected {want[names.index(bad)]} "
-                          f"(tokens {tuple(shape)}, payload says frames {p.frames}, density {p.density})")
+    names = ("frames", "density", "dim (the encoder's token width)")
+    for name, got, want in zip(names, shape, (p.frames, p.density, dim)):
+        if got != want:
+            raise RemoteError(f"token payload: {name} is {got}, expected {want} "
+                              f"(tokens {tuple(shape)}, payload says frames {p.frames}, density {p.density})")
 
 
 class RealInterpreter(Interpreter):

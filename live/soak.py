@@ -69,8 +69,8 @@ def soak(cfg: SoakConfig, say: Callable[[str], None] = lambda s: None) -> dict[s
     state = {"next": 0, "slow_left": 0}
     stop = threading.Event()
     cm = _spawn("tcp://127.0.0.1:*")
-    edge = _Edge(cm.__enter__(), "")
-    edge.endpoint = edge.proc.endpoint
+    first = cm.__enter__()
+    edge = _Edge(first, first.endpoint)
     exits = [cm]
     t_start = time.monotonic()
 
@@ -83,7 +83,7 @@ def soak(cfg: SoakConfig, say: Callable[[str], None] = lambda s: None) -> dict[s
             with lock:
                 rss.append({"t_s": time.monotonic() - t_start, "done": state["next"], "rss_mb": mb})
 
-    def inject(name: str) -> None:
+    def inject(name: str, at: int) -> None:
         t0 = time.monotonic()
         say(f"fault: {name}")
         if name == "kill-restart":
@@ -100,10 +100,7 @@ def soak(cfg: SoakConfig, say: Callable[[str], None] = lambda s: None) -> dict[s
         else:
             with lock:
                 state["slow_left"] = cfg.slow_queries
-        faults.append({"fault": name, "at_request": fault_at_index[name], "injected_s": t0 - t_start,
-                       "fault_s": time.monotonic() - t0})
-
-    fault_at_index = {v: k for k, v in fault_at.items()}
+        faults.append({"fault": name, "at_request": at, "injected_s": t0 - t_start, "fault_s": time.monotonic() - t0})
 
     def client_loop(client: EdgeClient) -> None:
         while True:
@@ -116,7 +113,7 @@ def soak(cfg: SoakConfig, say: Callable[[str], None] = lambda s: None) -> dict[s
                 if slow:
                     state["slow_left"] -= 1
             if i in fault_at:
-                inject(fault_at[i])
+                inject(fault_at[i], i)
             seconds = 3 * cfg.timeout_s if slow else float(sleeps[i])  # slow: the reply comes after the timeout
             t0 = time.monotonic()
             try:

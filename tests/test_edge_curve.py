@@ -16,6 +16,10 @@ from live.handlers import echo
 from testbed.errors import ConfigError
 
 
+TIMEOUT_S = 20.0
+"""The clients' timeout: a refusal must come well before it (a timeout would say "timeout", not "refused")."""
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     return make_keys(tmp_path_factory.mktemp("curve"))
@@ -33,14 +37,14 @@ def test_only_admitted_clients_are_served(keys, tmp_path):
             with EdgeClient(server.endpoint, curve=curve_of) as client:
                 t0 = time.monotonic()
                 with pytest.raises(EdgeUnavailable) as err:
-                    client.request({"x": 1}, timeout_s=20.0)
+                    client.request({"x": 1}, timeout_s=TIMEOUT_S)
                 message = str(err.value)
                 assert "\n" not in message
                 if curve_of is not None and curve_of.server_public != curve.public:
                     assert err.value.reason in ("refused", "timeout")  # a wrong edge key may just never complete
                 else:
                     assert err.value.reason == "refused" and "refused this client's handshake" in message
-                    assert time.monotonic() - t0 < 10.0  # said at the handshake, not after the timeout
+                    assert time.monotonic() - t0 < TIMEOUT_S / 2  # said at the handshake, long before the timeout
 
 
 def test_a_client_with_keys_against_an_edge_without_curve_is_refused(keys):
