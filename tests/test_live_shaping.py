@@ -118,7 +118,8 @@ def test_self_check_measures_both_ways_and_warns_when_off(kernel):
     with ShapedLink(LinkSpec(up_mbps=20, down_mbps=20, rtt_ms=10, efficiency=0.6), "user-space") as link:
         link.user_link.up.direction.efficiency = link.user_link.down.direction.efficiency = 0.95  # the "real" link
         bad = link.self_check()
-    assert len(bad.warnings) == 2 and all("goodput" in w and "\n" not in w for w in bad.warnings)
+    goodput = [w for w in bad.warnings if "goodput" in w]  # (a busy host may also add an RTT warning)
+    assert len(goodput) == 2 and all("\n" not in w for w in bad.warnings)
 
 
 def test_probe_tells_module_missing_from_permission_denied(kernel):
