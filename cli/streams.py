@@ -50,8 +50,9 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
         comparison = report.paper_comparison(summary)
         held = comparison[comparison.role == "held out"]
         if len(held):
-            console.print(f"\nheld-out Table 2 figures: mean |error| {held.error.abs().mean():.2f} points, "
-                          f"max {held.error.abs().max():.2f} ({len(held)} figures; paper_comparison.csv)")
+            for fig, h in held.groupby("figure", sort=True):
+                console.print(f"\nheld-out {fig} figures: mean |error| {h.error.abs().mean():.2f} points, "
+                              f"max {h.error.abs().max():.2f} ({len(h)} figures; paper_comparison.csv)")
         for line in report.orderings(summary):
             console.print(("[green]" if line.startswith("PASS") else "[red]") + line)
     else:

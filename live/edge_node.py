@@ -113,6 +113,7 @@ class ModelEdge:
         ledger = run.ledger
         return Reply({"logits": [float(x) for x in result.option_logits], "model": result.model,
                       "roi": list(result.roi) if result.roi is not None else None,
+                      "rois": [[c, *box] for c, box in result.rois],
                       "prefill_tokens": ledger.edge_prefill_tokens,
                       "stages": dict(ledger.stages), "edge_s": ledger.edge_s, "edge_queue_s": ledger.edge_queue_s,
                       "frames": ledger.frames, "decoded": ledger.decoded, "received_at": request.received_at,

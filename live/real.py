@@ -182,20 +182,29 @@ class RealInterpreter(Interpreter):
         data, density = tokens.data, eff.density
         if tokens.views:  # seed 003's views: a view's tokens are merged down to the density, never up
             density = min(density, int(data.shape[1]))
+        extra = None
         if eff.context is not None:
             if not isinstance(run, FrameRun):
                 raise TestbedError("an Infer with a context belongs to a stream frame")
             question = history_prompt(run.stream.rec, eff.context) + question
             if eff.focus:
-                data = self._focus(run, eff, data)
-        logits, waited, worked = node.hold(lambda: model.option_logits(to_density(data, density), question,
-                                                                       eff.options))
-        key = frame_infer_key(site, eff.model, eff.context is not None, eff.focus) if frame else \
+                data, extra = self._focus(run, eff, data)
+
+        def answer() -> np.ndarray:
+            merged = to_density(data, density)
+            if extra is not None:  # GGVR: the context frame's region patches after the frame's own tokens
+                merged = torch.cat([merged, extra[None].to(merged.dtype)], dim=1)
+            return model.option_logits(merged, question, eff.options)
+
+        logits, waited, worked = node.hold(answer)
+        key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus)) if frame else \
             infer_key(site, eff.model, tokens, eff.density)
         self._book(run, site, key, waited, worked)
         if site == "edge":
             with self.lock:
                 run.ledger.edge_prefill_tokens += tokens.frames * density + model.text_tokens(question, eff.options)
+        if eff.locate is not None and eff.locate.labels:
+            return Inference(eff.model, logits, rois=self._regions(run, node, model, data, eff, logits))
         if eff.locate is not None and min_entropy(logits) > eff.locate.above:
             return Inference(eff.model, logits, roi=self._locate(run, node, model, data, eff))
         return Inference(eff.model, logits)
@@ -216,21 +225,46 @@ class RealInterpreter(Interpreter):
                                "region (seed 003)")
         return locate_box(grid, loc)
 
-    def _focus(self, run: FrameRun, eff: Infer, data: Any) -> Any:
-        """Visual focus (Eq. 6-11) when the context answer has a region of interest and its frame's
-        tokens were kept; otherwise the tokens as they are (the tiny and real-size pairs report no
-        region: the stream run notes it)."""
-        from testbed.streams.focus import focus_tokens, roi_patches
+    def _regions(self, run: Any, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer,
+                 logits: np.ndarray) -> tuple[tuple[int, Box], ...]:
+        """Seed 001's grounding: for each option the answer names, the box around the peak of the
+        model's region map for it (the largest ROI per category, Eq. 6); none from a model without
+        attention over image tokens. Booked as the maps' prefills (the locate stage)."""
+        loc = eff.locate
+        assert loc is not None
+        named = labels_of(loc.labels, logits)  # type: ignore[arg-type]
+
+        def maps() -> list[np.ndarray | None]:
+            return [model.roi_map(vision, f"where is the {eff.options[c]}", ()) for c in named]
+
+        grids, waited, worked = node.hold(maps)
+        if named:
+            self._book(run, "edge", locate_key(), waited, worked)
+        return tuple((int(c), locate_box(g, loc)) for c, g in zip(named, grids) if g is not None)
+
+    def _focus(self, run: FrameRun, eff: Infer, data: Any) -> tuple[Any, Any]:
+        """Visual focus (Eq. 6-11) on the (F, N, D) tokens from the context answer's regions and its
+        frame's kept tokens: GRVR reweights the tokens, GGVR returns the context frame's region
+        patches to add (else None). A model that grounds nothing runs without focus (noted once)."""
+        from testbed.streams.focus import category_patches, focus_tokens, ggvr_patches, ggvr_tokens
 
         ctx = eff.context
         assert ctx is not None
         then = ctx.tokens.data if ctx.tokens is not None else None
-        if ctx.answer.roi is None or then is None or then.shape != data.shape:
-            run.stream.notes.add("visual focus skipped: the large model reports no region of interest")
-            return data
-        grid = int(round(data.shape[1] ** 0.5))
-        patches = [roi_patches(ctx.answer.roi, run.stream.rec.width, run.stream.rec.height, grid)]
-        return torch.stack([focus_tokens(data[i], then[i], patches) for i in range(data.shape[0])])
+        if not ctx.answer.rois or then is None or then.shape != data.shape:
+            run.stream.notes.add("visual focus skipped: the large model grounded no region (it reports no attention "
+                                 "over image tokens, or named no category)")
+            return data, None
+        grid = int(round(data.shape[1] ** 0.5))  # the encoder's square token grid, stretched over the frame
+        w, h = run.stream.rec.width, run.stream.rec.height
+        if "grvr" in eff.focus:
+            patches = list(category_patches(ctx.answer.rois, w, h, grid).values())
+            data = torch.stack([focus_tokens(data[i], then[i], patches) for i in range(data.shape[0])])
+        extra = None
+        if "ggvr" in eff.focus:
+            extra = ggvr_tokens(then[0], ggvr_patches(ctx.answer.rois, w, h, grid))
+            run.ggvr_tokens = int(extra.shape[0])
+        return data, extra
 
     def compress(self, eff: Compress, run: QueryRun, site: str) -> Payload:
         tokens = eff.tokens

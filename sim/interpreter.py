@@ -34,12 +34,24 @@ from testbed.results import (REQUEST_KEY, Ledger, QueryRun, compress_key, crop_k
                              fallback_key, frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind,
                              tokenize_key, view_key)
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
+from testbed.streams.focus import ggvr_patches, patch_grid
 from testbed.streams.labels import labels_of
 from testbed.streams.run import FrameRun, StreamRun
 from testbed.streams.trace import FrameRecord
 
 SimGen = Generator[simpy.Event, Any, Any]
 
+
+
+def _ggvr_count(eff: Infer, run: FrameRun) -> int:
+    """Tokens GGVR adds to a stream frame's small-model input (Eq. 6): the context frame's patches
+    inside the large answer's regions, on the stream's patch grid (0 without GGVR or regions)."""
+    ctx = eff.context
+    if ctx is None or "ggvr" not in eff.focus or not ctx.answer.rois:
+        return 0
+    s = run.stream
+    grid = patch_grid(s.vision_tokens, s.rec.width, s.rec.height)
+    return len(ggvr_patches(ctx.answer.rois, s.rec.width, s.rec.height, grid))
 
 def _duration(rec: QueryRecord | FrameRecord, key: str, model: Callable[[], float]) -> float:
     """The query's recorded stage time under `key` if the trace has one, else the profile's."""
@@ -164,12 +176,15 @@ class SimInterpreter(Interpreter):
             raise TestbedError("Infer needs tokens (tokens=None means the step before it, inside an Offload only)")
         node = self._node(run, site)
         frames, density = tokens.frames, eff.density
+        extra = 0
+        if isinstance(run, FrameRun) and eff.context is not None:
+            extra = run.ggvr_tokens = _ggvr_count(eff, run)
 
         def profile() -> float:
-            return costs.infer_cost(node.profile, frames, density, text_tokens(eff.question, eff.options))
+            return costs.infer_cost(node.profile, frames, density + extra, text_tokens(eff.question, eff.options))
 
         if isinstance(run, FrameRun):
-            key = frame_infer_key(site, eff.model, eff.context is not None, eff.focus)
+            key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus))
             if site == "edge" and eff.model == "large" and key not in run.rec.recorded_s:
                 dur = float(run.rec.stream.cloud_s[run.rec.index])  # the cloud's service time (Fig. 4)
             else:
@@ -440,11 +455,19 @@ class SimInterpreter(Interpreter):
         own history, with a large answer `lag` frames old as history, and with focus on it."""
         s, i = rec.stream, rec.index
         if eff.model == "large":
-            return Inference("large", s.large[i])
+            return Inference("large", s.large[i], rois=s.rois[i] if s.rois and eff.locate is not None else ())
         if eff.context is None:
             return Inference("small", s.small[i])
         lag = eff.context.lag
-        table = s.context_focus if eff.focus else s.context
+        if "grvr" in eff.focus:
+            table = s.context_focus
+        elif "ggvr" in eff.focus:
+            table = s.context_ggvr
+            if table is None:
+                raise TestbedError(f"stream {s.stream_id}: the trace records no small-model scores with GGVR alone "
+                                   "(context_ggvr_logits); turn grvr on or record them")
+        else:
+            table = s.context
         if table is None or not 1 <= lag <= s.max_lag:
             raise TestbedError(f"stream {s.stream_id}: the trace records the small model with a large answer as "
                                f"history up to {s.max_lag} frames old, not {lag} (lower the policy's delta_s)")

@@ -92,6 +92,7 @@ def _broken(frame, how):
     elif how == "lags":
         put("context_logits", 0, f.context_logits[0][:3])
         put("context_focus_logits", 0, f.context_focus_logits[0][:3])
+        put("context_ggvr_logits", 0, f.context_ggvr_logits[0][:3])
     elif how == "task":
         f["task"] = "detection"
     elif how == "single":
@@ -318,7 +319,7 @@ def test_seed_001_orderings_hold_on_the_calibrated_workload():
      "policies.edgevlm.k_delay", "must be >= 1"),
     ({"workload": {"kind": "stream"}, "policies": {"run": ["edgevlm"], "baselines": [],
                                                    "edgevlm": {"context": False}}},
-     "policies.edgevlm.focus", "needs context"),
+     "policies.edgevlm.ggvr", "needs context"),
     ({"workload": {"kind": "stream"}, "policies": {"run": ["edgevlm-lcr40"], "baselines": []}}, "policies.run",
      "edgevlm-lcr35"),
 ])

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from cli.main import main
-from testbed.streams.focus import focus_tokens, focus_weights, roi_patches
+from testbed.streams.focus import (category_patches, focus_tokens, focus_weights, ggvr_patches, patch_grid,
+                                   roi_patches)
 
 SMALL = """
 description = "tiny stream run"
@@ -86,6 +87,54 @@ def test_focus_follows_eq_10_and_11():
     out = focus_tokens(now, then, [[0]], alpha=0.7, mu=1.0)
     assert torch.allclose(out, 0.7 * now + 0.3 * w[:, None] * now)
     assert torch.equal(focus_weights(now, then, [[]]), torch.ones(3))
+
+
+def test_ggvr_keeps_the_patches_of_each_categorys_largest_region_eq_6():
+    # 100 x 60 px cut into 5 x 3 patches of 20 x 20; category 0 has two boxes, the larger counts
+    rois = [(0, (0, 0, 5, 5)), (0, (10, 10, 30, 25)), (2, (60, 40, 80, 60)), (4, (40, 0, 60, 20))]
+    assert category_patches(rois, 100, 60, (5, 3)) == {0: [0, 1, 5, 6], 2: [13], 4: [2]}  # an edge touch is no overlap
+    assert ggvr_patches(rois, 100, 60, (5, 3)) == [0, 1, 2, 5, 6, 13]  # |P_ROI| = 6 tokens of 15
+    assert ggvr_patches([], 100, 60, (5, 3)) == []
+    assert patch_grid(1824, 1600, 900) == (57, 32) and patch_grid(49, 224, 224) == (7, 7)
+
+
+def test_grvr_weights_two_categories_by_hand_eq_7_to_11():
+    then = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # frame T - d: category A on patch 0, B on 1 and 2
+    now = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    # Eq. 7: f_A = (1, 0), f_B = (0.5, 1); Eq. 8: S_A = (1, 0), S_B = (0.5, 1) / |(0.5, 1)| = (0.4472, 0.8944)
+    s = [(1.0 + 0.5 / math.sqrt(1.25)) / 2, (0.0 + 1.0 / math.sqrt(1.25)) / 2]  # Eq. 9
+    w = [1.0 / (1.0 + math.exp(-x)) + 0.5 for x in s]  # Eq. 10, mu = 1, b = 1 - 0.5 mu
+    assert w == pytest.approx([1.173401, 1.109977], abs=1e-6)
+    got = focus_weights(now, then, [[0], [1, 2]], mu=1.0)
+    assert got.tolist() == pytest.approx(w, abs=1e-6)
+    out = focus_tokens(now, then, [[0], [1, 2]], alpha=0.7, mu=1.0)  # Eq. 11
+    assert out.flatten().tolist() == pytest.approx([2 * (0.7 + 0.3 * w[0]), 0.0, 0.0, 3 * (0.7 + 0.3 * w[1])], abs=1e-6)
+
+
+def test_the_sim_counts_ggvr_tokens_from_the_traces_grounding(tmp_path):
+    """edgeVLM in the sim: a frame with a context answer adds Eq. 6's patches of that answer's
+    regions (each category's box on the 1600 x 900 frame's 57 x 32 grid), only with GGVR on."""
+    from sim.engine import run_stream_scenario
+    from testbed.streams.synthetic import synthetic_streams
+    from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
+    from tests.conftest import make_scenario
+
+    frame, provenance, params = synthetic_streams(("nuscenes",), 0, 3)
+    write_stream_trace(frame, tmp_path / "t.parquet", provenance, params)
+    streams = {s.stream_id: s for s in table_to_streams(to_table(frame, provenance, params)).streams}
+    sc = make_scenario({"workload": {"kind": "stream-trace", "path": str(tmp_path / "t.parquet")},
+                        "stream": {"vision_tokens": 1824},
+                        "policies": {"run": ["edgevlm-ablation-crm", "edgevlm-ablation-crm-ggvr-grvr"],
+                                     "baselines": []}})
+    rows = run_stream_scenario(sc).queries
+    focus = rows[rows.policy == "edgevlm-ablation-crm-ggvr-grvr"]
+    with_ctx = focus[focus.context_frame >= 0]
+    assert len(with_ctx) > 10
+    for r in with_ctx.itertuples():
+        rois = streams[r.stream_id].rois[r.context_frame]
+        assert r.ggvr_tokens == len(ggvr_patches(rois, 1600, 900, (57, 32)))
+    assert with_ctx.ggvr_tokens.gt(0).any()
+    assert (rows[rows.policy == "edgevlm-ablation-crm"].ggvr_tokens == 0).all()
 
 
 def test_a_live_stream_keeps_real_time_and_records_a_replayable_trace(tmp_path, monkeypatch):

@@ -18,12 +18,14 @@ and is otherwise kept, by edgeVLM, as history for later frames:
   replaces the small model's history (CRM, Sec. 3.2) and focuses its tokens (VFM, Sec. 3.3).
 
 `<name>-lcr<band>` runs a policy with its knobs' defaults for a Table 2 call-ratio band
-(20: 20-30%, 35: 35-45%, 50: 50-60%, 100: every frame, edgeVLM only).
+(20: 20-30%, 35: 35-45%, 50: 50-60%, 100: every frame, edgeVLM only); `edgevlm-ablation-<row>`
+uploads every frame with Table 5's modules (`parallel`, `crm`, `crm-ggvr`, `crm-ggvr-grvr`).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,7 +33,7 @@ from testbed.config import help_field
 from testbed.policies.base import PolicyContext
 from testbed.policies.baselines import media_offload, token_offload
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, EdgeUnavailable, Emit,
-                                      FrameAnswer, Future, Inference, Infer, NextFrame, Offload, Step,
+                                      FrameAnswer, Future, Inference, Infer, Locate, NextFrame, Offload, Step,
                                       StreamDone, StreamPolicy, Submit, Tokenize, Tokens, WaitAny)
 from testbed.query import Frame, Stream
 from testbed.streams.labels import labels_of, uncertainty
@@ -59,13 +61,23 @@ class EdgeVLMKnobs:
                 "way, 'call' puts K_call = 3 in Table 2's 20-30% band")
     context: bool = help_field(True, "context replacement (CRM): the newest large answer replaces the small model's "
                                      "history")
-    focus: bool = help_field(True, "visual focus (VFM) on the context answer's regions (needs context)")
+    ggvr: bool = help_field(True, "visual focus, GGVR (Eq. 6): the context frame's patches inside the large answer's "
+                                  "regions (the largest per category) join the small model's input (needs context)")
+    grvr: bool = help_field(True, "visual focus, GRVR (Eq. 7-11): the frame's tokens weighted by their similarity to "
+                                  "each category's region on the context frame (needs context)")
+    roi_scale: float = help_field(0.3, "side of a region the large model grounds, as a share of the frame's shorter "
+                                       "side, for models that give a map rather than boxes (assumed)", gt=0.0, le=1.0)
 
     def __post_init__(self) -> None:
-        if self.focus and not self.context:
+        if (self.ggvr or self.grvr) and not self.context:
             from testbed.errors import ConfigError
 
-            raise ConfigError("focus", "visual focus needs context = true")
+            raise ConfigError("ggvr" if self.ggvr else "grvr", "visual focus needs context = true")
+
+
+def focus_parts(knobs: Any) -> tuple[str, ...]:
+    """The parts of visual focus an edgeVLM's knobs turn on (`Infer.focus`)."""
+    return tuple(p for p in ("ggvr", "grvr") if getattr(knobs, p))
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,11 @@ class AdasKnobs:
                                  ge=0.0, le=1.0)
 
 
+ABLATIONS = {"parallel": {"context": False, "ggvr": False, "grvr": False},
+             "crm": {"ggvr": False, "grvr": False}, "crm-ggvr": {"grvr": False}, "crm-ggvr-grvr": {}}
+"""Seed 001 Table 5's rows: every frame uploaded, the modules added one by one (`edgevlm-ablation-<row>`)."""
+
+
 def band_knobs(family: str, band: int) -> dict[str, Any]:
     """Knob defaults that put `family` in a Table 2 band on the calibrated workload."""
     if family == "edgevlm":
@@ -101,9 +118,15 @@ def band_knobs(family: str, band: int) -> dict[str, Any]:
 
 # -- shared steps ---------------------------------------------------------------------------------------
 
-def upload(stream: Stream, frame: Frame, density: int) -> Offload:
-    """The frame as an image to the large model, which tokenizes it with its own encoder."""
-    return media_offload(frame.media, stream.question, stream.categories, density)
+def upload(stream: Stream, frame: Frame, density: int, roi_scale: float = 0.0) -> Offload:
+    """The frame as an image to the large model, which tokenizes it with its own encoder; with a
+    `roi_scale`, it also grounds each category its answer names (a box per category, for focus)."""
+    off = media_offload(frame.media, stream.question, stream.categories, density)
+    if not roi_scale:
+        return off
+    tok, inf = off.steps
+    locate = Locate(0.0, roi_scale, frame.media.width, frame.media.height, labels=stream.task)
+    return dataclasses.replace(off, steps=(tok, dataclasses.replace(inf, locate=locate)))
 
 
 def arrived(pending: dict[int, Future]) -> Step:
@@ -126,7 +149,7 @@ def arrived(pending: dict[int, Future]) -> Step:
 
 
 def small_answer(stream: Stream, frame: Frame, ctx: PolicyContext, context: Context | None = None,
-                 focus: bool = False) -> Step:
+                 focus: tuple[str, ...] = ()) -> Step:
     """Tokenize the frame and run the small model; returns (tokens, inference)."""
     tokens = yield Tokenize(frame.media, DEFAULT_SAMPLER, pipelined=False)
     inf = yield Infer("small", tokens, ctx.default_density, stream.question, stream.categories, context, focus)
@@ -230,6 +253,7 @@ def adas_like(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
 
 def edgevlm(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
     k = ctx.knobs
+    focus = focus_parts(k)
     max_lag = int(round(k.delta_s * stream.fps + 1e-9))
     pending: dict[int, Future] = {}
     answers: dict[int, Inference] = {}
@@ -249,10 +273,10 @@ def edgevlm(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
             ref = last_call if k.freshness == "call" else newest
             fresh = ref >= 0 and frame.index - ref <= k.k_call
         if not fresh and len(pending) < k.k_delay:  # Sec. 3.4
-            fut = yield Submit(upload(stream, frame, ctx.default_density))
+            fut = yield Submit(upload(stream, frame, ctx.default_density, k.roi_scale if focus else 0.0))
             pending[frame.index] = fut
             last_call = frame.index
-        tokens, inf = yield from small_answer(stream, frame, ctx, context, k.focus and context is not None)
+        tokens, inf = yield from small_answer(stream, frame, ctx, context, focus if context is not None else ())
         if fut is not None:
             kept[frame.index] = tokens
         for j in [j for j in kept if frame.index - j > max_lag]:  # too old to be history: forget

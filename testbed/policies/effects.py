@@ -94,11 +94,13 @@ class Payload:
 class Inference:
     """A model's option logits for one query; `choice` is the arg-max option. `roi` is a region
     of interest (x0, y0, x1, y1 in pixels of the original media) where a model reports one (seed
-    003: the relative-attention box an Infer with `locate` asked for)."""
+    003: the relative-attention box an Infer with `locate` asked for); `rois` one box per option
+    the answer names, (option index, box) (seed 001's grounding, an Infer with `locate.labels`)."""
 
     model: ModelName
     option_logits: np.ndarray = field(compare=False)
     roi: tuple[int, int, int, int] | None = None
+    rois: tuple[tuple[int, tuple[int, int, int, int]], ...] = ()
 
     @property
     def choice(self) -> int:
@@ -138,12 +140,15 @@ class Context:
 class Locate:
     """Ask an edge Infer for a region of interest (seed 003): when the answer's min-entropy is above
     `above` (nats), the box of `scale` of the shorter side around the peak of the relative
-    attention (`testbed.crop`), in pixels of the `width` x `height` original image."""
+    attention (`testbed.crop`), in pixels of the `width` x `height` original image. With `labels`
+    (a stream task, seed 001's grounding) one such box per option the answer names, each around
+    the peak of the model's map for that option, whatever the entropy."""
 
     above: float
     scale: float
     width: int
     height: int
+    labels: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +159,10 @@ class Infer:
     large VLM. `tokens=None` inside an Offload means the tokens made by the step before it.
 
     Stream frames (options = the categories; a score > 0 means present for multi-label tasks):
-    `context` replaces the small model's own history with a large-model answer, and `focus`
-    weights the frame's tokens by their similarity to that answer's region (seed 001 Sec. 3.3,
-    Eq. 7-11); focus needs a context."""
+    `context` replaces the small model's own history with a large-model answer, and `focus` names
+    the parts of visual focus on that answer's regions (seed 001 Sec. 3.3): "ggvr" adds the
+    context frame's region patches to the input (Eq. 6), "grvr" weights the frame's tokens by
+    their similarity to each region (Eq. 7-11); focus needs a context."""
 
     model: ModelName
     tokens: Tokens | None
@@ -164,7 +170,7 @@ class Infer:
     question: str
     options: tuple[str, ...]
     context: Context | None = None
-    focus: bool = False
+    focus: tuple[str, ...] = ()
     locate: Locate | None = None
 
 

@@ -15,8 +15,8 @@ from testbed.errors import ConfigError
 from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
 from testbed.policies.baselines import collaborative, device_native, edge_hosted
 from testbed.policies.crop import CropKnobs, entropy_crop, full_res, global_only, random_crop
-from testbed.policies.edgevlm import (AdasKnobs, EdgeVLMKnobs, LaecipsKnobs, adas_like, band_knobs, distributed_vlm,
-                                      edgevlm, laecips_like, lvlm_only, svlm_only)
+from testbed.policies.edgevlm import (ABLATIONS, AdasKnobs, EdgeVLMKnobs, LaecipsKnobs, adas_like, band_knobs,
+                                      distributed_vlm, edgevlm, laecips_like, lvlm_only, svlm_only)
 from testbed.policies.inputaware import input_aware
 from testbed.policies.oracle import oracle
 from testbed.policies.quickgrasp import nosharing, quickgrasp_adaptive, quickgrasp_fixed
@@ -90,23 +90,34 @@ def policy_names() -> list[str]:
         names += [f"{prefix}-fixed{a}" for a in DENSITIES]
     for family, bands in STREAM_FAMILIES.items():
         names += [f"{family}-lcr{b}" for b in bands]
+    names += [f"edgevlm-ablation-{row}" for row in ABLATIONS]
     return names + list(CROP)
+
+
+def _variant(family: str, name: str, cls: str, defaults: dict[str, Any], what: str) -> PolicySpec:
+    """`family` under `name`, its knobs' defaults replaced by `defaults`."""
+    base = FIXED[family]
+    hints = get_type_hints(base.knobs)
+    fields = [(f.name, hints[f.name], dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
+              for f in dataclasses.fields(base.knobs)]
+    namespace = {"__doc__": f"{base.knobs.__doc__} Defaults for {what}."}
+    if hasattr(base.knobs, "__post_init__"):  # a rule that ties keys together
+        namespace["__post_init__"] = base.knobs.__post_init__
+    knobs = dataclasses.make_dataclass(f"{base.knobs.__name__}{cls}", fields, frozen=True, namespace=namespace)
+    return dataclasses.replace(base, name=name, knobs=knobs, description=f"{base.description} ({what})")
 
 
 @functools.lru_cache(maxsize=None)
 def _band_spec(family: str, band: int) -> PolicySpec:
-    base = FIXED[family]
-    defaults: dict[str, Any] = band_knobs(family, band)
-    hints = get_type_hints(base.knobs)
-    fields = [(f.name, hints[f.name], dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
-              for f in dataclasses.fields(base.knobs)]
-    namespace = {"__doc__": f"{base.knobs.__doc__} Defaults for the {band}% band."}
-    if hasattr(base.knobs, "__post_init__"):  # a rule that ties keys together
-        namespace["__post_init__"] = base.knobs.__post_init__
-    knobs = dataclasses.make_dataclass(f"{base.knobs.__name__}Lcr{band}", fields, frozen=True, namespace=namespace)
     what = "every frame" if band == 100 else f"the {band}-{band + 10}% call-ratio band"
-    return dataclasses.replace(base, name=f"{family}-lcr{band}", knobs=knobs,
-                               description=f"{base.description} ({what})")
+    return _variant(family, f"{family}-lcr{band}", f"Lcr{band}", band_knobs(family, band), what)
+
+
+@functools.lru_cache(maxsize=None)
+def _ablation_spec(row: str) -> PolicySpec:
+    return _variant("edgevlm", f"edgevlm-ablation-{row}", "Ablation" + row.title().replace("-", ""),
+                    {**band_knobs("edgevlm", 100), **ABLATIONS[row]},
+                    f"Table 5 row {row}: every frame uploaded")
 
 
 def resolve(name: str, path: str = "policies.run") -> PolicySpec:
@@ -122,4 +133,6 @@ def resolve(name: str, path: str = "policies.run") -> PolicySpec:
     m = re.fullmatch(r"([a-z-]+)-lcr(\d+)", name)
     if m and int(m.group(2)) in STREAM_FAMILIES.get(m.group(1), ()):
         return _band_spec(m.group(1), int(m.group(2)))
+    if name.startswith("edgevlm-ablation-") and name.removeprefix("edgevlm-ablation-") in ABLATIONS:
+        return _ablation_spec(name.removeprefix("edgevlm-ablation-"))
     raise ConfigError(path, f"unknown policy {name!r}; allowed: {', '.join(policy_names())}")

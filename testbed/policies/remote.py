@@ -87,6 +87,8 @@ def offload_request(off: Offload) -> tuple[dict[str, Any], list[bytes]]:
             if step.locate is not None:
                 loc = step.locate
                 sm["locate"] = {"above": loc.above, "scale": loc.scale, "width": loc.width, "height": loc.height}
+                if loc.labels:
+                    sm["locate"]["labels"] = loc.labels
             steps.append(sm)
     return {"v": STEPS_VERSION, "payloads": payloads, "steps": steps}, frames
 
@@ -231,7 +233,10 @@ def _locate(lm: Any, where: str) -> Locate:
     width, height = _field(lm, "width", int, where), _field(lm, "height", int, where)
     if not math.isfinite(above) or not 0 < scale <= 1 or not 0 < width <= MAX_SIDE or not 0 < height <= MAX_SIDE:
         raise RemoteError(f"{where}: locate needs a finite threshold, a scale in (0, 1] and the image's size")
-    return Locate(float(above), float(scale), width, height)
+    labels = lm.get("labels", "")
+    if labels not in ("", "multi-label", "single-label"):
+        raise RemoteError(f"{where}: locate labels must be multi-label or single-label, got {labels!r}")
+    return Locate(float(above), float(scale), width, height, labels)
 
 
 def _payload_index(sm: Mapping[str, Any], payloads: list[Payload], kinds: str | tuple[str, ...], where: str) -> int:

@@ -79,5 +79,6 @@ def summarize_frames(frames: pd.DataFrame) -> pd.DataFrame:
             "mean_answer_s": float((local.emit_s - local.frame_time_s).mean()) if len(local) else float("nan"),
             "mb_up_per_frame": float(d.bytes_up.mean()) / 1e6,
             "mb_down_per_frame": float(d.bytes_down.mean()) / 1e6,
+            "ggvr_tokens": float(d.ggvr_tokens.mean()) if "ggvr_tokens" in d else float("nan"),
         })
     return pd.DataFrame(rows)

@@ -34,6 +34,7 @@ class FrameRun:
     answer: FrameAnswer | None = None
     local_s: float = math.nan
     final_s: float = math.nan
+    ggvr_tokens: int = 0  # the context frame's region tokens GGVR added to the small model's input
 
     @property
     def futures(self) -> dict[int, Any]:
@@ -132,7 +133,8 @@ class StreamRun:
                 "local_lateness_s": late, "local_missed": bool(late > 0), "answered": fr.answer is not None,
                 "n_categories": len(r.categories), "labels": [int(x) for x in r.labels[i].nonzero()[0]],
                 "pred": list(a.labels), "source": a.source, "context_frame": a.context_frame,
-                "context_lag_s": ctx_lag, "uploaded": fr.offloads > 0, "bytes_up": ledger.bytes_up,
+                "context_lag_s": ctx_lag, "uploaded": fr.offloads > 0, "ggvr_tokens": fr.ggvr_tokens,
+                "bytes_up": ledger.bytes_up,
                 "bytes_down": ledger.bytes_down, "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s,
                 "t_uplink_s": ledger.uplink_s, "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s,
                 "t_downlink_s": ledger.downlink_s, "stage_s": ledger.stages,

@@ -15,7 +15,8 @@ gives x_S for the small model; the large model's x_L shares a part of it; U = Ph
   model's probabilities move towards it, p = (1 - w) p_own + w B (same U: a coherent coupling);
   a stale answer about an object that has since left or appeared misleads it, so the staleness
   cost comes from the ground truth's changes. Visual focus (VFM) raises the small model's own
-  recall on the categories the large answer located: r + nu (1 - r).
+  recall on the categories the large answer located: r + nu (1 - r); GGVR alone a share of it,
+  GGVR_SHARE nu (Table 5). The large answer grounds each category it names in a box (ROI_AREA).
 - Single-label: model m is right iff U < acc_m (else a seeded wrong class); with context, the
   small model adopts B with probability w, else answers itself (with focus: acc + nu (1 - acc)).
 - Scores: logit(p) - logit(U) (present iff > 0), so their size says how sure the model was.
@@ -40,6 +41,12 @@ from testbed.codec.size import REPLY_BYTES
 from testbed.streams.labels import predicted
 
 from testbed.streams.specs import DATASETS, GENERATOR, LINK, NUSCENES, SPECS, TAU_S, StreamSpec  # noqa: F401
+
+GGVR_SHARE = 0.30 / 0.68
+"""GGVR's part of visual focus's gain: Table 5 (nuScenes Micro-F1), CRM 70.47 -> +GGVR 70.77 -> +GRVR 71.15."""
+ROI_AREA = 49 / 1824
+"""A grounded region's share of the frame: Sec. 3.3.1's example, 49 of a 1600 x 900 frame's 1824 tokens
+(assumed for every category and dataset)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ class Outcomes:
     large: np.ndarray
     context: np.ndarray
     context_focus: np.ndarray
+    context_ggvr: np.ndarray
     latency_s: np.ndarray  # (S, n)
 
 
@@ -149,16 +157,18 @@ def outcomes(spec: StreamSpec, d: Draws) -> Outcomes:
         large = _scores(np.where(truth, r_l, f_l), u_large, truth)
         said = large > 0  # (S, n, C): the large answer B for each frame
         ctx = np.empty((*truth.shape[:2], len(lags), c))
-        foc = np.empty_like(ctx)
+        foc, ggvr = np.empty_like(ctx), np.empty_like(ctx)
         w, nu = spec.trust, spec.focus_gain
         for k, lag in enumerate(lags):
             b = np.zeros_like(said)
             b[:, lag:] = said[:, :-lag] if lag < truth.shape[1] else b[:, lag:]
             own = np.where(truth, r_s, f_s)
             own_focus = np.where(truth & b, r_s + nu * (1 - r_s), own)
+            own_ggvr = np.where(truth & b, r_s + GGVR_SHARE * nu * (1 - r_s), own)
             ctx[:, :, k] = _scores((1 - w) * own + w * b, u_small, truth)
             foc[:, :, k] = _scores((1 - w) * own_focus + w * b, u_small, truth)
-        return Outcomes(truth, small, large, ctx, foc, latency)
+            ggvr[:, :, k] = _scores((1 - w) * own_ggvr + w * b, u_small, truth)
+        return Outcomes(truth, small, large, ctx, foc, ggvr, latency)
     truth_cls = d.truth
     labels = np.zeros((*truth_cls.shape, c), dtype=bool)
     np.put_along_axis(labels, truth_cls[..., None], True, axis=-1)
@@ -169,16 +179,36 @@ def outcomes(spec: StreamSpec, d: Draws) -> Outcomes:
     small_cls = answer(spec.small_a, u_small, d.wrong_small)
     large_cls = answer(spec.large_a, u_large, d.wrong_large)
     focus_cls = answer(spec.small_a + spec.focus_gain * (1 - spec.small_a), u_small, d.wrong_small)
+    ggvr_cls = answer(spec.small_a + GGVR_SHARE * spec.focus_gain * (1 - spec.small_a), u_small, d.wrong_small)
     ctx = np.empty((*truth_cls.shape, len(lags), c))
-    foc = np.empty_like(ctx)
+    foc, ggvr = np.empty_like(ctx), np.empty_like(ctx)
     for k, lag in enumerate(lags):
         b = np.full_like(large_cls, -1)
         b[:, lag:] = large_cls[:, :-lag] if lag < truth_cls.shape[1] else b[:, lag:]
         take = (d.adopt < spec.trust) & (b >= 0)
         ctx[:, :, k] = _one_hot_scores(np.where(take, b, small_cls), c, u_small)
         foc[:, :, k] = _one_hot_scores(np.where(take, b, np.where(b >= 0, focus_cls, small_cls)), c, u_small)
+        ggvr[:, :, k] = _one_hot_scores(np.where(take, b, np.where(b >= 0, ggvr_cls, small_cls)), c, u_small)
     return Outcomes(labels, _one_hot_scores(small_cls, c, u_small), _one_hot_scores(large_cls, c, u_large), ctx, foc,
-                    latency)
+                    ggvr, latency)
+
+
+def groundings(spec: StreamSpec, large: np.ndarray, seed: int) -> list[np.ndarray]:
+    """The large model's grounding of each frame (rows of `large`, scores (F, C)): for each category
+    it names, one square box of ROI_AREA of the frame at a uniform place, flattened as (category,
+    x0, y0, x1, y1) per region (`large_rois`). Drawn from a stream of its own, so the other
+    columns are the same with or without it."""
+    rng = np.random.default_rng([seed, 1002, sum(map(ord, spec.name))])
+    named = large > 0 if spec.task == "multi-label" else large == large.max(axis=1, keepdims=True)
+    side = int(round(np.sqrt(ROI_AREA * spec.width * spec.height)))
+    x = rng.integers(0, spec.width - side + 1, size=named.shape)
+    y = rng.integers(0, spec.height - side + 1, size=named.shape)
+    out = []
+    for f in range(len(named)):
+        cs = np.flatnonzero(named[f])
+        out.append(np.stack([cs, x[f, cs], y[f, cs], x[f, cs] + side, y[f, cs] + side], axis=1).ravel()
+                   .astype(np.int32))
+    return out
 
 
 def link_time_s(image_bytes: np.ndarray | int, link: dict[str, float] = LINK) -> np.ndarray:
@@ -300,6 +330,8 @@ def spec_frame(spec: StreamSpec, seed: int, streams: int | None = None) -> pd.Da
         "cloud_s": cloud.reshape(-1),
         "context_logits": [list(x) for x in out.context.reshape(s * n, spec.max_lag, c).astype(np.float32)],
         "context_focus_logits": [list(x) for x in out.context_focus.reshape(s * n, spec.max_lag, c).astype(np.float32)],
+        "context_ggvr_logits": [list(x) for x in out.context_ggvr.reshape(s * n, spec.max_lag, c).astype(np.float32)],
+        "large_rois": groundings(spec, out.large.reshape(s * n, c), seed),
         "large_latency_s": out.latency_s.reshape(-1),
         "recorded_s": [keys] * (s * n),
     }

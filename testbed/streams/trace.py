@@ -54,10 +54,12 @@ REQUIRED: dict[str, pa.DataType] = {
 OPTIONAL: dict[str, pa.DataType] = {
     # the small model with the large model's answer for frame t - d as its history, d = 1..D
     "context_logits": pa.list_(_F32),
-    # the same with visual focus on that answer's regions
+    # the same with visual focus on that answer's regions (GGVR and GRVR), and with GGVR alone
     "context_focus_logits": pa.list_(_F32),
+    "context_ggvr_logits": pa.list_(_F32),
     "large_latency_s": pa.float64(),  # end-to-end latency as measured (informational)
     "large_roi": pa.list_(pa.int32()),  # x0, y0, x1, y1 of the large model's region of interest
+    "large_rois": pa.list_(pa.int32()),  # its grounding: (category, x0, y0, x1, y1) per region, flattened
     "recorded_s": pa.map_(pa.string(), pa.float64()),  # stage times a live run measured
     "path": pa.string(),  # the frame's image file (live recordings)
 }
@@ -84,8 +86,10 @@ class StreamRecord:
     image_bytes: np.ndarray  # (n,) int
     context: np.ndarray | None = None  # (n, D, C)
     context_focus: np.ndarray | None = None  # (n, D, C)
+    context_ggvr: np.ndarray | None = None  # (n, D, C)
     large_latency_s: np.ndarray | None = None
     roi: np.ndarray | None = None  # (n, 4)
+    rois: tuple[tuple[tuple[int, tuple[int, int, int, int]], ...], ...] = ()  # per frame: (category, box)
     recorded: tuple[dict[str, float], ...] = ()
     paths: tuple[str, ...] = ()
 
@@ -210,7 +214,7 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
         if col in table.column_names:
             lists[col] = _list_values(table.column(col), np.int64 if col in ("labels", "large_roi") else np.float64)
     nested: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for col in ("context_logits", "context_focus_logits"):
+    for col in ("context_logits", "context_focus_logits", "context_ggvr_logits"):
         if col in table.column_names:
             outer = table.column(col).combine_chunks()
             lags = np.diff(np.asarray(outer.offsets))
@@ -232,12 +236,14 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
             raise TraceError(f"{name}: {col} must hold one score per category at every lag")
         if not np.isfinite(values).all():
             raise TraceError(f"{name}: {col} holds a value that is not finite")
-    if "context_focus_logits" in nested and "context_logits" not in nested:
-        raise TraceError(f"{name}: context_focus_logits needs context_logits")
-    if "context_focus_logits" in nested and (nested["context_focus_logits"][0] != nested["context_logits"][0]).any():
-        raise TraceError(f"{name}: context_logits and context_focus_logits must hold the same lags")
+    for col in ("context_focus_logits", "context_ggvr_logits"):
+        if col in nested and "context_logits" not in nested:
+            raise TraceError(f"{name}: {col} needs context_logits")
+        if col in nested and (nested[col][0] != nested["context_logits"][0]).any():
+            raise TraceError(f"{name}: context_logits and {col} must hold the same lags")
     if "large_roi" in lists and (lists["large_roi"][0] != 4).any():
         raise TraceError(f"{name}: large_roi must hold 4 integers (x0, y0, x1, y1)")
+    rois = _rois(table, n_cat, name) if "large_rois" in table.column_names else None
     label_len, label_vals = lists["labels"]
     label_row = np.repeat(np.arange(n), label_len)
     if len(label_vals) and ((label_vals < 0) | (label_vals >= n_cat[label_row])).any():
@@ -310,9 +316,26 @@ def _streams(table: pa.Table, name: str) -> tuple[StreamRecord, ...]:
             width=int(scalars["width"][first]), height=int(scalars["height"][first]), times=times, labels=labels,
             small=mat("small_logits"), large=mat("large_logits"), cloud_s=scalars["cloud_s"][idx].astype(np.float64),
             image_bytes=scalars["image_bytes"][idx].astype(np.int64), context=ctx.get("context_logits"),
-            context_focus=ctx.get("context_focus_logits"),
+            context_focus=ctx.get("context_focus_logits"), context_ggvr=ctx.get("context_ggvr_logits"),
+            rois=tuple(rois[i] for i in idx) if rois is not None else (),
             large_latency_s=latency[idx].astype(np.float64) if latency is not None else None,
             roi=mat("large_roi") if "large_roi" in lists else None,
             recorded=tuple(dict(recorded[i] or []) for i in idx) if recorded is not None else (),
             paths=tuple(paths[i] for i in idx) if paths is not None else ()))
     return tuple(streams)
+
+
+def _rois(table: pa.Table, n_cat: np.ndarray, name: str) -> list[tuple[tuple[int, tuple[int, int, int, int]], ...]]:
+    """Each row's grounding, from `large_rois` (5 integers per region: category, x0, y0, x1, y1)."""
+    lengths, values = _list_values(table.column("large_rois"), np.int64)
+    if (lengths % 5).any():
+        raise TraceError(f"{name}: large_rois must hold 5 integers per region (category, x0, y0, x1, y1)")
+    out = []
+    o = 0
+    for i, k in enumerate(lengths.tolist()):
+        r = values[o:o + k].reshape(-1, 5)
+        o += k
+        if ((r[:, 0] < 0) | (r[:, 0] >= n_cat[i]) | (r[:, 3] <= r[:, 1]) | (r[:, 4] <= r[:, 2])).any():
+            raise TraceError(f"{name}: row {i}: a region in large_rois names no category or is empty")
+        out.append(tuple((int(c), (int(x0), int(y0), int(x1), int(y1))) for c, x0, y0, x1, y1 in r))
+    return out
