@@ -48,7 +48,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
         console.print("\n[bold]Table 2, measured[/bold]")
         console.print(report.format_table(report.table2(summary)))
         comparison = report.paper_comparison(summary)
-        held = comparison[comparison.role == "held out"]
+        held = comparison[comparison.role == "held out"] if len(comparison) else comparison
         if len(held):
             for fig, h in held.groupby("figure", sort=True):
                 console.print(f"\nheld-out {fig} figures: mean |error| {h.error.abs().mean():.2f} points, "
@@ -83,7 +83,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
     from cli.main import _stamp, edge_link
-    from live.streams import GENERATOR, host_provenance, record_trace, run_streams_real
+    from live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
     from testbed.scenario import resolved_toml
@@ -118,8 +118,10 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     trace = record_trace(pair, played, sc.models.default_density,
                          threads=sc.stream.cpu_threads if sc.models.device == "cpu" else 0)
     provenance = host_provenance(pair, mode)
-    params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": GENERATOR,
-              "note": "SYNTHETIC videos (ffmpeg test sources); cloud_s measured in one process (no network)"}
+    content = CONTENTS[sc.stream.content]
+    params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": content.generator,
+              "note": f"{content.note}; cloud_s measured "
+                      f"{'in one process (no network)' if mode == 'inproc' else 'at the edge process'}"}
     table_to_streams(to_table(trace, provenance, params))  # validates before writing
     write_stream_trace(trace, out / "stream_trace.parquet", provenance, params)
     console.print(f"stream trace: {out / 'stream_trace.parquet'} (replay it: workload.kind = 'stream-trace')")

@@ -190,13 +190,8 @@ class RealInterpreter(Interpreter):
             if eff.focus:
                 data, extra = self._focus(run, eff, data)
 
-        def answer() -> np.ndarray:
-            merged = to_density(data, density)
-            if extra is not None:  # GGVR: the context frame's region patches after the frame's own tokens
-                merged = torch.cat([merged, extra[None].to(merged.dtype)], dim=1)
-            return model.option_logits(merged, question, eff.options)
-
-        logits, waited, worked = node.hold(answer)
+        logits, waited, worked = node.hold(lambda: model.option_logits(small_input(data, density, extra), question,
+                                                                       eff.options))
         key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus)) if frame else \
             infer_key(site, eff.model, tokens, eff.density)
         self._book(run, site, key, waited, worked)
@@ -227,27 +222,16 @@ class RealInterpreter(Interpreter):
 
     def _regions(self, run: Any, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer,
                  logits: np.ndarray) -> tuple[tuple[int, Box], ...]:
-        """Seed 001's grounding: for each option the answer names, the box around the peak of the
-        model's region map for it (the largest ROI per category, Eq. 6); none from a model without
-        attention over image tokens. Booked as the maps' prefills (the locate stage)."""
+        """Seed 001's grounding (`ground`), booked as the maps' prefills (the locate stage)."""
         loc = eff.locate
         assert loc is not None
-        named = labels_of(loc.labels, logits)  # type: ignore[arg-type]
-
-        def maps() -> list[np.ndarray | None]:
-            return [model.roi_map(vision, f"where is the {eff.options[c]}", ()) for c in named]
-
-        grids, waited, worked = node.hold(maps)
-        if named:
-            self._book(run, "edge", locate_key(), waited, worked)
-        return tuple((int(c), locate_box(g, loc)) for c, g in zip(named, grids) if g is not None)
+        rois, waited, worked = node.hold(lambda: ground(model, vision, eff.options, logits, loc))
+        self._book(run, "edge", locate_key(), waited, worked)
+        return rois
 
     def _focus(self, run: FrameRun, eff: Infer, data: Any) -> tuple[Any, Any]:
-        """Visual focus (Eq. 6-11) on the (F, N, D) tokens from the context answer's regions and its
-        frame's kept tokens: GRVR reweights the tokens, GGVR returns the context frame's region
-        patches to add (else None). A model that grounds nothing runs without focus (noted once)."""
-        from testbed.streams.focus import category_patches, focus_tokens, ggvr_patches, ggvr_tokens
-
+        """Visual focus (`focused`) from the context answer's regions and its frame's kept tokens. A
+        model that grounds nothing runs without focus (noted once)."""
         ctx = eff.context
         assert ctx is not None
         then = ctx.tokens.data if ctx.tokens is not None else None
@@ -255,14 +239,8 @@ class RealInterpreter(Interpreter):
             run.stream.notes.add("visual focus skipped: the large model grounded no region (it reports no attention "
                                  "over image tokens, or named no category)")
             return data, None
-        grid = int(round(data.shape[1] ** 0.5))  # the encoder's square token grid, stretched over the frame
-        w, h = run.stream.rec.width, run.stream.rec.height
-        if "grvr" in eff.focus:
-            patches = list(category_patches(ctx.answer.rois, w, h, grid).values())
-            data = torch.stack([focus_tokens(data[i], then[i], patches) for i in range(data.shape[0])])
-        extra = None
-        if "ggvr" in eff.focus:
-            extra = ggvr_tokens(then[0], ggvr_patches(ctx.answer.rois, w, h, grid))
+        data, extra = focused(data, then, ctx.answer.rois, eff.focus, run.stream.rec.width, run.stream.rec.height)
+        if extra is not None:
             run.ggvr_tokens = int(extra.shape[0])
         return data, extra
 
@@ -443,6 +421,40 @@ def tile_tokens(encoder: Any, path: str) -> Any:
     tiles = hd_tiles(load_image(path)[0], encoder.image_size)
     tokens = encoder.encode(encoder.preprocess(tiles))
     return TokenizeResult(tokens, np.zeros(len(tiles), np.int64), 1, 0, False, {}, 0.0, False)
+
+
+def ground(model: OptionModel, vision: torch.Tensor, options: tuple[str, ...], logits: np.ndarray,
+           loc: Locate) -> tuple[tuple[int, Box], ...]:
+    """Seed 001's grounding: for each option the answer names (as `loc.labels` reads scores), the
+    box of `loc.scale` around the peak of the model's region map for it (the largest ROI per
+    category, Eq. 6); none from a model without attention over image tokens."""
+    named = labels_of(loc.labels, logits)  # type: ignore[arg-type]
+    maps = [(c, model.roi_map(vision, f"where is the {options[c]}", ())) for c in named]
+    return tuple((int(c), locate_box(g, loc)) for c, g in maps if g is not None)
+
+
+def focused(data: torch.Tensor, then: torch.Tensor, rois: Any, parts: tuple[str, ...], width: int,
+            height: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Visual focus (seed 001 Eq. 6-11) on a frame's (F, N, D) tokens from the context frame's
+    tokens `then` and its answer's regions, patches on the encoder's square grid stretched over
+    the width x height frame: GRVR reweights the tokens; GGVR returns the context frame's region
+    patches (|P_ROI|, D) for the input, else None."""
+    from testbed.streams.focus import category_patches, focus_tokens, ggvr_patches, ggvr_tokens
+
+    grid = int(round(data.shape[1] ** 0.5))
+    if "grvr" in parts:
+        patches = list(category_patches(rois, width, height, grid).values())
+        data = torch.stack([focus_tokens(data[i], then[i], patches) for i in range(data.shape[0])])
+    extra = ggvr_tokens(then[0], ggvr_patches(rois, width, height, grid)) if "ggvr" in parts else None
+    return data, extra
+
+
+def small_input(data: torch.Tensor, density: int, extra: torch.Tensor | None) -> torch.Tensor:
+    """The frame's tokens merged to `density`, GGVR's region patches after them (one frame)."""
+    merged = to_density(data, density)
+    if extra is None:
+        return merged
+    return torch.cat([merged, extra[None].to(merged.dtype)], dim=1)
 
 
 def history_prompt(s: StreamRecord, ctx: Context) -> str:

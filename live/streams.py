@@ -3,15 +3,18 @@ scenario's frame rate to the local node, the stream policy answers every frame w
 model, the edge's large model answers uploaded frames asynchronously (InProcEdge), and every
 frame's row records when its answer was given against its deadline.
 
-Videos: each stream is made with ffmpeg from segments of its test sources (a few seconds each), so
-a frame's label is the source it shows (single-label, SYNTHETIC: tiny models answer noise; the
-times are real). The source thread decodes each frame just before its capture time, writes it as
+Videos (`stream.content`): each stream is made with ffmpeg from segments of a few seconds each, so
+a frame's label is what its segment shows (single-label, SYNTHETIC): ffmpeg's test sources
+("test-sources": tiny models answer noise; the times are real), or easy-VQA test images, the label
+being the image's shape ("easy-vqa": the pocket pair answers it for real, and its large head
+grounds the shape for visual focus). The source thread decodes each frame just before its capture time, writes it as
 a JPEG (what an upload sends) and releases it at t0 + k / fps.
 
 Recording: after the policies, every frame is run once more offline, the way seed 001 logged its
 cloud model on every frame (Sec. 4.1.3): the large model (its service time is the trace's
 cloud_s), the small model alone, and the small model with the large answer of each earlier frame
-up to 10 s back as its history. That is a stream trace (testbed/streams/trace.py, provenance
+up to 10 s back as its history, alone, with GGVR and with GGVR + GRVR on that answer's regions.
+That is a stream trace (testbed/streams/trace.py, provenance
 ``live:<host>:<models>``) that `testbed sim` replays with workload.kind = 'stream-trace'.
 """
 
@@ -21,22 +24,24 @@ import contextlib
 import platform
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, history_prompt, to_density
+from live.real import (EdgeLink, InProcEdge, RealInterpreter, RealNode, focused, ground, history_prompt,
+                       small_input, to_density)
 from live.videos import SOURCES, made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
 from testbed.policies.base import PolicyContext
 from testbed.policies.driver import drive, run_sync
-from testbed.policies.effects import Context, Inference
+from testbed.policies.effects import Context, Inference, Locate
 from testbed.policies.registry import resolve
 from testbed.query import ImageMeta
-from testbed.results import RunResult, frame_infer_key, image_tokenize_key
+from testbed.results import RunResult, frame_infer_key, image_tokenize_key, locate_key
 from testbed.router.calibration import Calibration
 from testbed.scenario import Scenario
 from testbed.streams.run import FrameRun, StreamRun
@@ -48,16 +53,24 @@ GENERATOR = "ffmpeg-lavfi-stream"
 SIZE = (320, 180)
 VIDEO_FPS = 10
 MAX_LAG_S = 10.0
+ROI_SCALE = 0.3
+"""A grounded region's side as a share of the frame's shorter side: edgeVLM's `roi_scale` default."""
 
 
-def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float, int]]:
-    """A video of `seconds` s cut from test-source segments of 3-8 s; returns [(start s, source)]."""
+def _segments(seconds: float, seed: int, choices: int) -> list[tuple[float, int]]:
+    """[(start s, choice)]: segments of 3-8 s, each showing one of `choices` things, seeded."""
     rng = np.random.default_rng([seed, 16])
     segments: list[tuple[float, int]] = []
     t = 0.0
     while t < seconds:
-        segments.append((t, int(rng.integers(len(SOURCES)))))
+        segments.append((t, int(rng.integers(choices))))
         t += float(rng.uniform(3.0, 8.0))
+    return segments
+
+
+def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float, int]]:
+    """A video of `seconds` s cut from test-source segments of 3-8 s; returns [(start s, source)]."""
+    segments = _segments(seconds, seed, len(SOURCES))
     if not path.is_file():
         ends = [s for s, _ in segments[1:]] + [seconds]
         cmd = ["-v", "error", "-y"]
@@ -71,6 +84,85 @@ def make_stream_video(path: Path, seconds: float, seed: int) -> list[tuple[float
                 "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
         made_once(path, lambda tmp: run_ffmpeg([*cmd, str(tmp)], path.name))
     return segments
+
+
+def make_shapes_video(path: Path, seconds: float, seed: int, canvas: int = 448, object_px: int = 64,
+                      ) -> list[tuple[float, int]]:
+    """A video of `seconds` s of easy-VQA test images, one per 3-8 s segment, each shape pasted at
+    `object_px` into a `canvas` px frame of its own background at a seeded place (a small object in
+    a camera frame: the small model's global view loses it, the large one can ground it); returns
+    [(start s, shape index)] (a segment's image is a seeded pick among those of its shape)."""
+    from PIL import Image
+
+    from live.pocket_videos import stitch
+    from testbed.models.pocket_data import image_labels, load_split
+
+    segments = _segments(seconds, seed, len(SHAPES))
+    if path.is_file():
+        return segments
+    split = load_split("test")
+    shape, _ = image_labels(split)
+    rng = np.random.default_rng([seed, 17])
+    ends = [t for t, _ in segments[1:]] + [seconds]
+    scenes = [max(1, int(round((end - t) * VIDEO_FPS))) for (t, _), end in zip(segments, ends)]
+
+    def make(tmp: Path) -> None:
+        pages = []
+        for i, (_, s) in enumerate(segments):
+            with Image.open(split.images[int(rng.choice(np.flatnonzero(shape == s)))]) as im:
+                img = im.convert("RGB")
+            page = Image.new("RGB", (canvas, canvas), img.getpixel((0, 0)))
+            x, y = (int(v) for v in rng.integers(0, canvas - object_px + 1, size=2))
+            page.paste(img.resize((object_px, object_px), Image.Resampling.LANCZOS), (x, y))
+            pages.append(tmp.with_name(f"{tmp.stem}-page{i}.png"))
+            page.save(pages[-1])
+        try:
+            _stitch_scenes(stitch, tmp, pages, scenes)
+        finally:
+            for p in pages:
+                p.unlink(missing_ok=True)
+
+    made_once(path, make)
+    return segments
+
+
+def _stitch_scenes(stitch: Callable[..., Path], out: Path, images: list[Path], scenes: list[int]) -> None:
+    """One clip holding image i for scenes[i] frames (ffmpeg's concat of per-image clips)."""
+    parts = []
+    for i, (img, n) in enumerate(zip(images, scenes)):
+        parts.append(stitch(out.with_name(f"{out.stem}-part{i}.mp4"), [img], n, VIDEO_FPS))
+    listing = out.with_name(f"{out.stem}-parts.txt")
+    listing.write_text("".join(f"file '{p.name}'\n" for p in parts))
+    try:
+        run_ffmpeg(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-f", "mp4",
+                    str(out)], out.name)
+    finally:
+        listing.unlink(missing_ok=True)
+        for p in parts:
+            p.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a live stream shows: its question, the categories (one per segment kind), the frame size,
+    the video maker, and a generator name for provenance."""
+
+    question: str
+    categories: tuple[str, ...]
+    size: tuple[int, int]
+    make: Callable[[Path, float, int], list[tuple[float, int]]]
+    generator: str
+    note: str
+
+
+SHAPES = ("circle", "rectangle", "triangle")
+CONTENTS = {
+    "test-sources": Content(QUESTION, tuple(SOURCES), SIZE, make_stream_video, GENERATOR,
+                            "SYNTHETIC videos (ffmpeg test sources)"),
+    "easy-vqa": Content("what shape is in the image", SHAPES, (448, 448), make_shapes_video, "easy-vqa-stream",
+                        "SYNTHETIC videos (easy-VQA test shapes, 64 px in 448 px frames)"),
+}
+"""`stream.content`: what real stream runs play."""
 
 
 class VideoSource:
@@ -149,16 +241,19 @@ class LiveStreamRun(StreamRun):
     source: VideoSource | None = None
 
 
-def live_record(stream_id: str, fps: float, seconds: float, segments: list[tuple[float, int]]) -> StreamRecord:
+def live_record(stream_id: str, fps: float, seconds: float, segments: list[tuple[float, int]],
+                content: Content = CONTENTS["test-sources"]) -> StreamRecord:
     """A StreamRecord of a generated stream: times and labels known, scores left for the recording."""
     n = int(round(seconds * fps))
+    c = len(content.categories)
     times = np.arange(n) / fps
     starts = np.array([s for s, _ in segments])
-    labels = np.zeros((n, len(SOURCES)), dtype=bool)
+    labels = np.zeros((n, c), dtype=bool)
     labels[np.arange(n), [segments[int(np.searchsorted(starts, t, side="right")) - 1][1] for t in times]] = True
-    zeros = np.zeros((n, len(SOURCES)))
-    return StreamRecord(stream_id, "generated", "single-label", fps, QUESTION, tuple(SOURCES), SIZE[0], SIZE[1], times,
-                        labels, zeros, zeros, np.zeros(n), np.zeros(n, dtype=np.int64))
+    zeros = np.zeros((n, c))
+    return StreamRecord(stream_id, content.generator, "single-label", fps, content.question, content.categories,
+                        content.size[0], content.size[1], times, labels, zeros, zeros, np.zeros(n),
+                        np.zeros(n, dtype=np.int64))
 
 
 @contextlib.contextmanager
@@ -176,18 +271,18 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def warm_up(pair: VLMPair, edge: RealNode, devices: list[RealNode], folder: Path, density: int) -> None:
+def warm_up(pair: VLMPair, edge: RealNode, devices: list[RealNode], folder: Path, density: int,
+            content: Content = CONTENTS["test-sources"]) -> None:
     """Run both paths once on a blank frame before any stream starts, as a deployed system would
     be warm when its camera starts: first calls allocate and initialise (uncounted)."""
     from PIL import Image
 
     path = folder / "warm-up.jpg"
-    Image.new("RGB", SIZE).save(path)
-    options = tuple(SOURCES)
+    Image.new("RGB", content.size).save(path)
     for node in (*devices, edge):
         for name, tok in node.tokenizers.items():
             tokens = tok.image(path).tokens
-            pair.models[name].option_logits(to_density(tokens, density), QUESTION, options)
+            pair.models[name].option_logits(to_density(tokens, density), content.question, content.categories)
     path.unlink()
 
 
@@ -209,10 +304,12 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
         raise TestbedError("stream.seconds x stream.fps must give at least one frame")
     from live.run import cache_dir
 
+    content = CONTENTS[st.content]
     videos = []
     for i in range(st.live_streams):
-        path = cache_dir() / "streams" / f"stream-{st.seconds:g}s-seed{sc.seed}-{i}.mp4"
-        videos.append((f"live-{i:02d}", path, make_stream_video(path, st.seconds, sc.seed * 1000 + i)))
+        tag = "" if st.content == "test-sources" else f"{st.content}-"
+        path = cache_dir() / "streams" / f"stream-{tag}{st.seconds:g}s-seed{sc.seed}-{i}.mp4"
+        videos.append((f"live-{i:02d}", path, content.make(path, st.seconds, sc.seed * 1000 + i)))
     frames_dir = folder / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     edge = RealNode(pair, sc.nodes.edge_gpus, sc.nodes.chunk_frames)
@@ -225,7 +322,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     stack = contextlib.ExitStack()
     stack.enter_context(cpu_threads(st.cpu_threads if sc.models.device == "cpu" else 0))
     try:
-        warm_up(pair, edge, devices, frames_dir, sc.models.default_density)
+        warm_up(pair, edge, devices, frames_dir, sc.models.default_density, content)
         for name in sc.policies.run:
             spec = resolve(name)
             ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(Calibration(1.0, 1.0)),
@@ -237,7 +334,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
             t_start = clock()
             try:
                 for stream_id, video, segments in videos:  # one client: streams one after another
-                    rec = live_record(stream_id, st.fps, st.seconds, segments)
+                    rec = live_record(stream_id, st.fps, st.seconds, segments, content)
                     run = LiveStreamRun(rec, 0, st.tau_s, tokens)
                     policy_dir = frames_dir / name
                     policy_dir.mkdir(exist_ok=True)
@@ -274,7 +371,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
             node.close()
     for x in sorted(notes):
         note(x)
-    provenance = f"synthetic:{GENERATOR}:{sc.seed}"
+    provenance = f"synthetic:{content.generator}:{sc.seed}"
     result = RunResult(pd.DataFrame(rows), pd.DataFrame(totals), provenance, f"measured ({mode}, models {pair.preset})",
                        Calibration(1.0, 1.0), {"fps": st.fps, "seconds": st.seconds, "streams": st.live_streams},
                        mode, tuple(sorted(notes)), kind="stream", random_weights=pair.random_weights)
@@ -282,15 +379,17 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
 
 
 def record_trace(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], density: int,
-                 clock: Clock = time.perf_counter, max_lag_s: float = MAX_LAG_S, threads: int = 1) -> pd.DataFrame:
-    """Every frame once more, offline: the large model (timed: cloud_s), the small model alone and
-    with each earlier frame's large answer (up to `max_lag_s` back) as history. Trace rows."""
+                 clock: Clock = time.perf_counter, max_lag_s: float = MAX_LAG_S, threads: int = 1,
+                 roi_scale: float = ROI_SCALE) -> pd.DataFrame:
+    """Every frame once more, offline: the large model (timed: cloud_s) and its grounding of each
+    category it names, the small model alone and with each earlier frame's large answer (up to
+    `max_lag_s` back) as history: alone, with GGVR, and with GGVR + GRVR. Trace rows."""
     with cpu_threads(threads):
-        return _record(pair, played, density, clock, max_lag_s)
+        return _record(pair, played, density, clock, max_lag_s, roi_scale)
 
 
 def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], density: int, clock: Clock,
-            max_lag_s: float) -> pd.DataFrame:
+            max_lag_s: float, roi_scale: float) -> pd.DataFrame:
     node = RealNode(pair)
     small_tok, large_tok = node.tokenizers["small"], node.tokenizers["large"]
     small, large = pair.models["small"], pair.models["large"]
@@ -298,8 +397,7 @@ def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], d
     try:
         for rec, media in played:
             d_max = max(1, int(round(max_lag_s * rec.fps)))
-            large_scores, s_own, times = [], [], []
-            toks = []
+            large_scores, s_own, times, toks, rois = [], [], [], [], []
             for m in media:
                 t0 = clock()
                 ts = small_tok.image(m.path).tokens
@@ -310,38 +408,49 @@ def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], d
                 t3 = clock()
                 big = large.option_logits(to_density(tl, density), rec.question, rec.categories)
                 t4 = clock()
+                loc = Locate(0.0, roi_scale, m.width, m.height, rec.task)
+                rois.append(ground(large, tl, rec.categories, big, loc))
+                t5 = clock()
                 toks.append(ts)
                 s_own.append(own)
                 large_scores.append(big)
-                times.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+                times.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4))
             for k, m in enumerate(media):
-                ctx, ctx_t = [], []
+                variants: dict[tuple[str, ...], list[np.ndarray]] = {(): [], ("ggvr",): [], ("ggvr", "grvr"): []}
+                spent: dict[tuple[str, ...], list[float]] = {v: [] for v in variants}
                 for d in range(1, d_max + 1):
                     if k - d < 0:
-                        ctx.append(s_own[k])
+                        for v in variants:
+                            variants[v].append(s_own[k])
                         continue
-                    prompt = history_prompt(rec, Context(k - d, d, Inference("large", large_scores[k - d])))
-                    t0 = clock()
-                    ctx.append(small.option_logits(to_density(toks[k], density), prompt + rec.question,
-                                                   rec.categories))
-                    ctx_t.append(clock() - t0)
-                tok_s, own_s, ltok_s, big_s = times[k]
-                recorded = {image_tokenize_key("local"): tok_s,
-                            image_tokenize_key("edge"): ltok_s,
-                            frame_infer_key("local", "small", False, False): own_s}
-                if ctx_t:
-                    recorded[frame_infer_key("local", "small", True, False)] = float(np.mean(ctx_t))
-                    recorded[frame_infer_key("local", "small", True, True)] = float(np.mean(ctx_t))
+                    prompt = history_prompt(rec, Context(k - d, d, Inference("large", large_scores[k - d]))) \
+                        + rec.question
+                    for v in variants:
+                        t0 = clock()
+                        data, extra = toks[k], None
+                        if v and rois[k - d]:
+                            data, extra = focused(toks[k], toks[k - d], rois[k - d], v, m.width, m.height)
+                        variants[v].append(small.option_logits(small_input(data, density, extra), prompt,
+                                                               rec.categories))
+                        spent[v].append(clock() - t0)
+                tok_s, own_s, ltok_s, big_s, ground_s = times[k]
+                recorded = {image_tokenize_key("local"): tok_s, image_tokenize_key("edge"): ltok_s,
+                            frame_infer_key("local", "small", False, False): own_s, locate_key(): ground_s}
+                if spent[()]:
+                    recorded[frame_infer_key("local", "small", True, False)] = float(np.mean(spent[()]))
+                    recorded[frame_infer_key("local", "small", True, True)] = float(np.mean(spent[("ggvr", "grvr")]))
+                f32 = [[np.asarray(x, np.float32) for x in variants[v]] for v in variants]
                 rows.append({
                     "stream_id": rec.stream_id, "benchmark": rec.benchmark, "frame_index": k,
                     "frame_time_s": float(rec.times[k]), "fps": rec.fps, "task": rec.task, "question": rec.question,
                     "categories": list(rec.categories), "labels": np.flatnonzero(rec.labels[k]).astype(np.int32),
                     "width": np.int32(m.width), "height": np.int32(m.height), "image_bytes": m.file_bytes,
                     "small_logits": np.asarray(s_own[k], np.float32), "large_logits": np.asarray(large_scores[k], np.float32),
-                    "cloud_s": big_s, "context_logits": [np.asarray(x, np.float32) for x in ctx],
-                    # the tiny and real-size pairs report no region of interest: focus changes nothing
-                    "context_focus_logits": [np.asarray(x, np.float32) for x in ctx],
-                    "large_latency_s": ltok_s + big_s, "recorded_s": sorted(recorded.items()), "path": m.path,
+                    "cloud_s": big_s, "context_logits": f32[0], "context_ggvr_logits": f32[1],
+                    "context_focus_logits": f32[2],
+                    "large_rois": np.asarray([[c, *b] for c, b in rois[k]], np.int32).reshape(-1),
+                    "large_latency_s": ltok_s + big_s + ground_s, "recorded_s": sorted(recorded.items()),
+                    "path": m.path,
                 })
     finally:
         node.close()

@@ -254,7 +254,7 @@ def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicyS
 
     def client(queue: Sequence[StreamRecord], c: int):
         for rec in queue:
-            run = StreamRun(rec, c, sc.stream.tau_s, sc.stream.vision_tokens)
+            run = StreamRun(rec, c, sc.stream.tau_s, sc.stream.vision_tokens, cloud_extra_s=sc.stream.cloud_extra_s)
             yield w.env.process(interp.run_stream(run))
             end = run.start_s + run.end_s
             if w.env.now < end:

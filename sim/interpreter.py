@@ -186,7 +186,8 @@ class SimInterpreter(Interpreter):
         if isinstance(run, FrameRun):
             key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus))
             if site == "edge" and eff.model == "large" and key not in run.rec.recorded_s:
-                dur = float(run.rec.stream.cloud_s[run.rec.index])  # the cloud's service time (Fig. 4)
+                # the cloud's service time (Fig. 4), and what a farther cloud adds
+                dur = float(run.rec.stream.cloud_s[run.rec.index]) + run.stream.cloud_extra_s
             else:
                 dur = _duration(run.rec, key, profile)
         else:
@@ -197,6 +198,10 @@ class SimInterpreter(Interpreter):
         if site == "edge":
             run.ledger.edge_prefill_tokens += frames * density + text_tokens(eff.question, eff.options)
         if isinstance(run, FrameRun):
+            grounding = run.rec.recorded_s.get(locate_key()) if eff.locate is not None else None
+            if grounding:  # a recorded run grounded each category in passes of its own (seed 001's LVLM: in its answer)
+                yield from self._hold(node, node.gpu, grounding, run.ledger, site)
+                run.ledger.stage(locate_key(), grounding)
             return self._frame_inference(eff, run.rec)
         if tokens.views:
             return (yield from self._view_inference(eff, tokens, run, node))

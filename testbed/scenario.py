@@ -75,10 +75,16 @@ class StreamConfig:
     vision_tokens: int = help_field(1824, "vision tokens the large model's encoder makes of one frame, what "
                                           "distributed-vlm uploads (Qwen2.5-VL on 1600x900: 1824, seed 001 Sec. 3.3.1)",
                                   ge=1)
+    cloud_extra_s: float = help_field(0.0, "sim of a stream trace: seconds added to every recorded large-model "
+                                            "service time (a farther, busier cloud than the recording's; seed 001's "
+                                            "LVLM took 2.11 s a frame, Table 3)", ge=0.0)
     fps: float = help_field(1.0, "real runs: frames per second the video is played at (seed 001: 1-2 FPS)",
                              gt=0.0, le=60.0)
     seconds: float = help_field(20.0, "real runs: seconds of each stream (a scene)", gt=0.0)
     live_streams: int = help_field(2, "real runs: streams to play", ge=1)
+    content: Literal["test-sources", "easy-vqa"] = help_field(
+        "test-sources", "real runs: what the streams show, segment by segment: ffmpeg's test sources (the label is "
+                        "the source) or easy-VQA test images (the label is the shape; the pocket pair answers it)")
     cpu_threads: int = help_field(1, "real runs on a CPU: torch's intra-op threads while streams play (0: torch's "
                                      "default); 1 keeps a frame's latency steady on a busy 2-core machine (tiny "
                                      "models: p95 15 ms with 1 thread, 221 ms with 2, measured under load)", ge=0)

@@ -188,3 +188,33 @@ def test_a_live_stream_uploads_over_the_shaped_link_to_an_edge_process(tmp_path)
     assert (up.bytes_up > 0).all() and (up.bytes_down > 0).all()  # every upload crossed and was answered
     assert (up.t_uplink_s >= 0.009).all() and (up.t_downlink_s >= 0.009).all()  # RTT/2 = 10 ms each way
     assert f[f.policy == "edgevlm"].uploaded.sum() < len(f[f.policy == "edgevlm"])  # K_call skips some
+
+
+def test_a_pocket_stream_grounds_and_focuses_for_real_and_records_every_variant(tmp_path, monkeypatch):
+    """The pocket pair on easy-VQA shapes: the edge grounds each shape its answer names, edgeVLM's
+    small model gets Eq. 6's region patches of the context frame (on the encoder's 7 x 7 grid), and
+    the recording holds the small model with its own history, the large answer as history, with
+    GGVR and with GGVR + GRVR, each from the models."""
+    monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
+    from live.streams import record_trace, run_streams_real
+    from testbed.models.pair import make_pair
+    from testbed.streams.trace import table_to_streams, to_table
+    from tests.conftest import make_scenario
+
+    sc = make_scenario({"workload": {"kind": "stream"},
+                        "stream": {"fps": 1.0, "seconds": 6.0, "live_streams": 1, "content": "easy-vqa"},
+                        "models": {"preset": "pocket"},
+                        "policies": {"run": ["edgevlm"], "baselines": [], "edgevlm": {"k_call": 0}}})
+    pair = make_pair("pocket")
+    notes: list[str] = []
+    run, played = run_streams_real(sc, pair, tmp_path / "out", note=notes.append)
+    q = run.queries
+    assert not any("focus skipped" in n for n in notes), notes
+    ctx = q[q.context_frame >= 0]
+    assert len(ctx) and (ctx.ggvr_tokens > 0).all() and (ctx.ggvr_tokens < 49).all()
+    trace = record_trace(pair, played, 16, max_lag_s=2.0)
+    (s,) = table_to_streams(to_table(trace, "live:test:pocket", {})).streams
+    assert s.categories == ("circle", "rectangle", "triangle") and all(len(r) >= 1 for r in s.rois)
+    assert s.context is not None and s.context_ggvr is not None and s.context_focus is not None
+    # GGVR adds tokens to the same prompt: on frames with a context, its scores are the models' own, not a copy
+    assert not np.allclose(s.context_ggvr[2:], s.context[2:])

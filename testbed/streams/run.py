@@ -60,6 +60,7 @@ class StreamRun:
     tau_s: float
     vision_tokens: int
     start_s: float = 0.0
+    cloud_extra_s: float = 0.0  # added to the recorded cloud service time (sim)
     frames: list[FrameRun] = field(default_factory=list)
     futures: dict[int, Any] = field(default_factory=dict)
     next_index: int = 0
