@@ -2,9 +2,12 @@
 
 Transport and link (this package so far; the live interpreter plugs into it):
   envelope     versioned msgpack header + binary payload frames; EnvelopeError on bad input
-  edge_server  EdgeServer(bind, handler, max_queue): ROUTER, bounded queue, deadlines, health,
-               clean SIGINT/SIGTERM shutdown; main(argv) / `python -m live.edge_server`; spawn_edge
-  client       EdgeClient(endpoint): DEALER per thread, per-request timeout, EdgeUnavailable
+  framing      the link's own length-prefixed records on a raw TCP stream (oversize refused from the
+               length), the CURVE-key handshake and sealed records
+  edge_server  EdgeServer(bind, handler, max_queue): a ZeroMQ STREAM socket, a receive budget, a
+               bounded queue, deadlines, health, clean SIGINT/SIGTERM shutdown; main(argv) /
+               `python -m live.edge_server`; spawn_edge
+  client       EdgeClient(endpoint): a connection per thread, per-request timeout, EdgeUnavailable
   shaping      ShapedLink(LinkSpec): netns + veth + tbf/htb (netem where present) or user space;
                probe, stale clean-up, trace-driven rates, self-check
   pacing       Pacer/UserLink: the user-space part of the link (delay, rate or trace, loss)

@@ -1,20 +1,19 @@
-"""The local node's side of the edge link: a ZeroMQ DEALER client with a per-request timeout that
-never hangs. Down, late, busy or shutting-down edges raise EdgeUnavailable, so the caller can fall
-back to its local answer.
+"""The local node's side of the edge link: a ZeroMQ STREAM client speaking the testbed's framing
+(live/framing.py) with a per-request timeout that never hangs. Down, late, busy, refusing or
+shutting-down edges raise EdgeUnavailable, so the caller can fall back to its local answer.
 
-Threads: one DEALER socket per thread (created on first use, all on one context), not one socket
+Threads: one connection per thread (a STREAM socket created on first use, all on one context), not one socket
 behind a lock. A lock would serialize the threads' requests, so a 5 MB upload would hold up every
 other client's small request and the several-clients workload would measure the lock; with a
 socket each, requests from different threads are in flight at once (sharing the shaped link, as
 real clients do), and a reply can only reach the thread that asked. close() closes every thread's
 socket; call it once the threads are done.
 
-Timeouts: the reply is polled for until the deadline. After a timeout the thread's socket is
-discarded with linger 0 (the lazy-pirate pattern): a request still queued in it (no edge listening)
-is dropped rather than served by an edge that comes up later, and a late reply can never be
-mistaken for the next one. ZMQ_IMMEDIATE is not used: with it, libzmq drops a reply that has
-arrived but not yet been read when the edge closes the connection (an edge shutting down right
-after its last reply), and a down edge is reported by the timeout either way.
+Timeouts: connecting, the CURVE handshake (with keys) and the reply all count against the
+request's deadline. After a timeout the thread's socket is discarded with linger 0 (the
+lazy-pirate pattern): a late reply can never be mistaken for the next one, and the next request
+opens a new connection. A connection carries one request at a time, so an error the edge could not
+tie to a request id (an oversize message refused from its length) is this request's.
 
 User-space link emulation (live.pacing.UserLink), when given: an upload is held until the emulated
 link has carried it (rate or trace, then RTT/2) before it is sent; a reply is held after it arrives
@@ -27,15 +26,17 @@ import itertools
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import zmq
 
 from live import envelope as env
-from live import netns
+from live import framing, netns
 from live.envelope import Kind, Limits
 from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
+from live.framing import Reader, Sealer
 from live.pacing import UserLink
 
 if TYPE_CHECKING:
@@ -62,8 +63,16 @@ class Response:
         return self.received_at - self.sent_at
 
 
-HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL \
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+@dataclass
+class _Link:
+    """A thread's connection: its socket, the edge's routing id on it, the reader of its byte stream,
+    and the sealer once a CURVE handshake is done."""
+
+    sock: zmq.Socket
+    peer: bytes = b""
+    reader: Reader = field(default_factory=lambda: Reader(framing.MAX_RECORD))
+    sealer: Sealer | None = None
+    records: deque[bytearray] = field(default_factory=deque)
 
 
 def _sleep_until(t: float) -> None:
@@ -118,59 +127,84 @@ class EdgeClient:
             if self._ctx is None:
                 with netns.entered(self.netns_name):
                     ctx = zmq.Context()
-                    ctx.socket(zmq.DEALER).close(0)  # starts the I/O thread here, in the namespace
+                    ctx.socket(zmq.STREAM).close(0)  # starts the I/O thread here, in the namespace
                 self._ctx = ctx
             return self._ctx
 
-    def _socket(self) -> zmq.Socket:
-        sock: zmq.Socket | None = getattr(self._local, "sock", None)
-        if sock is not None and not sock.closed:
-            return sock
-        sock = self._context().socket(zmq.DEALER)
+    def _link(self, deadline: float, timeout: float) -> _Link:
+        """This thread's connection, opened (and, with keys, authenticated) by `deadline`."""
+        link: _Link | None = getattr(self._local, "link", None)
+        if link is not None and not link.sock.closed:
+            if not link.sock.poll(0, zmq.POLLIN):
+                return link
+            # between requests nothing but a notification arrives: the edge closed the connection
+            # (and libzmq may have reconnected under a new routing id): start over on a new one
+            self._discard_socket()
+        sock = self._context().socket(zmq.STREAM)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
-        if self.curve is not None:
-            sock.curve_serverkey, sock.curve_publickey = self.curve.server_public, self.curve.public
-            sock.curve_secretkey = self.curve.secret
-        # a failed handshake (no keys, keys the edge does not admit, or keys an edge without CURVE does not
-        # expect) is silent in ZeroMQ: watch for it, so the caller hears why rather than a timeout
-        mon = self._local.monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
-        mon.setsockopt(zmq.LINGER, 0)
-        poller = self._local.poller = zmq.Poller()  # made once per socket: waiting is on every request's path
-        poller.register(sock, zmq.POLLIN)
-        poller.register(mon, zmq.POLLIN)
-        sock.connect(self.endpoint)
         with self._lock:
-            self._sockets.update((sock, mon))
-        self._local.sock = sock
-        return sock
+            self._sockets.add(sock)
+        link = self._local.link = _Link(sock)
+        sock.connect(self.endpoint)
+        while not link.peer:  # the connection's notification: [routing id, b""]
+            if not self._wait(sock, deadline):
+                self._discard_socket()
+                raise self._late(timeout)
+            peer, data = sock.recv_multipart()
+            if not data:
+                link.peer = peer
+        if self.curve is not None:
+            self._handshake(link, deadline, timeout)
+        return link
 
-    def _refused(self) -> EdgeUnavailable | None:
-        """The handshake failure the monitor saw, if any."""
-        mon: zmq.Socket | None = getattr(self._local, "monitor", None)
-        if mon is None or not mon.poll(0):
-            return None
-        from zmq.utils.monitor import recv_monitor_message
+    def _handshake(self, link: _Link, deadline: float, timeout: float) -> None:
+        """HELLO, WELCOME, READY (live/framing.py); the edge's refusal is EdgeUnavailable('refused')."""
+        assert self.curve is not None
+        sealer = Sealer(framing.raw_key(self.curve.secret), framing.raw_key(self.curve.server_public))
+        link.sock.send_multipart([link.peer, framing.record(framing.hello(framing.raw_key(self.curve.public)))])
+        body = self._next_record(link, deadline, timeout)
+        ready = framing.answer_welcome(sealer, body)
+        if ready is None:
+            self._discard_socket()
+            raise self._refusal(body, "its WELCOME does not open with the edge key given (a different edge?)")
+        link.sock.send_multipart([link.peer, framing.record(ready)])
+        link.sealer = sealer
 
-        event = recv_monitor_message(mon)["event"]
-        why = "its key is not admitted, or it has none" if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else \
-            "the two ends disagree on CURVE (one has keys, the other not, or the edge key is wrong)"
-        return EdgeUnavailable("refused", f"the edge at {self.endpoint} refused this client's handshake: {why}")
+    def _refusal(self, body: Any, otherwise: str) -> EdgeUnavailable:
+        try:
+            msg = env.decode(framing.unpack(body, 2), self.limits)
+            reason = str(msg.meta.get("reason", otherwise))
+        except EnvelopeError:
+            reason = otherwise
+        return EdgeUnavailable("refused", f"the edge at {self.endpoint} refused this client: {reason}")
+
+    def _next_record(self, link: _Link, deadline: float, timeout: float) -> bytearray:
+        """The next whole record from the edge, by `deadline`."""
+        while not link.records:
+            if not self._wait(link.sock, deadline):
+                self._discard_socket()
+                raise self._late(timeout)
+            _, data = link.sock.recv_multipart(copy=False)
+            if not data.bytes:  # the edge closed the connection
+                self._discard_socket()
+                raise EdgeUnavailable("closed", f"the edge at {self.endpoint} closed the connection")
+            for item in link.reader.feed(data.buffer):
+                if isinstance(item, framing.FramingError):  # cannot happen: the reader has no limit
+                    raise item
+                link.records.append(item)
+        return link.records.popleft()
+
+    def _wait(self, sock: zmq.Socket, deadline: float) -> bool:
+        left = deadline - time.monotonic()
+        return left > 0 and bool(sock.poll(max(1, math.ceil(left * 1000)), zmq.POLLIN))
 
     def _discard_socket(self) -> None:
-        sock: zmq.Socket | None = getattr(self._local, "sock", None)
-        mon: zmq.Socket | None = getattr(self._local, "monitor", None)
-        self._local.sock = self._local.monitor = self._local.poller = None
-        if mon is not None:
-            if sock is not None and not sock.closed:
-                sock.disable_monitor()
+        link: _Link | None = getattr(self._local, "link", None)
+        self._local.link = None
+        if link is not None:
             with self._lock:
-                self._sockets.discard(mon)
-            mon.close(0)
-        if sock is not None:
-            with self._lock:
-                self._sockets.discard(sock)
-            sock.close(0)
+                self._sockets.discard(link.sock)
+            link.sock.close(0)
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -200,48 +234,46 @@ class EdgeClient:
         if nbytes > self.limits.max_message_bytes:
             raise EnvelopeError(f"request of {nbytes} bytes; the limit is {self.limits.max_message_bytes}",
                                 "oversize", rid)
-        sock = self._socket()
+        link = self._link(deadline, timeout)
+        body = framing.pack(frames)
+        data = framing.record(link.sealer.seal(body) if link.sealer is not None else body)
         if self.link is not None and self.link.up is not None:
-            release = self.link.up.schedule(sent_at, nbytes)
+            release = self.link.up.schedule(sent_at, len(data))
             if release > deadline:
                 _sleep_until(deadline)
                 raise self._late(timeout)
             _sleep_until(release)
         try:
-            sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            link.sock.send_multipart([link.peer, data], zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the socket's queue is full: the edge has not been reachable for a while
             self._discard_socket()
             raise self._late(timeout) from None
+        except zmq.ZMQError as exc:  # the connection is gone (EHOSTUNREACH)
+            self._discard_socket()
+            raise EdgeUnavailable("closed", f"the connection to the edge at {self.endpoint} is gone ({exc})") from None
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._poll(sock, left):
-                refused = self._refused()
-                self._discard_socket()
-                raise refused or self._late(timeout)
-            parts = sock.recv_multipart(copy=False)
+            record = self._next_record(link, deadline, timeout)
             arrived = time.monotonic()
             try:
-                msg = env.decode(parts, self.limits)
+                plain = link.sealer.open(record) if link.sealer is not None else record
+                msg = env.decode(framing.unpack(plain, self.limits.max_frames + 1), self.limits)
             except EnvelopeError as exc:
-                if exc.request_id not in (None, rid):
-                    continue
                 self._discard_socket()
                 raise EnvelopeError(f"malformed reply from the edge: {exc.reason}", exc.code, rid) from None
-            if msg.id != rid:
+            if msg.id not in (rid, 0):
                 continue  # not ours (cannot happen after a discard; a guard all the same)
-            reply_bytes = env.message_bytes(parts)
+            if msg.kind is Kind.ERROR and msg.meta.get("code") == "refused":
+                self._discard_socket()
+                raise EdgeUnavailable("refused", f"the edge at {self.endpoint} refused this client: "
+                                                 f"{msg.meta.get('reason', '')}")
+            reply_bytes = len(record) + framing.PREFIX.size
             if self.link is not None and self.link.down is not None:
                 release = self.link.down.schedule(arrived, reply_bytes)
                 if release > deadline:
                     _sleep_until(deadline)
                     raise self._late(timeout)
                 _sleep_until(release)
-            return self._result(msg, expect, sent_at, time.monotonic(), nbytes, reply_bytes)
-
-    def _poll(self, sock: zmq.Socket, left: float) -> bool:
-        """Wait up to `left` s for a reply; False at the deadline or once the handshake failed."""
-        events = dict(self._local.poller.poll(max(1, math.ceil(left * 1000))))
-        return sock in events
+            return self._result(msg, expect, sent_at, time.monotonic(), len(data), reply_bytes)
 
     def _late(self, timeout: float) -> EdgeUnavailable:
         return EdgeUnavailable("timeout", f"no reply from the edge at {self.endpoint} within {timeout:g} s "

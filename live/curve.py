@@ -1,13 +1,14 @@
-"""An authenticated edge: ZeroMQ CURVE on the edge's socket, with the client keys it admits checked by a
-ZAP handler before any request is read.
+"""An authenticated edge: ZeroMQ CURVE key files, and the framing's handshake (live/framing.py: the same
+Curve25519 keys and crypto_box CURVE uses), with the client keys the edge admits checked before any
+request is read, and every later message sealed both ways.
 
 `testbed curve-keys OUT_DIR` makes the key material: the edge's pair (`edge.key`, `edge.key_secret`), a
 client's pair (`client.key`, `client.key_secret`) and `clients/`, the folder of client public keys the
 edge admits (copy more `*.key` files there to admit more clients). The edge takes its secret file and
 that folder (`testbed edge --curve-secret edge.key_secret --curve-clients clients/`); a client takes
 the edge's public key and its own secret file (`testbed live ... --edge tcp://HOST:PORT --edge-key
-edge.key --client-key client.key_secret`). A client without keys, or with keys the edge does not admit,
-fails its handshake, and the client says so in one line (live.client watches the handshake). Keys
+edge.key --client-key client.key_secret`). A client without keys, with keys the edge does not admit, or
+with the wrong edge's key fails its handshake, and the client says so in one line. Keys
 stay where the user keeps them: nothing here writes them into a results folder.
 """
 

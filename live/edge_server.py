@@ -1,7 +1,17 @@
-"""The edge node's transport: one ZeroMQ ROUTER socket serving many local nodes, a bounded queue in
-front of a pluggable handler, per-request deadlines, a health check, clean shutdown.
+"""The edge node's transport: one ZeroMQ STREAM socket serving many local nodes with the testbed's own
+length-prefixed framing (live/framing.py), a bounded queue in front of a pluggable handler,
+per-request deadlines, a health check, clean shutdown.
 
-Threads: one loop thread owns the ROUTER (ZeroMQ sockets are not thread-safe); it parses every
+Memory: a message's length is read before any of it is kept. One above the message limit gets an
+"oversize" error, one that would take the edge past its receive budget (the limit plus
+RECEIVE_MARGIN, counting every request held: arriving, queued or in service) a "busy" answer, and
+either way its bytes are dropped as they arrive. So whatever peers send, the edge holds at most
+that much request data, plus what libzmq queues per connection (CHUNK_HWM chunks, for at most
+MAX_CONNECTIONS peers). ZeroMQ's own protocol would have assembled every frame of a multipart
+message first. An edge with CURVE keys admits a connection only after its handshake (framing.py),
+and holds at most MAX_HANDSHAKE bytes of a peer before that.
+
+Threads: one loop thread owns the socket (ZeroMQ sockets are not thread-safe); it parses every
 message, answers health checks, errors and "busy" itself, and hands requests to `workers` worker
 threads through a queue of at most `max_queue` waiting requests. A worker calls
 `handler(request) -> Reply` and passes the encoded reply back over an inproc socket (zero-copy) for
@@ -42,6 +52,7 @@ import zmq
 
 from live import envelope as env
 from live import netns
+from live import framing
 from live.curve import ServerCurve, server_curve
 from live.envelope import Kind, Limits
 from live.errors import EnvelopeError
@@ -54,6 +65,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POLL_MS = 50  # how often the loop looks at the stop flag; shutdown starts within this
 TESTBED_NETNS_PREFIX = "tblive-"
+RECEIVE_MARGIN = 8 * 2**20
+"""Request bytes the edge may hold beyond one message of the limit (see the module docstring)."""
+MAX_CONNECTIONS = 256
+"""Peers connected at once; a further one is closed at once (its 'busy' error says why)."""
+CHUNK_HWM = 32
+"""Chunks (of at most 8 KiB: libzmq's read size) libzmq queues per connection before it stops reading
+it: with MAX_CONNECTIONS, at most 64 MiB of the edge's memory outside the receive budget."""
+
+
+@dataclass
+class _Conn:
+    """One peer's connection: its reader, and its sealer once a CURVE handshake admitted it."""
+
+    reader: framing.Reader
+    sealer: framing.Sealer | None = None
+    offered: framing.Sealer | None = None  # WELCOME sent with it; READY awaited
+    cookie: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +165,14 @@ class EdgeServer:
         self.public = public
         self._given_context = context
         self.curve = curve
-        self._auth: Any = None  # the ZAP handler that admits CURVE clients (zmq.auth.thread)
+        self._admitted: set[bytes] = set()  # raw public keys of the CURVE clients admitted
+        self._conns: dict[bytes, _Conn] = {}
+        self.budget = framing.Budget(limits.max_message_bytes + framing.BOX_OVERHEAD + RECEIVE_MARGIN)
         self._ctx: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._done: zmq.Socket | None = None
         self._done_addr = f"inproc://edge-done-{id(self):x}"
-        self._queue: queue.SimpleQueue[tuple[bytes, Request] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[bytes, Request, int] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._serve_thread: threading.Thread | None = None
         self._stop_requested = False
@@ -160,21 +190,18 @@ class EdgeServer:
         if self._closed:
             raise RuntimeError("EdgeServer is closed")
         check_bind(self.bind, self.public)
+        if not self.bind.startswith("tcp://"):
+            raise ConfigError("--bind", f"{self.bind}: the edge serves TCP endpoints only (tcp://HOST:PORT)")
+        if self.curve is not None:  # every client must prove an admitted key before a request is read
+            self._admitted = admitted_keys(self.curve.clients_dir)
         ctx = self._given_context or zmq.Context()
-        router = ctx.socket(zmq.ROUTER)
+        router = ctx.socket(zmq.STREAM)
         try:
             router.setsockopt(zmq.LINGER, self.linger_ms)
-            # libzmq refuses a single frame above this before allocating it (and drops the peer);
-            # everything up to it gets a proper error reply from the envelope checks
-            router.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
-            if self.curve is not None:  # every client must prove an admitted key before a request is read
-                self._auth = _admit(ctx, self.curve)
-                router.curve_secretkey, router.curve_publickey = self.curve.secret, self.curve.public
-                router.curve_server = True
+            router.setsockopt(zmq.RCVHWM, CHUNK_HWM)
             router.bind(self.bind)
         except zmq.ZMQError as exc:
             router.close(0)
-            self._stop_auth()
             if self._given_context is None:
                 ctx.term()
             raise ConfigError("--bind", f"cannot bind {self.bind}: {exc}") from None
@@ -255,10 +282,99 @@ class EdgeServer:
     def _receive(self, router: zmq.Socket) -> None:
         for _ in range(256):  # then look at finished replies again
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                ident, chunk = router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._on_message(router, frames)
+            except ValueError:  # not [identity, data]: cannot come from a STREAM socket
+                continue
+            conn = self._conns.get(ident)
+            if not chunk:  # a connection opened or closed
+                if conn is not None:
+                    self._drop(ident)
+                elif len(self._conns) >= MAX_CONNECTIONS:
+                    self.counts["busy"] += 1
+                    self._write(router, ident, framing.record(framing.pack(env.encode(
+                        Kind.BUSY, 0, {"reason": f"{MAX_CONNECTIONS} peers connected already"}))))
+                    self._write(router, ident, b"")
+                else:
+                    self._conns[ident] = self._new_conn()
+                continue
+            if conn is None:
+                continue
+            try:
+                for item in conn.reader.feed(chunk):
+                    if isinstance(item, framing.FramingError):
+                        self.counts["busy" if item.code == "busy" else "malformed"] += 1
+                        kind = Kind.BUSY if item.code == "busy" else Kind.ERROR
+                        meta = {"code": item.code, "reason": item.reason}
+                        self._send(router, ident, env.encode(kind, 0, meta))
+                    elif not self._on_record(router, ident, conn, item):
+                        break
+            except framing.FramingError as exc:  # a peer mid-handshake that sent more than a handshake
+                self._refuse(router, ident, exc.reason)
+
+    def _new_conn(self) -> _Conn:
+        if self.curve is not None:
+            return _Conn(framing.Reader(framing.MAX_HANDSHAKE, strict=True))
+        return _Conn(self._reader())
+
+    def _reader(self) -> framing.Reader:
+        return framing.Reader(self.limits.max_message_bytes + framing.BOX_OVERHEAD, self.budget)
+
+    def _drop(self, ident: bytes) -> None:
+        conn = self._conns.pop(ident, None)
+        if conn is not None:
+            conn.reader.release()
+
+    def _refuse(self, router: zmq.Socket, ident: bytes, reason: str) -> None:
+        """Tell a peer it is refused (in the clear), then close its connection."""
+        self.counts["malformed"] += 1
+        self._write(router, ident, framing.record(framing.pack(
+            env.encode(Kind.ERROR, 0, {"code": "refused", "reason": reason}))))
+        self._write(router, ident, b"")
+        self._drop(ident)
+
+    def _on_record(self, router: zmq.Socket, ident: bytes, conn: _Conn, body: bytearray) -> bool:
+        """One whole record of a connection; False once the connection is closed."""
+        held = len(body)
+        if self.curve is not None and conn.sealer is None:
+            return self._handshake(router, ident, conn, bytes(body))
+        if self.curve is None and framing.is_handshake(body):
+            self._refuse(router, ident, "this edge does not use CURVE; connect without keys")
+            return False
+        queued = False
+        try:
+            plain = conn.sealer.open(body) if conn.sealer is not None else body
+            queued = self._on_message(router, ident, framing.unpack(plain, self.limits.max_frames + 1), held)
+        except framing.FramingError as exc:
+            self.counts["malformed"] += 1
+            self._error(router, ident, 0, exc.code, exc.reason)
+        finally:
+            if not queued:
+                self.budget.give(held)
+        return True
+
+    def _handshake(self, router: zmq.Socket, ident: bytes, conn: _Conn, body: bytes) -> bool:
+        assert self.curve is not None
+        if conn.offered is None:
+            key = framing.client_of_hello(body)
+            if key is None:
+                self._refuse(router, ident, "this edge serves CURVE clients only: give --edge-key and --client-key")
+                return False
+            if key not in self._admitted:
+                self._refuse(router, ident, "this client's key is not admitted by the edge")
+                return False
+            conn.offered = framing.Sealer(framing.raw_key(self.curve.secret), key)
+            hello, conn.cookie = framing.welcome(conn.offered)
+            self._write(router, ident, framing.record(hello))
+            return True
+        if not framing.ready_matches(conn.offered, body, conn.cookie):
+            self._refuse(router, ident, "the handshake failed: the client does not hold its key's secret")
+            return False
+        conn.sealer, conn.offered = conn.offered, None
+        conn.reader.max_record, conn.reader.budget, conn.reader.strict = \
+            self.limits.max_message_bytes + framing.BOX_OVERHEAD, self.budget, False
+        return True
 
     def _forward_replies(self, done: zmq.Socket, router: zmq.Socket) -> None:
         while True:
@@ -268,45 +384,58 @@ class EdgeServer:
                 return
             self._outstanding -= 1
             self.counts["replies"] += 1
-            router.send_multipart(frames, copy=False)
+            self.budget.give(int.from_bytes(frames[1].bytes, "big"))
+            self._send(router, frames[0].bytes, frames[2:])
 
-    def _send(self, router: zmq.Socket, ident: Any, frames: list[Any]) -> None:
-        router.send_multipart([ident, *frames], copy=False)
+    def _send(self, router: zmq.Socket, ident: bytes, frames: list[Any]) -> None:
+        conn = self._conns.get(ident)
+        if conn is None:  # the peer has gone: nobody to answer
+            return
+        body = framing.pack(frames)
+        self._write(router, ident, framing.record(conn.sealer.seal(body) if conn.sealer is not None else body))
 
-    def _error(self, router: zmq.Socket, ident: Any, rid: int, code: str, reason: str) -> None:
+    def _write(self, router: zmq.Socket, ident: bytes, data: bytes) -> None:
+        """Bytes to a peer, never blocking the loop: a peer gone since (its close not yet read) or one
+        that has not read its last thousand messages is dropped, not an error."""
+        try:
+            router.send_multipart([ident, data], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:  # EHOSTUNREACH, or EAGAIN: its queue is full
+            self._drop(ident)
+
+    def _error(self, router: zmq.Socket, ident: bytes, rid: int, code: str, reason: str) -> None:
         self.counts["errors"] += 1
         self._send(router, ident, env.encode(Kind.ERROR, rid, {"code": code, "reason": reason}))
 
-    def _on_message(self, router: zmq.Socket, frames: list[Any]) -> None:
+    def _on_message(self, router: zmq.Socket, ident: bytes, body: list[Any], held: int) -> bool:
+        """One message's frames; True if it was queued for a worker (which then holds its bytes)."""
         received_at = time.monotonic()
-        ident, body = frames[0], frames[1:]
         try:
             msg = env.decode(body, self.limits)
         except EnvelopeError as exc:
             self.counts["malformed"] += 1
             self._error(router, ident, exc.request_id or 0, exc.code, exc.reason)
-            return
+            return False
         if msg.kind is Kind.HEALTH:
             self.counts["health"] += 1
             self._send(router, ident, env.encode(Kind.HEALTH, msg.id, self.health()))
-            return
+            return False
         if msg.kind is not Kind.REQUEST:
             self.counts["malformed"] += 1
             self._error(router, ident, msg.id, "malformed", f"a {msg.kind} message is not a request")
-            return
+            return False
         if self._stop_requested:
             self._error(router, ident, msg.id, "shutdown", "the edge is shutting down")
-            return
+            return False
         if self._queue.qsize() >= self.max_queue and not self._idle_worker_likely():
             self.counts["busy"] += 1
             self._send(router, ident, env.encode(Kind.BUSY, msg.id, {"queued": self._queue.qsize(),
                                                                       "max_queue": self.max_queue}))
-            return
+            return False
         deadline = None if msg.deadline_ms is None else received_at + msg.deadline_ms / 1000
         self.counts["requests"] += 1
         self._outstanding += 1
-        self._queue.put((ident.bytes if isinstance(ident, zmq.Frame) else bytes(ident),
-                         Request(msg.id, msg.meta, msg.payloads, received_at, deadline)))
+        self._queue.put((ident, Request(msg.id, msg.meta, msg.payloads, received_at, deadline), held))
+        return True
 
     def _idle_worker_likely(self) -> bool:
         # with max_queue=0 a request is still accepted when a worker is free to start it at once
@@ -330,14 +459,10 @@ class EdgeServer:
                 break
             if item is not None:
                 self._outstanding -= 1
+                self.budget.give(item[2])
                 self._error(router, item[0], item[1].id, "shutdown", "the edge shut down before serving this")
         for _ in self._threads:
             self._queue.put(None)
-
-    def _stop_auth(self) -> None:
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
 
     def _close_sockets(self) -> None:
         for t in self._threads:
@@ -347,7 +472,6 @@ class EdgeServer:
             if sock is not None:
                 sock.close(self.linger_ms if sock is self._router else 0)
         self._router = self._done = None
-        self._stop_auth()
         if self._ctx is not None and self._given_context is None:
             if stuck:  # a handler that never returns still holds its socket: term() would wait for it
                 log.warning("edge: %s still in a handler; leaving its socket to process exit", ", ".join(stuck))
@@ -367,8 +491,8 @@ class EdgeServer:
                 item = self._queue.get()
                 if item is None:
                     return
-                ident, req = item
-                push.send_multipart([ident, *self._serve_one(req)], copy=False)
+                ident, req, held = item
+                push.send_multipart([ident, held.to_bytes(8, "big"), *self._serve_one(req)], copy=False)
                 # let the request's frames go now, while the reply travels, not when the next
                 # request arrives (freeing a big frame costs ~0.1 ms of munmap)
                 item = req = None  # type: ignore[assignment]
@@ -395,14 +519,18 @@ class EdgeServer:
                                                    "reason": f"{type(exc).__name__}: {_one_line(exc)}"})
 
 
-def _admit(ctx: zmq.Context, curve: ServerCurve) -> Any:
-    """A ZAP handler on `ctx` that admits the CURVE clients whose public keys are in curve.clients_dir."""
-    from zmq.auth.thread import ThreadAuthenticator
+def admitted_keys(clients_dir: Path) -> set[bytes]:
+    """The raw public keys of the client key files (*.key) in `clients_dir`."""
+    import zmq.auth
 
-    auth = ThreadAuthenticator(ctx, log=logging.getLogger("testbed.edge.auth"))
-    auth.start()
-    auth.configure_curve(domain="*", location=str(curve.clients_dir))
-    return auth
+    keys = set()
+    for path in sorted(clients_dir.glob("*.key")):
+        try:
+            public, _ = zmq.auth.load_certificate(path)
+            keys.add(framing.raw_key(public))
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("--curve-clients", f"{path} is not a ZeroMQ CURVE key file ({exc})") from None
+    return keys
 
 
 def _one_line(exc: BaseException) -> str:

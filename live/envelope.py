@@ -12,8 +12,8 @@ unpacked (with msgpack's length limits), the message's total length right after 
 error can name the request id); the magic and version before any other field; the declared sizes
 against the limit and against the frames present before a payload is handed on. Payloads are
 zero-copy memoryviews of the received frames. Every problem raises EnvelopeError with a one-line
-reason. (ZeroMQ has received the frames by then; the receiving socket's ZMQ_MAXMSGSIZE bounds what
-it will allocate for any one frame.)
+reason. (The framing, live/framing.py, has checked the message's whole length before any of it was
+kept, and its frame count and sizes before these frames were handed here.)
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def as_bytes_view(buf: Buffer) -> memoryview:
 
 def encode(kind: Kind, request_id: int, meta: Mapping[str, Any] | None = None, payloads: Sequence[Buffer] = (), *,
            deadline_ms: float | None = None, timing: Mapping[str, float] | None = None) -> list[Any]:
-    """Frames for ZeroMQ's send_multipart: the msgpack header, then each payload as given (no copy).
+    """The message's frames (live/framing.py packs them into one record): the msgpack header, then each
+    payload as given (no copy).
 
     Raises TypeError when `meta` holds something msgpack cannot carry (numpy scalars included:
     convert them, or send arrays as payloads), ValueError for an id or deadline out of range."""

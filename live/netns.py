@@ -3,7 +3,7 @@
 setns(2) with CLONE_NEWNET moves only the calling thread. Sockets keep the namespace they were
 created in, and threads inherit their creator's, so a ZeroMQ context whose first socket is made
 inside a namespace runs its I/O threads (which open connecting TCP sockets) there for good; a
-ROUTER's listening socket is opened by the thread that calls bind.
+STREAM socket's listening socket is opened by the thread that calls bind.
 """
 
 from __future__ import annotations

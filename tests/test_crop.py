@@ -207,7 +207,7 @@ def test_a_box_from_a_faulty_edge_is_clipped_or_the_global_answer_stands():
 
 def test_views_locate_and_held_payloads_survive_the_wire():
     from testbed.policies.effects import Locate
-    from testbed.policies.remote import digest, offload_from_request, offload_request
+    from testbed.policies.remote import RemoteError, digest, offload_from_request, offload_request
 
     g = Payload("image", 3, media=ImageMeta(336, 252, 3, "g.jpg", "global"), data=b"abc")
     c = Payload("image", 2, media=ImageMeta(40, 30, 2, "c.jpg", "crop", (10, 20, 50, 50), (1000, 800)), data=b"de")
@@ -222,6 +222,15 @@ def test_views_locate_and_held_payloads_survive_the_wire():
     got_g, got_c = off.payloads
     assert got_g.held and got_g.media.view == "global" and got_c.media.box == (10, 20, 50, 50)
     assert got_c.media.source_size == (1000, 800) and off.steps[-1].locate == loc
+    # seed 001's grounding (a box per named category) travels too; an unknown reading is refused
+    ground = Locate(0.0, 0.3, 1000, 800, "multi-label")
+    meta, frames = offload_request(Offload((c,), (Tokenize(c.media, _sampler(), False, "large"),
+                                                  Infer("large", None, 16, "q?", ("a", "b"), locate=ground))))
+    off = offload_from_request(meta, frames, lambda i, kind, data: ImageMeta(40, 30, len(data)))
+    assert off.steps[-1].locate == ground
+    meta["steps"][-1]["locate"]["labels"] = "detection"
+    with pytest.raises(RemoteError, match="labels must be multi-label or single-label"):
+        offload_from_request(meta, frames, lambda i, kind, data: ImageMeta(40, 30, len(data)))
 
 
 def _sampler():

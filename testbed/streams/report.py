@@ -81,7 +81,7 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
                          "rel_error_%": round(100 * (sim - paper) / paper, 1) if paper else float("nan"),
                          # a call ratio is the band's, set by the knobs: neither fitted nor predicted
                          "role": "band" if metric == "lcr" else
-                         ("held out" if figure == "Table 5" else role(r.band, r.method))})
+                         (table5_role(row) if figure == "Table 5" else role(r.band, r.method))})
     return pd.DataFrame(rows)
 
 
@@ -132,16 +132,24 @@ def orderings(summary: pd.DataFrame) -> list[str]:
     return lines + table5_orderings(s)
 
 
+def table5_role(row: str) -> str:
+    """A Table 5 row's role: the two visual-focus rows are where the synthetic workload's focus gains
+    come from (`focus_gain`, GGVR_SHARE), so they are its parameter source, not predictions."""
+    return "parameter source" if "ggvr" in row else "held out"
+
+
 def table5_orderings(s: pd.DataFrame) -> list[str]:
-    """Seed 001 Table 5's claim, where the run has its rows: each module added raises every metric."""
+    """Seed 001 Table 5's claim, where the run has its rows: each module added raises every metric
+    (on the synthetic workload the focus rows' gains are set from that table: marked)."""
     d = s[(s.benchmark == "nuscenes") & s.policy.str.startswith(ABLATION)].set_index("policy")
     rows = [ABLATION + r for r in TABLE5 if ABLATION + r in d.index]
     lines = []
     for a, b in zip(rows, rows[1:]):
         for metric in ("micro_f1", "macro_f1", "em"):
             lo, hi = float(d.loc[a, metric]), float(d.loc[b, metric])
+            forced = " (by construction on synthetic streams: their focus gains come from Table 5)" if "ggvr" in b else ""
             lines.append(f"{'PASS' if hi > lo else 'FAIL'} nuscenes Table 5: {b.removeprefix(ABLATION)} above "
-                         f"{a.removeprefix(ABLATION)} on {metric}, as in seed 001 ({hi:.2f} vs {lo:.2f})")
+                         f"{a.removeprefix(ABLATION)} on {metric}, as in seed 001 ({hi:.2f} vs {lo:.2f}){forced}")
     return lines
 
 
