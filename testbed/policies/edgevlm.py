@@ -25,7 +25,6 @@ uploads every frame with Table 5's modules (`parallel`, `crm`, `crm-ggvr`, `crm-
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -124,9 +123,9 @@ def upload(stream: Stream, frame: Frame, density: int, roi_scale: float = 0.0) -
     off = media_offload(frame.media, stream.question, stream.categories, density)
     if not roi_scale:
         return off
-    tok, inf = off.steps
     locate = Locate(0.0, roi_scale, frame.media.width, frame.media.height, labels=stream.task)
-    return dataclasses.replace(off, steps=(tok, dataclasses.replace(inf, locate=locate)))
+    ground = Infer("large", None, density, stream.question, stream.categories, locate=locate)
+    return Offload(off.payloads, (off.steps[0], ground))
 
 
 def arrived(pending: dict[int, Future]) -> Step:
