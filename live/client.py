@@ -69,8 +69,8 @@ class _Link:
     and the sealer once a CURVE handshake is done."""
 
     sock: zmq.Socket
+    reader: Reader
     peer: bytes = b""
-    reader: Reader = field(default_factory=lambda: Reader(framing.MAX_RECORD))
     sealer: Sealer | None = None
     records: deque[bytearray] = field(default_factory=deque)
 
@@ -144,7 +144,7 @@ class EdgeClient:
         sock.setsockopt(zmq.LINGER, 0)
         with self._lock:
             self._sockets.add(sock)
-        link = self._local.link = _Link(sock)
+        link = self._local.link = _Link(sock, Reader(self.limits.max_message_bytes + framing.BOX_OVERHEAD))
         sock.connect(self.endpoint)
         while not link.peer:  # the connection's notification: [routing id, b""]
             if not self._wait(sock, deadline):
@@ -189,8 +189,9 @@ class EdgeClient:
                 self._discard_socket()
                 raise EdgeUnavailable("closed", f"the edge at {self.endpoint} closed the connection")
             for item in link.reader.feed(data.buffer):
-                if isinstance(item, framing.FramingError):  # cannot happen: the reader has no limit
-                    raise item
+                if isinstance(item, framing.FramingError):  # a reply past this client's limit
+                    self._discard_socket()
+                    raise EnvelopeError(f"reply from the edge refused: {item.reason}", item.code)
                 link.records.append(item)
         return link.records.popleft()
 

@@ -340,6 +340,7 @@ class EdgeServer:
         if self.curve is not None and conn.sealer is None:
             return self._handshake(router, ident, conn, bytes(body))
         if self.curve is None and framing.is_handshake(body):
+            self.budget.give(held)
             self._refuse(router, ident, "this edge does not use CURVE; connect without keys")
             return False
         queued = False

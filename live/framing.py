@@ -61,11 +61,11 @@ def pack(frames: Sequence[Buffer]) -> bytes:
 
 
 def record(body: Buffer) -> bytes:
-    """`body` with its length prefix, ready to write to the stream."""
+    """`body` with its length prefix, ready to write to the stream (one copy)."""
     n = memoryview(body).nbytes
     if n > MAX_RECORD:
         raise FramingError(f"a body of {n} bytes does not fit a record", "oversize")
-    return PREFIX.pack(n) + bytes(body)
+    return b"".join((PREFIX.pack(n), body))
 
 
 def unpack(body: Buffer, max_frames: int) -> list[memoryview]:
