@@ -75,6 +75,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                 crops.append((assignment, report.crop_summary(run.queries)))
             for note in report.saturation_notes(run.queries):
                 console.print(f"[yellow]warning:[/yellow] {note}" + (f" ({assignment})" if assignment else ""))
+            if i == 0:  # a sweep's points share the fit: said once
+                for note in run.notes:
+                    if note.startswith("bandit backbone"):
+                        console.print(f"note: {note}", soft_wrap=True)
             if len(points) == 1:
                 _print_summary(console, summary, point.policies.baselines, label(run))
                 _print_routers(console, run)

@@ -6,13 +6,11 @@ writing the same rows as the sim. Used by `testbed live --inproc` (and by live m
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -20,6 +18,7 @@ import pandas as pd
 
 from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.bandit import DecisionLog, Profiling, fit_records
+from testbed.cache import cache_dir  # noqa: F401  (re-exported: live.run.cache_dir)
 from testbed.energy import add_energy
 from testbed.errors import TestbedError
 from testbed.models.pair import VLMPair
@@ -44,12 +43,6 @@ if TYPE_CHECKING:
     from live.remote_edge import ZmqEdge
 
 Progress = Callable[[int], None]
-CACHE_ENV = "TESTBED_CACHE"
-
-
-def cache_dir() -> Path:
-    """Where generated media are kept between runs ($TESTBED_CACHE, else ~/.cache/vlm-edge-testbed)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vlm-edge-testbed")
 
 
 def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workload:

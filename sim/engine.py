@@ -20,6 +20,7 @@ from sim.interpreter import Node, SimInterpreter, World
 from sim.link import Channel
 from testbed.bandit import BanditRun, DecisionLog, Profiling, fit_records, sampled_frames
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
+from testbed.cache import cache_dir
 from testbed.codec.size import TokenFormat
 from testbed.direction import link_seed
 from testbed.errors import TestbedError
@@ -214,8 +215,16 @@ def profiling_fit(records: Sequence[QueryRecord], calibration: Calibration, seed
         frames = [sampled_frames(r.query.media, KEYFRAME_SAMPLER) for r in records]
         while len(_PROFILING) >= 4:  # a sweep reuses its fit; the oldest of other workloads' goes
             del _PROFILING[next(iter(_PROFILING))]
-        _PROFILING[key] = fit_records(records, frames, calibration.small_t, seed)
+        _PROFILING[key] = fit_records(records, frames, calibration.small_t, seed, cache=cache_dir() / "backbones")
     return _PROFILING[key]
+
+
+def _cached_note(profiling: Profiling | None) -> str:
+    """One line when the density agents' backbone was not retrained."""
+    if profiling is None or not profiling.cached:
+        return ""
+    return (f"bandit backbone: cached fit reused from {cache_dir() / 'backbones'} (same profiling split, "
+            "temperature and seed), not retrained")
 
 
 def policy_context(sc: Scenario, name: str, calibration: Calibration,
@@ -350,8 +359,8 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     queries = add_energy(order_rows(rows, sc.policies.run, workload.benchmarks()), profile)
     check_sane(queries, sc)
     report = calibration_report(calibration, test, "test", source, sc.calibration.bins)
-    note = profile.energy_note()
+    notes = tuple(n for n in (profile.energy_note(), _cached_note(profiling)) if n)
     return RunResult(queries, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",
-                     calibration, workload.parameters, notes=(note,) if note else (), logs=logs, profiling=profiling,
+                     calibration, workload.parameters, notes=notes, logs=logs, profiling=profiling,
                      calibration_report=report, routing=routing_rows(picks, queries),
                      crop_plans=crop_plan_rows(plans))

@@ -169,6 +169,22 @@ def problem():
     return {"contexts": cp, "correct": yp, "triples": triples, "backbone": train_backbone(*triples, D, seed=0)}
 
 
+def test_a_cached_backbone_is_the_trained_one_and_a_bad_file_is_refitted(problem, tmp_path):
+    from testbed.bandit.backbone import train_cached
+
+    first, hit = train_cached(*problem["triples"], D, tmp_path, seed=0)
+    assert not hit and first.fingerprint == problem["backbone"].fingerprint  # what training gives
+    again, hit = train_cached(*problem["triples"], D, tmp_path, seed=0)
+    assert hit and again.fingerprint == first.fingerprint  # float64 weights: the very fit
+    _, hit = train_cached(*problem["triples"], D, tmp_path, seed=1, epochs=3)
+    assert not hit  # other settings, another key
+    (npz,) = [p for p in tmp_path.glob("backbone-*.npz") if p.stat().st_size and
+              load_backbone(p).fingerprint == first.fingerprint]
+    npz.write_bytes(b"not an npz")
+    refit, hit = train_cached(*problem["triples"], D, tmp_path, seed=0)
+    assert not hit and refit.fingerprint == first.fingerprint and load_backbone(npz).fingerprint == first.fingerprint
+
+
 def thompson(problem, **kw) -> NeuralLinearThompson:
     agent = NeuralLinearThompson(problem["backbone"], COST, **kw)
     agent.warm_start(*problem["triples"])

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from testbed.bandit._files import card_loader, read_npz_card, require, write_npz_card
-from testbed.bandit.errors import MismatchError
+from testbed.bandit.errors import BanditFileError, MismatchError
 from testbed.query import DENSITIES
 
 HIDDEN = (128, 64)
@@ -162,6 +162,38 @@ def _train(torch: Any, x: np.ndarray, head: np.ndarray, y: np.ndarray, mean: np.
     info = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
             "samples": n, "final_epoch_bce": loss_sum / n}
     return Backbone(dens, mean, scale, w[0], w[1], w[2], w[3], w[4], w[5], info)
+
+
+TRAINING_VERSION = 1
+"""Bump when `train_backbone` changes what it computes: cached fits made before are then not reused."""
+
+
+def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray, densities: Sequence[int],
+                 cache: Path | None, *, seed: int = 0, **train_kw: Any) -> tuple[Backbone, bool]:
+    """`train_backbone`, or the backbone an earlier call with the same inputs left in `cache` (keyed
+    by a SHA-256 of the inputs, the seed, the settings and TRAINING_VERSION; float64 weights, so a
+    cached fit is the very one training gives). Returns (backbone, whether it came from the cache);
+    an unreadable cache file is refitted and replaced."""
+    if cache is None:
+        return train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw), False
+    h = hashlib.sha256(repr((TRAINING_VERSION, VERSION, tuple(int(d) for d in densities), seed,
+                             sorted(train_kw.items()))).encode())
+    for a in (contexts, actions, correct):
+        arr = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(repr(arr.shape).encode())
+        h.update(arr.tobytes())
+    path = cache / f"backbone-{h.hexdigest()[:32]}.npz"
+    if path.is_file():
+        try:
+            return load_backbone(path, densities), True
+        except BanditFileError:
+            pass
+    backbone = train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw)
+    try:
+        save_backbone(backbone, path)
+    except OSError:  # a read-only or full cache costs the next run a fit, nothing else
+        pass
+    return backbone, False
 
 
 def save_backbone(backbone: Backbone, path: Path | str) -> None:

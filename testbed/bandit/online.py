@@ -43,7 +43,8 @@ def _all_or_none(values: Sequence[Any]) -> list[Any] | None:
 
 def fit_records(records: Sequence[QueryRecord], n_frames: Sequence[float], small_temperature: float,
                 seed: int = 0, train: bool = True, densities: Sequence[int] = DENSITIES,
-                contexts: Sequence[ContextInputs] | None = None, **train_kw: Any) -> Profiling:
+                contexts: Sequence[ContextInputs] | None = None, cache: Path | None = None,
+                **train_kw: Any) -> Profiling:
     """`fit_profiling` on profiling records: their frames (as the policy's sampler takes them),
     logits, answers and context inputs (the records' own unless `contexts` is given, as a real run
     computes them). Every record needs the small model's and the large model's logits at every
@@ -59,7 +60,8 @@ def fit_records(records: Sequence[QueryRecord], n_frames: Sequence[float], small
         [r.answer for r in records], small_temperature,
         txt=_all_or_none([c.txt for c in ctx]), vis=_all_or_none([c.vis for c in ctx]),
         s_max=_all_or_none([c.s_max for c in ctx]), s_mean=_all_or_none([c.s_mean for c in ctx]),
-        s_cplx=_all_or_none([c.s_cplx for c in ctx]), densities=densities, seed=seed, train=train, **train_kw)
+        s_cplx=_all_or_none([c.s_cplx for c in ctx]), densities=densities, seed=seed, train=train, cache=cache,
+        **train_kw)
 
 
 @dataclass

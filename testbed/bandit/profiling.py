@@ -27,7 +27,7 @@ from testbed.bandit.agents import (
     RawFeatures,
 )
 from testbed.bandit._files import card_loader, card_path, read_npz_card, require, write_npz_card
-from testbed.bandit.backbone import Backbone, full_information, load_backbone, save_backbone, train_backbone
+from testbed.bandit.backbone import Backbone, full_information, load_backbone, save_backbone, train_cached
 from testbed.bandit.errors import MismatchError
 from testbed.bandit.features import PCA, ContextBuilder, fit_context_builder
 from testbed.query import DENSITIES
@@ -68,6 +68,7 @@ class Profiling:
     correct: np.ndarray
     densities: tuple[int, ...]
     backbone: Backbone | None
+    cached: bool = False  # the backbone came from the on-disk cache (`train_cached`), not a fit
 
     def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(contexts, actions, correct) with every density's outcome of every query."""
@@ -79,13 +80,13 @@ def fit_profiling(n_frames: Sequence[float], small_logits: Sequence[np.ndarray],
                   txt: Sequence[Sequence[float]] | None = None, vis: Sequence[Sequence[float]] | None = None,
                   s_max: Sequence[float] | None = None, s_mean: Sequence[float] | None = None,
                   s_cplx: Sequence[float] | None = None, densities: Sequence[int] = DENSITIES, seed: int = 0,
-                  train: bool = True, **train_kw: Any) -> Profiling:
+                  train: bool = True, cache: Path | None = None, **train_kw: Any) -> Profiling:
     """Fit on m profiling queries: frames the policy's sampler takes (m,), the small model's
     option logits (m ragged arrays), the large model's logits per density (m mappings), the
     answers, the small model's calibrated temperature, and the trace's optional context columns
     (context_txt, context_vis as lists of floats; context_s_max, _s_mean, _s_cplx), None where the
     trace lacks them. `train=False` skips the backbone (only LinUCB, raw epsilon-greedy, fixed and
-    oracle agents then)."""
+    oracle agents then); `cache`: a folder where an identical earlier fit's backbone is reused."""
     if len(small_logits) == 0:
         raise ValueError("no profiling queries: the bandit is fitted on the profiling split")
     dens = tuple(int(d) for d in densities)
@@ -95,9 +96,9 @@ def fit_profiling(n_frames: Sequence[float], small_logits: Sequence[np.ndarray],
                              _column(s_max, "context_s_max"), _column(s_mean, "context_s_mean"),
                              _column(s_cplx, "context_s_cplx"))
     correct = correctness_matrix(large_logits, answers, dens)
-    backbone = train_backbone(*full_information(contexts, correct, dens), dens, seed=seed, **train_kw) \
-        if train else None
-    return Profiling(builder, contexts, correct, dens, backbone)
+    backbone, cached = train_cached(*full_information(contexts, correct, dens), dens, cache, seed=seed,
+                                    **train_kw) if train else (None, False)
+    return Profiling(builder, contexts, correct, dens, backbone, cached)
 
 
 AGENT_KINDS = ("neural-linear-thompson", "epsilon-greedy", "epsilon-greedy-raw", "linucb", "fixed", "oracle")
