@@ -29,8 +29,6 @@ from testbed.errors import TestbedError
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
     from testbed import report
@@ -53,52 +51,59 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return sim_streams(args, sc, console, out)
     if reps:
         return _sim_replications(console, sc, reps, out, args.folders.final(out))
-    total = 0
-    for _, point in points:
-        wl = load_workload(point)
-        total += len(wl.split("test") or wl.records) * len(point.policies.run)
-    rows = []
-    crops: list = []
+    if len(points) > 1:
+        return _sim_sweep(args, console, sc, out)
+    point = sc
+    workload = load_workload(point)
+    total = len(workload.split("test") or workload.records) * len(point.policies.run)
     with progress_bar(console) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=total)
-        for i, (assignment, point) in enumerate(points):
-            profile = load_profile(point.profile_path())
-            run = run_scenario(point, lambda n: bar.advance(task, n), profile)
-            summary = report.summarize(run.queries, point.policies.baselines)
-            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
-            folder = out if len(points) == 1 else out / f"point-{i:03d}"
-            folder.mkdir(exist_ok=True)
-            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison,
-                      point.seed)
-            rows.append(summary.assign(**{k: v for k, v in assignment.items()}))
-            if len(points) > 1:
-                crops.append((assignment, report.crop_summary(run.queries)))
-            for note in report.saturation_notes(run.queries):
-                console.print(f"[yellow]warning:[/yellow] {note}" + (f" ({assignment})" if assignment else ""))
-            if i == 0:  # a sweep's points share the fit: said once
-                for note in run.notes:
-                    if note.startswith("bandit backbone"):
-                        console.print(f"note: {note}", soft_wrap=True)
-            if len(points) == 1:
-                _print_summary(console, summary, point.policies.baselines, label(run))
-                _print_routers(console, run)
-                if comparison is not None:
-                    _print_comparison(console, comparison)
-    if len(points) > 1:
-        keys = list(sc.sweep)
-        table = pd.concat(rows, ignore_index=True)
-        table = table[table.benchmark == report.ALL][[*keys, "policy", "accuracy", "mean_s", "p50_s", "p95_s",
-                                                      "p99_s", "local_share", "mb_up_per_query"]]
-        table.to_csv(out / "sweep.csv", index=False)
-        (out / "sweep.md").write_text(f"# {sc.name} sweep\n\n**Data:** {label(run)}\n\n"
-                                      + report.format_table(table) + "\n")
-        report.plot_sweep(table, keys, out / "sweep.png", f"{sc.name} sweep - {label(run)}")
-        crop = pd.concat([c.assign(**assignment) for assignment, c in crops], ignore_index=True)
-        if len(crop):  # seed 003: one curve per policy over the swept threshold
-            crop.to_csv(out / "crop_sweep.csv", index=False)
-            report.plot_crop_tradeoff(crop, out / "accuracy_vs_bytes.png", f"{sc.name} sweep - {label(run)}")
-        console.print(f"[bold]{sc.name}[/bold] sweep over {', '.join(keys)} - {label(run)}")
-        console.print(report.format_table(table))
+        profile = load_profile(point.profile_path())
+        run = run_scenario(point, lambda n: bar.advance(task, n), profile)
+    summary = report.summarize(run.queries, point.policies.baselines)
+    comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
+    write_run(out, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
+    for note in report.saturation_notes(run.queries):
+        console.print(f"[yellow]warning:[/yellow] {note}")
+    for note in run.notes:
+        if note.startswith("bandit backbone"):
+            console.print(f"note: {note}", soft_wrap=True)
+    _print_summary(console, summary, point.policies.baselines, label(run))
+    _print_routers(console, run)
+    if comparison is not None:
+        _print_comparison(console, comparison)
+    console.print(f"\nresults: {args.folders.final(out)}")
+    return 0
+
+
+def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> int:
+    """Every point of the sweep (sim/sweep.py, on --executor), then the sweep's table and plot."""
+    from sim.sweep import run_sweep
+    from testbed import report
+
+    n = len(sc.grid())
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"simulating {sc.name}: {n} sweep points ({args.executor})", total=n)
+        result = run_sweep(args.scenario, out, overrides=_overrides(args), executor=args.executor,
+                           workers=args.workers, address=args.address, plots=args.plots == "all",
+                           progress=lambda done, total: bar.update(task, completed=done))
+    for p in result.points:
+        for note in p.warnings:
+            console.print(f"[yellow]warning:[/yellow] {note} ({p.assignment})")
+    for note in result.points[0].notes:
+        if note.startswith("bandit backbone"):
+            console.print(f"note: {note}", soft_wrap=True)
+    data = result.points[0].label
+    keys = list(result.keys)
+    result.table.to_csv(out / "sweep.csv", index=False)
+    (out / "sweep.md").write_text(f"# {sc.name} sweep\n\n**Data:** {data}\n\n" + report.format_table(result.table)
+                                  + "\n")
+    report.plot_sweep(result.table, keys, out / "sweep.png", f"{sc.name} sweep - {data}")
+    if len(result.crop):  # seed 003: one curve per policy over the swept threshold
+        result.crop.to_csv(out / "crop_sweep.csv", index=False)
+        report.plot_crop_tradeoff(result.crop, out / "accuracy_vs_bytes.png", f"{sc.name} sweep - {data}")
+    console.print(f"[bold]{sc.name}[/bold] sweep over {', '.join(keys)} - {data}")
+    console.print(report.format_table(result.table))
     console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
@@ -490,17 +495,25 @@ def _stamp() -> str:
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _scenario(args: argparse.Namespace):
-    """The scenario named on the command line, with --seed and --queries applied."""
-    from testbed.scenario import load_scenario, with_overrides
-
-    sc = load_scenario(args.scenario)
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The scenario keys --seed and --queries set."""
     overrides: dict[str, object] = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.queries is not None:
         overrides["workload.queries_per_benchmark"] = args.queries
-    return with_overrides(sc, overrides, FLAGS) if overrides else sc
+    return overrides
+
+
+def _scenario(args: argparse.Namespace):
+    """The scenario named on the command line, with --seed and --queries applied (a sweep stays a sweep)."""
+    from dataclasses import replace
+
+    from testbed.scenario import load_scenario, with_overrides
+
+    sc = load_scenario(args.scenario)
+    overrides = _overrides(args)
+    return replace(with_overrides(sc, overrides, FLAGS), sweep=sc.sweep) if overrides else sc
 
 
 FLAGS = {"seed": "--seed", "workload.queries_per_benchmark": "--queries", "models.preset": "--models",
@@ -677,6 +690,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     s.add_argument("--seed", type=SEED, help="override the scenario's seed")
     s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
+    s.add_argument("--executor", choices=("serial", "local", "ray"), default="local",
+                   help="where a sweep's points run: one after another, a process pool on this machine (default), "
+                        "or Ray (pip install -e '.[ray]')")
+    s.add_argument("--workers", type=COUNT, help="--executor local: processes (default: one per core)")
+    s.add_argument("--address", help="--executor ray: the cluster's address (default: a local Ray instance)")
+    s.add_argument("--plots", choices=("sweep", "all"), default="sweep",
+                   help="a sweep's figures: its own table's plot only (default), or every point's too")
     s.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
     s.add_argument("--replications", metavar="N", help="run N seeds (seed, seed+1, ...) and report every metric "
                                                        "and ratio as a mean with its 95%% confidence interval")

@@ -414,8 +414,10 @@ def comparison_md(comparison: pd.DataFrame) -> list[str]:
 
 
 def write_run(out: Path, name: str, description: str, scenario_toml: str, run: RunResult, summary: pd.DataFrame,
-              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, Any] | None = None) -> None:
-    """Everything a reader needs to trust and redo one run, whichever interpreter made it."""
+              comparison: pd.DataFrame | None, seed: int, extra_versions: dict[str, Any] | None = None,
+              plots: bool = True) -> None:
+    """Everything a reader needs to trust and redo one run, whichever interpreter made it (`plots`:
+    its figures too; a sweep's points leave them out unless asked)."""
     from testbed import report
 
     title = f"{name} - {label(run)}"
@@ -428,7 +430,7 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
     md = [f"# {name}", "", f"{description}", "", f"**Data:** {label(run)}", "",
           f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "
           f"({source})", "", report.format_table(summary), ""]
-    md += calibration_md(out, run, title)
+    md += calibration_md(out, run, title, plots)
     md += routing_md(out, run)
     crop = report.crop_summary(run.queries)
     if len(crop):
@@ -446,22 +448,22 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
                                                    "profile": run.profile, **(extra_versions or {})}, indent=2))
     run.totals.to_csv(out / "totals.csv", index=False)
     write_bandit_files(out, run)
-    if len(run.queries):
+    if len(run.queries) and len(crop):  # seed 003's policies: accuracy against bytes and the edge's compute
+        plans = pd.DataFrame(list(run.crop_plans), columns=["policy", "target", "h_min_threshold", "profile_queries",
+                                                            "profile_retransmit_share", "profile_accuracy"])
+        crop.merge(plans, on="policy", how="left").to_csv(out / "crop.csv", index=False)
+    if len(run.queries) and plots:
         report.plot_delay_cdf(run.queries, out / "delay_cdf.png", title)
         report.plot_breakdown(run.queries, out / "delay_breakdown.png", title)
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
         if "regret" in run.queries and run.queries.regret.notna().any():
             report.plot_regret(run.queries, out / "cumulative_regret.png", title)
-        if len(crop):  # seed 003's policies: accuracy against bytes and against the edge's compute
-            plans = pd.DataFrame(list(run.crop_plans), columns=["policy", "target", "h_min_threshold",
-                                                                "profile_queries", "profile_retransmit_share",
-                                                                "profile_accuracy"])
-            crop.merge(plans, on="policy", how="left").to_csv(out / "crop.csv", index=False)
+        if len(crop):
             report.plot_crop_tradeoff(crop, out / "accuracy_vs_bytes.png", title)
 
 
-def calibration_md(out: Path, run: RunResult, title: str) -> list[str]:
-    """Write calibration.csv and reliability.png; the summary.md section on them."""
+def calibration_md(out: Path, run: RunResult, title: str, plots: bool = True) -> list[str]:
+    """Write calibration.csv and (`plots`) reliability.png; the summary.md section on them."""
     from testbed import report
 
     cal = run.calibration_report
@@ -469,7 +471,8 @@ def calibration_md(out: Path, run: RunResult, title: str) -> list[str]:
         return []
     table = pd.DataFrame(cal.table())
     table.to_csv(out / "calibration.csv", index=False)
-    report.plot_reliability(cal, out / "reliability.png", title)
+    if plots:
+        report.plot_reliability(cal, out / "reliability.png", title)
     split = cal.rows[0].split
     return ["## Calibration", "", f"Temperatures {cal.source}; ECE ({cal.rows[0].bins} equal-width bins) before "
             f"and after temperature scaling on the {split} split, per benchmark (`calibration.csv`, "

@@ -1,0 +1,202 @@
+"""Sweeps as a library call: every point of a scenario's [sweep] run in the sim, one after another
+(`serial`), over a process pool on this machine (`local`) or on a Ray cluster (`ray`), each point's
+results folder written whole or not at all, and the points' summaries merged in grid order, so the
+sweep table is the same whatever ran it.
+
+A point is named to a worker by plain values (the scenario's file, the command line's overrides, the
+point's index in the grid, its folder), and the worker rebuilds it: nothing but a point's tables
+comes back. With Ray, a worker on another machine needs the repository at the same path, and writes
+the point's folder on its own disk unless `out` is on a shared file system.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from testbed.errors import TestbedError
+
+EXECUTORS = ("serial", "local", "ray")
+
+
+class PointFailed(TestbedError):
+    """A sweep point that raised: its index, its assignment and the one-line reason."""
+
+
+@dataclass(frozen=True)
+class PointJob:
+    """What a worker needs to run one point: plain values only."""
+
+    scenario: str  # a scenario name or a path to its TOML file
+    overrides: dict[str, Any]  # dotted keys the command line set (--seed, --queries)
+    index: int
+    folder: str  # the point's results folder (written whole: built as <folder>.partial, then renamed)
+    plots: bool = False  # the point's own figures (the sweep's table and plot are always made)
+
+
+@dataclass(frozen=True)
+class PointOutcome:
+    """One point's tables, as the serial loop would have had them in memory."""
+
+    index: int
+    assignment: dict[str, Any]
+    summary: pd.DataFrame
+    crop: pd.DataFrame
+    label: str
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every point's outcome in grid order, and the merged tables."""
+
+    points: tuple[PointOutcome, ...]
+    keys: tuple[str, ...]
+    table: pd.DataFrame = field(repr=False)
+    crop: pd.DataFrame = field(repr=False)
+
+
+def point_scenario(scenario: str, overrides: dict[str, Any], index: int) -> tuple[dict[str, Any], Any]:
+    """(assignment, scenario) of point `index` of `scenario` with `overrides` applied (the sweep kept)."""
+    from testbed.scenario import load_scenario, with_overrides
+
+    sc = load_scenario(scenario)
+    if overrides:
+        sc = replace(with_overrides(sc, overrides), sweep=sc.sweep)
+    return sc.grid()[index]
+
+
+def run_point(job: PointJob) -> PointOutcome:
+    """Run one point and write its folder (`<folder>.partial` first, renamed when whole; removed if the
+    point fails, which raises PointFailed naming it)."""
+    assignment: dict[str, Any] = {}
+    final = Path(job.folder)
+    partial = final.with_name(final.name + ".partial")
+    try:
+        from sim.engine import run_scenario
+        from sim.fit import comparison as paper_comparison
+        from testbed import report
+        from testbed.profiles import load_profile
+        from testbed.results import label, write_run
+        from testbed.scenario import resolved_toml
+
+        assignment, point = point_scenario(job.scenario, job.overrides, job.index)
+        profile = load_profile(point.profile_path())
+        run = run_scenario(point, None, profile)
+        summary = report.summarize(run.queries, point.policies.baselines)
+        comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        write_run(partial, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed,
+                  plots=job.plots)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        return PointOutcome(job.index, assignment, summary, report.crop_summary(run.queries), label(run),
+                            tuple(report.saturation_notes(run.queries)), tuple(run.notes))
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PointFailed(f"sweep point {job.index} ({assignment or 'its assignment could not be read'}): "
+                          f"{type(exc).__name__}: {reason}") from None
+
+
+def run_sweep(scenario: str, out: Path, *, overrides: dict[str, Any] | None = None, executor: str = "local",
+              workers: int | None = None, address: str | None = None, plots: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run every point of `scenario`'s sweep into `out/point-NNN/` and merge their summaries.
+    `executor`: serial, local (a process pool of `workers`, default one per core) or ray (`address`
+    of a cluster, else a local Ray instance). `progress(done, total)` after each point."""
+    if executor not in EXECUTORS:
+        raise TestbedError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
+    from testbed.scenario import load_scenario
+
+    overrides = dict(overrides or {})
+    sc = load_scenario(scenario)
+    n = len(sc.grid())
+    jobs = [PointJob(scenario, overrides, i, str(out / f"point-{i:03d}"), plots) for i in range(n)]
+    outcomes: dict[int, PointOutcome] = {}
+
+    def done(o: PointOutcome) -> None:
+        outcomes[o.index] = o
+        if progress is not None:
+            progress(len(outcomes), n)
+
+    if executor == "serial" or n == 1:
+        for job in jobs:
+            done(run_point(job))
+    elif executor == "local":
+        _run_local(jobs, workers or os.cpu_count() or 1, done)
+    else:
+        _run_ray(jobs, address, done)
+    points = tuple(outcomes[i] for i in range(n))
+    return SweepResult(points, tuple(sc.sweep), *merge(points, tuple(sc.sweep)))
+
+
+def _run_local(jobs: list[PointJob], workers: int, done: Callable[[PointOutcome], None]) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    # forkserver: workers fork from a clean server process that imported the sim once (not from this
+    # process and its threads, the progress bar's), so each starts in milliseconds, not seconds
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["sim.sweep", "sim.engine", "sim.fit", "testbed.report", "testbed.results"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        pending = {pool.submit(run_point, job) for job in jobs}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in finished:
+                    done(f.result())  # a failed point raises here, naming itself
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def _run_ray(jobs: list[PointJob], address: str | None, done: Callable[[PointOutcome], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise TestbedError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install ray)") from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage over the internet unless told not to
+    started = not ray.is_initialized()
+    if started:
+        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}  # a local instance stays on loopback
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local,
+                 runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("TESTBED_")}})
+    try:
+        remote = ray.remote(run_point)
+        refs = {remote.remote(job): job for job in jobs}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            refs.pop(ready[0])
+            try:
+                done(ray.get(ready[0]))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), PointFailed) else None
+                for r in refs:
+                    ray.cancel(r)
+                raise cause or TestbedError(str(exc).strip().splitlines()[0]) from None
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def merge(points: tuple[PointOutcome, ...], keys: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sweep table (the all-benchmarks row of each policy at each point, in grid order) and the
+    crop policies' curves over the swept keys."""
+    from testbed import report
+
+    table = pd.concat([p.summary.assign(**p.assignment) for p in points], ignore_index=True)
+    table = table[table.benchmark == report.ALL][[*keys, "policy", "accuracy", "mean_s", "p50_s", "p95_s", "p99_s",
+                                                  "local_share", "mb_up_per_query"]].reset_index(drop=True)
+    crop = pd.concat([p.crop.assign(**p.assignment) for p in points], ignore_index=True)
+    return table, crop
