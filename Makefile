@@ -41,7 +41,7 @@ gpu-profile: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -o addopts='' tests/bench --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
 
-# soak the live transport: 10,000 requests from 4 clients to one edge on loopback, then faults (a few minutes)
+# soak the live transport: 10,000 requests from 4 clients to one edge on loopback, then faults (about 30 s)
 soak: $(STAMP)
 	$(BIN)/testbed soak
 

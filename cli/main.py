@@ -301,7 +301,9 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
         return None, "in one process"
     from live.run import live_link
 
-    console.print(f"starting the edge and the link for {sc.name} ...")
+    console.print(f"using the edge at {args.edge} ..." if args.edge else
+                  f"starting the edge and the link for {sc.name} ...")
+
     def note(n: str) -> None:
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
 

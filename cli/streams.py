@@ -48,7 +48,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
         console.print("\n[bold]Table 2, measured[/bold]")
         console.print(report.format_table(report.table2(summary)))
         comparison = report.paper_comparison(summary)
-        held = comparison[comparison.role == "held out"] if len(comparison) else comparison
+        held = comparison[comparison.role == "held-out"] if len(comparison) else comparison
         if len(held):
             for fig, h in held.groupby("figure", sort=True):
                 console.print(f"\nheld-out {fig} figures: mean |error| {h.error.abs().mean():.2f} points, "
@@ -122,10 +122,13 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     params = {"fps": sc.stream.fps, "seconds": sc.stream.seconds, "generator": content.generator,
               "note": f"{content.note}; cloud_s measured "
                       f"{'in one process (no network)' if mode == 'inproc' else 'at the edge process'}"}
+    final = args.folders.final(out)
+    # the frames' paths as they will be once the folder is renamed into place
+    trace["path"] = [str(final / Path(p).relative_to(out)) if Path(p).is_relative_to(out) else p for p in trace.path]
     table_to_streams(to_table(trace, provenance, params))  # validates before writing
     write_stream_trace(trace, out / "stream_trace.parquet", provenance, params)
-    console.print(f"stream trace: {out / 'stream_trace.parquet'} (replay it: workload.kind = 'stream-trace')")
-    console.print(f"\nresults: {args.folders.final(out)}")
+    console.print(f"stream trace: {final / 'stream_trace.parquet'} (replay it: workload.kind = 'stream-trace')")
+    console.print(f"\nresults: {final}")
     return 0
 
 

@@ -169,9 +169,11 @@ def _run_ray(jobs: list[PointJob], address: str | None, done: Callable[[PointOut
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage over the internet unless told not to
     started = not ray.is_initialized()
     if started:
-        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}  # a local instance stays on loopback
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local,
-                 runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("TESTBED_")}})
+        env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("TESTBED_")}}
+        if address is None:  # a local instance, on loopback
+            ray.init(include_dashboard=False, log_to_driver=False, runtime_env=env, _node_ip_address="127.0.0.1")
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env)
     try:
         remote = ray.remote(run_point)
         refs = {remote.remote(job): job for job in jobs}

@@ -51,7 +51,7 @@ def test_sim_of_a_stream_scenario_writes_its_results(tmp_path, capsys):
     t2 = pd.read_csv(run / "table2.csv")
     assert {"nuscenes Micro-F1", "nuscenes Macro-F1", "nuscenes 0-1 EM", "nuscenes LCR"} <= set(t2.columns)
     cmp = pd.read_csv(run / "paper_comparison.csv")
-    assert set(cmp.role) <= {"fitted", "held out", "band"}
+    assert set(cmp.role) <= {"fitted", "held-out", "band"}
     # the rows in the results are the rows the run made: LCR is the uploaded share of frames
     e = frames[frames.policy == "edgevlm"]
     assert s.set_index("policy").lcr["edgevlm"] == pytest.approx(100 * e.uploaded.mean())

@@ -99,7 +99,7 @@ CALIBRATION_ROWS: dict[str, dict[str, dict[str, float]]] = {
 
 
 def role(band: str, method: str) -> str:
-    """'fitted' for the calibration rows, else 'held out'."""
+    """'fitted' for the calibration rows, else 'held-out'."""
     if (band, method) in (("", "svlm-only"), ("", "lvlm-only"), ("20-30%", "edgevlm")):
         return "fitted"
-    return "held out"
+    return "held-out"

@@ -21,6 +21,8 @@ from testbed.streams.specs import BANDS, band_label
 METHODS = {"svlm-only": "SVLM Only", "lvlm-only": "LVLM Only", "distributed-vlm": "Distributed VLM",
            "laecips-like": "LAECIPS-like", "adas-like": "ADAS-like", "edgevlm": "edgeVLM"}
 ABLATION = "edgevlm-ablation-"
+COMPARISON_COLUMNS = ["benchmark", "figure", "band", "method", "policy", "metric", "seed 001", "sim", "error",
+                      "rel_error_%", "role"]
 BAND_ORDER = ("", *(band_label(lo, hi) for lo, hi in BANDS), "100%", "out of band")
 
 
@@ -82,7 +84,7 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
                          # a call ratio is the band's, set by the knobs: neither fitted nor predicted
                          "role": "band" if metric == "lcr" else
                          (table5_role(row) if figure == "Table 5" else role(r.band, r.method))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def table1(points: list[tuple[int, pd.DataFrame]], policy: str) -> pd.DataFrame:
@@ -135,7 +137,7 @@ def orderings(summary: pd.DataFrame) -> list[str]:
 def table5_role(row: str) -> str:
     """A Table 5 row's role: the two visual-focus rows are where the synthetic workload's focus gains
     come from (`focus_gain`, GGVR_SHARE), so they are its parameter source, not predictions."""
-    return "parameter source" if "ggvr" in row else "held out"
+    return "parameter-source" if "ggvr" in row else "held-out"
 
 
 def table5_orderings(s: pd.DataFrame) -> list[str]:
@@ -178,9 +180,11 @@ def write_stream_run(out: Path, name: str, description: str, scenario_toml: str,
           f"## Table 2, measured ({'SYNTHETIC' if run.provenance.startswith('synthetic:') else 'recorded'} "
           "workload; rows grouped by the band of their measured LCR)", "", format_table(t2), ""]
     if len(comparison):
-        md += ["## Measured vs seed 001 (fitted: a calibration row; held out: a prediction)", "",
+        md += ["## Measured vs seed 001 (fitted: a calibration row; held-out: a prediction; parameter-source: a figure "
+               "a synthetic parameter was taken from; band: a call ratio the knobs set)", "",
                format_table(comparison), ""]
-    md += ["## Seed 001's orderings", "", *[f"- {c}" for c in checks], ""]
+    if checks:
+        md += ["## Seed 001's orderings", "", *[f"- {c}" for c in checks], ""]
     md += [f"**Note:** {n}" for n in run.notes]
     (out / "summary.md").write_text("\n".join(md))
     (out / "table2.md").write_text(f"# {title}\n\n" + format_table(t2) + "\n")
