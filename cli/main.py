@@ -29,13 +29,6 @@ from testbed.errors import TestbedError
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    from sim.engine import load_workload, run_scenario
-    from sim.fit import comparison as paper_comparison
-    from testbed import report
-    from testbed.profiles import load_profile
-    from testbed.results import label, write_run
-    from testbed.scenario import resolved_toml
-
     console = ui_console()
     sc = _scenario(args)
     points = sc.grid()
@@ -53,6 +46,13 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return _sim_replications(console, sc, reps, out, args.folders.final(out))
     if len(points) > 1:
         return _sim_sweep(args, console, sc, out)
+    from sim.engine import load_workload, run_scenario
+    from sim.fit import comparison as paper_comparison
+    from testbed import report
+    from testbed.profiles import load_profile
+    from testbed.results import label, write_run
+    from testbed.scenario import resolved_toml
+
     point = sc
     workload = load_workload(point)
     total = len(workload.split("test") or workload.records) * len(point.policies.run)
@@ -78,15 +78,22 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> int:
     """Every point of the sweep (sim/sweep.py, on --executor), then the sweep's table and plot."""
-    from sim.sweep import run_sweep
+    from sim.engine import load_workload
+    from sim.sweep import local_pool, run_sweep
     from testbed import report
 
-    n = len(sc.grid())
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"simulating {sc.name}: {n} sweep points ({args.executor})", total=n)
-        result = run_sweep(args.scenario, out, overrides=_overrides(args), executor=args.executor,
-                           workers=args.workers, address=args.address, plots=args.plots == "all",
-                           progress=lambda done, total: bar.update(task, completed=done))
+    grid = sc.grid()
+    n = len(grid)
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if args.executor == "local":
+            load_workload(grid[0][1])  # loaded once here, inherited by the workers forked next
+            pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
+        with progress_bar(console) as bar:
+            task = bar.add_task(f"simulating {sc.name}: {n} sweep points ({args.executor})", total=n)
+            result = run_sweep(args.scenario, out, overrides=_overrides(args), executor=args.executor,
+                               workers=args.workers, address=args.address, plots=args.plots == "all", pool=pool,
+                               progress=lambda done, total: bar.update(task, completed=done))
     for p in result.points:
         for note in p.warnings:
             console.print(f"[yellow]warning:[/yellow] {note} ({p.assignment})")

@@ -87,8 +87,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from testbed.models.checkpoint import TINY_FAMILIES
-    from testbed.models.real_size import REAL_SIZE_FAMILIES
+    from testbed.models.checkpoint import REAL_SIZE_FAMILIES, TINY_FAMILIES
 
     m = sub.add_parser("models", help="checkpoint folders of real VLM families: write a tiny one, check one")
     msub = m.add_subparsers(dest="models_command", required=True)

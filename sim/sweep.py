@@ -11,11 +11,13 @@ the point's folder on its own disk unless `out` is on a shared file system.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -108,12 +110,35 @@ def run_point(job: PointJob) -> PointOutcome:
                           f"{type(exc).__name__}: {reason}") from None
 
 
+@contextlib.contextmanager
+def local_pool(workers: int | None = None) -> Iterator[Executor]:
+    """A pool of `workers` processes (default one per core) forked from this one now, so they start
+    with what it has imported and loaded (a workload its caches hold). Open it before any other
+    thread starts (a progress bar's): a fork copies no thread but could copy a lock one held."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import sim.engine  # noqa: F401  what run_point imports, imported once here for every worker
+    import sim.fit  # noqa: F401
+    import testbed.report  # noqa: F401
+    import testbed.results  # noqa: F401
+
+    n = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork")) as pool:
+        list(pool.map(_ready, range(n)))  # every worker forked here, not at the first point
+        yield pool
+
+
+def _ready(_: int) -> None:
+    """A task that only makes the pool start its workers."""
+
+
 def run_sweep(scenario: str, out: Path, *, overrides: dict[str, Any] | None = None, executor: str = "local",
               workers: int | None = None, address: str | None = None, plots: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> SweepResult:
+              progress: Callable[[int, int], None] | None = None, pool: Executor | None = None) -> SweepResult:
     """Run every point of `scenario`'s sweep into `out/point-NNN/` and merge their summaries.
-    `executor`: serial, local (a process pool of `workers`, default one per core) or ray (`address`
-    of a cluster, else a local Ray instance). `progress(done, total)` after each point."""
+    `executor`: serial, local (`pool`, else a `local_pool` of `workers`) or ray (`address` of a
+    cluster, else a local Ray instance). `progress(done, total)` after each point."""
     if executor not in EXECUTORS:
         raise TestbedError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
     from testbed.scenario import load_scenario
@@ -133,32 +158,33 @@ def run_sweep(scenario: str, out: Path, *, overrides: dict[str, Any] | None = No
         for job in jobs:
             done(run_point(job))
     elif executor == "local":
-        _run_local(jobs, workers or os.cpu_count() or 1, done)
+        if pool is not None:
+            _run_local(pool, jobs, done)
+        else:
+            with local_pool(workers) as own:
+                _run_local(own, jobs, done)
     else:
         _run_ray(jobs, address, done)
     points = tuple(outcomes[i] for i in range(n))
     return SweepResult(points, tuple(sc.sweep), *merge(points, tuple(sc.sweep)))
 
 
-def _run_local(jobs: list[PointJob], workers: int, done: Callable[[PointOutcome], None]) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+def _run_local(pool: Executor, jobs: list[PointJob], done: Callable[[PointOutcome], None]) -> None:
+    from concurrent.futures import FIRST_EXCEPTION, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    # forkserver: workers fork from a clean server process that imported the sim once (not from this
-    # process and its threads, the progress bar's), so each starts in milliseconds, not seconds
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["sim.sweep", "sim.engine", "sim.fit", "testbed.report", "testbed.results"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-        pending = {pool.submit(run_point, job) for job in jobs}
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for f in finished:
-                    done(f.result())  # a failed point raises here, naming itself
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
+    pending = {pool.submit(run_point, job) for job in jobs}
+    try:
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for f in finished:
+                done(f.result())  # a failed point raises here, naming itself
+    except BrokenProcessPool:
+        raise TestbedError("a sweep worker process died (killed, or out of memory); its point's folder was not "
+                           "written") from None
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 def _run_ray(jobs: list[PointJob], address: str | None, done: Callable[[PointOutcome], None]) -> None:

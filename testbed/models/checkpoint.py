@@ -26,6 +26,8 @@ FAMILY_OF_MODEL_TYPE = {
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava_onevision", "smolvlm", "generic")
 TINY_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava_onevision", "smolvlm")
 """Families `testbed models tiny` writes."""
+REAL_SIZE_FAMILIES = ("qwen2_5_vl", "llava_onevision")
+"""Families `testbed models real-size` writes (testbed/models/real_size.py)."""
 
 RANDOM_MARKER = "testbed_random_init.json"
 """A folder with this file holds random weights (written by `testbed models tiny`): runs say their answers are noise."""

@@ -16,7 +16,7 @@ from typing import Any
 from testbed.errors import ConfigError
 from testbed.models.tiny_checkpoint import Role, _ids, build_tokenizer, save_folder
 
-REAL_SIZE_FAMILIES = ("qwen2_5_vl", "llava_onevision")
+from testbed.models.checkpoint import REAL_SIZE_FAMILIES  # noqa: E402,F401  (defined with the other family lists)
 
 QWEN_TEXT = {
     "small": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
