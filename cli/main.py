@@ -31,8 +31,7 @@ from testbed.errors import TestbedError
 def _cmd_sim(args: argparse.Namespace) -> int:
     console = ui_console()
     sc = _scenario(args)
-    points = sc.grid()
-    reps = _replications(args.replications, len(points)) or sc.replications
+    reps = _replications(args.replications, sc.points) or sc.replications
     out = args.folders.new(Path(args.out), sc.name, _stamp())
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
         if reps:
@@ -44,7 +43,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return sim_streams(args, sc, console, out)
     if reps:
         return _sim_replications(console, sc, reps, out, args.folders.final(out))
-    if len(points) > 1:
+    if sc.points > 1:
         return _sim_sweep(args, console, sc, out)
     from sim.engine import load_workload, run_scenario
     from sim.fit import comparison as paper_comparison
@@ -79,15 +78,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> int:
     """Every point of the sweep (sim/sweep.py, on --executor), then the sweep's table and plot."""
     from sim.engine import load_workload
-    from sim.sweep import local_pool, run_sweep
+    from sim.sweep import local_pool, run_sweep, sweep_scenario
     from testbed import report
 
-    grid = sc.grid()
-    n = len(grid)
+    n = sc.points
+    sweep_scenario(args.scenario, _overrides(args), sc)  # validated once, here; the workers inherit it
     with contextlib.ExitStack() as stack:
         pool = None
         if args.executor == "local":
-            load_workload(grid[0][1])  # loaded once here, inherited by the workers forked next
+            load_workload(sc.point(0)[1])  # loaded once here, inherited by the workers forked next
             pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
         with progress_bar(console) as bar:
             task = bar.add_task(f"simulating {sc.name}: {n} sweep points ({args.executor})", total=n)
@@ -571,7 +570,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 from testbed.streams.trace import read_stream_trace
 
                 read_stream_trace(point.resolve_path(point.workload.path))
-        print(f"ok  {p}  ({len(sc.grid())} point{'s' if len(sc.grid()) > 1 else ''})")
+        print(f"ok  {p}  ({sc.points} point{'s' if sc.points > 1 else ''})")
     return 0
 
 

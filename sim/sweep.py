@@ -64,14 +64,30 @@ class SweepResult:
     crop: pd.DataFrame = field(repr=False)
 
 
-def point_scenario(scenario: str, overrides: dict[str, Any], index: int) -> tuple[dict[str, Any], Any]:
-    """(assignment, scenario) of point `index` of `scenario` with `overrides` applied (the sweep kept)."""
-    from testbed.scenario import load_scenario, with_overrides
+_LOADED: dict[tuple[str, str], Any] = {}
+"""The sweep scenarios this process has loaded, by (scenario, overrides): a worker validates a sweep once,
+not once per point (a 1,000-point sweep validates its 1,000 points on loading)."""
 
-    sc = load_scenario(scenario)
-    if overrides:
-        sc = replace(with_overrides(sc, overrides), sweep=sc.sweep)
-    return sc.grid()[index]
+
+def sweep_scenario(scenario: str, overrides: dict[str, Any], loaded: Any = None) -> Any:
+    """`scenario` with `overrides` applied (the sweep kept), loaded once per process; `loaded`: the
+    caller's own copy, remembered (a pool forked next inherits it)."""
+    import json
+
+    key = (scenario, json.dumps(overrides, sort_keys=True, default=str))
+    if loaded is not None:
+        _LOADED[key] = loaded
+    if key not in _LOADED:
+        from testbed.scenario import load_scenario, with_overrides
+
+        sc = load_scenario(scenario)
+        _LOADED[key] = replace(with_overrides(sc, overrides), sweep=sc.sweep) if overrides else sc
+    return _LOADED[key]
+
+
+def point_scenario(scenario: str, overrides: dict[str, Any], index: int) -> tuple[dict[str, Any], Any]:
+    """(assignment, scenario) of point `index` of `scenario` with `overrides` applied."""
+    return sweep_scenario(scenario, overrides).point(index)
 
 
 def run_point(job: PointJob) -> PointOutcome:
@@ -118,10 +134,10 @@ def local_pool(workers: int | None = None) -> Iterator[Executor]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    import sim.engine  # noqa: F401  what run_point imports, imported once here for every worker
-    import sim.fit  # noqa: F401
-    import testbed.report  # noqa: F401
-    import testbed.results  # noqa: F401
+    import importlib
+
+    for module in ("sim.engine", "sim.fit", "testbed.report", "testbed.results"):  # what run_point imports: once
+        importlib.import_module(module)
 
     n = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -141,11 +157,9 @@ def run_sweep(scenario: str, out: Path, *, overrides: dict[str, Any] | None = No
     cluster, else a local Ray instance). `progress(done, total)` after each point."""
     if executor not in EXECUTORS:
         raise TestbedError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
-    from testbed.scenario import load_scenario
-
     overrides = dict(overrides or {})
-    sc = load_scenario(scenario)
-    n = len(sc.grid())
+    sc = sweep_scenario(scenario, overrides)
+    n = sc.points
     jobs = [PointJob(scenario, overrides, i, str(out / f"point-{i:03d}"), plots) for i in range(n)]
     outcomes: dict[int, PointOutcome] = {}
 

@@ -7,7 +7,7 @@ knobs live in a table of its own, ``[policies.<name>]``, checked against that po
 
 from __future__ import annotations
 
-import itertools
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -314,14 +314,27 @@ class Scenario:
 
     def grid(self) -> list[tuple[dict[str, Any], "Scenario"]]:
         """Every point of the sweep (one point without a sweep) as (assignment, scenario)."""
+        return [self.point(i) for i in range(self.points)]
+
+    @property
+    def points(self) -> int:
+        """How many points the sweep has (1 without a sweep)."""
+        return math.prod(len(v) for v in self.sweep.values()) if self.sweep else 1
+
+    def point(self, index: int) -> tuple[dict[str, Any], "Scenario"]:
+        """Point `index` of the grid, in `grid`'s order (itertools.product: the last key varies fastest),
+        built alone: a worker running one point of a large sweep does not rebuild them all."""
         if not self.sweep:
-            return [({}, self)]
+            return {}, self
+        if not 0 <= index < self.points:
+            raise IndexError(f"sweep point {index} of {self.points}")
         keys = list(self.sweep)
-        points = []
-        for values in itertools.product(*(self.sweep[k] for k in keys)):
-            assignment = dict(zip(keys, values))
-            points.append((assignment, with_overrides(self, assignment)))
-        return points
+        picked: dict[str, Any] = {}
+        for k in reversed(keys):
+            index, j = divmod(index, len(self.sweep[k]))
+            picked[k] = self.sweep[k][j]
+        assignment = {k: picked[k] for k in keys}
+        return assignment, with_overrides(self, assignment)
 
 
 def with_overrides(sc: Scenario, assignment: dict[str, Any], flags: dict[str, str] | None = None) -> Scenario:
