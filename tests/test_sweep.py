@@ -66,3 +66,20 @@ def test_the_ray_executor_writes_the_same_sweep_csv(tmp_path):
     serial = run_sweep(str(sc), tmp_path / "s", executor="serial")
     on_ray = run_sweep(str(sc), tmp_path / "r", executor="ray")
     pd.testing.assert_frame_equal(serial.table, on_ray.table)
+
+
+def test_a_point_alone_is_the_grids_point_in_product_order(tmp_path):
+    import itertools
+
+    from testbed.scenario import load_scenario
+
+    sc_path = tmp_path / "g.toml"
+    sc_path.write_text('[sweep]\n"network.up_mbps" = [1.0, 2.0]\n"network.rtt_ms" = [5.0, 6.0, 7.0]\n'
+                       '"seed" = [0, 1]\n')
+    sc = load_scenario(str(sc_path))
+    want = [dict(zip(sc.sweep, v)) for v in itertools.product(*sc.sweep.values())]
+    assert sc.points == 12 and [sc.point(i)[0] for i in range(12)] == want
+    assignment, point = sc.point(7)
+    assert (point.network.up_mbps, point.network.rtt_ms, point.seed) == (2.0, 5.0, 1) == tuple(assignment.values())
+    with pytest.raises(IndexError):
+        sc.point(12)
