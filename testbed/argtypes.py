@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,8 +20,16 @@ class Parser(argparse.ArgumentParser):
 every other error), exit code 2."""
 
     def error(self, message: str) -> NoReturn:
+        from testbed.errors import did_you_mean
+
         tool, _, command = self.prog.partition(" ")
+        m = _INVALID_CHOICE.match(message)
+        if m:  # a misspelt command or choice: name the closest
+            message += did_you_mean(m.group(1), re.findall(r"'([^']*)'", m.group(2)))
         self.exit(2, f"{tool}: error: {command + ': ' if command else ''}{message}\n")
+
+
+_INVALID_CHOICE = re.compile(r"argument .*: invalid choice: '([^']*)' \(choose from (.*)\)$")
 
 
 class Check:

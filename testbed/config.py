@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from testbed.errors import ConfigError
+from testbed.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -137,7 +137,8 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
         if key not in fields or key == tables:
             allowed = ", ".join(sorted(n for n in fields if n != tables))
             extra = f", or a table per {fields[tables].metadata['tables_of']}" if tables else ""
-            raise ConfigError(sub, f"unknown key; allowed here: {allowed}{extra}")
+            hint = did_you_mean(key, (n for n in fields if n != tables))
+            raise ConfigError(sub, f"unknown key{hint}; allowed here: {allowed}{extra}")
         kwargs[key] = _coerce(hints[key], value, sub)
         _check_bounds(fields[key].metadata, kwargs[key], sub)
     missing = [n for n, f in fields.items() if n not in kwargs

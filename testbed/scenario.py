@@ -15,6 +15,7 @@ from typing import Any, Literal
 import tomli_w
 
 from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
+from testbed.errors import did_you_mean
 from testbed.models import PRESETS
 from testbed.models.checkpoint import PairSpec, is_pair_text, parse_pair
 from testbed.policies.registry import BASELINES, resolve
@@ -432,7 +433,8 @@ def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scena
         path = (scenarios_dir or REPO_ROOT / "scenarios") / f"{name_or_path}.toml"
     if not path.exists():
         available = sorted(p.stem for p in (scenarios_dir or REPO_ROOT / "scenarios").glob("*.toml"))
-        raise ConfigError("", f"no scenario {name_or_path!r} ({path}); available: {', '.join(available)}")
+        raise ConfigError("", f"no scenario {name_or_path!r} ({path}){did_you_mean(name_or_path, available)}; "
+                              f"available: {', '.join(available)}")
     data = read_toml(path)
     if not data:
         raise ConfigError("", f"{path}: an empty scenario; give at least one key (e.g. description, or [policies] "

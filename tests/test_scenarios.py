@@ -132,3 +132,31 @@ def test_the_json_schema_accepts_every_shipped_scenario_and_refuses_bad_values(t
                 {"arrivals": {"kind": "bursty"}}, {"network": {"loss": 1.0}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["sim", "lowbw"], "did you mean 'low_bw'?"),
+    (["simm", "default"], "did you mean 'sim'?"),
+])
+def test_a_misspelt_scenario_or_command_names_the_closest(argv, hint, capsys):
+    from cli.main import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own exit for a bad command
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert hint in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_misspelt_key_or_policy_names_the_closest(scenario_factory):
+    with pytest.raises(ConfigError) as err:
+        scenario_factory({"netwrk": {"up_mbps": 3.0}})
+    assert "did you mean 'network'?" in err.value.message
+    with pytest.raises(ConfigError) as err:
+        scenario_factory({"policies": {"run": ["quickgrap"], "baselines": []}})
+    assert "did you mean 'quickgrasp'?" in err.value.message
+    with pytest.raises(ConfigError) as err:
+        scenario_factory({"network": {"zzz": 1}})
+    assert "did you mean" not in err.value.message  # nothing close: no guess

@@ -11,7 +11,7 @@ import functools
 import re
 from typing import Any, Callable, get_type_hints
 
-from testbed.errors import ConfigError
+from testbed.errors import ConfigError, did_you_mean
 from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
 from testbed.policies.baselines import collaborative, device_native, edge_hosted
 from testbed.policies.crop import CropKnobs, entropy_crop, full_res, global_only, random_crop
@@ -135,4 +135,5 @@ def resolve(name: str, path: str = "policies.run") -> PolicySpec:
         return _band_spec(m.group(1), int(m.group(2)))
     if name.startswith("edgevlm-ablation-") and name.removeprefix("edgevlm-ablation-") in ABLATIONS:
         return _ablation_spec(name.removeprefix("edgevlm-ablation-"))
-    raise ConfigError(path, f"unknown policy {name!r}; allowed: {', '.join(policy_names())}")
+    raise ConfigError(path, f"unknown policy {name!r}{did_you_mean(name, policy_names())}; allowed: "
+                            f"{', '.join(policy_names())}")
