@@ -570,7 +570,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 from testbed.streams.trace import read_stream_trace
 
                 read_stream_trace(point.resolve_path(point.workload.path))
-        print(f"ok  {p}  ({sc.points} point{'s' if sc.points > 1 else ''})")
+            if point.workload.kind in ("manifest", "mvbench"):
+                from testbed.errors import ConfigError
+
+                media = point.resolve_path(point.workload.path)
+                if not media.is_file():
+                    raise ConfigError("workload.path", f"no {point.workload.kind} file {media}")
+        print(f"ok  {p}  ({'one run' if sc.points == 1 else f'a sweep of {sc.points} runs, one per grid point'})")
     return 0
 
 
@@ -665,13 +671,14 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     for name, spec in specs.items():
         rows += field_help(spec.knobs, f"policies.{name}.")
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     for col, width in (("key", None), ("type", 24), ("default", 24), ("help", None)):
         table.add_column(col, max_width=width, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(str(c)) for c in row))  # help texts name tables as [stream]: text, not markup
     Console(width=max(160, Console().width)).print(table)
     return 0
 

@@ -160,3 +160,17 @@ def test_a_misspelt_key_or_policy_names_the_closest(scenario_factory):
     with pytest.raises(ConfigError) as err:
         scenario_factory({"network": {"zzz": 1}})
     assert "did you mean" not in err.value.message  # nothing close: no guess
+
+
+def test_validate_refuses_a_missing_manifest_and_says_what_it_counts(tmp_path, capsys):
+    p = _write(tmp_path, "[workload]\nkind = 'manifest'\npath = 'nope.jsonl'\n")
+    assert main(["validate", str(p)]) == 2
+    assert "workload.path: no manifest file" in capsys.readouterr().err
+    assert main(["validate", str(REPO_ROOT / "scenarios" / "sweep_uplink_tau.toml")]) == 0
+    assert "(a sweep of 15 runs, one per grid point)" in capsys.readouterr().out
+
+
+def test_keys_shows_table_names_as_text(capsys):
+    assert main(["keys"]) == 0
+    out = capsys.readouterr().out
+    assert "camera streams ([stream])" in " ".join(out.split()) and "()" not in out
