@@ -56,7 +56,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     workload = load_workload(point)
     total = len(workload.split("test") or workload.records) * len(point.policies.run)
     with progress_bar(console) as bar:
-        task = bar.add_task(f"simulating {sc.name}", total=total)
+        task = bar.add_task(f"simulating {sc.name}", total=total, unit="queries")
         profile = load_profile(point.profile_path())
         run = run_scenario(point, lambda n: bar.advance(task, n), profile)
     summary = report.summarize(run.queries, point.policies.baselines)
@@ -89,7 +89,7 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
             load_workload(sc.point(0)[1])  # loaded once here, inherited by the workers forked next
             pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
         with progress_bar(console) as bar:
-            task = bar.add_task(f"simulating {sc.name}: {n} sweep points ({args.executor})", total=n)
+            task = bar.add_task(f"simulating {sc.name} ({args.executor})", total=n, unit="sweep points")
             result = run_sweep(args.scenario, out, overrides=_overrides(args), executor=args.executor,
                                workers=args.workers, address=args.address, plots=args.plots == "all", pool=pool,
                                progress=lambda done, total: bar.update(task, completed=done))
@@ -194,7 +194,7 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
     profile = load_profile(sc.profile_path())
     runs, summaries, comparisons = [], [], []
     with progress_bar(console) as bar:
-        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total)
+        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total, unit="queries")
         for point in points:
             run = run_scenario(point, lambda n: bar.advance(task, n), profile)
             summary = report.summarize(run.queries, point.policies.baselines)
@@ -260,7 +260,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     with ForeignLoad() as busy, contextlib.ExitStack() as stack:
         link, where = edge_link(stack, console, sc, args, extra)
         with progress_bar(console) as bar:
-            task = bar.add_task(f"running {sc.name} {where}", total=total)
+            task = bar.add_task(f"running {sc.name} {where}", total=total, unit="queries")
             run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
                            note=notes.append)
     extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
@@ -371,7 +371,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     crops = any(resolve(p).router == "min-entropy" for p in sc.policies.run)
     console = Console()
     with progress_bar(console) as bar:
-        task = bar.add_task(f"recording {len(workload.records)} queries", total=len(workload.records))
+        task = bar.add_task("recording", total=len(workload.records), unit="queries")
         out = record(workload, pair, Path(args.out), device=sc.models.device, default_density=sc.models.default_density,
                      wire_dtype=sc.models.dtype, progress=lambda n: bar.advance(task, n),
                      crop_knobs=sc.policies.knobs_for("entropy-crop") if crops else None, seed=sc.seed)
@@ -469,7 +469,7 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
     from sim.fidelity import fidelity
 
     with progress_bar(console) as bar:
-        task = bar.add_task("recording the trace (every arm)", total=len(workload.records))
+        task = bar.add_task("recording the trace (every arm)", total=len(workload.records), unit="queries")
         record(workload, pair, out / "trace.parquet", device=sc.models.device,
                default_density=sc.models.default_density, wire_dtype=sc.models.dtype,
                progress=lambda n: bar.advance(task, n))

@@ -29,7 +29,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
     total = sum(load_streams(p).frames * len(p.policies.run) for _, p in points)
     summaries: list[tuple[dict[str, Any], pd.DataFrame]] = []
     with progress_bar(console) as bar:
-        task = bar.add_task(f"simulating {sc.name} (frames)", total=total)
+        task = bar.add_task(f"simulating {sc.name}", total=total, unit="frames")
         for i, (assignment, point) in enumerate(points):
             run = run_stream_scenario(point, lambda n: bar.advance(task, n), load_profile(point.profile_path()))
             summary = report.summarize_frames(run.queries)
@@ -99,7 +99,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     with contextlib.ExitStack() as stack:
         link, where = edge_link(stack, console, sc, args, extra)
         with progress_bar(console) as bar:
-            task = bar.add_task(f"playing {sc.name} in real time {where} (frames)", total=frames)
+            task = bar.add_task(f"playing {sc.name} in real time {where}", total=frames, unit="frames")
             run, played = run_streams_real(sc, pair, out, mode, lambda n: bar.advance(task, n), notes.append,
                                            link=link)
     for n in notes:

@@ -12,14 +12,17 @@ def console() -> Any:
 
 
 def progress_bar(con: Any) -> Any:
-    """A transient bar: description, bar, done/total, elapsed time."""
+    """A transient bar: description, bar, done/total and its unit (`add_task(..., unit="queries")`),
+    elapsed and remaining time."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=con, transient=True)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("left"),
+                    TimeRemainingColumn(), console=con, transient=True)
