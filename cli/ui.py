@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 
+NO_TERMINAL_WIDTH = 250
+"""Columns for output to a file or pipe, where nothing wraps: wide enough that no column name is cut."""
+
+
 def console() -> Any:
     from rich.console import Console
 
-    return Console(width=max(140, Console().width))
+    probe = Console()
+    return Console(width=max(140, probe.width) if probe.is_terminal else NO_TERMINAL_WIDTH)
 
 
 def progress_bar(con: Any) -> Any:

@@ -1,6 +1,7 @@
 """`testbed` end to end: results folders, sweeps, trace conversion and synthetic traces."""
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -262,3 +263,16 @@ def test_a_second_run_reuses_the_cached_backbone_and_says_so(tmp_path, capsys, m
     assert len(lines) == 1 and "backbone" in lines[0]
     first, second = sorted((tmp_path / "r" / "bb").iterdir())
     pd.testing.assert_frame_equal(pd.read_parquet(first / "queries.parquet"), pd.read_parquet(second / "queries.parquet"))
+
+
+def test_output_to_a_pipe_keeps_whole_column_names(tmp_path):
+    import subprocess
+    import sys
+
+    sc = tmp_path / "w.toml"
+    sc.write_text('[workload]\nqueries_per_benchmark = 10\n[policies]\nrun = ["device-native", "edge-hosted", '
+                  '"collaborative"]\n')
+    out = subprocess.run([sys.executable, "-m", "cli.main", "sim", str(sc), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert "x vs device-native" in out.stdout and "…" not in out.stdout
