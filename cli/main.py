@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 from cli import models, ope, pocket, routers
 from cli.streams import register as register_streams
 from cli.ui import console as ui_console
-from cli.ui import progress_bar
+from cli.ui import print_frame, progress_bar
 from testbed.argtypes import (
     COUNT,
     INPUT_DIR,
@@ -131,18 +131,6 @@ def _replications(value: str | None, points: int) -> int:
     return n
 
 
-def _print_frame(console, frame, title: str) -> None:
-    """A table of strings (first column left-aligned, the rest right-aligned) in the terminal."""
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for i, c in enumerate(frame.columns):
-        t.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="fold")
-    for row in frame.itertuples(index=False):
-        t.add_row(*("" if v != v else str(v) for v in row))
-    console.print(t)
-
-
 def _print_comparison(console, comparison) -> None:
     from testbed import report
 
@@ -156,7 +144,7 @@ def _print_comparison(console, comparison) -> None:
                       f"{report.RC}"}.get(seed, f"QuickGrasp = {report.QG}")
         console.print(f"\n[bold]Measured vs seed {seed}[/bold] ({who}; fitted: a target of the profile fit, a "
                       "policy's target or an input of the generator; held-out: a prediction)")
-        _print_frame(console, report.comparison_cells(comparison[comparison.seed == seed], source=False), "")
+        print_frame(console, report.comparison_cells(comparison[comparison.seed == seed], source=False), "")
 
 
 def _print_routers(console, run) -> None:
@@ -214,7 +202,7 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
                   "(Student t); * marks a ratio whose CI excludes 1")
     data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
     for bench in dict.fromkeys(table.benchmark):
-        _print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
+        print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
                      f"{bench} - {data}")
     if comparison is not None:
         _print_comparison(console, comparison)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cli.ui import progress_bar
+from cli.ui import print_frame, progress_bar
 from testbed.argtypes import COUNT, OUTPUT_FILE, SEED, Integer
 
 
@@ -43,10 +43,8 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
         summary = summaries[0][1]
         cols = ["benchmark", "policy", "micro_f1", "macro_f1", "em", "accuracy", "lcr", "lhl_s", "lcr_band",
                 "deadline_misses"]
-        console.print(f"[bold]{sc.name}[/bold] - {data}")
-        console.print(report.format_table(summary[cols].dropna(axis=1, how="all")))
-        console.print("\n[bold]Table 2, measured[/bold]")
-        console.print(report.format_table(report.table2(summary)))
+        print_frame(console, summary[cols].dropna(axis=1, how="all"), f"{sc.name} - {data}", ".2f")
+        print_frame(console, report.table2(summary), "By call-ratio band, as seed 001's Table 2 lays them out", ".2f")
         comparison = report.paper_comparison(summary)
         held = comparison[comparison.role == "held-out"] if len(comparison) else comparison
         if len(held):

@@ -16,6 +16,25 @@ def console() -> Any:
     return Console(width=max(140, probe.width) if probe.is_terminal else NO_TERMINAL_WIDTH)
 
 
+def print_frame(con: Any, frame: Any, title: str, floatfmt: str = "") -> None:
+    """A DataFrame as a terminal table (the first column left-aligned, the rest right-aligned; floats
+    with `floatfmt` when given, blank for NaN)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if v != v else format(v, floatfmt) if floatfmt else str(v)
+        return escape(str(v))
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(frame.columns):
+        t.add_column(escape(str(c)), justify="left" if i == 0 else "right", no_wrap=i == 0, overflow="fold")
+    for row in frame.itertuples(index=False):
+        t.add_row(*(cell(v) for v in row))
+    con.print(t)
+
+
 def progress_bar(con: Any) -> Any:
     """A transient bar: description, bar, done/total and its unit (`add_task(..., unit="queries")`),
     elapsed and remaining time."""

@@ -55,7 +55,7 @@ def test_sim_of_a_stream_scenario_writes_its_results(tmp_path, capsys):
     # the rows in the results are the rows the run made: LCR is the uploaded share of frames
     e = frames[frames.policy == "edgevlm"]
     assert s.set_index("policy").lcr["edgevlm"] == pytest.approx(100 * e.uploaded.mean())
-    assert "Table 2, measured" in capsys.readouterr().out
+    assert "as seed 001's Table 2 lays them out" in capsys.readouterr().out
 
 
 def test_a_k_call_sweep_writes_table_1(tmp_path):
