@@ -63,10 +63,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
     write_run(out, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
     for note in report.saturation_notes(run.queries):
-        console.print(f"[yellow]warning:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     for note in run.notes:
         if note.startswith("bandit backbone"):
-            console.print(f"note: {note}", soft_wrap=True)
+            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     _print_summary(console, summary, point.policies.baselines, label(run))
     _print_routers(console, run)
     if comparison is not None:
@@ -95,10 +95,10 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
                                progress=lambda done, total: bar.update(task, completed=done))
     for p in result.points:
         for note in p.warnings:
-            console.print(f"[yellow]warning:[/yellow] {note} ({p.assignment})")
+            console.print(f"[yellow]note:[/yellow] {note} ({p.assignment})", soft_wrap=True)
     for note in result.points[0].notes:
         if note.startswith("bandit backbone"):
-            console.print(f"note: {note}", soft_wrap=True)
+            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     data = result.points[0].label
     keys = list(result.keys)
     result.table.to_csv(out / "sweep.csv", index=False)
@@ -194,7 +194,7 @@ def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
             summaries.append(summary)
             comparisons.append(comparison)
             for note in report.saturation_notes(run.queries):
-                console.print(f"[yellow]warning:[/yellow] {note} (seed {point.seed})")
+                console.print(f"[yellow]note:[/yellow] {note} (seed {point.seed})", soft_wrap=True)
     table = report.replication_summary(summaries)
     comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None
     write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
@@ -627,7 +627,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     notes: list[str] = []
     meta = probe(args.video, notes)  # a bad file fails here, before any model loads
     for note in notes:
-        print(f"testbed: warning: {note}", file=sys.stderr)
+        print(f"note: {note}", file=sys.stderr)
     from testbed.models.encoder import make_encoder
     from testbed.tokenizer.pipeline import tokenize
 

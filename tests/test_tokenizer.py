@@ -222,5 +222,5 @@ def test_the_cli_warns_in_one_line_about_a_cut_file(short_files):
     proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(short_files["half_avi"])],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
-    warnings = [line for line in proc.stderr.splitlines() if line.startswith("testbed: warning:")]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
     assert len(warnings) == 1 and "cut short" in warnings[0]
