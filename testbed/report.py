@@ -750,7 +750,10 @@ def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str],
             if metric not in by.index:
                 continue
             r = by.loc[metric]
-            cell = f"{format(scale * r['mean'], fmt)} ± {format(scale * (r['ci_high'] - r['ci_low']) / 2, fmt)}"
+            half = (r["ci_high"] - r["ci_low"]) / 2
+            if abs(half) <= 1e-9 * max(abs(r["mean"]), 1.0):  # equal across seeds up to float rounding
+                half = 0.0
+            cell = f"{format(scale * r['mean'], fmt)} ± {format(scale * half, fmt)}"
             if r["kind"] == "ratio" and r["differs"]:
                 cell += "*"
             row[name] = cell

@@ -276,3 +276,14 @@ def test_output_to_a_pipe_keeps_whole_column_names(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert "x vs device-native" in out.stdout and "…" not in out.stdout
+
+
+def test_a_metric_equal_across_seeds_shows_no_float_noise_in_its_interval():
+    from testbed import report
+
+    table = pd.DataFrame([{"benchmark": "all", "policy": "p", "metric": "energy_j_per_query", "kind": "mean", "n": 3,
+                           "mean": 961.0, "ci_low": 961.0 - 1.14e-13, "ci_high": 961.0 + 1.14e-13, "differs": False},
+                          {"benchmark": "all", "policy": "p", "metric": "accuracy", "kind": "mean", "n": 3,
+                           "mean": 80.0, "ci_low": 78.0, "ci_high": 82.0, "differs": False}])
+    row = report.replication_table(table, "all", []).iloc[0]
+    assert row["J/q"] == "961 ± 0" and row["acc %"] == "80.0 ± 2.0"
