@@ -64,9 +64,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     write_run(out, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
     for note in report.saturation_notes(run.queries):
         console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
-    for note in run.notes:
-        if note.startswith("bandit backbone"):
-            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    _print_cached(console, run.notes)
     _print_summary(console, summary, point.policies.baselines, label(run))
     _print_routers(console, run)
     if comparison is not None:
@@ -96,9 +94,7 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
     for p in result.points:
         for note in p.warnings:
             console.print(f"[yellow]note:[/yellow] {note} ({p.assignment})", soft_wrap=True)
-    for note in result.points[0].notes:
-        if note.startswith("bandit backbone"):
-            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    _print_cached(console, result.points[0].notes)  # the points share the fit: said once
     data = result.points[0].label
     keys = list(result.keys)
     result.table.to_csv(out / "sweep.csv", index=False)
@@ -112,6 +108,13 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
     console.print(report.format_table(result.table))
     console.print(f"\nresults: {args.folders.final(out)}")
     return 0
+
+
+def _print_cached(console: Any, notes: Sequence[str]) -> None:
+    """The run note that says the bandit's backbone was reused, not refitted (the rest go to summary.md)."""
+    for note in notes:
+        if note.startswith("bandit backbone"):
+            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
 
 
 def _replications(value: str | None, points: int) -> int:

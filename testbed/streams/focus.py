@@ -14,6 +14,7 @@ tensors are handled.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Iterable, Sequence
 
@@ -26,6 +27,7 @@ PARTS = ("ggvr", "grvr")
 Box = tuple[int, int, int, int]
 
 
+@functools.lru_cache(maxsize=64)  # called per frame by the sim: a stream's grid is found once
 def patch_grid(tokens: int, width: int, height: int) -> tuple[int, int]:
     """(cols, rows) of a frame's `tokens` patches laid on a width x height image: the split whose
     aspect is nearest the image's (1824 tokens of a 1600 x 900 frame: 57 x 32, Qwen2.5-VL's
