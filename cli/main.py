@@ -359,7 +359,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from testbed.policies.registry import resolve
 
     # seed 003: a scenario that runs the crop policies records each image's crop outcomes too
-    crops = any(resolve(p).router == "min-entropy" for p in sc.policies.run)
+    crops = any(r is not None and r.views for r in (resolve(p).router for p in sc.policies.run))
     console = Console()
     with progress_bar(console) as bar:
         task = bar.add_task("recording", total=len(workload.records), unit="queries")

@@ -104,7 +104,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     sc = _scenario(argparse.Namespace(scenario=args.scenario, seed=args.seed, queries=args.queries))
     name = args.policy
     spec = resolve(name, "--policy")
-    if not spec.router:
+    if spec.router is None:
         raise ConfigError("--policy", f"{name} has no routing threshold; routing policies: input-aware, quickgrasp*, "
                                       "nosharing, uncalibrated-fixed<a>")
     if name not in sc.policies.run:

@@ -340,10 +340,7 @@ class RealInterpreter(Interpreter):
         return Future(fid)
 
     def _future(self, run: QueryRun, f: Future) -> CFuture:
-        fut = run.futures.get(f.id)
-        if fut is None:
-            raise TestbedError("a policy waits on a future it did not submit")
-        return fut
+        return f.started(run.futures, "a policy")
 
     def wait(self, eff: Wait, run: QueryRun, site: str) -> Any:
         fut = self._future(run, eff.future)

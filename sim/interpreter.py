@@ -387,10 +387,7 @@ class SimInterpreter(Interpreter):
         return Future(fid)
 
     def _future(self, run: QueryRun | FrameRun, future: Future) -> simpy.Event:
-        proc = run.futures.get(future.id)
-        if proc is None:
-            raise TestbedError(f"{self.spec.name} waits on a future it did not submit")
-        return proc
+        return future.started(run.futures, self.spec.name)
 
     def wait(self, eff: Wait, run: QueryRun, site: str) -> SimGen:
         proc = self._future(run, eff.future)

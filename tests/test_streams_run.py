@@ -218,3 +218,21 @@ def test_a_pocket_stream_grounds_and_focuses_for_real_and_records_every_variant(
     assert s.context is not None and s.context_ggvr is not None and s.context_focus is not None
     # GGVR adds tokens to the same prompt: on frames with a context, its scores are the models' own, not a copy
     assert not np.allclose(s.context_ggvr[2:], s.context[2:])
+
+
+def test_a_live_stream_run_spreads_its_streams_over_the_clients(tmp_path, monkeypatch):
+    """As the sim does (testbed.experiment.client_streams): with two clients, two streams play at once,
+    one per client, so the policy's run takes about one stream's time, not two."""
+    monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
+    from live.streams import run_streams_real
+    from testbed.models.pair import make_pair
+    from tests.conftest import make_scenario
+
+    sc = make_scenario({"workload": {"kind": "stream"}, "arrivals": {"clients": 2},
+                        "stream": {"fps": 1.0, "seconds": 3.0, "live_streams": 2},
+                        "policies": {"run": ["svlm-only"], "baselines": []}})
+    run, played = run_streams_real(sc, make_pair("tiny"), tmp_path / "out", note=lambda s: None)
+    q = run.queries
+    assert len(q) == 2 * 3 and len(played) == 2
+    assert q.groupby("stream_id").client.unique().map(tuple).to_dict() == {"live-00": (0,), "live-01": (1,)}
+    assert run.totals.makespan_s.iloc[0] < 2 * 3.0  # played side by side: two 3 s streams in under 6 s

@@ -243,6 +243,16 @@ class Future:
 
     id: int
 
+    def started(self, futures: dict[int, Any], policy: str) -> Any:
+        """The interpreter's handle of this work in a run's `futures`; a policy waiting on work it did
+        not submit is a bug in the policy."""
+        handle = futures.get(self.id)
+        if handle is None:
+            from testbed.errors import TestbedError
+
+            raise TestbedError(f"{policy} waits on a future it did not submit")
+        return handle
+
 
 @dataclass(frozen=True, slots=True)
 class Submit:
