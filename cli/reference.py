@@ -45,7 +45,7 @@ def commands(parser: argparse.ArgumentParser | None = None, prefix: str = "testb
     for action in parser._actions:
         if not isinstance(action, argparse._SubParsersAction):
             continue
-        helps = {a.dest: a.help or "" for a in action._choices_actions}
+        helps = {a.dest: _expand(a.help or "", parser.prog) for a in action._choices_actions}
         for name, sub in action.choices.items():
             if f"{prefix} {name}" == "testbed edge":
                 from live.edge_server import build_parser
@@ -142,7 +142,18 @@ def _default_text(action: argparse.Action) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for a Markdown table cell: one line, pipes escaped, and angle brackets outside code spans
+    escaped (`results/<scenario>/` would otherwise be read as an HTML tag and vanish)."""
+    parts = " ".join(text.split()).replace("|", "\\|").split("`")
+    return "`".join(part if i % 2 else part.replace("<", "&lt;").replace(">", "&gt;") for i, part in enumerate(parts))
+
+
+def _expand(text: str, prog: str) -> str:
+    """A command's help with argparse's %-substitutions done (`20-30%%` is shown as `20-30%`)."""
+    try:
+        return text % {"prog": prog}
+    except (KeyError, TypeError, ValueError):
+        return text
 
 
 def cli_page() -> str:
@@ -170,7 +181,7 @@ def cli_page() -> str:
             value = _value_name(a) if a.option_strings and _takes_value(a) else ""
             kind = _type_text(a)
             value = f"`{value}`" + (f" ({kind})" if kind else "") if value else kind
-            rows.append(f"| `{_cell(arg)}` | {_cell(value)} | {_cell(_default_text(a))} | "
+            rows.append(f"| {_cell(f'`{arg}`')} | {_cell(value)} | {_cell(_default_text(a))} | "
                         f"{_cell(_help_text(a, p.prog))} |")
         if rows:
             lines += ["", "| argument | value | default | help |", "|---|---|---|---|", *rows]
@@ -200,7 +211,7 @@ def keys_page() -> str:
         title = f"[{table}]" if table else "top level"
         lines += ["", f"## `{title}`", "", "| key | type | default | help |", "|---|---|---|---|"]
         for key, tp, default, help_ in rows:
-            lines.append(f"| `{key}` | {_cell(tp)} | `{_cell(default)}` | {_cell(help_)} |")
+            lines.append(f"| `{key}` | {_cell(tp)} | {_cell(f'`{default}`')} | {_cell(help_)} |")
     return "\n".join(lines) + "\n"
 
 

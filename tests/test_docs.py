@@ -20,7 +20,8 @@ from cli import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = {ROOT / p for p in reference.pages()}
-PAGES = sorted([ROOT / "README.md", ROOT / "ARCHITECTURE.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted([ROOT / "README.md", ROOT / "ARCHITECTURE.md", *(ROOT / "docs").glob("*.md"),
+                *(ROOT / "traces").glob("**/README.md")])
 CHECKED = [p for p in PAGES if p not in GENERATED]
 SHELL_BLOCKS = {"", "sh", "bash", "shell", "console"}
 _TESTBED = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:\$\s+)?(?:\S*/)?(?:testbed|python3? -m cli\.main)(?=\s|$)")
@@ -42,29 +43,44 @@ class Command:
 
 def extract(page: str, text: str) -> Iterator[Command]:
     """Every `testbed ...` and `make ...` command of a Markdown text: a line of a shell code block
-    (continuation lines joined, comments dropped) or an inline code span outside blocks."""
+    (continuation lines joined, comments dropped) or an inline code span outside blocks (a span may
+    run over a line break; it is numbered by its paragraph's first line)."""
     fence: str | None = None
     pending = ""
+    paragraph: list[tuple[int, str]] = []
+
+    def spans() -> Iterator[Command]:
+        if paragraph:
+            joined = " ".join(line for _, line in paragraph)
+            for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", joined):
+                span = " ".join(span.split())
+                if (_TESTBED.match(span) and " " in span) or _MAKE.match(span):
+                    yield Command(page, paragraph[0][0], span, False)
+            paragraph.clear()
+
     for number, line in enumerate(text.splitlines(), 1):
         m = re.match(r"^\s*(```+|~~~+)\s*(\S*)", line)
-        if m and (fence is None or m.group(1).startswith(fence)):
+        if m and (fence is None or m.group(1).startswith(fence.lstrip("#"))):
+            yield from spans()
             fence = None if fence is not None else (m.group(1) if m.group(2) in SHELL_BLOCKS else "#" + m.group(1))
             continue
-        if fence is not None:
-            if fence.startswith("#"):
-                continue
-            body = pending + line.strip()
-            if body.endswith("\\"):
-                pending = body[:-1] + " "
-                continue
-            pending = ""
-            body = re.sub(r"\s+#(\s.*)?$", "", body).strip()
-            if _TESTBED.match(body) or _MAKE.match(body):
-                yield Command(page, number, body, True)
+        if fence is None:
+            if line.strip():
+                paragraph.append((number, line.strip()))
+            else:
+                yield from spans()
             continue
-        for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", line):
-            if _TESTBED.match(span.strip()) and " " in span.strip() or _MAKE.match(span.strip()):
-                yield Command(page, number, span.strip(), False)
+        if fence.startswith("#"):
+            continue
+        body = pending + line.strip()
+        if body.endswith("\\"):
+            pending = body[:-1] + " "
+            continue
+        pending = ""
+        body = re.sub(r"\s+#(\s.*)?$", "", body).strip()
+        if _TESTBED.match(body) or _MAKE.match(body):
+            yield Command(page, number, body, True)
+    yield from spans()
 
 
 def _without_path_checks(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
