@@ -77,7 +77,7 @@ def extract(page: str, text: str) -> Iterator[Command]:
             pending = body[:-1] + " "
             continue
         pending = ""
-        body = re.sub(r"\s+#(\s.*)?$", "", body).strip()
+        body = " ".join(re.sub(r"\s+#(\s.*)?$", "", body).split())
         if _TESTBED.match(body) or _MAKE.match(body):
             yield Command(page, number, body, True)
     yield from spans()
@@ -131,6 +131,8 @@ def check_testbed(cmd: Command, parsers: dict[str, argparse.ArgumentParser]) -> 
         return f"cannot split: {exc}"
     if not cmd.block:
         argv = [w for w in (t.strip("[]") for t in argv) if w and w != "..."]
+        if not argv:  # the program alone, named in prose
+            return None
     name, i = "testbed", 0
     while i < len(argv) and f"{name} {argv[i]}" in parsers:
         name, i = f"{name} {argv[i]}", i + 1
