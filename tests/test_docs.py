@@ -218,7 +218,8 @@ def test_the_checks_refuse_what_does_not_parse() -> None:
         "`make nope`, `make sim scenario=no_such_scenario`, `testbed live [SCENARIO] [--inproc]`.",
         "```sh", "testbed sim low_bw --queries 100   # a comment", "testbed sim low_bw --queries 0",
         "OMP_NUM_THREADS=1 .venv/bin/testbed models tiny qwen2_5_vl D/small \\", "  --role large",
-        "testbed models tiny no_such_family D", "testbed sim no_such_scenario", "testbed fly", "make test TESTWORKERS=1",
+        "testbed models tiny no_such_family D", "testbed sim no_such_scenario", "testbed fly",
+        "make test TESTWORKERS=1",
         "testbed edge --bind tcp://127.0.0.1:5555 --models tiny", "testbed edge --models tiny", "```",
         "```toml", "testbed = 'not a command'", "```"])
     found = list(extract("page.md", page))
@@ -226,7 +227,8 @@ def test_the_checks_refuse_what_does_not_parse() -> None:
     verdict = {c.text: (check_make(c, targets, variables) if _MAKE.match(c.text) else check_testbed(c, parsers))
                for c in found}
     ok = {"testbed sim default --seed 3", "make sim scenario=low_bw", "testbed live [SCENARIO] [--inproc]",
-          "testbed sim low_bw --queries 100", "OMP_NUM_THREADS=1 .venv/bin/testbed models tiny qwen2_5_vl D/small --role large",
+          "testbed sim low_bw --queries 100",
+          "OMP_NUM_THREADS=1 .venv/bin/testbed models tiny qwen2_5_vl D/small --role large",
           "testbed edge --bind tcp://127.0.0.1:5555 --models tiny"}
     assert set(verdict) == ok | {"testbed sim --no-such-flag", "make nope", "make sim scenario=no_such_scenario",
                                  "testbed sim low_bw --queries 0", "testbed models tiny no_such_family D",
