@@ -14,13 +14,14 @@ MODELS ?=
 
 venv: $(STAMP)
 
-# One line per step; pip's output goes to $(INSTALL_LOG) and reaches the terminal only when a step fails.
+# One line per step; pip's output goes to $(INSTALL_LOG), and the end of it reaches the terminal only when a
+# step fails (then make stops with a non-zero exit code and the next make retries).
 INSTALL_LOG := $(VENV)/install.log
 STEP_LOG := $(VENV)/.step.log
 # $(call step,MESSAGE,COMMAND): say what is being done, run it with its output in the log, show it on failure
 step = echo "make: $(1)"; if $(2) >$(STEP_LOG) 2>&1; then cat $(STEP_LOG) >>$(INSTALL_LOG); \
-	else cat $(STEP_LOG) >>$(INSTALL_LOG); echo "make: $(1) failed; its output (also in $(INSTALL_LOG)):" >&2; \
-	cat $(STEP_LOG) >&2; rm -f $(STEP_LOG); exit 1; fi; rm -f $(STEP_LOG)
+	else cat $(STEP_LOG) >>$(INSTALL_LOG); echo "make: $(1) failed; the end of its output (all of it: $(INSTALL_LOG)):" >&2; \
+	tail -n 40 $(STEP_LOG) >&2; rm -f $(STEP_LOG); exit 1; fi; rm -f $(STEP_LOG)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "make: creating $(VENV) ($(PYTHON) -m venv)"; $(PYTHON) -m venv $(VENV); }

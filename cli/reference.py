@@ -138,7 +138,17 @@ def _default_text(action: argparse.Action) -> str:
         return ""
     if isinstance(d, (list, tuple)):
         return "`" + " ".join(map(str, d)) + "`" if d else ""
-    return f"`{d}`"
+    return f"`{_portable(d)}`"
+
+
+def _portable(value: object) -> str:
+    """A default as the page shows it: a path inside the checkout relative to it, one in the home folder
+    under ~, so the page is the same in every clone."""
+    text = str(value)
+    for base, shown in ((str(ROOT) + "/", ""), (str(Path.home()) + "/", "~/")):
+        if text.startswith(base):
+            return shown + text[len(base):]
+    return text
 
 
 def _cell(text: str) -> str:
