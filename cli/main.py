@@ -650,17 +650,9 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from testbed.config import field_help
-    from testbed.policies.registry import CROP, FIXED, PER_DENSITY
-    from testbed.scenario import Scenario
+    from cli.reference import key_rows
 
-    rows = field_help(Scenario)
-    # each policy's knobs, in [policies.<name>] (density families share their knobs type; seed 003's
-    # baselines read entropy-crop's table)
-    specs = {**FIXED, **{f"{prefix}-fixed<a>": make(16) for prefix, make in PER_DENSITY.items()},
-             **{n: s for n, s in CROP.items() if not s.knobs_from}}
-    for name, spec in specs.items():
-        rows += field_help(spec.knobs, f"policies.{name}.")
+    rows = key_rows()  # the same rows as docs/scenario-keys.md
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -103,7 +103,7 @@ class Adapter(ABC):
         return None
 
     def supports(self) -> dict[str, bool]:
-        """What a run can do with this family (the README's table, `testbed models check`)."""
+        """What a run can do with this family (docs/models.md's table, `testbed models check`)."""
         return {"option logits": True, "token merging": True, "attention map (crop)": True}
 
 
