@@ -42,7 +42,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
         return sim_streams(args, sc, console, out)
     if reps:
-        return _sim_replications(console, sc, reps, out, args.folders.final(out))
+        return _sim_replications(args, console, sc, reps, out)
     if sc.points > 1:
         return _sim_sweep(args, console, sc, out)
     from sim.engine import load_workload, run_scenario
@@ -168,48 +168,41 @@ def _print_routers(console, run) -> None:
                       f"{100 * r['test_accuracy']:.1f}%")
 
 
-def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
-    """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
-    from dataclasses import replace
-
-    from sim.engine import load_workload, run_scenario
-    from sim.fit import comparison as paper_comparison
+def _sim_replications(args: argparse.Namespace, console: Any, sc: Any, reps: int, out: Path) -> int:
+    """Run `sc` on seeds seed .. seed+reps-1 (sim/sweep.py's run_replications, on --executor) and report
+    each summary metric's mean with its 95% CI."""
+    from sim.engine import load_workload
+    from sim.sweep import local_pool, run_replications, sweep_scenario
     from testbed import report
-    from testbed.profiles import load_profile
-    from testbed.results import label, write_replications, write_run
-    from testbed.scenario import resolved_toml
+    from testbed.results import write_replications
 
-    seeds = [sc.seed + i for i in range(reps)]
-    points = [replace(sc, seed=s, replications=0) for s in seeds]
-    total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
-    profile = load_profile(sc.profile_path())
-    runs, summaries, comparisons = [], [], []
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total, unit="queries")
-        for point in points:
-            run = run_scenario(point, lambda n: bar.advance(task, n), profile)
-            summary = report.summarize(run.queries, point.policies.baselines)
-            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
-            folder = out / f"seed-{point.seed}"
-            folder.mkdir()
-            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
-            runs.append((point.seed, run))
-            summaries.append(summary)
-            comparisons.append(comparison)
-            for note in report.saturation_notes(run.queries):
-                console.print(f"[yellow]note:[/yellow] {note} (seed {point.seed})", soft_wrap=True)
-    table = report.replication_summary(summaries)
-    comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None
-    write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
+    sweep_scenario(args.scenario, _overrides(args), sc)  # validated once, here; the workers inherit it
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if args.executor == "local" and reps > 1:
+            load_workload(sc)  # loaded once here, inherited by the workers forked next
+            pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
+        with progress_bar(console) as bar:
+            task = bar.add_task(f"simulating {sc.name}, {reps} replications ({args.executor})", total=reps,
+                                unit="replications")
+            result = run_replications(args.scenario, out, reps, overrides=_overrides(args), executor=args.executor,
+                                      workers=args.workers, address=args.address, pool=pool,
+                                      progress=lambda done, total: bar.update(task, completed=done))
+    seeds = result.seeds
+    for p in result.points:
+        for note in p.warnings:
+            console.print(f"[yellow]note:[/yellow] {note} (seed {p.assignment['seed']})", soft_wrap=True)
+    data = f"{result.points[0].label}; seeds {seeds[0]}-{seeds[-1]}"
+    write_replications(out, sc.name, sc.description, seeds, result.points[0].label, [p.summary for p in result.points],
+                       result.table, sc.policies.baselines, result.comparison)
     console.print(f"[bold]{reps} replications[/bold] (seeds {seeds[0]}-{seeds[-1]}): mean ± 95% CI half-width "
                   "(Student t); * marks a ratio whose CI excludes 1")
-    data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
-    for bench in dict.fromkeys(table.benchmark):
-        print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
-                     f"{bench} - {data}")
-    if comparison is not None:
-        _print_comparison(console, comparison)
-    console.print(f"\nresults: {final}")
+    for bench in dict.fromkeys(result.table.benchmark):
+        print_frame(console, report.replication_table(result.table, bench, sc.policies.baselines, transpose=True),
+                    f"{bench} - {data}")
+    if result.comparison is not None:
+        _print_comparison(console, result.comparison)
+    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 
@@ -689,7 +682,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=SEED, help="override the scenario's seed")
     s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
     s.add_argument("--executor", choices=("serial", "local", "ray"), default="local",
-                   help="where a sweep's points run: one after another, a process pool on this machine (default), "
+                   help="where a sweep's points (or replications' seeds) run: one after another, a process pool on this machine (default), "
                         "or Ray (pip install -e '.[ray]')")
     s.add_argument("--workers", type=COUNT, help="--executor local: processes (default: one per core)")
     s.add_argument("--address", help="--executor ray: the cluster's address (default: a local Ray instance)")

@@ -507,19 +507,19 @@ def write_bandit_files(out: Path, run: RunResult) -> None:
         save_profiling(run.profiling, out / "profiling.npz")
 
 
-def write_replications(out: Path, name: str, description: str, runs: Sequence[tuple[int, RunResult]],
+def write_replications(out: Path, name: str, description: str, seeds: Sequence[int], data: str,
                        summaries: Sequence[pd.DataFrame], table: pd.DataFrame, baselines: Sequence[str],
                        comparison: pd.DataFrame | None) -> None:
     """The top of a replicated run's folder (each seed's own results are in seed-<n>/): every
     per-seed summary in summary.csv (column seed), the replication summary in replications.csv,
-    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared."""
+    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared;
+    `data`: what the runs were made from (`label` of one)."""
     from testbed import report
 
-    seeds = [s for s, _ in runs]
     pd.concat([s.assign(seed=seed) for seed, s in zip(seeds, summaries)], ignore_index=True).to_csv(
         out / "summary.csv", index=False)
     table.to_csv(out / "replications.csv", index=False)
-    md = [f"# {name}", "", description, "", f"**Data:** {label(runs[0][1])}", "",
+    md = [f"# {name}", "", description, "", f"**Data:** {data}", "",
           f"**Replications:** {len(seeds)} seeds ({', '.join(map(str, seeds))}); each cell is the mean over seeds "
           "± the half-width of its 95% confidence interval (Student t). A ratio (x vs a baseline, taken per seed) "
           "marked * has a CI that excludes 1: that difference is larger than seed-to-seed noise.", ""]
