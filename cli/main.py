@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from cli import models, ope, pocket, routers
+from cli import models, ope, pocket, routers, runs
 from cli.streams import register as register_streams
 from cli.ui import console as ui_console
 from cli.ui import print_frame, progress_bar
@@ -32,7 +32,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     console = ui_console()
     sc = _scenario(args)
     reps = _replications(args.replications, sc.points) or sc.replications
-    out = args.folders.new(Path(args.out), sc.name, _stamp())
+    out = args.folders.new(Path(args.out), sc.name, _stamp("sim"))
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
         if reps:
             from testbed.errors import ConfigError
@@ -250,7 +250,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
-    out = args.folders.new(Path(args.out), sc.name, _stamp())
+    out = args.folders.new(Path(args.out), sc.name, _stamp(mode))
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
     comparison = report.paper_comparison(run.queries, run.provenance.startswith("synthetic:")) \
@@ -481,10 +481,12 @@ def profile_videos(workload, most: int = 4) -> list[Path]:
     return [Path(m.path) for m in same[:most]]
 
 
-def _stamp() -> str:
+def _stamp(mode: str = "") -> str:
+    """A results folder's name: when the run started, and what ran it (sim, live, inproc)."""
     import datetime
 
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{mode}" if mode else stamp
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -677,7 +679,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="testbed", description="Device-edge collaborative VLM inference testbed")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<timestamp>/")
+    s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<stamp>-<mode>/")
     s.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     s.add_argument("--seed", type=SEED, help="override the scenario's seed")
     s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
@@ -730,7 +732,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=Integer(0), default=0, help="decoder threads (0: decord's default)")
     t.set_defaults(fn=_cmd_tokenize)
     lv = sub.add_parser("live", help="run a scenario for real (real decoding, models and codec) and write "
-                                     "results/<scenario>/<timestamp>/")
+                                     "results/<scenario>/<stamp>-<mode>/")
     lv.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
     lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
@@ -794,6 +796,7 @@ def parser() -> argparse.ArgumentParser:
     sc_.set_defaults(fn=_cmd_schema)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
+    runs.register(sub)  # runs [SCENARIO]
     register_streams(sub)
     ope.register(sub)
     models.register(sub)  # models tiny, models real-size, models check

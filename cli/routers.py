@@ -132,7 +132,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     table = pd.DataFrame([run(with_overrides(sc, {**off, f"{knob}.tau_route": t}), t, False) for t in taus])
     picked_tau = base.tau_route
     picked = pd.DataFrame([run(sc, picked_tau, True)])
-    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", _stamp())
+    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", _stamp("sim"))
     both = pd.concat([table, picked], ignore_index=True)
     both.to_csv(out / "threshold_sweep.csv", index=False)
     knobs = sc.policies.knobs_for(name)

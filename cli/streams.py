@@ -89,10 +89,10 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
 
     pair = make_pair(sc.model_pair(), sc.models.device)
-    out = args.folders.new(Path(args.out), sc.name, _stamp())
+    mode = "inproc" if args.inproc else "live"
+    out = args.folders.new(Path(args.out), sc.name, _stamp(mode))
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []
-    mode = "inproc" if args.inproc else "live"
     extra: dict[str, Any] = {"models": pair.preset, "device": sc.models.device}
     with contextlib.ExitStack() as stack:
         link, where = edge_link(stack, console, sc, args, extra)

@@ -1,5 +1,5 @@
 """What a run produces, the same for every interpreter: the per-query ledger and row, stage-time
-keys, run results, and the results folder results/<scenario>/<timestamp>/.
+keys, run results, and the results folder results/<scenario>/<stamp>-<mode>/.
 
 Recorded stage times are keyed by `stage_key` (e.g. ``local.tokenize.keyframe.pipelined``): a live
 run records them under the keys the sim replays.
@@ -303,7 +303,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 
 class RunFolders:
     """The results folders one command makes: each is written under a hidden temporary name
-    (`.<stamp>.<pid>.partial`) and renamed to results/<scenario>/<stamp>/ only when the command completes
+    (`.<stamp>.<pid>.partial`) and renamed to results/<scenario>/<stamp>-<mode>/ only when the command completes
     (`commit`), or removed with every folder it created if the command fails (`discard`): a failed
     run leaves nothing behind."""
 

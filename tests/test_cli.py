@@ -287,3 +287,25 @@ def test_a_metric_equal_across_seeds_shows_no_float_noise_in_its_interval():
                            "mean": 80.0, "ci_low": 78.0, "ci_high": 82.0, "differs": False}])
     row = report.replication_table(table, "all", []).iloc[0]
     assert row["J/q"] == "961 ± 0" and row["acc %"] == "80.0 ± 2.0"
+
+
+def test_results_folders_say_what_made_them_and_runs_lists_them(tmp_path, capsys):
+    """A sim run writes results/<scenario>/<stamp>-sim/; `testbed runs` lists it with its mode, workload and
+    the most accurate and fastest policy read from its summary.csv (the oracle, a bound, left out)."""
+    import pandas as pd
+
+    from cli.main import main
+
+    assert main(["sim", "default", "--queries", "10", "--out", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "default").iterdir()
+    assert run.name.endswith("-sim") and len(run.name) == len("20260101-000000-sim")
+    capsys.readouterr()
+    assert main(["runs", "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    s = pd.read_csv(run / "summary.csv")
+    s = s[(s.benchmark == "all") & (s.policy != "oracle")]
+    best = s.loc[s.accuracy.idxmax()]
+    assert f"default/{run.name}" in shown and " sim " in shown and "SYNTHETIC" in shown
+    assert f"most accurate {best.policy} {best.accuracy:.1f}%" in shown
+    assert main(["runs", "defualt", "--out", str(tmp_path)]) == 2
+    assert "did you mean 'default'" in capsys.readouterr().err
