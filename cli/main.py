@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from cli import models, ope, pocket, routers, runs
 from cli.streams import register as register_streams
+from cli.common import FLAGS, client_curve, edge_link, overrides, scenario_from_args, stamp
+from cli.profiling import profile_videos, write_profile
 from cli.ui import console as ui_console
 from cli.ui import print_frame, progress_bar
 from testbed.argtypes import (
@@ -30,9 +32,9 @@ from testbed.errors import TestbedError
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     console = ui_console()
-    sc = _scenario(args)
+    sc = scenario_from_args(args)
     reps = _replications(args.replications, sc.points) or sc.replications
-    out = args.folders.new(Path(args.out), sc.name, _stamp("sim"))
+    out = args.folders.new(Path(args.out), sc.name, stamp("sim"))
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
         if reps:
             from testbed.errors import ConfigError
@@ -80,7 +82,7 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
     from testbed import report
 
     n = sc.points
-    sweep_scenario(args.scenario, _overrides(args), sc)  # validated once, here; the workers inherit it
+    sweep_scenario(args.scenario, overrides(args), sc)  # validated once, here; the workers inherit it
     with contextlib.ExitStack() as stack:
         pool = None
         if args.executor == "local":
@@ -88,7 +90,7 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
             pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
         with progress_bar(console) as bar:
             task = bar.add_task(f"simulating {sc.name} ({args.executor})", total=n, unit="sweep points")
-            result = run_sweep(args.scenario, out, overrides=_overrides(args), executor=args.executor,
+            result = run_sweep(args.scenario, out, overrides=overrides(args), executor=args.executor,
                                workers=args.workers, address=args.address, plots=args.plots == "all", pool=pool,
                                progress=lambda done, total: bar.update(task, completed=done))
     for p in result.points:
@@ -176,7 +178,7 @@ def _sim_replications(args: argparse.Namespace, console: Any, sc: Any, reps: int
     from testbed import report
     from testbed.results import write_replications
 
-    sweep_scenario(args.scenario, _overrides(args), sc)  # validated once, here; the workers inherit it
+    sweep_scenario(args.scenario, overrides(args), sc)  # validated once, here; the workers inherit it
     with contextlib.ExitStack() as stack:
         pool = None
         if args.executor == "local" and reps > 1:
@@ -185,7 +187,7 @@ def _sim_replications(args: argparse.Namespace, console: Any, sc: Any, reps: int
         with progress_bar(console) as bar:
             task = bar.add_task(f"simulating {sc.name}, {reps} replications ({args.executor})", total=reps,
                                 unit="replications")
-            result = run_replications(args.scenario, out, reps, overrides=_overrides(args), executor=args.executor,
+            result = run_replications(args.scenario, out, reps, overrides=overrides(args), executor=args.executor,
                                       workers=args.workers, address=args.address, pool=pool,
                                       progress=lambda done, total: bar.update(task, completed=done))
     seeds = result.seeds
@@ -213,7 +215,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from testbed.scenario import resolved_toml, with_overrides
 
     console = ui_console()
-    sc = _scenario(argparse.Namespace(**{**vars(args), "queries": None}))
+    sc = scenario_from_args(argparse.Namespace(**{**vars(args), "queries": None}))
     if sc.sweep:
         raise ConfigError("sweep", "real runs take one point; run the sweep in the sim (testbed sim) or drop [sweep]")
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
@@ -221,7 +223,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         sc = with_overrides(sc, overrides, FLAGS)
     if args.inproc and args.edge:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
-    args.curve = _client_curve(args)  # checked before any clip or model is made
+    args.curve = client_curve(args)  # checked before any clip or model is made
     if sc.workload.streams:  # camera streams played in real time (seed 001)
         from cli.streams import live_streams
 
@@ -250,7 +252,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
     for n in notes:
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
-    out = args.folders.new(Path(args.out), sc.name, _stamp(mode))
+    out = args.folders.new(Path(args.out), sc.name, stamp(mode))
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
     comparison = report.paper_comparison(run.queries, run.provenance.startswith("synthetic:")) \
@@ -270,44 +272,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_curve(args: argparse.Namespace) -> Any:
-    """The CURVE keys of `testbed live --edge ... --edge-key ... --client-key ...` (None without them)."""
-    if not (args.edge_key or args.client_key):
-        return None
-    from live.curve import client_curve
-    from testbed.errors import ConfigError
-
-    if not (args.edge and args.edge_key and args.client_key):
-        raise ConfigError("--edge-key", "CURVE keys are for an edge you started (--edge): give --edge, --edge-key "
-                                        "and --client-key together")
-    return client_curve(Path(args.edge_key), Path(args.client_key))
-
-
-def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace, extra: dict) -> tuple:
-    """The edge a real run offloads to, entered on `stack`: None with --inproc (its steps run in this
-    process), else an edge process behind a link shaped as the scenario says (or --edge), whose
-    description goes into `extra`. Returns (link, where the run is, for the progress line)."""
-    if args.inproc:
-        return None, "in one process"
-    from live.run import live_link
-
-    console.print(f"using the edge at {args.edge} ..." if args.edge else
-                  f"starting the edge and the link for {sc.name} ...")
-
-    def note(n: str) -> None:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
-
-    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge, note=note,
-                                               curve=getattr(args, "curve", None)))
-    extra.update(info)
-    return link, f"live ({extra.get('shaping')})"
-
-
 def _cmd_soak(args: argparse.Namespace) -> int:
     from live.soak import SoakConfig, slope_text, soak, write_report
 
     cfg = SoakConfig(queries=args.queries, clients=args.clients, faults=not args.no_faults, seed=args.seed)
-    out = args.folders.new(Path(args.out), "soak", _stamp())
+    out = args.folders.new(Path(args.out), "soak", stamp())
     print(f"soak: {cfg.queries} requests from {cfg.clients} clients to one edge on loopback"
           + ("" if cfg.faults else " (no faults)"), flush=True)
     head = write_report(out, cfg, soak(cfg, lambda s: print(s, flush=True)))
@@ -344,7 +313,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         path = Path(args.workload).resolve()
         sc = scenario_from_dict({"name": path.stem, "workload": {"kind": "manifest", "path": str(path)}}, path.parent)
     else:
-        sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
+        sc = scenario_from_args(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     sc = with_overrides(sc, overrides, FLAGS) if overrides else sc
     pair = make_pair(sc.model_pair(), sc.models.device)
@@ -371,53 +340,6 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                   args.repeats, lambda text: print(text, flush=True), [Path(v) for v in args.videos])
     return 0
 
-
-def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say,
-                  videos: Sequence[Path] = ()) -> None:
-    """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role;
-    decoding is measured on `videos` (default: a generated 320x180 clip)."""
-    import datetime
-    import platform
-
-    import tomli_w
-
-    from live.busy import ForeignLoad
-    from live.profile import device_name, library_versions, measure
-    from live.run import cache_dir
-    from live.videos import encode, made_once
-    from testbed.config import read_toml
-    from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
-
-    data = read_toml(out) if out.is_file() else {}
-    video = videos[0] if videos else None
-    if video is None:
-        video = made_once(cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4",
-                          lambda tmp: encode(tmp, 20, fps=30, size="320x180", gop=30))
-    roles = ["local", "edge"] if role == "both" else [role]
-    measured = dict(data.get("meta", {}).get("measured", {}))
-    with ForeignLoad() as busy:
-        for r in roles:
-            say(f"profiling {r} ({models} on {device}) ...")
-            data[r] = device_to_dict(measure(r, pair, video, repeats=repeats, decode_videos=videos[1:],
-                                             progress=lambda stage: say(f"  {stage}")))
-            measured[f"{r}_device"] = device_name(device)
-    if busy.share is not None:
-        measured["foreign_cpu_share"] = busy.share
-        if busy.share > BUSY_NOTICE:
-            say(f"note: other processes used {100 * busy.share:.0f}% of this machine's CPUs while profiling; its "
-                "times include that contention")
-    measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=models,
-                    host=platform.node())
-    data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,
-                    "provenance": f"measured:{platform.node()}:{models}@{device}",
-                    "notes": "measured by `testbed profile` as live runs work (a worker thread, chunks of 16 frames, "
-                             "one forward pass per Infer): median of repeats after a warm-up, fitted isotonic over "
-                             "size", "measured": measured}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(tomli_w.dumps(data))
-    missing = [r for r in ("local", "edge") if r not in data]
-    say(f"wrote {out}" + (f" (still without the {missing[0]} role: run testbed profile --role {missing[0]} "
-                          f"--out {out})" if missing else ""))
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:
     from sim.fidelity import fidelity
@@ -464,55 +386,6 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
         console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
     print_fidelity(fidelity(out))
     console.print(f"fidelity: {out / 'fidelity.md'}")
-
-
-def profile_videos(workload, most: int = 4) -> list[Path]:
-    """Videos of the run's own workload to measure decoding on (decoding per megapixel depends on the
-    resolution and the content): the `most` longest at the most common resolution; none without videos."""
-    from collections import Counter
-
-    from testbed.query import VideoMeta
-
-    videos = [r.query.media for r in workload.records if isinstance(r.query.media, VideoMeta) and r.query.media.path]
-    if not videos:
-        return []
-    size = Counter((m.width, m.height) for m in videos).most_common(1)[0][0]
-    same = sorted({m.path: m for m in videos if (m.width, m.height) == size}.values(), key=lambda m: -m.n_frames)
-    return [Path(m.path) for m in same[:most]]
-
-
-def _stamp(mode: str = "") -> str:
-    """A results folder's name: when the run started, and what ran it (sim, live, inproc)."""
-    import datetime
-
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{mode}" if mode else stamp
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The scenario keys --seed and --queries set."""
-    overrides: dict[str, object] = {}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.queries is not None:
-        overrides["workload.queries_per_benchmark"] = args.queries
-    return overrides
-
-
-def _scenario(args: argparse.Namespace):
-    """The scenario named on the command line, with --seed and --queries applied (a sweep stays a sweep)."""
-    from dataclasses import replace
-
-    from testbed.scenario import load_scenario, with_overrides
-
-    sc = load_scenario(args.scenario)
-    overrides = _overrides(args)
-    return replace(with_overrides(sc, overrides, FLAGS), sweep=sc.sweep) if overrides else sc
-
-
-FLAGS = {"seed": "--seed", "workload.queries_per_benchmark": "--queries", "models.preset": "--models",
-         "models.device": "--device"}
-"""Scenario keys the command line sets, and the flag an error about them names."""
 
 
 def _print_summary(console, summary, baselines: Sequence[str], data_label: str) -> None:
@@ -645,7 +518,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from cli.reference import key_rows
+    from testbed.scenario import key_rows
 
     rows = key_rows()  # the same rows as docs/scenario-keys.md
     from rich.console import Console

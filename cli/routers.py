@@ -85,7 +85,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from cli.main import _scenario, _stamp
+    from cli.common import scenario_from_args, stamp
     from sim.engine import (
         load_workload,
         policy_context,
@@ -101,7 +101,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     from testbed.router.threshold import tau_for_share
     from testbed.scenario import with_overrides
 
-    sc = _scenario(argparse.Namespace(scenario=args.scenario, seed=args.seed, queries=args.queries))
+    sc = scenario_from_args(argparse.Namespace(scenario=args.scenario, seed=args.seed, queries=args.queries))
     name = args.policy
     spec = resolve(name, "--policy")
     if spec.router is None:
@@ -132,7 +132,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     table = pd.DataFrame([run(with_overrides(sc, {**off, f"{knob}.tau_route": t}), t, False) for t in taus])
     picked_tau = base.tau_route
     picked = pd.DataFrame([run(sc, picked_tau, True)])
-    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", _stamp("sim"))
+    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", stamp("sim"))
     both = pd.concat([table, picked], ignore_index=True)
     both.to_csv(out / "threshold_sweep.csv", index=False)
     knobs = sc.policies.knobs_for(name)

@@ -80,7 +80,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     """Play generated videos in real time to the stream policies (real models, in one process),
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
-    from cli.main import _stamp, edge_link
+    from cli.common import edge_link, stamp
     from live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
@@ -90,7 +90,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
 
     pair = make_pair(sc.model_pair(), sc.models.device)
     mode = "inproc" if args.inproc else "live"
-    out = args.folders.new(Path(args.out), sc.name, _stamp(mode))
+    out = args.folders.new(Path(args.out), sc.name, stamp(mode))
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []
     extra: dict[str, Any] = {"models": pair.preset, "device": sc.models.device}

@@ -30,23 +30,19 @@ Binding: loopback, or any address when the server runs inside a testbed namespac
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import ipaddress
 import logging
 import os
 import queue
 import re
-import selectors
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Sequence
 
 import zmq
 
@@ -56,11 +52,9 @@ from live import framing
 from live.curve import ServerCurve, server_curve
 from live.envelope import Kind, Limits
 from live.errors import EnvelopeError
+from live.messages import READY, Handler, Reply, Request
 from testbed.argtypes import COUNT, Integer, Number, Parser
 from testbed.errors import ConfigError, TestbedError
-
-if TYPE_CHECKING:
-    from typing_extensions import Buffer
 
 log = logging.getLogger(__name__)
 POLL_MS = 50  # how often the loop looks at the stop flag; shutdown starts within this
@@ -82,31 +76,6 @@ class _Conn:
     sealer: framing.Sealer | None = None
     offered: framing.Sealer | None = None  # WELCOME sent with it; READY awaited
     cookie: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What a handler gets. Times are this host's monotonic clock (time.monotonic())."""
-
-    id: int
-    meta: Mapping[str, Any]
-    payloads: tuple[memoryview, ...]  # zero-copy views of the received frames; copy what you keep
-    received_at: float
-    deadline: float | None  # the latest start the client asked for; the server checks it first
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a handler returns: plain msgpack-able meta and binary payloads (sent without a copy)."""
-
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    payloads: Sequence[Buffer] = ()
-
-
-Handler = Callable[[Request], Reply]
-WORKDIR_PREFIX = "testbed-edge-"
-"""A model edge's scratch folder is `<tmp>/testbed-edge-<pid>-*`: spawn_edge removes it after the edge
-exits, in case it died without doing so (killed)."""
 
 
 def inside_testbed_netns() -> bool:
@@ -568,9 +537,6 @@ def load_handler(spec: str) -> Handler:
     return obj  # type: ignore[no-any-return]
 
 
-READY = "edge listening on "
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="testbed edge",
                                 description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
@@ -648,98 +614,8 @@ def _stop_on_eof(server: EdgeServer) -> None:
     server.stop()
 
 
-@dataclass
-class EdgeProcess:
-    """An edge server in a child process (spawn_edge)."""
-
-    proc: subprocess.Popen[bytes]
-    endpoint: str
-    _stderr: deque[str]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss_bytes(self) -> int:
-        """Resident set size of the edge process, from /proc."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for pid {self.proc.pid}")
-
-    def stderr_tail(self) -> str:
-        return "".join(self._stderr)
-
-
-@contextlib.contextmanager
-def spawn_edge(bind: str, handler: str = "live.handlers:probe", *, netns_name: str | None = None,
-               max_queue: int = 8, workers: int = 1, extra_args: Sequence[str] = (), ready_timeout_s: float = 30.0,
-               stop_timeout_s: float = 10.0) -> Iterator[EdgeProcess]:
-    """Run `python -m live.edge_server` in a child (inside `netns_name` when given) and wait until it
-    listens. On exit: SIGTERM, a clean drain, SIGKILL only if it overstays `stop_timeout_s`. The child
-    also stops when this process dies (its stdin closes). Raises TestbedError if it does not start."""
-    cmd = [sys.executable, "-m", "live.edge_server", "--bind", bind, "--handler", handler, "--max-queue",
-           str(max_queue), "--workers", str(workers), "--stop-on-stdin-eof",
-           *(["--netns", netns_name] if netns_name else []), *extra_args]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tail: deque[str] = deque(maxlen=40)
-    assert proc.stdout is not None and proc.stderr is not None
-    drain = threading.Thread(target=_collect, args=(proc.stderr, tail), daemon=True)
-    drain.start()
-    try:
-        endpoint = _wait_ready(proc, ready_timeout_s, tail)
-        yield EdgeProcess(proc, endpoint, tail)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        drain.join(timeout=1.0)
-        proc.stderr.close()
-        _remove_scratch(proc.pid)
-
-
-def _remove_scratch(pid: int) -> None:
-    """The scratch folder of a model edge that is gone (a killed one could not remove its own)."""
-    import shutil
-    import tempfile
-
-    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{pid}-*"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _collect(pipe: Any, tail: deque[str]) -> None:
-    for raw in iter(pipe.readline, b""):
-        tail.append(raw.decode(errors="replace"))
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], timeout_s: float, tail: deque[str]) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline().decode(errors="replace")
-            if line.startswith(READY):
-                return line[len(READY):].split()[0]
-            if not line:  # EOF: the child exited
-                proc.wait()
-                time.sleep(0.05)  # let the stderr reader catch the last line
-                raise TestbedError(f"edge exited with code {proc.returncode}: {''.join(tail).strip() or 'no output'}")
-    raise TestbedError(f"edge did not start listening within {timeout_s:g} s")
-
-
 if __name__ == "__main__":
-    # run the importable module's main, so a handler's `from live.edge_server import Reply` is our Reply
+    # run the importable module's main, so the server's classes are the importable module's
     from live.edge_server import main as _main
 
     sys.exit(_main())

@@ -22,7 +22,7 @@ import torch
 
 from testbed.codec.merge import merge_to_density
 from testbed.codec.wire import decode_message, encode_message
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.profiles import MIN_REPEATS, OPTIONAL_STAGES, STAGES, Curve, DeviceProfile
 from testbed.results import versions
 from testbed.tokenizer.decode import decode

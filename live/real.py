@@ -30,7 +30,7 @@ from testbed.codec.size import REPLY_BYTES
 from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
 from testbed.crop import GENERIC_PROMPT, Box, CropError, as_grid, crop_side, min_entropy, peak_box
 from testbed.errors import TestbedError
-from testbed.models.pair import OptionModel, VLMPair
+from testbed.models.vlm import OptionModel, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Crop, Decompress,
                                       Describe, Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect,

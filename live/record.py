@@ -35,7 +35,7 @@ import torch
 from live.real import WIRE_DTYPES, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.query import DENSITIES, ImageMeta, QueryRecord
 from testbed.results import compress_key, decompress_key, describe_key, inspect_key, stage_key
 from testbed.router.signals import media_signals

@@ -20,7 +20,7 @@ import numpy as np
 
 from live.client import EdgeClient
 from live.edge_node import boot_id
-from live.errors import EdgeError, EdgeUnavailable as TransportUnavailable, EnvelopeError
+from live.errors import EdgeError, EnvelopeError
 from live.real import RealInterpreter
 from testbed.policies.effects import EdgeUnavailable, Inference, Offload
 from testbed.policies.remote import offload_request
@@ -62,13 +62,13 @@ class ZmqEdge:
         t0 = time.monotonic()
         try:
             resp = self.client.request(meta, frames, timeout_s=self.timeout_s)
-        except (TransportUnavailable, EdgeError, EnvelopeError) as exc:
+        except (EdgeUnavailable, EdgeError, EnvelopeError) as exc:
             with interp.lock:
                 waited = time.monotonic() - t0
                 run.ledger.edge_queue_s += waited
                 run.ledger.bytes_up += sum(len(f) for f in frames)
                 run.ledger.stage(fallback_key(run.ledger.round_trips), waited)
-            raise EdgeUnavailable(f"edge did not answer: {exc}") from None
+            raise EdgeUnavailable(f"edge did not answer: {exc}", getattr(exc, "reason", "unavailable")) from None
         m = resp.meta
         queue_s = float(resp.timing.get("queue_s", 0.0)) + float(m.get("edge_queue_s", 0.0))
         service_s = float(resp.timing.get("service_s", 0.0))

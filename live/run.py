@@ -19,7 +19,7 @@ from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_
 from testbed.cache import cache_dir  # noqa: F401  (re-exported: live.run.cache_dir)
 from testbed.errors import TestbedError
 from testbed.experiment import ClientSchedule, Experiment, arrival_schedule, run_totals
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Crop, Inference, Locate, Offload, Payload

@@ -47,7 +47,8 @@ import numpy as np
 
 from live import netns
 from live.client import EdgeClient
-from live.edge_server import TESTBED_NETNS_PREFIX, EdgeProcess, EdgeServer, spawn_edge
+from live.edge_server import TESTBED_NETNS_PREFIX, EdgeServer
+from live.edge_spawn import EdgeProcess, spawn_edge
 from live.errors import ShapingError
 from live.pacing import Pacer, UserLink
 from testbed.bandwidth import MahimahiLink, mahimahi_bytes, mean_mbps, read_mahimahi, scale_to_mean
@@ -565,7 +566,7 @@ class ShapedLink:
 
     def spawn_edge(self, handler: str = "live.handlers:probe", port: int | str = "*",
                    **kwargs: Any) -> contextlib.AbstractContextManager[EdgeProcess]:
-        """An edge server process on the edge side of this link (live.edge_server.spawn_edge)."""
+        """An edge server process on the edge side of this link (live.edge_spawn.spawn_edge)."""
         return spawn_edge(self.endpoint(port), handler, netns_name=self.edge_netns, **kwargs)
 
     def manifest(self, check: SelfCheck | None = None) -> dict[str, Any]:

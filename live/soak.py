@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from live.client import EdgeClient
-from live.edge_server import spawn_edge
+from live.edge_spawn import spawn_edge
 from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
 
 FAULTS = ("kill-restart", "unreachable", "slow")

@@ -38,7 +38,7 @@ from live.real import (EdgeLink, InProcEdge, RealInterpreter, RealNode, focused,
 from live.videos import SOURCES, made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.experiment import Experiment, client_streams, run_totals
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Context, Inference, Locate
 from testbed.query import ImageMeta

@@ -445,3 +445,18 @@ def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scena
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc.path}" if exc.path else path.name, exc.message) from None
 
+
+def key_rows() -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, help) of every scenario key and every policy family's knobs: what
+    `testbed keys` prints and docs/scenario-keys.md lists."""
+    from testbed.config import field_help
+    from testbed.policies.registry import CROP, FIXED, PER_DENSITY
+
+    rows = field_help(Scenario)
+    # each policy's knobs, in [policies.<name>] (density families share their knobs type; seed 003's
+    # baselines read entropy-crop's table)
+    specs = {**FIXED, **{f"{prefix}-fixed<a>": make(16) for prefix, make in PER_DENSITY.items()},
+             **{n: s for n, s in CROP.items() if not s.knobs_from}}
+    for name, spec in specs.items():
+        rows += field_help(spec.knobs, f"policies.{name}.")
+    return rows

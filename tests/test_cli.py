@@ -250,14 +250,14 @@ def test_an_interrupt_that_a_finalizer_swallowed_still_stops_the_command(tmp_pat
 
 
 def test_a_second_run_reuses_the_cached_backbone_and_says_so(tmp_path, capsys, monkeypatch):
-    import sim.engine
+    import testbed.experiment
 
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
     sc = tmp_path / "bb.toml"
     sc.write_text('[workload]\nqueries_per_benchmark = 20\n[policies]\nrun = ["device-native", "quickgrasp"]\n')
     assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
     assert "cached" not in capsys.readouterr().out
-    monkeypatch.setattr(sim.engine, "_PROFILING", {})  # a new process: nothing fitted in memory
+    monkeypatch.setattr(testbed.experiment, "_FITS", {})  # a new process: nothing fitted in memory
     assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if "cached" in x]
     assert len(lines) == 1 and "backbone" in lines[0]

@@ -14,7 +14,9 @@ import pytest
 from live import envelope as env
 from live import framing
 from live.client import EdgeClient
-from live.edge_server import EdgeServer, Reply, Request, check_bind, spawn_edge
+from live.edge_server import EdgeServer, check_bind
+from live.edge_spawn import spawn_edge
+from live.messages import Reply, Request
 from live.envelope import MAGIC, VERSION, Kind
 from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
 from live.handlers import echo, probe

@@ -7,6 +7,7 @@ x compression ratio, where the ratio is measured on real tokens with `compressio
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import dataclass
 
 from testbed.codec.layout import HEADER_BYTES
@@ -44,7 +45,7 @@ def wire_token_bytes(frames: int, density: int, fmt: TokenFormat) -> int:
     return ZSTD_FRAME_BYTES + math.ceil((HEADER_BYTES + raw_token_bytes(frames, density, fmt)) * fmt.compression_ratio)
 
 
-def compression_ratio(tokens, level: int = 3, shuffle: bool = True) -> float:
+def compression_ratio(tokens: Any, level: int = 3, shuffle: bool = True) -> float:
     """Measured compressed/raw ratio of real tokens (a torch tensor) in the wire format."""
     from testbed.codec.wire import encode_message  # torch: only when measuring real tokens
 

@@ -22,7 +22,7 @@ import torch
 
 from testbed.errors import ConfigError
 from testbed.models.encoder import VisionEncoder
-from testbed.models.pair import LETTERS, OptionModel
+from testbed.models.vlm import LETTERS, OptionModel
 from testbed.tokenizer.preprocess import preprocess
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."

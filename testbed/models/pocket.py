@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from testbed.errors import TestbedError
-from testbed.models.pair import OptionModel, VLMPair
+from testbed.models.vlm import OptionModel, VLMPair
 from testbed.models.pocket_data import ANSWERS
 
 SIDES = ("small", "large")

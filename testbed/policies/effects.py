@@ -342,7 +342,14 @@ class PolicyInterrupt(TestbedError):
 
 
 class EdgeUnavailable(PolicyInterrupt):
-    """The edge did not answer an Offload (down, busy or too late)."""
+    """The edge did not answer (down, busy, too late, refused, gone): thrown into a policy at its
+    Offload (it may fall back), raised by the live client to its caller. `reason` is one of "timeout"
+    (down, unreachable or late), "busy", "deadline", "shutdown", "closed", "refused" (a CURVE
+    handshake failed) or "unavailable" (any other)."""
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Inspect, Crop, Offload, Submit, Wait, WaitAny,

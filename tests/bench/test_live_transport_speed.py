@@ -29,7 +29,8 @@ import torch
 import zmq
 
 from live.client import EdgeClient
-from live.edge_server import READY, spawn_edge
+from live.edge_spawn import spawn_edge
+from live.messages import READY
 
 RAW_SERVER = f"""
 import sys
