@@ -67,10 +67,7 @@ def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace
     console.print(f"using the edge at {args.edge} ..." if args.edge else
                   f"starting the edge and the link for {sc.name} ...")
 
-    def note(n: str) -> None:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
-
-    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge, note=note,
+    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge,
                                                curve=getattr(args, "curve", None)))
     extra.update(info)
     return link, f"live ({extra.get('shaping')})"

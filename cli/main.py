@@ -15,7 +15,7 @@ from cli.streams import register as register_streams
 from cli.common import FLAGS, client_curve, edge_link, overrides, scenario_from_args, stamp
 from cli.profiling import profile_videos, write_profile
 from cli.ui import console as ui_console
-from cli.ui import print_frame, progress_bar
+from cli.ui import print_frame, progress_bar, setup_logging
 from testbed.argtypes import (
     COUNT,
     INPUT_DIR,
@@ -28,6 +28,7 @@ from testbed.argtypes import (
     Parser,
 )
 from testbed.errors import TestbedError
+from testbed.notes import note
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -64,8 +65,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     summary = report.summarize(run.queries, point.policies.baselines)
     comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
     write_run(out, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
-    for note in report.saturation_notes(run.queries):
-        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    for text in report.saturation_notes(run.queries):
+        note(text)
     _print_cached(console, run.notes)
     _print_summary(console, summary, point.policies.baselines, label(run))
     _print_routers(console, run)
@@ -94,8 +95,8 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
                                workers=args.workers, address=args.address, plots=args.plots == "all", pool=pool,
                                progress=lambda done, total: bar.update(task, completed=done))
     for p in result.points:
-        for note in p.warnings:
-            console.print(f"[yellow]note:[/yellow] {note} ({p.assignment})", soft_wrap=True)
+        for text in p.warnings:
+            note(f"{text} ({p.assignment})")
     _print_cached(console, result.points[0].notes)  # the points share the fit: said once
     data = result.points[0].label
     keys = list(result.keys)
@@ -114,9 +115,9 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
 
 def _print_cached(console: Any, notes: Sequence[str]) -> None:
     """The run note that says the bandit's backbone was reused, not refitted (the rest go to summary.md)."""
-    for note in notes:
-        if note.startswith("bandit backbone"):
-            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    for text in notes:
+        if text.startswith("bandit backbone"):
+            note(text)
 
 
 def _replications(value: str | None, points: int) -> int:
@@ -192,8 +193,8 @@ def _sim_replications(args: argparse.Namespace, console: Any, sc: Any, reps: int
                                       progress=lambda done, total: bar.update(task, completed=done))
     seeds = result.seeds
     for p in result.points:
-        for note in p.warnings:
-            console.print(f"[yellow]note:[/yellow] {note} (seed {p.assignment['seed']})", soft_wrap=True)
+        for text in p.warnings:
+            note(f"{text} (seed {p.assignment['seed']})")
     data = f"{result.points[0].label}; seeds {seeds[0]}-{seeds[-1]}"
     write_replications(out, sc.name, sc.description, seeds, result.points[0].label, [p.summary for p in result.points],
                        result.table, sc.policies.baselines, result.comparison)
@@ -250,8 +251,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
             run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
                            note=notes.append)
     extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
-    for n in notes:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
+    for text in notes:
+        note(text)
     out = args.folders.new(Path(args.out), sc.name, stamp(mode))
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
@@ -260,7 +261,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     write_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, comparison, sc.seed, extra)
     fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
     if fallbacks:
-        console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
+        note(f"{fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
     _print_routers(console, run)
     if comparison is not None:
@@ -364,8 +365,8 @@ def print_fidelity(result: dict) -> None:
     print(report.format_table(result["largest"]))
     for verdict in result.get("verdicts", ()):
         print(f"verdict: {verdict}")
-    for note in result["notes"]:
-        print(f"note: {note}")
+    for text in result["notes"]:
+        note(text)
 
 
 def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
@@ -383,7 +384,7 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
     write_profile(out / "profile.toml", pair, sc.model_pair(), sc.models.device, "both", 5, lambda text: None,
                   profile_videos(workload))
     if edge:
-        console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
+        note("the edge ran elsewhere: the profile's edge role was measured here")
     print_fidelity(fidelity(out))
     console.print(f"fidelity: {out / 'fidelity.md'}")
 
@@ -497,8 +498,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
     notes: list[str] = []
     meta = probe(args.video, notes)  # a bad file fails here, before any model loads
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    for text in notes:
+        note(text)
     from testbed.models.encoder import make_encoder
     from testbed.tokenizer.pipeline import tokenize
 
@@ -675,7 +676,22 @@ def parser() -> argparse.ArgumentParser:
     models.register(sub)  # models tiny, models real-size, models check
     pocket.register(sub)  # train-pocket, pocket-eval, pocket-workload
     routers.register(sub)  # calibrate, synth-image, fit-inarvl, sweep-threshold
+    _add_verbosity(p)
     return p
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """--quiet and --verbose on every command (and the top level), for the notes it prints."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbosity(sub)
+    if not any("--quiet" in a.option_strings for a in p._actions):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                           help="print no notes (errors only)")
+        group.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                           help="print details too")
 
 
 @contextlib.contextmanager
@@ -715,6 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     from testbed.results import RunFolders
 
+    setup_logging(-1 if getattr(args, "quiet", False) else 1 if getattr(args, "verbose", False) else 0)
     args.folders = folders = RunFolders()  # a results folder appears only when its command completes
     with _interrupts() as interrupts:
         return _run(args, folders, interrupts)

@@ -117,7 +117,9 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     print(f"importance weights: mean {w.mean():.3f} (about 1 when the log covers the target's choices), effective "
           f"sample size {ess:.0f} of {len(log)}")
     if w.mean() < 0.8:
-        print("note: the logging agent rarely chose what this target chooses (weights average well below 1): "
-              "IPS is biased toward 0 and DR leans on its reward model; log with more exploration (quickgrasp-eps) "
-              "to evaluate targets far from the logger")
+        from testbed.notes import note
+
+        note("the logging agent rarely chose what this target chooses (weights average well below 1): "
+             "IPS is biased toward 0 and DR leans on its reward model; log with more exploration (quickgrasp-eps) "
+             "to evaluate targets far from the logger")
     return 0

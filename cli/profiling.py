@@ -21,6 +21,7 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
     from live.run import cache_dir
     from live.videos import encode, made_once
     from testbed.config import read_toml
+    from testbed.notes import note
     from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
 
     data = read_toml(out) if out.is_file() else {}
@@ -39,8 +40,8 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
     if busy.share is not None:
         measured["foreign_cpu_share"] = busy.share
         if busy.share > BUSY_NOTICE:
-            say(f"note: other processes used {100 * busy.share:.0f}% of this machine's CPUs while profiling; its "
-                "times include that contention")
+            note(f"other processes used {100 * busy.share:.0f}% of this machine's CPUs while profiling; its times "
+                 "include that contention")
     measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=models,
                     host=platform.node())
     data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,

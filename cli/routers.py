@@ -47,8 +47,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rep.table()).drop(columns=["bins", "split"])
     print(f"{path.name} ({kind}: {wl.provenance}): temperatures fitted on {len(fit_on)} queries; ECE "
           f"({args.bins} equal-width bins) before and after scaling on the {split} split ({len(measure_on)} queries)")
-    for note in notes:
-        print(f"note: {note}")
+    from testbed.notes import note
+
+    for text in notes:
+        note(text)
     print(report.format_table(table, ".4g"))
     print(f"wrote {out} (name it in a scenario: [calibration] file = \"{out}\") and {plot}")
     return 0

@@ -81,6 +81,7 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
     from cli.common import edge_link, stamp
+    from testbed.notes import note
     from live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
@@ -100,8 +101,8 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
             task = bar.add_task(f"playing {sc.name} in real time {where}", total=frames, unit="frames")
             run, played = run_streams_real(sc, pair, out, mode, lambda n: bar.advance(task, n), notes.append,
                                            link=link)
-    for n in notes:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
+    for text in notes:
+        note(text)
     summary = report.summarize_frames(run.queries)
     report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, sc.seed,
                             extra)

@@ -20,6 +20,7 @@ from testbed.cache import cache_dir  # noqa: F401  (re-exported: live.run.cache_
 from testbed.errors import TestbedError
 from testbed.experiment import ClientSchedule, Experiment, arrival_schedule, run_totals
 from testbed.models.vlm import VLMPair
+from testbed.notes import note
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Crop, Inference, Locate, Offload, Payload
@@ -212,7 +213,7 @@ def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequ
 
 def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inproc",
              link: EdgeLink | None = None, progress: Progress | None = None,
-             note: Callable[[str], None] = print) -> RunResult:
+             note: Callable[[str], None] = note) -> RunResult:
     """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
     notes = list(workload.notes) + list(pair.notes)
     if link is not None and sc.arrivals.clients > 1 and not sc.network.shared:
@@ -300,7 +301,7 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
 
 @contextlib.contextmanager
 def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = None,
-              note: Callable[[str], None] = print,
+              note: Callable[[str], None] = note,
               curve: ClientCurve | None = None) -> Iterator[tuple[ZmqEdge, dict[str, Any]]]:
     """An EdgeLink to a running edge: `endpoint`'s (no shaping: the network is what it is), or an
     edge process this call starts on a link shaped as the scenario says, torn down on exit.

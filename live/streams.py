@@ -39,6 +39,7 @@ from live.videos import SOURCES, made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.experiment import Experiment, client_streams, run_totals
 from testbed.models.vlm import VLMPair
+from testbed.notes import note
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Context, Inference, Locate
 from testbed.query import ImageMeta
@@ -297,7 +298,7 @@ def vision_tokens(pair: VLMPair) -> int:
 
 
 def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inproc",
-                     progress: Callable[[int], None] | None = None, note: Callable[[str], None] = print,
+                     progress: Callable[[int], None] | None = None, note: Callable[[str], None] = note,
                      clock: Clock = time.perf_counter, link: EdgeLink | None = None,
                      ) -> tuple[RunResult, list[tuple[StreamRecord, list[ImageMeta]]]]:
     """Run every stream policy of `sc` for real on generated videos played in real time; uploads go

@@ -309,3 +309,25 @@ def test_results_folders_say_what_made_them_and_runs_lists_them(tmp_path, capsys
     assert f"most accurate {best.policy} {best.accuracy:.1f}%" in shown
     assert main(["runs", "defualt", "--out", str(tmp_path)]) == 2
     assert "did you mean 'default'" in capsys.readouterr().err
+
+
+def test_notes_print_one_line_each_and_quiet_silences_them(capsys):
+    """Every note goes through the "testbed" logger (testbed/notes.py) to one handler: `note: ` and one
+    line (a multi-line message keeps its first), nothing with --quiet, `debug:` details with --verbose."""
+    from cli.ui import setup_logging
+    from testbed.notes import detail, note
+
+    try:
+        setup_logging(0)
+        note("a skipped policy\nsecond line")
+        detail("hidden")
+        assert capsys.readouterr().out.splitlines() == ["note: a skipped policy"]
+        setup_logging(-1)
+        note("silenced")
+        assert capsys.readouterr().out == ""
+        setup_logging(1)
+        detail("shown")
+        assert capsys.readouterr().out.strip() == "debug: shown"
+    finally:
+        setup_logging(0)
+    assert main(["sim", "--help"]) == 0 and "--quiet" in capsys.readouterr().out
