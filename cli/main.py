@@ -395,14 +395,16 @@ def _print_summary(console, summary, baselines: Sequence[str], data_label: str) 
     for bench in dict.fromkeys(summary.benchmark):
         t = Table(title=f"{bench} - {data_label}", title_justify="left")
         energy = "energy_j_per_query" in summary
+        regret = "regret" in summary and bool(summary.regret.notna().any())  # density policies' summed regret
         cols = ["policy", "acc %", "mean s", "p50 s", "p95 s", "p99 s", "local", "MB up/q",
-                *(["J/q"] if energy else []), *[f"x vs {b}" for b in baselines]]
+                *(["J/q"] if energy else []), *(["regret"] if regret else []), *[f"x vs {b}" for b in baselines]]
         for c in cols:
             t.add_column(c, justify="left" if c == "policy" else "right", no_wrap=c == "policy")
         for r in summary[summary.benchmark == bench].to_dict("records"):
             t.add_row(r["policy"], f"{r['accuracy']:.1f}", f"{r['mean_s']:.3f}", f"{r['p50_s']:.3f}",
                       f"{r['p95_s']:.3f}", f"{r['p99_s']:.3f}", f"{r['local_share']:.2f}",
                       f"{r['mb_up_per_query']:.2f}", *([f"{r['energy_j_per_query']:.3g}"] if energy else []),
+                      *([f"{r['regret']:.1f}" if r["regret"] == r["regret"] else ""] if regret else []),
                       *[f"{r[f'speedup_vs_{b}']:.2f}" for b in baselines])
         console.print(t)
 

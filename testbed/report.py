@@ -694,7 +694,7 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
 
 # -- replications ---------------------------------------------------------------------------------
 SUMMARY_METRICS = ("accuracy", "mean_s", "p50_s", "p95_s", "p99_s", "local_share", "mb_up_per_query",
-                   "mb_down_per_query", "edge_compute_s_per_query", "energy_j_per_query")
+                   "mb_down_per_query", "edge_compute_s_per_query", "energy_j_per_query", "regret")
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -741,7 +741,7 @@ def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str],
             "p95_s": ("p95 s", ".3f", 1.0), "p99_s": ("p99 s", ".3f", 1.0), "local_share": ("local", ".2f", 1.0),
             "mb_up_per_query": ("MB up/q", ".2f", 1.0), "mb_down_per_query": ("kB down/q", ".2f", 1000.0),
             "edge_compute_s_per_query": ("edge s/q", ".3f", 1.0), "energy_j_per_query": ("J/q", ".3g", 1.0),
-            **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
+            "regret": ("regret", ".1f", 1.0), **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
     out = []
     for policy, g in t.groupby("policy", sort=False):
         by = g.set_index("metric")
