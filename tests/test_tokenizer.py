@@ -243,6 +243,21 @@ def test_a_sparse_avi_cut_in_the_middle_is_cut_short(sparse_files):
     assert 20 <= m.n_frames < 68
 
 
+def test_a_manifest_notes_a_cut_file_once_and_a_sparse_one_never(sparse_files, tmp_path):
+    """Two questions on each file: the cut one is noted once, not once per question."""
+    import json
+
+    from testbed.workload.manifest import read_manifest
+
+    lines = [{"query_id": f"{name}{i}", "video": str(sparse_files[name]), "question": "q?", "options": ["a", "b"],
+              "answer": 0} for name in ("whole", "half") for i in range(2)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    wl = read_manifest(tmp_path / "m.jsonl")
+    assert len(wl.records) == 4
+    (note,) = wl.notes
+    assert "sparse_half.avi" in note and "cut short" in note
+
+
 def test_the_cli_makes_no_note_for_a_sparse_avi(sparse_files):
     proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(sparse_files["whole"]), "--sampler", "uniform",
                            "--count", "8"], capture_output=True, text=True, timeout=120)
