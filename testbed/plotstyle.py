@@ -77,12 +77,6 @@ BREAKDOWN_COLOURS = {"t_local_s": "#1f77b4", "t_local_queue_s": "#aec7e8", "t_up
 edge work green (queues the light shade of their node's colour)."""
 
 
-def policy_style(name: str) -> Style:
-    """A policy's style on its own: its fixed one, or for a name the table lacks the first of the
-    fallback order (use `styles_for` to draw several)."""
-    return styles_for([name])[name]
-
-
 def styles_for(names: Iterable[str]) -> dict[str, Style]:
     """A style for each of `names` (one figure's policies), no two sharing a colour or a marker
     while the palette lasts (past 20 policies: no two sharing both). Each keeps its fixed style

@@ -93,13 +93,13 @@ def figures(monkeypatch):
 
 
 def small(path: Path, folder: Path) -> Path:
-    """A copy of a shipped scenario that runs in seconds: 10 queries per benchmark, 2 streams per
+    """A copy of a shipped scenario that runs in seconds: 10 queries per benchmark, 1 stream per
     synthetic set, 2 replications, each swept key's first and last values (the third key on: its
     first). Written into folder/scenarios/ beside a link to traces/, so its relative paths resolve."""
     data = tomllib.loads(path.read_text())
     workload = data.setdefault("workload", {})
     if workload.get("kind") == "stream":
-        data.setdefault("stream", {})["streams_per_dataset"] = 2
+        data.setdefault("stream", {})["streams_per_dataset"] = 1
     elif workload.get("kind") != "stream-trace":
         workload["queries_per_benchmark"] = 10
     if "replications" in data:
