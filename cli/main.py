@@ -137,20 +137,25 @@ def _replications(value: str | None, points: int) -> int:
     return n
 
 
-def _print_comparison(console, comparison) -> None:
+def _print_comparison(console, comparison, measured: str = "sim") -> None:
+    """The paper comparison per seed (`measured`: the measured column's header, "measured" for a real
+    run), then a note for each figure the run could not measure."""
     from testbed import report
 
+    notes = report.comparison_notes(comparison)
     if comparison.empty:
         console.print("\n[bold]Measured vs the seeds' papers[/bold]")
         console.print(report.format_comparison(comparison))
-        return
     for seed in dict.fromkeys(comparison.seed):
         who = {"002": f"INAR-VL = {report.IA}, edge-only = {report.EH}",
                "003": f"the proposed framework = {report.EC}, LLaVA-1.5-HD = {report.FR}, random retransmission = "
                       f"{report.RC}"}.get(seed, f"QuickGrasp = {report.QG}")
         console.print(f"\n[bold]Measured vs seed {seed}[/bold] ({who}; fitted: a target of the profile fit, a "
                       "policy's target or an input of the generator; held-out: a prediction)")
-        print_frame(console, report.comparison_cells(comparison[comparison.seed == seed], source=False), "")
+        cells = report.comparison_cells(comparison[comparison.seed == seed], source=False, measured=measured)
+        print_frame(console, cells, "")
+    for n in notes:
+        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
 
 
 def _print_routers(console, run) -> None:
@@ -256,8 +261,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
     out = args.folders.new(Path(args.out), sc.name, stamp(mode))
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    comparison = report.paper_comparison(run.queries, run.provenance.startswith("synthetic:")) \
-        if sc.paper_comparison and len(run.queries) else None
+    # real models answered: no figure was put in through the synthetic generator, even on generated clips
+    comparison = report.paper_comparison(run.queries, synthetic=False) if sc.paper_comparison and len(run.queries) \
+        else None
     write_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, comparison, sc.seed, extra)
     fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
     if fallbacks:
@@ -265,7 +271,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     _print_summary(console, summary, baselines, label(run))
     _print_routers(console, run)
     if comparison is not None:
-        _print_comparison(console, comparison)
+        _print_comparison(console, comparison, "measured")
     out = args.folders.commit_one(out)  # the run is complete: a failing fidelity step keeps it
     console.print(f"\nresults: {out}")
     if args.fidelity:

@@ -366,12 +366,17 @@ class RunFolders:
 RANDOM_WEIGHTS = "answers are noise: random weights"
 
 
+def workload_label(provenance: str, mode: str = "sim") -> str:
+    """What the queries were, as every title says it: SYNTHETIC or recorded, and the provenance."""
+    kind = "SYNTHETIC workload" if provenance.startswith("synthetic:") else "recorded workload"
+    if mode != "sim":
+        kind = f"{mode} run on {'SYNTHETIC queries' if 'synthetic' in provenance else 'real queries'}"
+    return f"{kind} ({provenance})"
+
+
 def label(run: RunResult) -> str:
-    kind = "SYNTHETIC workload" if run.provenance.startswith("synthetic:") else "recorded workload"
-    if run.mode != "sim":
-        kind = f"{run.mode} run on {'SYNTHETIC queries' if 'synthetic' in run.provenance else 'real queries'}"
     noise = f"{RANDOM_WEIGHTS}; " if run.random_weights else ""
-    return f"{noise}{kind} ({run.provenance}); profile {run.profile}"
+    return f"{noise}{workload_label(run.provenance, run.mode)}; profile {run.profile}"
 
 
 def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str, Any]) -> None:
@@ -399,17 +404,22 @@ COMPARISON_NOTE_002 = ("Seed 002 (INAR-VL) is `{ia}` against `{eh}` (edge-only: 
                        "and energy are held-out predictions of the profile, its power model and the network.")
 
 
-def comparison_md(comparison: pd.DataFrame) -> list[str]:
-    """The paper comparison section of summary.md: one part per seed the rows compare against."""
+def comparison_md(comparison: pd.DataFrame, measured: str = "sim") -> list[str]:
+    """The paper comparison section of summary.md: one part per seed the rows compare against, each
+    with the figures left out as unmeasurable on this run (`measured`: the measured column's header)."""
     from testbed import report
 
     out = []
+    notes = report.comparison_notes(comparison)
     seeds = list(dict.fromkeys(comparison.seed)) if len(comparison) else [report.SEED_ID]
+    seeds += [s for s in dict.fromkeys(n.split()[1] for n in notes) if s not in seeds]
     for seed in seeds:
         part = comparison[comparison.seed == seed] if len(comparison) else comparison
         note = COMPARISON_NOTE_002.format(ia=report.IA, eh=report.EH) if seed == "002" else \
             COMPARISON_NOTE.format(qg=report.QG)
-        out += [f"## Measured vs seed {seed}", "", note, "", report.format_comparison(part), ""]
+        out += [f"## Measured vs seed {seed}", "", note, "", report.format_comparison(part, measured=measured), ""]
+        out += [f"- **Note:** {n}" for n in notes if n.startswith(f"seed {seed} ")]
+        out += [""] if any(n.startswith(f"seed {seed} ") for n in notes) else []
     return out
 
 
@@ -440,7 +450,7 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
     md += [f"- **Note:** {n}" for n in run.notes]  # a list, so rendered Markdown keeps one line each
     md += [f"- **Warning:** {n}" for n in report.saturation_notes(run.queries)]
     if comparison is not None:
-        md += comparison_md(comparison)
+        md += comparison_md(comparison, "sim" if run.mode == "sim" else "measured")
         comparison.to_csv(out / "paper_comparison.csv", index=False)
     (out / "summary.md").write_text("\n".join(md))
     (out / "scenario.toml").write_text(scenario_toml)

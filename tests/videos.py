@@ -27,6 +27,15 @@ def declare_extra_frames(avi: Path, out: Path, extra: int = 1) -> Path:
     return out
 
 
+def sparse_avi(out: Path, frames: int = 68, span: int = 444, fps: int = 30) -> Path:
+    """An MJPEG AVI holding `frames` frames spread evenly over `span` frame intervals (pts 0 ..
+    span - 1), the rest left out as empty chunks, as OpenCV's tree.avi sample: its headers declare `span`."""
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=160x120:rate={fps}", "-frames:v",
+                    str(frames), "-vf", f"setpts='trunc(N*{span - 1}/{frames - 1})'", "-fps_mode", "passthrough",
+                    "-enc_time_base", f"1/{fps}", "-c:v", "mjpeg", str(out)], check=True, timeout=60)
+    return out
+
+
 def cut(path: Path, out: Path, fraction: float) -> Path:
     """The first `fraction` of a file's bytes: a download or copy that stopped in the middle."""
     data = path.read_bytes()

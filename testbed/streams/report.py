@@ -197,23 +197,27 @@ def write_stream_run(out: Path, name: str, description: str, scenario_toml: str,
 
 
 def plot_f1_over_lcr(summary: pd.DataFrame, path: Path, title: str) -> None:
-    """Each policy's F1 (accuracy) against its call ratio, per dataset."""
-    from testbed.report import _panels, _save, policy_style
+    """Each method's F1 (accuracy) against its call ratio, per dataset, in its own style (its
+    registry name's, testbed.plotstyle), named as seed 001 names it."""
+    from testbed.plotstyle import styles_for
+    from testbed.report import _panels, _policy_legend, _save
 
     benches = list(dict.fromkeys(summary.benchmark))
+    methods = placed(summary).method
+    styles = styles_for(map(str, methods))
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
         d = placed(summary[summary.benchmark == b])
         score = "micro_f1" if d.task.iloc[0] == "multi-label" else "accuracy"
         for m, g in d.groupby("method", sort=False):
             g = g.sort_values("lcr")
-            ax.plot(g.lcr, g[score], label=METHODS.get(m, m), **policy_style(str(m)))
+            ax.plot(g.lcr, g[score], **styles[str(m)].line())
         for lo, hi in BANDS:
             ax.axvspan(lo, hi, color="grey", alpha=0.1)
         ax.set_xlabel("LVLM call ratio (%)")
         ax.set_ylabel("Micro-F1 (%)" if score == "micro_f1" else "accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _policy_legend(fig, styles, labels={m: METHODS.get(m, m) for m in styles})
     _save(fig, path, title)
 
 
