@@ -63,6 +63,8 @@ RECEIVE_MARGIN = 8 * 2**20
 """Request bytes the edge may hold beyond one message of the limit (see the module docstring)."""
 MAX_CONNECTIONS = 256
 """Peers connected at once; a further one is closed at once (its 'busy' error says why)."""
+REFUSALS_LOGGED = 20
+"""Refused connections the edge logs one line each for (a flood of bad handshakes is then only counted)."""
 CHUNK_HWM = 32
 """Chunks (of at most 8 KiB: libzmq's read size) libzmq queues per connection before it stops reading
 it: with MAX_CONNECTIONS, at most 64 MiB of the edge's memory outside the receive budget."""
@@ -296,8 +298,12 @@ class EdgeServer:
             conn.reader.release()
 
     def _refuse(self, router: zmq.Socket, ident: bytes, reason: str) -> None:
-        """Tell a peer it is refused (in the clear), then close its connection."""
+        """Tell a peer it is refused (in the clear), then close its connection; the edge's log says so."""
         self.counts["malformed"] += 1
+        self.counts["refused"] = self.counts.get("refused", 0) + 1
+        if self.counts["refused"] <= REFUSALS_LOGGED:
+            log.warning("edge: refused a connection: %s%s", reason, " (further refusals are counted, not logged)"
+                        if self.counts["refused"] == REFUSALS_LOGGED else "")
         self._write(router, ident, framing.record(framing.pack(
             env.encode(Kind.ERROR, 0, {"code": "refused", "reason": reason}))))
         self._write(router, ident, b"")
