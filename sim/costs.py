@@ -47,7 +47,8 @@ def _work(media: VideoMeta, sampler: Sampler) -> DecodeWork:
     hit = _WORK.get((id(media), sampler))
     if hit is not None and hit[0] is media:
         return hit[1]
-    work = decode_work(sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler), media.keyframe_array)
+    keys = media.keyframe_array
+    work = decode_work(sample_indices(media.n_frames, media.fps, keys, sampler), keys)
     if len(_WORK) >= 200_000:
         _WORK.clear()
     _WORK[(id(media), sampler)] = (media, work)

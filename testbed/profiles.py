@@ -61,7 +61,8 @@ class Power:
 
     def watts(self, kind: str) -> float:
         """Active watts of a stage kind; a kind the table lacks draws the busiest kind's."""
-        return self.active_w.get(kind, max(self.active_w.values(), default=self.idle_w))
+        w = self.active_w.get(kind)  # (the busiest kind only where asked: this runs for every stage of every row)
+        return w if w is not None else max(self.active_w.values(), default=self.idle_w)
 
 
 @dataclass(frozen=True, slots=True)

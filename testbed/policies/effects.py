@@ -104,7 +104,8 @@ class Inference:
 
     @property
     def choice(self) -> int:
-        return int(np.argmax(self.option_logits))
+        z = self.option_logits
+        return int(z.argmax()) if type(z) is np.ndarray else int(np.argmax(z))  # the method: no wrapper per call
 
 
 @dataclass(frozen=True, slots=True)
