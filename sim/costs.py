@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from testbed.codec.size import TokenFormat, raw_token_bytes
 from testbed.crop import hd_frames
 from testbed.policies.effects import Tokenize
@@ -30,6 +32,7 @@ class TokenizeCost:
 
 
 _WORK: dict[tuple[int, Sampler], tuple[VideoMeta, DecodeWork]] = {}
+_KEYS: dict[int, tuple[VideoMeta, np.ndarray]] = {}
 _TOKENIZE: dict[tuple[int, int, Sampler, bool, str, int], tuple[DeviceProfile, Media, TokenizeCost, str]] = {}
 
 
@@ -37,6 +40,7 @@ def forget_work() -> None:
     """Start a run with no memoized decode work or tokenize costs (`run_scenario` calls it, so a run's
     speed never depends on the runs before it)."""
     _WORK.clear()
+    _KEYS.clear()
     _TOKENIZE.clear()
 
 
@@ -47,12 +51,24 @@ def _work(media: VideoMeta, sampler: Sampler) -> DecodeWork:
     hit = _WORK.get((id(media), sampler))
     if hit is not None and hit[0] is media:
         return hit[1]
-    keys = media.keyframe_array
+    keys = _keyframes(media)
     work = decode_work(sample_indices(media.n_frames, media.fps, keys, sampler), keys)
     if len(_WORK) >= 200_000:
         _WORK.clear()
     _WORK[(id(media), sampler)] = (media, work)
     return work
+
+
+def _keyframes(media: VideoMeta) -> np.ndarray:
+    """`media.keyframe_array`, converted once per media object within a run (each sampler asks for it)."""
+    hit = _KEYS.get(id(media))
+    if hit is not None and hit[0] is media:
+        return hit[1]
+    if len(_KEYS) >= 200_000:
+        _KEYS.clear()
+    keys = media.keyframe_array
+    _KEYS[id(media)] = (media, keys)
+    return keys
 
 
 def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined: bool,
