@@ -174,6 +174,12 @@ class Infer:
     focus: tuple[str, ...] = ()
     locate: Locate | None = None
 
+    def with_tokens(self, tokens: Tokens | None) -> "Infer":
+        """This Infer on `tokens`: dataclasses.replace's result, without its per-call field walk (an
+        Offload's Infer gets the tokens of the step before it on every escalated query)."""
+        return Infer(self.model, tokens, self.density, self.question, self.options, self.context, self.focus,
+                     self.locate)
+
 
 @dataclass(frozen=True, slots=True)
 class Crop:
