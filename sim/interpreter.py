@@ -203,11 +203,10 @@ class SimInterpreter(Interpreter):
         env, ledger, recorded = self.w.env, run.ledger, run.rec.recorded_s
         node = self.w.devices[run.client] if site == "local" else self.w.edge
         frames, density = tokens.frames, eff.density
-        stream = isinstance(run, FrameRun)
         extra = 0
-        if stream and eff.context is not None:
+        if isinstance(run, FrameRun) and eff.context is not None:
             extra = run.ggvr_tokens = _ggvr_count(eff, run)
-        if stream:
+        if isinstance(run, FrameRun):
             key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus))
             if site == "edge" and eff.model == "large" and key not in recorded:
                 # the cloud's service time (Fig. 4), and what a farther cloud adds
@@ -229,7 +228,7 @@ class SimInterpreter(Interpreter):
         ledger.stage(key, dur)
         if site == "edge":
             ledger.edge_prefill_tokens += frames * density + _text_tokens(eff.question, eff.options)
-        if stream:
+        if isinstance(run, FrameRun):
             grounding = run.rec.recorded_s.get(locate_key()) if eff.locate is not None else None
             if grounding:  # a recorded run grounded each category in passes of its own (seed 001's LVLM: in its answer)
                 yield from self._hold(node, node.gpu, grounding, run.ledger, site)
