@@ -65,7 +65,8 @@ def _text_tokens(question: str, options: tuple[str, ...]) -> int:
 def _infer_key(site: str, model: ModelName, encoder: ModelName, sampler: str, views: tuple[str, ...],
                density: int) -> str:
     """`infer_key` memoized on what it depends on."""
-    return infer_key(site, model, Tokens(0, 0, 0, site, encoder, sampler, views=views), density)  # type: ignore[arg-type]
+    tokens = Tokens(0, 0, 0, site, encoder, sampler, views=views)  # type: ignore[arg-type]
+    return infer_key(site, model, tokens, density)
 
 
 _compress_key = functools.lru_cache(maxsize=4096)(compress_key)
