@@ -205,7 +205,7 @@ def density_regret(rec: QueryRecord, answer: Answer, frames: int, cost: CostMode
     if answer.served_by != "edge" or answer.density not in cost.densities or \
             any(a not in rec.large_logits for a in cost.densities):
         return float("nan")
-    hindsight = {a: float(int(np.argmax(rec.large_logits[a])) == rec.answer) for a in cost.densities}
+    hindsight = {a: float(int(np.asarray(rec.large_logits[a]).argmax()) == rec.answer) for a in cost.densities}
     return instant_regret(hindsight, frames, answer.density, cost)
 
 

@@ -256,3 +256,21 @@ def test_every_offloading_policy_falls_back_to_the_device(name):
     ctx = PolicyContext(spec.knobs(), spec.new_state(Calibration(1.4, 1.2)))
     ans = run_sync(drive(spec.fn(QUERY, ctx), perform))
     assert ans.fallback and ans.served_by == "local" and ans.choice == 0
+
+
+def test_infer_with_tokens_is_replace_with_every_field_kept():
+    """An Offload's Infer gets the step before's tokens by `Infer.with_tokens`, which must be what
+    dataclasses.replace gives, whatever fields Infer has (a field added later and not passed on fails here)."""
+    import dataclasses
+
+    from testbed.policies.effects import Context, Locate
+
+    tokens = Tokens(4, 4, 16, "edge", "large", "keyframe", views=("global",))
+    ctx = Context(3, 1, Inference("large", np.array([0.1, 0.9])))
+    values = {"model": "large", "tokens": None, "density": 8, "question": "q?", "options": ("a", "b"),
+              "context": ctx, "focus": ("ggvr",), "locate": Locate(1.0, 0.5, 640, 480)}
+    assert set(values) == {f.name for f in dataclasses.fields(Infer)}, "a new Infer field: give it a value here"
+    eff = Infer(**values)
+    got = eff.with_tokens(tokens)
+    assert got == dataclasses.replace(eff, tokens=tokens)
+    assert all(getattr(got, k) is (tokens if k == "tokens" else v) for k, v in values.items())

@@ -104,7 +104,8 @@ class Inference:
 
     @property
     def choice(self) -> int:
-        return int(np.argmax(self.option_logits))
+        z = self.option_logits
+        return int(z.argmax()) if type(z) is np.ndarray else int(np.argmax(z))  # the method: no wrapper per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,12 @@ class Infer:
     context: Context | None = None
     focus: tuple[str, ...] = ()
     locate: Locate | None = None
+
+    def with_tokens(self, tokens: Tokens | None) -> "Infer":
+        """This Infer on `tokens`: dataclasses.replace's result, without its per-call field walk (an
+        Offload's Infer gets the tokens of the step before it on every escalated query)."""
+        return Infer(self.model, tokens, self.density, self.question, self.options, self.context, self.focus,
+                     self.locate)
 
 
 @dataclass(frozen=True, slots=True)
