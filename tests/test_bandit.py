@@ -577,3 +577,26 @@ def test_a_card_field_of_the_wrong_form_is_one_line_not_a_traceback(tmp_path, fi
     with pytest.raises(TestbedError) as exc:
         load_backbone(path)
     assert "bb." in one_line(exc, "bb.")
+
+
+def test_without_torch_the_backbone_trains_in_numpy_as_torch_does(problem, monkeypatch):
+    """A sim-only install (no torch) trains the same net with the numpy trainer: same initial weights and
+    batches, hand-written gradients and torch's Adam; after 20 epochs its predictions stay within float32
+    noise of torch autograd's, and it says which trainer made it."""
+    import builtins
+
+    torch_fit = train_backbone(*problem["triples"], D, seed=3, epochs=20)
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kw):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    numpy_fit = train_backbone(*problem["triples"], D, seed=3, epochs=20)
+    monkeypatch.undo()
+    assert numpy_fit.info["trainer"] == "numpy" and "trainer" not in torch_fit.info
+    c = problem["contexts"]
+    np.testing.assert_allclose(numpy_fit.predict(c), torch_fit.predict(c), atol=2e-3)
+    assert abs(numpy_fit.info["final_epoch_bce"] - torch_fit.info["final_epoch_bce"]) < 1e-3
