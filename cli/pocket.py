@@ -21,7 +21,7 @@ def _say(msg: str) -> None:
 
 
 def _cache() -> Path:
-    from live.run import cache_dir
+    from testbed.live.run import cache_dir
 
     return cache_dir()
 
@@ -215,7 +215,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from live.real import to_density
+    from testbed.live.real import to_density
     from testbed.models.effnet import EfficientNetLiteEncoder
     from testbed.models.pocket import load_pocket_models
     from testbed.models.pocket_data import load_split, options_for
@@ -293,7 +293,7 @@ def _write_pocket_trace(out: Path, split: Any, n: int, tokens: dict[int, Any], m
     import numpy as np
     import pandas as pd
 
-    from live.real import to_density
+    from testbed.live.real import to_density
     from testbed.models.pocket_data import load_split, options_for
     from testbed.query import DENSITIES
     from testbed.router.signals import image_signals
@@ -343,7 +343,7 @@ def _write_pocket_trace(out: Path, split: Any, n: int, tokens: dict[int, Any], m
 
 
 def _cmd_workload(args: argparse.Namespace) -> int:
-    from live.pocket_videos import (
+    from testbed.live.pocket_videos import (
         IMAGE_SCENARIO,
         INARVL_SCENARIO,
         VIDEO_SCENARIO,
@@ -369,7 +369,7 @@ def _cmd_workload(args: argparse.Namespace) -> int:
 
 
 def _cmd_crop_workload(args: argparse.Namespace) -> int:
-    from live.pocket_videos import CROP_SCENARIO, CROP_SWEEP, CROP_TRACE, small_object_workload
+    from testbed.live.pocket_videos import CROP_SCENARIO, CROP_SWEEP, CROP_TRACE, small_object_workload
 
     out = Path(args.out)
     manifest = small_object_workload(out, args.images, args.canvas, args.object, args.seed)

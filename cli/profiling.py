@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 
-def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say,
+def write_profile(out: Path, pair: Any, models: str, device: str, role: str, repeats: int,
+                  say: Callable[[str], None],
                   videos: Sequence[Path] = ()) -> None:
     """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role;
     decoding is measured on `videos` (default: a generated 320x180 clip)."""
@@ -16,10 +18,10 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
 
     import tomli_w
 
-    from live.busy import ForeignLoad
-    from live.profile import device_name, library_versions, measure
-    from live.run import cache_dir
-    from live.videos import encode, made_once
+    from testbed.live.busy import ForeignLoad
+    from testbed.live.profile import device_name, library_versions, measure
+    from testbed.live.run import cache_dir
+    from testbed.live.videos import encode, made_once
     from testbed.config import read_toml
     from testbed.notes import note
     from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
@@ -56,7 +58,7 @@ def write_profile(out: Path, pair, models: str, device: str, role: str, repeats:
                           f"--out {out})" if missing else ""))
 
 
-def profile_videos(workload, most: int = 4) -> list[Path]:
+def profile_videos(workload: Any, most: int = 4) -> list[Path]:
     """Videos of the run's own workload to measure decoding on (decoding per megapixel depends on the
     resolution and the content): the `most` longest at the most common resolution; none without videos."""
     from collections import Counter

@@ -87,8 +87,8 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from cli.common import scenario_from_args, stamp
-    from sim.engine import (
+    from testbed.cli.common import scenario_from_args, stamp
+    from testbed.sim.engine import (
         load_workload,
         policy_context,
         scenario_calibration,

@@ -115,7 +115,7 @@ def list_runs(root: Path, scenario: str | None = None) -> list[RunEntry]:
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cli.ui import console as ui_console
+    from testbed.cli.ui import console as ui_console
 
     root = Path(args.out)
     if args.scenario and not (root / args.scenario).is_dir():

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cli.ui import print_frame, progress_bar
+from testbed.cli.ui import print_frame, progress_bar
 from testbed.argtypes import COUNT, OUTPUT_FILE, SEED, Integer
 
 
@@ -19,7 +19,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
     """Simulate a stream scenario (every sweep point) and write its results folder."""
     import pandas as pd
 
-    from sim.engine import load_streams, run_stream_scenario
+    from testbed.sim.engine import load_streams, run_stream_scenario
     from testbed.profiles import load_profile
     from testbed.results import label
     from testbed.scenario import resolved_toml
@@ -80,9 +80,9 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     """Play generated videos in real time to the stream policies (real models, in one process),
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
-    from cli.common import edge_link, stamp
+    from testbed.cli.common import edge_link, stamp
     from testbed.notes import note
-    from live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
+    from testbed.live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
     from testbed.scenario import resolved_toml

@@ -28,21 +28,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import zmq
 
-from live import envelope as env
-from live import framing, netns
-from live.envelope import Kind, Limits
-from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
-from live.framing import Reader, Sealer
-from live.pacing import UserLink
+from testbed.live import envelope as env
+from testbed.live import framing, netns
+from testbed.live.envelope import Kind, Limits
+from testbed.live.errors import EdgeError, EdgeUnavailable, EnvelopeError
+from testbed.live.framing import Reader, Sealer
+from testbed.live.pacing import UserLink
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from live.curve import ClientCurve
+    from testbed.live.curve import ClientCurve
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from live.messages import WORKDIR_PREFIX, Reply, Request
-from live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.live.messages import WORKDIR_PREFIX, Reply, Request
+from testbed.live.real import InProcEdge, RealInterpreter, RealNode
 from testbed.codec.wire import DEFAULT_MAX_BYTES
 from testbed.models.vlm import VLMPair
 from testbed.policies.driver import run_sync

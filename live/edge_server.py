@@ -42,17 +42,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import zmq
 
-from live import envelope as env
-from live import netns
-from live import framing
-from live.curve import ServerCurve, server_curve
-from live.envelope import Kind, Limits
-from live.errors import EnvelopeError
-from live.messages import READY, Handler, Reply, Request
+from testbed.live import envelope as env
+from testbed.live import netns
+from testbed.live import framing
+from testbed.live.curve import ServerCurve, server_curve
+from testbed.live.envelope import Kind, Limits
+from testbed.live.errors import EnvelopeError
+from testbed.live.messages import READY, Handler, Reply, Request
 from testbed.argtypes import COUNT, Integer, Number, Parser
 from testbed.errors import ConfigError, TestbedError
 
@@ -548,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
     p.add_argument("--bind", required=True, help="tcp://HOST:PORT (PORT may be *); loopback or a testbed namespace's "
                                                  "address unless --public")
-    p.add_argument("--handler", default="live.handlers:probe", help="module:function taking a Request, returning a "
+    p.add_argument("--handler", default="testbed.live.handlers:probe", help="module:function taking a Request, returning a "
                                                                    "Reply (default: the diagnostic probe handler)")
     p.add_argument("--max-queue", type=COUNT, default=8, help="requests that may wait; more get 'busy' (default 8)")
     p.add_argument("--workers", type=COUNT, default=1, help="requests served at once (default 1)")
@@ -607,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _model_handler(args: argparse.Namespace) -> Handler:
     """The edge's real work: the model pair behind the edge steps (live.edge_node)."""
-    from live.edge_node import ModelEdge
+    from testbed.live.edge_node import ModelEdge
     from testbed.models.pair import make_pair
 
     return ModelEdge(make_pair(args.models, args.device), gpus=args.workers, chunk_frames=args.chunk_frames,
@@ -622,6 +623,6 @@ def _stop_on_eof(server: EdgeServer) -> None:
 
 if __name__ == "__main__":
     # run the importable module's main, so the server's classes are the importable module's
-    from live.edge_server import main as _main
+    from testbed.live.edge_server import main as _main
 
     sys.exit(_main())

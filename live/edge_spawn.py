@@ -12,9 +12,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
-from live.messages import READY, WORKDIR_PREFIX
+from testbed.live.messages import READY, WORKDIR_PREFIX
 from testbed.errors import TestbedError
 
 
@@ -43,13 +44,13 @@ class EdgeProcess:
 
 
 @contextlib.contextmanager
-def spawn_edge(bind: str, handler: str = "live.handlers:probe", *, netns_name: str | None = None,
+def spawn_edge(bind: str, handler: str = "testbed.live.handlers:probe", *, netns_name: str | None = None,
                max_queue: int = 8, workers: int = 1, extra_args: Sequence[str] = (), ready_timeout_s: float = 30.0,
                stop_timeout_s: float = 10.0) -> Iterator[EdgeProcess]:
-    """Run `python -m live.edge_server` in a child (inside `netns_name` when given) and wait until it
+    """Run `python -m testbed.live.edge_server` in a child (inside `netns_name` when given) and wait until it
     listens. On exit: SIGTERM, a clean drain, SIGKILL only if it overstays `stop_timeout_s`. The child
     also stops when this process dies (its stdin closes). Raises TestbedError if it does not start."""
-    cmd = [sys.executable, "-m", "live.edge_server", "--bind", bind, "--handler", handler, "--max-queue",
+    cmd = [sys.executable, "-m", "testbed.live.edge_server", "--bind", bind, "--handler", handler, "--max-queue",
            str(max_queue), "--workers", str(workers), "--stop-on-stdin-eof",
            *(["--netns", netns_name] if netns_name else []), *extra_args]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

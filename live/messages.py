@@ -4,7 +4,8 @@ process and its parent agree on: the line that says it listens, and its scratch 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer

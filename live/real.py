@@ -19,7 +19,8 @@ from concurrent.futures import TimeoutError as CTimeout
 from concurrent.futures import wait as cwait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 import numpy as np
 import torch

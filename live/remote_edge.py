@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
-from live.client import EdgeClient
-from live.edge_node import boot_id
-from live.errors import EdgeError, EnvelopeError
-from live.real import RealInterpreter
+from testbed.live.client import EdgeClient
+from testbed.live.edge_node import boot_id
+from testbed.live.errors import EdgeError, EnvelopeError
+from testbed.live.real import RealInterpreter
 from testbed.policies.effects import EdgeUnavailable, Inference, Offload
 from testbed.policies.remote import offload_request
 from testbed.results import QueryRun, fallback_key

@@ -11,11 +11,12 @@ import time
 from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
+from testbed.live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.cache import cache_dir  # noqa: F401  (re-exported: live.run.cache_dir)
 from testbed.errors import TestbedError
 from testbed.experiment import ClientSchedule, Experiment, arrival_schedule, run_totals
@@ -37,8 +38,8 @@ from testbed.traces import Workload
 from testbed.workload.manifest import read_manifest, read_mvbench
 
 if TYPE_CHECKING:
-    from live.curve import ClientCurve
-    from live.remote_edge import ZmqEdge
+    from testbed.live.curve import ClientCurve
+    from testbed.live.remote_edge import ZmqEdge
 
 Progress = Callable[[int], None]
 
@@ -55,13 +56,13 @@ def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workl
     if kind == "synthetic" and sc.models.preset == "pocket":
         # the pocket pair answers easy-VQA questions: clips of easy-VQA images (one GOP a scene)
         # with templated questions about one scene, 3 x 8 clips by default
-        from live.pocket_videos import video_workload
+        from testbed.live.pocket_videos import video_workload
 
         clips = 3 * (per_benchmark or 8)
         manifest = video_workload(cache_dir() / f"pocket-video-{clips}x80-seed{sc.seed}", clips, seed=sc.seed)
         return replace(read_manifest(manifest), provenance=f"synthetic:easy-vqa-clips:{sc.seed}")
     if kind == "synthetic":
-        from live.videos import GENERATOR, generated_manifest
+        from testbed.live.videos import GENERATOR, generated_manifest
 
         manifest = generated_manifest(cache_dir() / "videos", per_benchmark or 8, sc.seed)
         wl = read_manifest(manifest)
@@ -306,10 +307,10 @@ def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = Non
     """An EdgeLink to a running edge: `endpoint`'s (no shaping: the network is what it is), or an
     edge process this call starts on a link shaped as the scenario says, torn down on exit.
     Yields the link and what the run records about it (versions.json)."""
-    from live.client import EdgeClient
-    from live.errors import EdgeUnavailable
-    from live.remote_edge import ZmqEdge, rate_split
-    from live.shaping import LinkSpec, ShapedLink, load_trace
+    from testbed.live.client import EdgeClient
+    from testbed.live.errors import EdgeUnavailable
+    from testbed.live.remote_edge import ZmqEdge, rate_split
+    from testbed.live.shaping import LinkSpec, ShapedLink, load_trace
 
     net, lv = sc.network, sc.live
     split = rate_split(net.up_mbps, net.down_mbps)
@@ -334,7 +335,7 @@ def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = Non
         if check is not None:
             for warning in check.warnings:
                 note(f"link self-check: {warning}")
-        with link.spawn_edge("live.handlers:probe", max_queue=lv.edge_max_queue, workers=sc.nodes.edge_gpus,
+        with link.spawn_edge("testbed.live.handlers:probe", max_queue=lv.edge_max_queue, workers=sc.nodes.edge_gpus,
                              extra_args=["--models", preset, "--device", device], ready_timeout_s=600.0) as edge, \
                 link.client(edge.endpoint, timeout_s=lv.edge_timeout_s) as client:
             client.health(timeout_s=30.0)

@@ -18,14 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from live.client import EdgeClient
-from live.edge_spawn import spawn_edge
-from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
+from testbed.live.client import EdgeClient
+from testbed.live.edge_spawn import spawn_edge
+from testbed.live.errors import EdgeError, EdgeUnavailable, EnvelopeError
 
 FAULTS = ("kill-restart", "unreachable", "slow")
 
@@ -52,7 +53,7 @@ class _Edge:
 
 
 def _spawn(bind: str) -> AbstractContextManager[Any]:
-    return spawn_edge(bind, "live.handlers:probe", max_queue=64, workers=2)
+    return spawn_edge(bind, "testbed.live.handlers:probe", max_queue=64, workers=2)
 
 
 def soak(cfg: SoakConfig, say: Callable[[str], None] = lambda s: None) -> dict[str, pd.DataFrame]:

@@ -28,14 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from live.real import (EdgeLink, InProcEdge, RealInterpreter, RealNode, focused, ground, history_prompt,
+from testbed.live.real import (EdgeLink, InProcEdge, RealInterpreter, RealNode, focused, ground, history_prompt,
                        small_input, to_density)
-from live.videos import SOURCES, made_once, run_ffmpeg
+from testbed.live.videos import SOURCES, made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.experiment import Experiment, client_streams, run_totals
 from testbed.models.vlm import VLMPair
@@ -96,7 +97,7 @@ def make_shapes_video(path: Path, seconds: float, seed: int, canvas: int = 448, 
     [(start s, shape index)] (a segment's image is a seeded pick among those of its shape)."""
     from PIL import Image
 
-    from live.pocket_videos import stitch
+    from testbed.live.pocket_videos import stitch
     from testbed.models.pocket_data import image_labels, load_split
 
     segments = _segments(seconds, seed, len(SHAPES))
@@ -308,7 +309,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     n = int(round(st.seconds * st.fps))
     if n < 1:
         raise TestbedError("stream.seconds x stream.fps must give at least one frame")
-    from live.run import cache_dir
+    from testbed.live.run import cache_dir
 
     content = CONTENTS[st.content]
     videos = []

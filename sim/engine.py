@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import simpy
 
-from sim import costs
-from sim.interpreter import Node, SimInterpreter, World
-from sim.link import Channel
+from testbed.sim import costs
+from testbed.sim.interpreter import Node, SimGen, SimInterpreter, World
+from testbed.sim.link import Channel
 from testbed.bandit import BanditRun, Profiling, sampled_frames
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
 from testbed.codec.size import TokenFormat
@@ -132,10 +133,10 @@ def build_world(sc: Scenario, profile: HardwareProfile, trace_offset_s: float = 
                  devices, fmt, sc.nodes.chunk_frames, edge_timeout_s=edge_timeout_s)
 
 
-def _client(interp: SimInterpreter, w: World, plan: ClientSchedule, progress: Progress | None):
+def _client(interp: SimInterpreter, w: World, plan: ClientSchedule, progress: Progress | None) -> SimGen:
     """One client's queries in simulated time: closed loop (each after the last answer, think_s
     later) or at its Poisson gaps, each query a process of its own."""
-    def one(rec: QueryRecord):
+    def one(rec: QueryRecord) -> SimGen:
         yield w.env.process(interp.run_query(rec, plan.client))
         if progress:
             progress(1)
@@ -218,7 +219,7 @@ def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicyS
     w = build_world(sc, profile)
     interp = SimInterpreter(w, spec, ctx)
 
-    def client(queue: Sequence[StreamRecord], c: int):
+    def client(queue: Sequence[StreamRecord], c: int) -> SimGen:
         for rec in queue:
             run = StreamRun(rec, c, sc.stream.tau_s, sc.stream.vision_tokens, cloud_extra_s=sc.stream.cloud_extra_s)
             yield w.env.process(interp.run_stream(run))

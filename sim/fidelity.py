@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sim.engine import policy_context, simulate_policy
+from testbed.sim.engine import policy_context, simulate_policy
 from testbed.errors import TestbedError
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile, mismatch_notes

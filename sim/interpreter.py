@@ -15,12 +15,13 @@ import itertools
 from functools import partial
 from types import GeneratorType
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 import simpy
 
-from sim import costs
-from sim.link import Channel
+from testbed.sim import costs
+from testbed.sim.link import Channel
 from testbed.codec.size import REPLY_BYTES, TokenFormat, raw_token_bytes, text_tokens, wire_token_bytes
 from testbed.crop import GENERIC_PROMPT, CropError, check_box, crop_side, min_entropy, view_size
 from testbed.errors import TestbedError

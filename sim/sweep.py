@@ -18,7 +18,8 @@ import shutil
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -100,8 +101,8 @@ def run_point(job: PointJob) -> PointOutcome:
     final = Path(job.folder)
     partial = final.with_name(final.name + ".partial")
     try:
-        from sim.engine import run_scenario
-        from sim.fit import comparison as paper_comparison
+        from testbed.sim.engine import run_scenario
+        from testbed.sim.fit import comparison as paper_comparison
         from testbed import report
         from testbed.profiles import load_profile
         from testbed.results import label, write_run
@@ -144,7 +145,7 @@ def local_pool(workers: int | None = None) -> Iterator[Executor]:
 
     import importlib
 
-    for module in ("sim.engine", "sim.fit", "testbed.report", "testbed.results"):  # what run_point imports: once
+    for module in ("testbed.sim.engine", "testbed.sim.fit", "testbed.report", "testbed.results"):  # what run_point imports: once
         importlib.import_module(module)
 
     n = workers or os.cpu_count() or 1

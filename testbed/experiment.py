@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -98,8 +99,8 @@ def cached_note(profiling: Profiling | None) -> str:
     """One line when the density agents' backbone was not retrained."""
     if profiling is None or not profiling.cached:
         return ""
-    return (f"bandit backbone: cached fit reused from {cache_dir() / 'backbones'} (same profiling split, "
-            "temperature and seed), not retrained")
+    return (f"bandit backbone: cached fit reused (same profiling split, temperature and seed; from "
+            f"{cache_dir() / 'backbones'} or the fits shipped in traces/backbones/), not retrained")
 
 
 @dataclass

@@ -11,7 +11,8 @@ figure has (in a fixed order: no hashing), so its styles are still distinct. Pur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#000000", "#1a237e", "#00695c", "#b8860b", "#ad1457", "#7cb342", "#8b0000", "#5c6bc0",

@@ -75,8 +75,8 @@ class Radio:
 
 
 DEFAULT_POWER = {
-    "local": Power({k: 15.0 for k in ENERGY_STAGES}, 3.0),
-    "edge": Power({**{k: 300.0 for k in ENERGY_STAGES}, "decompress": 100.0}, 80.0),
+    "local": Power(dict.fromkeys(ENERGY_STAGES, 15.0), 3.0),
+    "edge": Power({**dict.fromkeys(ENERGY_STAGES, 300.0), "decompress": 100.0}, 80.0),
 }
 """Assumed, for a profile that gives no power: a laptop-class device (15 W busy, 3 W idle) and a
 one-GPU server (300 W on the GPU, 100 W decompressing on the CPU, 80 W idle). Every figure from it

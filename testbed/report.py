@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
@@ -804,7 +805,7 @@ def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str)
                     **({} if few else {"linewidth": 0.7, "alpha": 0.5}))
         ax_d.plot(d[x], d.mean_s, **line)
         ax_a.plot(d[x], d.accuracy, **line)
-    for ax, label, col in ((ax_d, "mean delay (s)", "mean_s"), (ax_a, "accuracy (%)", "accuracy")):
+    for ax, label, _col in ((ax_d, "mean delay (s)", "mean_s"), (ax_a, "accuracy (%)", "accuracy")):
         _log_axis(ax, "x", key_label(x), table[x].to_numpy(dtype=float))
         ax.set_ylabel(label)
     _log_axis(ax_d, "y", "mean delay (s)", table.mean_s.to_numpy(dtype=float))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import tomli_w
 
 from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
+from testbed.shipped import DATA_ROOT
 from testbed.errors import did_you_mean
 from testbed.models import PRESETS
 from testbed.models.checkpoint import PairSpec, is_pair_text, parse_pair
@@ -22,7 +23,9 @@ from testbed.policies.registry import BASELINES, resolve
 from testbed.query import DENSITIES
 from testbed.workload.synthetic import BENCHMARKS, CONTEXT_SIGNAL
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = DATA_ROOT
+"""The folder holding the shipped scenarios/ and traces/ (testbed/shipped.py): the repository root of a
+source checkout, the package data of an installed one."""
 SHIPPED_PROFILE = REPO_ROOT / "traces" / "profiles" / "paper-fitted.toml"
 
 

@@ -371,7 +371,7 @@ def test_fixed_oracle_cost_and_proxy():
     assert instant_regret(hind, 100, 4, cost) == 0.0
     assert instant_regret(hind, 100, 32, cost) == pytest.approx(cost.lam * 100 * 28)
     assert instant_regret(hind, 100, 2, cost) == pytest.approx(1 - cost.lam * 100 * 2)
-    assert oracle.select(np.zeros(3), 100, rng, {a: False for a in D}).action == 2
+    assert oracle.select(np.zeros(3), 100, rng, dict.fromkeys(D, False)).action == 2
     with pytest.raises(ValueError, match="hindsight"):
         oracle.select(np.zeros(3), 100, rng)
     assert proxy_success(np.array([np.log(7.0), np.log(3.0)])) == 1.0  # kappa 0.7 > 0.6
@@ -547,7 +547,7 @@ def test_run_start_from_profiling_arrays_is_deterministic():
         for i in range(60):
             c = profiling.builder.one(test["n_frames"][i], test["small_logits"][i], test["txt"][i], test["vis"][i],
                                       test["s_max"][i], test["s_mean"][i], test["s_cplx"][i])
-            d = agent.select(c, test["n_frames"][i], r, {a: 1.0 for a in D})
+            d = agent.select(c, test["n_frames"][i], r, dict.fromkeys(D, 1.0))
             out.append(d.action)
             agent.update(c, d.action, proxy_success(test["large_logits"][i][d.action], 1.0))
         return out

@@ -12,8 +12,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.main import main
-from live.real import to_density
+from testbed.cli.main import main
+from testbed.live.real import to_density
 from testbed.errors import ConfigError
 from testbed.models.checkpoint import PairSpec, family_of, parse_pair, read_config
 from testbed.models.checkpoint_vlm import load_checkpoint, token_grid

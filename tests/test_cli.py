@@ -9,7 +9,7 @@ import pytest
 
 from testbed import report
 from testbed.bandwidth import mean_mbps, read_mahimahi
-from cli.main import main
+from testbed.cli.main import main
 from testbed.scenario import REPO_ROOT
 from testbed.traces import read_trace
 
@@ -230,7 +230,7 @@ def test_an_interrupt_that_a_finalizer_swallowed_still_stops_the_command(tmp_pat
     import signal
     import time
 
-    from cli.main import _interrupts, _run
+    from testbed.cli.main import _interrupts, _run
     from testbed.results import RunFolders
 
     class Finalized:
@@ -272,7 +272,7 @@ def test_output_to_a_pipe_keeps_whole_column_names(tmp_path):
     sc = tmp_path / "w.toml"
     sc.write_text('[workload]\nqueries_per_benchmark = 10\n[policies]\nrun = ["device-native", "edge-hosted", '
                   '"collaborative"]\n')
-    out = subprocess.run([sys.executable, "-m", "cli.main", "sim", str(sc), "--out", str(tmp_path / "r")],
+    out = subprocess.run([sys.executable, "-m", "testbed.cli.main", "sim", str(sc), "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert "x vs device-native" in out.stdout and "…" not in out.stdout
@@ -294,7 +294,7 @@ def test_results_folders_say_what_made_them_and_runs_lists_them(tmp_path, capsys
     the most accurate and fastest policy read from its summary.csv (the oracle, a bound, left out)."""
     import pandas as pd
 
-    from cli.main import main
+    from testbed.cli.main import main
 
     assert main(["sim", "default", "--queries", "10", "--out", str(tmp_path)]) == 0
     (run,) = (tmp_path / "default").iterdir()
@@ -314,7 +314,7 @@ def test_results_folders_say_what_made_them_and_runs_lists_them(tmp_path, capsys
 def test_notes_print_one_line_each_and_quiet_silences_them(capsys):
     """Every note goes through the "testbed" logger (testbed/notes.py) to one handler: `note: ` and one
     line (a multi-line message keeps its first), nothing with --quiet, `debug:` details with --verbose."""
-    from cli.ui import setup_logging
+    from testbed.cli.ui import setup_logging
     from testbed.notes import detail, note
 
     try:

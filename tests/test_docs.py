@@ -1,7 +1,7 @@
 """The documentation cannot drift from the code: every `testbed` and `make` command shown in README.md,
 ARCHITECTURE.md and docs/*.md parses (a code block's through the real argparse parser, an inline one's
 command and flag names), every scenario it names exists, every relative link resolves, and the generated
-reference pages (docs/cli.md, docs/scenario-keys.md) are what `python -m cli.reference` writes."""
+reference pages (docs/cli.md, docs/scenario-keys.md) are what `python -m testbed.cli.reference` writes."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from cli import reference
+from testbed.cli import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = {ROOT / p for p in reference.pages()}
@@ -106,7 +106,7 @@ def _argv(text: str) -> list[str]:
     while words and (words[0] == "$" or re.match(r"^[A-Z_][A-Z0-9_]*=", words[0])):
         words.pop(0)
     words.pop(0)
-    if words[:2] == ["-m", "cli.main"]:
+    if words[:2] == ["-m", "testbed.cli.main"]:
         words = words[2:]
     return words
 
@@ -246,7 +246,7 @@ def test_the_generated_reference_is_current() -> None:
 def test_the_reference_lists_every_command_and_key() -> None:
     """Independent of the generator: each subcommand the parser accepts and each key `testbed keys`
     prints has its own section or row."""
-    from cli.main import parser
+    from testbed.cli.main import parser
 
     top = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
     cli_md = (ROOT / reference.CLI_PAGE).read_text()

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from cli.main import main
-from live.client import EdgeClient
-from live.curve import client_curve, make_keys, server_curve
-from live.edge_server import EdgeServer
-from live.errors import EdgeUnavailable
-from live.handlers import echo
+from testbed.cli.main import main
+from testbed.live.client import EdgeClient
+from testbed.live.curve import client_curve, make_keys, server_curve
+from testbed.live.edge_server import EdgeServer
+from testbed.live.errors import EdgeUnavailable
+from testbed.live.handlers import echo
 from testbed.errors import ConfigError
 
 
@@ -47,7 +47,7 @@ def test_only_admitted_clients_are_served(keys, tmp_path):
 
 def test_a_client_with_keys_against_an_edge_without_curve_is_refused(keys, caplog):
     """...and the edge's log says so in one line, as the client hears it."""
-    caplog.set_level("WARNING", logger="live.edge_server")
+    caplog.set_level("WARNING", logger="testbed.live.edge_server")
     with EdgeServer("tcp://127.0.0.1:*", echo).start() as server:
         with EdgeClient(server.endpoint) as plain:  # loopback runs without keys keep working
             assert plain.request({"x": 2}, timeout_s=10.0).meta["x"] == 2
@@ -82,8 +82,8 @@ def test_the_command_line_wants_keys_in_pairs(keys, capsys):
 
 
 def test_sealed_records_open_only_with_the_pair_and_a_replayed_ready_fails(keys):
-    from live import framing
-    from live.curve import client_curve
+    from testbed.live import framing
+    from testbed.live.curve import client_curve
 
     c = client_curve(keys["edge_public"], keys["client_secret"])
     edge = server_curve(keys["edge_secret"], keys["clients"])

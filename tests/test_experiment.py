@@ -14,7 +14,7 @@ from tests.conftest import make_scenario
 
 
 def _records(n: int):
-    from sim.engine import load_workload
+    from testbed.sim.engine import load_workload
 
     return load_workload(make_scenario({"workload": {"queries_per_benchmark": 200}})).records[:n]
 
@@ -54,7 +54,7 @@ def test_streams_are_dealt_over_clients_and_totals_are_shares():
 def test_sim_and_live_prepare_a_routing_policy_alike():
     """One preparation (Experiment.prepare): a target threshold picked on the profiling split, and an
     input-aware router trained there, whichever interpreter asks."""
-    from sim.engine import load_workload, policy_context
+    from testbed.sim.engine import load_workload, policy_context
     from testbed.experiment import Experiment
     from testbed.router.calibration import scenario_calibration
 

@@ -1,7 +1,7 @@
 """The package's import graph, every import counted (top level and inside functions; `if
 TYPE_CHECKING:` blocks aside, since they never run): no circle, and nothing runs back up the layers
-(testbed/ is the core; sim/ and live/ the interpreters, which never import each other's run code; cli/
-the composition root)."""
+(testbed/ is the core; sim/ and live/, installed as testbed.sim and testbed.live, the interpreters,
+which never import each other; cli/, testbed.cli, the composition root)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,28 @@ import pytest
 
 from testbed.scenario import REPO_ROOT
 
-PACKAGES = ("testbed", "sim", "live", "cli")
-LAYER = {"testbed": 0, "sim": 1, "live": 1, "cli": 2}
+PACKAGES = {"testbed": "testbed", "sim": "testbed.sim", "live": "testbed.live", "cli": "testbed.cli"}
+"""Repository folder -> the package it installs as (pyproject.toml's package-dir)."""
 
 
-def _module(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def layer(module: str) -> tuple[int, str]:
+    """(layer, part): the core 0, the interpreters 1 (sim, live), the command line 2."""
+    part = module.split(".")[1] if module.startswith(("testbed.sim", "testbed.live", "testbed.cli")) else "core"
+    return {"core": 0, "sim": 1, "live": 1, "cli": 2}.get(part, 0), part
 
 
-def import_graph(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+def _module(path: Path, folder: Path, package: str) -> str:
+    parts = list(path.relative_to(folder).with_suffix("").parts)
+    parts = parts[:-1] if parts[-1] == "__init__" else parts
+    return ".".join([package, *parts])
+
+
+def import_graph(root: Path, packages: dict[str, str] | None = None) -> dict[str, set[str]]:
     """module -> the package modules it imports (a `from pkg import name` counts `pkg.name` when that is
     a module, else `pkg`)."""
-    files = {_module(p, root): p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))}
+    packages = PACKAGES if packages is None else packages
+    files = {_module(p, root / folder, pkg): p for folder, pkg in packages.items()
+             for p in sorted((root / folder).rglob("*.py"))}
 
     def known(name: str) -> str | None:
         parts = name.split(".")
@@ -101,8 +110,8 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
     bad = []
     for mod, out in graph.items():
         for dep in out:
-            a, b = mod.split(".")[0], dep.split(".")[0]
-            if LAYER[b] > LAYER[a] or (a != b and LAYER[a] == LAYER[b] == 1):
+            (la, a), (lb, b) = layer(mod), layer(dep)
+            if lb > la or (a != b and la == lb == 1):
                 bad.append(f"{mod} -> {dep}")
     return sorted(bad)
 
@@ -121,7 +130,7 @@ def test_the_graph_finds_a_circle_hidden_in_a_function(tmp_path):
     (pkg / "b.py").write_text("def f():\n    from testbed import a\n")
     (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from testbed.a import f\n")
     (pkg / "d.py").write_text("from . import c\n")
-    g = import_graph(tmp_path, ("testbed",))
+    g = import_graph(tmp_path, {"testbed": "testbed"})
     assert cycles(g) == [["testbed.a", "testbed.b"]]
     assert g["testbed.c"] == set() and g["testbed.d"] == {"testbed.c"}
 

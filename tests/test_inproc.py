@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from cli.main import main
-from live.real import InProcEdge, RealInterpreter, RealNode
-from live.run import run_policy
+from testbed.cli.main import main
+from testbed.live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.live.run import run_policy
 from testbed.bandit import load_log
 from testbed.codec.size import REPLY_BYTES, text_bytes
 from testbed.errors import TraceError
@@ -198,7 +198,7 @@ def test_mvbench_annotation_json(media):
 
 
 def test_describe_computes_the_context_inputs_from_real_tokens(real):
-    from live.real import describe_tokens
+    from testbed.live.real import describe_tokens
     from testbed.bandit.features import relevance_and_complexity
 
     pair, _ = real
@@ -209,7 +209,7 @@ def test_describe_computes_the_context_inputs_from_real_tokens(real):
     assert 0.0 <= got.s_cplx <= 1.0 and got.s_max >= got.s_mean
     # the same numbers by hand: the connector's output at density 16, one clip per frame
     with torch.no_grad():
-        from live.real import to_density
+        from testbed.live.real import to_density
 
         h = vlm.proj(to_density(tokens, 16).reshape(-1, tokens.shape[-1])).double().numpy()
         ids = torch.tensor(vlm.tokenizer.encode("What does the clip show?"))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.link import Channel
+from testbed.sim.link import Channel
 from testbed import tcp
 from testbed.config import from_dict
 from testbed.errors import ConfigError

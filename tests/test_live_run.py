@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.main import main
-from live.record import record
-from live.run import live_link, run_real
-from live.shaping import probe
-from sim.fidelity import replay
+from testbed.cli.main import main
+from testbed.live.record import record
+from testbed.live.run import live_link, run_real
+from testbed.live.shaping import probe
+from testbed.sim.fidelity import replay
 from testbed.models.pair import tiny_pair
 from testbed.profiles import load_profile
 from testbed.router.calibration import Calibration

@@ -21,7 +21,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from cli.main import main  # noqa: E402
+from testbed.cli.main import main  # noqa: E402
 from testbed import report  # noqa: E402
 from testbed.plotstyle import FIXED, MARKERS, PALETTE, styles_for  # noqa: E402
 from testbed.policies.registry import policy_names  # noqa: E402
@@ -121,7 +121,7 @@ def test_every_plot_of_a_small_run_of_each_shipped_scenario(path, tmp_path, figu
     assert figures, "the run drew no figure"
     synthetic = tomllib.loads(path.read_text()).get("workload", {}).get("kind", "synthetic") in (
         "synthetic", "synthetic-image", "synthetic-crop", "stream")
-    for name, title, problems, styles in figures:
+    for name, title, problems, _ in figures:
         assert problems == [], f"{name}: {problems}"
         assert title, f"{name} has no title"
         assert not synthetic or "SYNTHETIC" in title, f"{name}: {title!r}"

@@ -4,8 +4,8 @@ restarted, an unreachable spell and a slow edge; the report says so and each fau
 import pandas as pd
 import pytest
 
-from cli.main import main
-from live.soak import SoakConfig, rss_slope, soak
+from testbed.cli.main import main
+from testbed.live.soak import SoakConfig, rss_slope, soak
 
 
 def test_a_small_soak_loses_nothing_across_every_fault():

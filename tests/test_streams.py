@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import load_streams, simulate_stream_policy
+from testbed.sim.engine import load_streams, simulate_stream_policy
 from testbed.errors import ConfigError, TraceError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.edgevlm import upload
@@ -287,7 +287,7 @@ def test_lcr_and_lhl_over_k_call():
 
 
 def test_seed_001_orderings_hold_on_the_calibrated_workload():
-    from sim.engine import run_scenario
+    from testbed.sim.engine import run_scenario
     from testbed.scenario import load_scenario
     from testbed.streams.report import orderings, placed
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import decord
-from cli.main import main
+from testbed.cli.main import main
 from testbed.models.encoder import make_encoder, tiny_encoder
 from testbed.tokenizer.decode import decode, iter_frames_decord, iter_keyframes
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +90,7 @@ def test_bad_files_raise_the_documented_error(videos, name, encoder):
 @pytest.mark.parametrize("name", BAD + ["missing"])
 def test_bad_files_end_the_cli_with_one_line(videos, name):
     path = videos.get(name, "/nonexistent/video.mp4")
-    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2
     ours = [line for line in proc.stderr.splitlines() if line.startswith("testbed: error:")]
@@ -259,7 +259,7 @@ def test_a_manifest_notes_a_cut_file_once_and_a_sparse_one_never(sparse_files, t
 
 
 def test_the_cli_makes_no_note_for_a_sparse_avi(sparse_files):
-    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(sparse_files["whole"]), "--sampler", "uniform",
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(sparse_files["whole"]), "--sampler", "uniform",
                            "--count", "8"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("note:")] == []
@@ -277,7 +277,7 @@ def test_a_file_cut_in_the_middle_tokenizes_the_frames_present(short_files, enco
 
 
 def test_the_cli_warns_in_one_line_about_a_cut_file(short_files):
-    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(short_files["half_avi"])],
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(short_files["half_avi"])],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("note:")]

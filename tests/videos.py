@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from live.videos import encode, ffmpeg
+from testbed.live.videos import encode, ffmpeg
 
 FFMPEG = ffmpeg()
 __all__ = ["encode", "FFMPEG"]

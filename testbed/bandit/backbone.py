@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -216,6 +217,15 @@ TRAINING_VERSION = 1
 """Bump when `train_backbone` changes what it computes: cached fits made before are then not reused."""
 
 
+def shipped_fits() -> Path:
+    """Backbones fitted with torch for the shipped scenarios' profiling splits (traces/backbones/), keyed as
+    the cache is: a run of a shipped scenario reuses them, so an install without torch gets the very fits
+    (and numbers) an install with it gets."""
+    from testbed.shipped import DATA_ROOT
+
+    return DATA_ROOT / "traces" / "backbones"
+
+
 def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray, densities: Sequence[int],
                  cache: Path | None, *, seed: int = 0, **train_kw: Any) -> tuple[Backbone, bool]:
     """`train_backbone`, or the backbone an earlier call with the same inputs left in `cache` (keyed
@@ -231,11 +241,12 @@ def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray,
         h.update(repr(arr.shape).encode())
         h.update(arr.tobytes())
     path = cache / f"backbone-{h.hexdigest()[:32]}.npz"
-    if path.is_file():
-        try:
-            return load_backbone(path, densities), True
-        except BanditFileError:
-            pass
+    for found in (path, shipped_fits() / path.name):  # this machine's cache, then the fits the package ships
+        if found.is_file():
+            try:
+                return load_backbone(found, densities), True
+            except BanditFileError:
+                pass
     backbone = train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw)
     try:
         save_backbone(backbone, path)

@@ -13,7 +13,7 @@ identical frames), where exactly one scene has the asked attribute (or, for yes/
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -10,7 +10,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
 from testbed.bandit.online import BanditRun, start_run
 from testbed.bandit.profiling import Profiling

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import GeneratorType
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 from testbed.errors import TestbedError
 from testbed.policies.effects import (HANDLERS, Answer, Compress, Crop, Decompress, Describe, Emit, Infer, Inspect,

@@ -32,7 +32,8 @@ signal_* columns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generator, Literal, Union
+from typing import Any, Literal
+from collections.abc import Generator
 
 import numpy as np
 
@@ -232,7 +233,7 @@ class Inspect:
     sampler: Sampler
 
 
-EdgeStep = Union[Tokenize, Infer, Decompress]
+EdgeStep = Tokenize | Infer | Decompress
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,8 +360,8 @@ class EdgeUnavailable(PolicyInterrupt):
         super().__init__(message)
 
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Inspect, Crop, Offload, Submit, Wait, WaitAny,
-               NextFrame, Emit]
+Effect = (Tokenize | Infer | Compress | Decompress | Describe | Inspect | Crop | Offload | Submit | Wait | WaitAny
+          | NextFrame | Emit)
 
 HANDLERS: dict[type, str] = {
     Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress", Describe: "describe",

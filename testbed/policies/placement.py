@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import GeneratorType
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Callable, get_type_hints
+from typing import Any, get_type_hints
+from collections.abc import Callable
 
 from testbed.errors import ConfigError, did_you_mean
 from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
@@ -108,13 +109,13 @@ def _variant(family: str, name: str, cls: str, defaults: dict[str, Any], what: s
     return dataclasses.replace(base, name=name, knobs=knobs, description=f"{base.description} ({what})")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _band_spec(family: str, band: int) -> PolicySpec:
     what = "every frame" if band == 100 else f"the {band}-{band + 10}% call-ratio band"
     return _variant(family, f"{family}-lcr{band}", f"Lcr{band}", band_knobs(family, band), what)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ablation_spec(row: str) -> PolicySpec:
     return _variant("edgevlm", f"edgevlm-ablation-{row}", "Ablation" + row.title().replace("-", ""),
                     {**band_knobs("edgevlm", 100), **ABLATIONS[row]},

@@ -8,7 +8,8 @@ split before a run through its own hook, so the sim and real runs prepare every 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -128,7 +128,7 @@ def orderings(summary: pd.DataFrame) -> list[str]:
                 lines.append(f"SKIP {bench} {band}: not in the band ({got}); no comparison there")
             if len(ev) and len(others):
                 for metric in (("micro_f1", "macro_f1", "em") if score == "micro_f1" else ("accuracy",)):
-                    ok = bool((ev[metric].min() > others[metric].max()))
+                    ok = bool(ev[metric].min() > others[metric].max())
                     lines.append(f"{'PASS' if ok else 'FAIL'} {bench} {band}: edgeVLM above LAECIPS-/ADAS-like on "
                                  f"{metric} ({ev[metric].min():.2f} vs best {others[metric].max():.2f})")
     return lines + table5_orderings(s)

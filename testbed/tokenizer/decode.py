@@ -9,7 +9,7 @@ VideoError naming the file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import av
 import numpy as np

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sim.engine import load_workload, run_scenario
+from testbed.sim.engine import load_workload, run_scenario
 from testbed.profiles import load_profile
 from testbed.scenario import REPO_ROOT
 from tests.conftest import make_scenario

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any, Generator
+from typing import Any
+from collections.abc import Generator
 
 import pytest
 import simpy
 from simpy.events import Condition
 from simpy.resources.base import Get, Put
 
-import sim.engine
-from sim.engine import load_workload, run_scenario
+import testbed.sim.engine
+from testbed.sim.engine import load_workload, run_scenario
 from testbed.policies.registry import resolve
 from testbed.profiles import load_profile
 from testbed.scenario import Scenario, load_scenario, with_overrides
@@ -72,7 +73,7 @@ class _Counting(simpy.Environment):
 
 def _engine_counts(sc: Scenario, profile, workload, monkeypatch) -> list[tuple[int, Counter[str]]]:
     """Per policy of `sc`: its queries and the events its run scheduled, by kind."""
-    build = sim.engine.build_world
+    build = testbed.sim.engine.build_world
 
     def labelled(*args: Any, **kwargs: Any):
         w = build(*args, **kwargs)
@@ -85,7 +86,7 @@ def _engine_counts(sc: Scenario, profile, workload, monkeypatch) -> list[tuple[i
     _Counting.made.clear()
     with monkeypatch.context() as m:
         m.setattr(simpy, "Environment", _Counting)
-        m.setattr(sim.engine, "build_world", labelled)
+        m.setattr(testbed.sim.engine, "build_world", labelled)
         queries = run_scenario(sc, profile=profile, workload=workload).queries
     assert len(_Counting.made) == len(sc.policies.run), "one environment per policy"
     per_policy = queries.groupby("policy").size()

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from live.real import InProcEdge, RealInterpreter, RealNode
-from live.run import run_policy
+from testbed.live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.live.run import run_policy
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, RouteKnobs
 from testbed.policies.registry import resolve

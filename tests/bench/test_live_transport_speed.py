@@ -6,7 +6,7 @@ Every server runs in a child process, as a real edge does:
   envelope  the same loop, but it decodes the envelope and answers with an encoded reply, and the
             client is live.client.EdgeClient: the envelope's own cost (goal: at least 0.9 of raw,
             asserted);
-  edge      `python -m live.edge_server` (loop thread, bounded queue, worker thread, inproc hop
+  edge      `python -m testbed.live.edge_server` (loop thread, bounded queue, worker thread, inproc hop
             back): the whole edge path, whose two thread hand-offs are what keeps health checks
             and "busy" answers immediate while a handler runs (recorded; a looser floor asserted,
             since each hand-off waits for a CPU on a loaded machine).
@@ -22,20 +22,20 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 import zmq
 
-from live.client import EdgeClient
-from live.edge_spawn import spawn_edge
-from live.messages import READY
+from testbed.live.client import EdgeClient
+from testbed.live.edge_spawn import spawn_edge
+from testbed.live.messages import READY
 
 RAW_SERVER = f"""
 import sys
 import zmq
-from live import envelope as env
+from testbed.live import envelope as env
 ctx = zmq.Context()
 router = ctx.socket(zmq.ROUTER)
 router.bind("tcp://127.0.0.1:*")
@@ -99,7 +99,7 @@ def envelope() -> Iterator[EdgeClient]:
 
 @pytest.fixture
 def edge() -> Iterator[EdgeClient]:
-    with spawn_edge("tcp://127.0.0.1:*", "live.handlers:probe", max_queue=64) as server, \
+    with spawn_edge("tcp://127.0.0.1:*", "testbed.live.handlers:probe", max_queue=64) as server, \
             EdgeClient(server.endpoint, timeout_s=30) as client:
         client.health()
         yield client
