@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEVICE ?= cpu
 MODELS ?=
 
-.PHONY: venv sim test bench validate live-eval gpu-profile pocket soak docs clean
+.PHONY: venv sim test lint bench validate live-eval gpu-profile pocket soak docs clean
 
 venv: $(STAMP)
 
@@ -35,10 +35,16 @@ $(STAMP): pyproject.toml
 sim: $(STAMP)
 	$(BIN)/testbed sim $(scenario)
 
-# the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker so module fixtures are built once
+# lint first (ruff: pyproject.toml's [tool.ruff]; mypy -p testbed: the core, the interpreters and the command line,
+# no untyped definitions), then the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker so
+# module fixtures are built once
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@echo "make: ruff check"; $(BIN)/python -m ruff check --quiet testbed sim live cli tests
+	@echo "make: mypy -p testbed"; $(BIN)/python -m mypy --no-error-summary -p testbed
 
 live-eval: $(STAMP)
 	$(BIN)/testbed live $(scenario) --fidelity --device $(DEVICE) $(if $(MODELS),--models $(MODELS))

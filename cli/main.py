@@ -567,8 +567,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=SEED, help="override the scenario's seed")
     s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
     s.add_argument("--executor", choices=("serial", "local", "ray"), default="local",
-                   help="where a sweep's points (or replications' seeds) run: one after another, a process pool on this machine (default), "
-                        "or Ray (pip install -e '.[ray]')")
+                   help="where a sweep's points (or replications' seeds) run: one after another, a process pool on "
+                        "this machine (default), or Ray (pip install -e '.[ray]')")
     s.add_argument("--workers", type=COUNT, help="--executor local: processes (default: one per core)")
     s.add_argument("--address", help="--executor ray: the cluster's address (default: a local Ray instance)")
     s.add_argument("--plots", choices=("sweep", "all"), default="sweep",
@@ -648,7 +648,8 @@ def parser() -> argparse.ArgumentParser:
     ck.set_defaults(fn=_cmd_curve_keys)
     r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
     r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
-    r.add_argument("--out", type=OUTPUT_FILE, required=True, help="the trace to write (Parquet); an interrupted run resumes")
+    r.add_argument("--out", type=OUTPUT_FILE, required=True,
+                   help="the trace to write (Parquet); an interrupted run resumes")
     r.add_argument("--queries", type=COUNT, help="queries per benchmark (as testbed live --queries)")
     r.add_argument("--models", help="override the model pair (as testbed live --models)")
     r.add_argument("--device", help="override models.device")
@@ -671,7 +672,8 @@ def parser() -> argparse.ArgumentParser:
     fi = sub.add_parser("fidelity", help="replay a live run in the sim (strict and profile-only) and write "
                                          "fidelity.csv/.md/.png into its folder")
     fi.add_argument("run_dir", type=INPUT_DIR, help="a live run's results folder")
-    fi.add_argument("--trace", type=INPUT_FILE, help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
+    fi.add_argument("--trace", type=INPUT_FILE,
+                    help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
     fi.add_argument("--profile", type=INPUT_FILE, help="measured hardware profile (default RUN_DIR/profile.toml)")
     fi.set_defaults(fn=_cmd_fidelity)
     sc_ = sub.add_parser("schema", help="print (or write) the JSON Schema of scenario files, for editors")

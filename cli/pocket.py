@@ -387,7 +387,8 @@ def register(sub: Any) -> None:
     default_dir = REPO_ROOT / "traces" / "models" / "pocket"
     t = sub.add_parser("train-pocket", help="train the pocket pair's heads on easy-VQA (CPU, fixed seed) and write "
                                             "their safetensors and card.json")
-    t.add_argument("--out", type=OUTPUT_DIR, default=str(default_dir), help="folder for small/large.safetensors and card.json")
+    t.add_argument("--out", type=OUTPUT_DIR, default=str(default_dir),
+                   help="folder for small/large.safetensors and card.json")
     t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--limit-images", type=COUNT, help="use only the first N images of each split (quick checks)")
     t.add_argument("--steps-small", type=COUNT, default=1200)
@@ -400,7 +401,8 @@ def register(sub: Any) -> None:
                                            "heads; print one JSON line")
     e.add_argument("--limit", type=COUNT, help="first N questions (default: all 9,673)")
     e.add_argument("--density", type=Integer(1, 49), default=16, help="tokens per frame after ToMe merging (<= 49)")
-    e.add_argument("--weights", type=INPUT_DIR, help="folder of the heads (default: the committed traces/models/pocket)")
+    e.add_argument("--weights", type=INPUT_DIR,
+                   help="folder of the heads (default: the committed traces/models/pocket)")
     e.add_argument("--trace", type=OUTPUT_FILE, help="also write an image-QA trace (Parquet) of both heads' real "
                    "logits at every density and each image's input signals: the calibration questions held out of "
                    "training as its profiling split, these test questions as its test split")

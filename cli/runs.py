@@ -46,7 +46,8 @@ def _hindsight(policy: str) -> bool:
 
 def headline(folder: Path) -> str:
     """The run's figure a reader looks for first: for query runs the most accurate and the fastest policy
-    over all benchmarks (hindsight oracles left out); for streams the best Micro-F1; for sweeps and replications their size."""
+    over all benchmarks (hindsight oracles left out); for streams the best Micro-F1; for sweeps and
+    replications their size."""
     if (folder / "sweep.csv").is_file():
         table = pd.read_csv(folder / "sweep.csv")
         points = len(table.drop_duplicates([c for c in table.columns if c not in (

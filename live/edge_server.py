@@ -549,14 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
     p.add_argument("--bind", required=True, help="tcp://HOST:PORT (PORT may be *); loopback or a testbed namespace's "
                                                  "address unless --public")
-    p.add_argument("--handler", default="testbed.live.handlers:probe", help="module:function taking a Request, returning a "
-                                                                   "Reply (default: the diagnostic probe handler)")
+    p.add_argument("--handler", default="testbed.live.handlers:probe",
+                   help="module:function taking a Request, returning a Reply (default: the diagnostic probe handler)")
     p.add_argument("--max-queue", type=COUNT, default=8, help="requests that may wait; more get 'busy' (default 8)")
     p.add_argument("--workers", type=COUNT, default=1, help="requests served at once (default 1)")
     p.add_argument("--max-message-mb", type=Number(gt=0.0), default=env.DEFAULT_MAX_MESSAGE_BYTES / 2**20,
                    help="largest request accepted, MiB (default 512)")
-    p.add_argument("--drain-s", type=Number(ge=0.0), default=30.0, help="on shutdown, wait this long for requests in service")
-    p.add_argument("--linger-ms", type=Integer(0), default=1000, help="on shutdown, time to flush replies (default 1000)")
+    p.add_argument("--drain-s", type=Number(ge=0.0), default=30.0,
+                   help="on shutdown, wait this long for requests in service")
+    p.add_argument("--linger-ms", type=Integer(0), default=1000,
+                   help="on shutdown, time to flush replies (default 1000)")
     p.add_argument("--netns", help="enter this network namespace first (the shaped link's edge side)")
     p.add_argument("--public", action="store_true", help="allow binding to a non-loopback address")
     p.add_argument("--models", help="serve the model pair's edge steps with this preset (tiny, real-size, pocket, a "

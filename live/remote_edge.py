@@ -99,8 +99,8 @@ class ZmqEdge:
         if roi is not None and (not isinstance(roi, list) or len(roi) != 4 or not all(isinstance(v, int) for v in roi)):
             raise EdgeUnavailable(f"edge answered with a malformed region of interest {roi!r}")
         rois = m.get("rois") or []
-        if not isinstance(rois, list) or not all(isinstance(r, list) and len(r) == 5 and all(isinstance(v, int)
-                                                                                              for v in r) for r in rois):
+        if not isinstance(rois, list) or not all(isinstance(r, list) and len(r) == 5
+                                                 and all(isinstance(v, int) for v in r) for r in rois):
             raise EdgeUnavailable(f"edge answered with malformed regions {rois!r}")
         logits = np.asarray(m["logits"], dtype=np.float64)
         return Inference(str(m.get("model", "large")), logits,  # type: ignore[arg-type]

@@ -195,7 +195,8 @@ def write_report(out: Path, cfg: SoakConfig, tables: dict[str, pd.DataFrame]) ->
     req, per, rss, faults = tables["requests"], tables["per_thousand"], tables["rss"], tables["faults"]
     first_fault = int(faults.at_request.min()) if len(faults) else None
     head = {"requests": len(req), "answered": int((req.outcome == "answered").sum()),
-            "fallen_back": int(req.outcome.str.startswith("fallback").sum()), "lost": int((req.outcome == "lost").sum()),
+            "fallen_back": int(req.outcome.str.startswith("fallback").sum()),
+            "lost": int((req.outcome == "lost").sum()),
             "rss_slope_mb_per_1000": rss_slope(rss, before=first_fault),
             "rss_peak_mb": float(rss.rss_mb.max()) if len(rss) else float("nan")}
     out.mkdir(parents=True, exist_ok=True)

@@ -211,7 +211,8 @@ def trace_rewards(bandit: BanditRun, records: Sequence[QueryRecord]) -> dict[str
 
 
 def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
-                           streams: Sequence[StreamRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
+                           streams: Sequence[StreamRecord],
+                           progress: Progress | None = None) -> tuple[list[dict], dict]:
     """Per-frame rows and run totals of one stream policy. Each client plays its streams one after
     another, the next starting when the one before ends (its last frame's deadline); a stream's
     frames arrive at their capture times. Rows are built after the clock stops, so that work of

@@ -145,7 +145,8 @@ def local_pool(workers: int | None = None) -> Iterator[Executor]:
 
     import importlib
 
-    for module in ("testbed.sim.engine", "testbed.sim.fit", "testbed.report", "testbed.results"):  # what run_point imports: once
+    # what run_point imports: once
+    for module in ("testbed.sim.engine", "testbed.sim.fit", "testbed.report", "testbed.results"):
         importlib.import_module(module)
 
     n = workers or os.cpu_count() or 1

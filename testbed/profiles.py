@@ -263,7 +263,8 @@ def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
         raise ConfigError("meta", "required table is missing")
     version = meta.get("schema_version")
     if version != PROFILE_SCHEMA_VERSION:
-        raise ConfigError("meta.schema_version", f"got {version!r}; this testbed reads version {PROFILE_SCHEMA_VERSION}")
+        raise ConfigError("meta.schema_version",
+                          f"got {version!r}; this testbed reads version {PROFILE_SCHEMA_VERSION}")
     for key in ("name", "provenance"):
         if not isinstance(meta.get(key), str):
             raise ConfigError(f"meta.{key}", "required string is missing")

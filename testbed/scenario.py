@@ -52,7 +52,8 @@ class WorkloadConfig:
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)", ge=10,
                                             le=100_000)
     context_signal: float = help_field(CONTEXT_SIGNAL, "synthetic: correlation of each bandit context column with "
-                                                       "the density a query needs (assumed; 0: pure noise)", ge=0.0, le=1.0)
+                                                       "the density a query needs (assumed; 0: pure noise)",
+                                       ge=0.0, le=1.0)
 
     def __post_init__(self) -> None:
         for b in self.benchmarks:
@@ -119,10 +120,13 @@ class NetworkConfig:
     down_mbps: float = help_field(119.0, "downlink rate, Mbit/s (seed 000: 119)", gt=0.0)
     rtt_ms: float = help_field(9.0, "round-trip time, ms; each direction adds RTT/2 (seed 000: 9)", ge=0.0)
     loss: float = help_field(0.0, "random loss probability per TCP segment; the sender's Reno window caps the rate "
-                                  "near MSS/RTT*1.22/sqrt(loss) (Mathis) and lost segments are sent again", ge=0.0, lt=1.0)
+                                  "near MSS/RTT*1.22/sqrt(loss) (Mathis) and lost segments are sent again",
+                             ge=0.0, lt=1.0)
     efficiency: float = help_field(1 / 1.055, "goodput / shaped rate on a constant-rate link (ZeroMQ over "
-                                              "tbf-shaped veth: 1/1.055); traces use mahimahi's framing instead", gt=0.0, le=1.0)
-    mtu: int = help_field(1500, "IP MTU, bytes; TCP segments carry mtu - 52 payload bytes (IP, TCP, timestamps)", ge=576, le=1500)
+                                              "tbf-shaped veth: 1/1.055); traces use mahimahi's framing instead",
+                                   gt=0.0, le=1.0)
+    mtu: int = help_field(1500, "IP MTU, bytes; TCP segments carry mtu - 52 payload bytes (IP, TCP, timestamps)",
+                          ge=576, le=1500)
     slow_start_after_idle: bool = help_field(False, "a connection starts in slow start (initial window 10) and its "
                                                     "window decays after idling longer than RTT + 200 ms, as "
                                                     "Linux's net.ipv4.tcp_slow_start_after_idle = 1 does; false: "
@@ -144,7 +148,8 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class NodesConfig:
-    profile: str = help_field("", "hardware profile TOML (stage latency over size); empty: the shipped paper-fitted one")
+    profile: str = help_field("", "hardware profile TOML (stage latency over size); empty: the shipped "
+                                  "paper-fitted one")
     edge_gpus: int = help_field(1, "GPU servers at the edge (seed 000 serves offloads one at a time)", ge=1)
     edge_decode_workers: int = help_field(4, "CPU video-decode workers at the edge", ge=1)
     local_gpus: int = help_field(1, "GPU servers on each client's device", ge=1)
@@ -198,7 +203,8 @@ class LiveConfig:
         "auto", "how live mode shapes the link: tc in network namespaces (tbf, htb; netem adds delay and loss in "
                 "the kernel where it exists, else the transport adds them), or user-space pacing on loopback; "
                 "auto takes the first this machine supports")
-    edge_timeout_s: float = help_field(60.0, "an Offload the edge has not answered by then falls back to the device", gt=0.0)
+    edge_timeout_s: float = help_field(60.0, "an Offload the edge has not answered by then falls back to the device",
+                                       gt=0.0)
     edge_max_queue: int = help_field(8, "requests that may wait at the edge; more get 'busy' and fall back", ge=1)
     self_check: bool = help_field(True, "measure the shaped link's goodput and RTT before the first query")
 

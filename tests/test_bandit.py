@@ -285,7 +285,8 @@ def test_posterior_equals_closed_form_bayesian_linear_regression():
 
     post = agent.posterior
     for k, (c, y) in {1: (warm_c[warm_a == 4], warm_y[warm_a == 4]),
-                      3: (np.vstack([warm_c[warm_a == 16], online_c]), np.concatenate([warm_y[warm_a == 16], online_y])),
+                      3: (np.vstack([warm_c[warm_a == 16], online_c]),
+                          np.concatenate([warm_y[warm_a == 16], online_y])),
                       0: (online_c[:1], np.ones(1)),
                       2: (np.zeros((0, 3)), np.zeros(0))}.items():
         mean, cov = closed_form(c, y)

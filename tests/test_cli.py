@@ -131,7 +131,8 @@ def test_sweep_writes_one_table_and_one_plot(tmp_path):
     (run,) = (tmp_path / "r" / "sw").iterdir()
     table = pd.read_csv(run / "sweep.csv")
     assert len(table) == 2 * 2 * 2 and (run / "sweep.png").stat().st_size > 0
-    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps", "policies.quickgrasp-fixed16.tau_route"]).mean_s
+    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps",
+                                                                "policies.quickgrasp-fixed16.tau_route"]).mean_s
     assert qg[(5.0, 0.5)] > qg[(50.0, 0.5)]  # a slower uplink makes escalation slower
 
 
@@ -262,7 +263,8 @@ def test_a_second_run_reuses_the_cached_backbone_and_says_so(tmp_path, capsys, m
     lines = [x for x in capsys.readouterr().out.splitlines() if "cached" in x]
     assert len(lines) == 1 and "backbone" in lines[0]
     first, second = sorted((tmp_path / "r" / "bb").iterdir())
-    pd.testing.assert_frame_equal(pd.read_parquet(first / "queries.parquet"), pd.read_parquet(second / "queries.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(first / "queries.parquet"),
+                                  pd.read_parquet(second / "queries.parquet"))
 
 
 def test_output_to_a_pipe_keeps_whole_column_names(tmp_path):

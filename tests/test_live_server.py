@@ -325,7 +325,8 @@ def test_a_flood_of_huge_messages_never_takes_the_edge_past_its_limit_plus_a_mar
     from testbed.live.edge_server import RECEIVE_MARGIN
 
     mib = 2**20
-    with spawn_edge(LOOPBACK, "testbed.live.handlers:probe", max_queue=2, extra_args=["--max-message-mb", "16"]) as edge:
+    with spawn_edge(LOOPBACK, "testbed.live.handlers:probe", max_queue=2,
+                    extra_args=["--max-message-mb", "16"]) as edge:
         with EdgeClient(edge.endpoint, timeout_s=10) as client:
             client.health()  # the edge is up and warm
         base = edge.rss_bytes()

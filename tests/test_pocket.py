@@ -113,7 +113,8 @@ def test_a_mosaic_question_is_answered_by_its_parts():
         q, a = mosaic_question(rng, shapes, colors)
         seen.add(q)
         if q.startswith("what is the color of the "):  # circle and triangle are unique, rectangle is not
-            assert (q, a) in {("what is the color of the circle?", "red"), ("what is the color of the triangle?", "black")}
+            assert (q, a) in {("what is the color of the circle?", "red"),
+                              ("what is the color of the triangle?", "black")}
         elif q == "what is the red shape?":
             raise AssertionError("red is not unique: no question may name it")
         elif q.startswith("what is the "):

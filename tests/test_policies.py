@@ -109,7 +109,8 @@ def test_nosharing_uploads_video_and_retokenizes_at_edge():
 
 def test_oracle_takes_the_cheapest_correct_action():
     h = Hindsight(False, True, {2: False, 4: True, 8: True, 16: True, 32: True})
-    effects, ans = drive_scripted("oracle", [lambda e: TOKENS, payload_for, lambda e: Inference("large", logits(0.8))], h)
+    effects, ans = drive_scripted("oracle", [lambda e: TOKENS, payload_for,
+                                             lambda e: Inference("large", logits(0.8))], h)
     assert effects[1] == Compress(TOKENS, 4) and ans.density == 4
     h = Hindsight(True, True, dict.fromkeys(DENSITIES, True))
     effects, ans = drive_scripted("oracle", [lambda e: TOKENS, lambda e: Inference("small", logits(0.8))], h)

@@ -97,7 +97,8 @@ def test_calibrate_prints_ece_per_benchmark_and_a_scenario_reads_its_file(tmp_pa
     assert (got.small_t, got.large_t) == pytest.approx((want.small_t, want.large_t))
     # a scenario names the file instead of fitting: a run reports those temperatures and where they came from
     (tmp_path / "cal.json").write_text(json.dumps({**data, "small_t": 2.0, "large_t": 0.5}))
-    (tmp_path / "s.toml").write_text('[workload]\nkind = "trace"\npath = "t.parquet"\n[calibration]\nfile = "cal.json"\n'
+    (tmp_path / "s.toml").write_text('[workload]\nkind = "trace"\npath = "t.parquet"\n'
+                                     '[calibration]\nfile = "cal.json"\n'
                                      '[policies]\nrun = ["device-native", "quickgrasp-fixed16"]\n'
                                      'baselines = ["device-native"]\n')
     assert main(["sim", str(tmp_path / "s.toml"), "--out", str(tmp_path / "res")]) == 0

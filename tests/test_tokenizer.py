@@ -259,8 +259,8 @@ def test_a_manifest_notes_a_cut_file_once_and_a_sparse_one_never(sparse_files, t
 
 
 def test_the_cli_makes_no_note_for_a_sparse_avi(sparse_files):
-    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(sparse_files["whole"]), "--sampler", "uniform",
-                           "--count", "8"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(sparse_files["whole"]),
+                           "--sampler", "uniform", "--count", "8"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("note:")] == []
 

@@ -382,7 +382,8 @@ class NeuralLinearThompson(_LinearAgent):
     distribution of decisions as drawing the d_u-dimensional beta_a, at O(d_u^2) per density instead
     of a Cholesky factor per query. The propensity of the chosen density comes from
     `propensity_draws` further draws from the same generator (`win_probability`), clipped to
-    [1e-12, 1] so that it is never 0 or past 1 by rounding (NaN with propensity_draws = 0, for runs that log no decisions)."""
+    [1e-12, 1] so that it is never 0 or past 1 by rounding (NaN with propensity_draws = 0, for runs that
+    log no decisions)."""
 
     kind = "neural-linear-thompson"
 

@@ -219,7 +219,8 @@ def save_pair(pair: VLMPair, folder: Path) -> None:
             raise TypeError("only causal-LM sides can be saved as a model-pair folder")
         m.lm.save_pretrained(folder / name)
         save_tokenizer(m.tokenizer, folder / name)
-        save_file({k: v.contiguous() for k, v in m.proj.state_dict().items()}, str(folder / name / "projector.safetensors"))
+        save_file({k: v.contiguous() for k, v in m.proj.state_dict().items()},
+                  str(folder / name / "projector.safetensors"))
     spec = {"format": PAIR_FORMAT, "version": PAIR_VERSION, "encoders": enc_dirs,
             "models": {n: n for n in pair.models}}
     (folder / "pair.json").write_text(json.dumps(spec, indent=2))

@@ -394,5 +394,5 @@ __all__ = ["Answer", "Compress", "Context", "ContextInputs", "Crop", "Decompress
            "EdgeUnavailable",
            "Effect", "Emit", "END_OF_STREAM", "Frame", "FrameAnswer", "Future", "HANDLERS", "ImageMeta", "Infer",
            "Inference", "InputSignals", "Inspect", "Locate", "ModelName", "NextFrame", "Offload", "Payload", "Policy",
-           "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
-           "Where"]
+           "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize",
+           "Tokens", "VideoMeta", "Wait", "WaitAny", "Where"]

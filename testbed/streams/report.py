@@ -149,7 +149,8 @@ def table5_orderings(s: pd.DataFrame) -> list[str]:
     for a, b in zip(rows, rows[1:]):
         for metric in ("micro_f1", "macro_f1", "em"):
             lo, hi = float(d.loc[a, metric]), float(d.loc[b, metric])
-            forced = " (by construction on synthetic streams: their focus gains come from Table 5)" if "ggvr" in b else ""
+            forced = (" (by construction on synthetic streams: their focus gains come from Table 5)"
+                      if "ggvr" in b else "")
             lines.append(f"{'PASS' if hi > lo else 'FAIL'} nuscenes Table 5: {b.removeprefix(ABLATION)} above "
                          f"{a.removeprefix(ABLATION)} on {metric}, as in seed 001 ({hi:.2f} vs {lo:.2f}){forced}")
     return lines
