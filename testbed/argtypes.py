@@ -18,7 +18,12 @@ from typing import Any, NoReturn
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `testbed: error: <command>: <what>` on stderr (the form of
-every other error), exit code 2."""
+every other error), exit code 2; no abbreviated flags (a typo such as `--ve` must not silently mean
+`--verbose`)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
 
     def error(self, message: str) -> NoReturn:
         from testbed.errors import did_you_mean
