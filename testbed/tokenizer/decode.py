@@ -47,8 +47,15 @@ def iter_keyframes(path: Path | str, meta: VideoMeta, indices: Sequence[int] | n
     return _keyframes_serial(path, meta, wanted, chunk)
 
 
+_NONKEY = getattr(getattr(av, "stream", None), "Discard", None)
+
+
 def _wanted_keyframe_packets(container: Any, stream: Any, meta: VideoMeta, wanted: set[int]) -> Iterator[Any]:
-    """The packets of the wanted keyframes in file order, stopping after the last one."""
+    """The packets of the wanted keyframes in file order, stopping after the last one. The demuxer is
+    asked to discard the other packets (AVDISCARD_NONKEY: MP4's skips them from its index, five times
+    faster than reading each); where it ignores that, they are skipped here."""
+    if _NONKEY is not None:
+        stream.discard = _NONKEY.nonkey
     ordinal = found = 0
     for packet in container.demux(stream):
         if packet.size == 0 or not packet.is_keyframe:
