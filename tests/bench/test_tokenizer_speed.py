@@ -29,7 +29,8 @@ def test_accelerated_vs_default_tokenizer(benchmark, compare_speed, videos, tok)
     path = videos["long"]
     compare_speed("accelerated_over_default_tokenizer",
                   "10-minute GOP-150 video, tiny encoder: 1 FPS sequential tokenize time / keyframes pipelined",
-                  lambda: tok(path, DEFAULT_SAMPLER, pipelined=False), lambda: tok(path, KEYFRAME_SAMPLER, pipelined=True),
+                  lambda: tok(path, DEFAULT_SAMPLER, pipelined=False),
+                  lambda: tok(path, KEYFRAME_SAMPLER, pipelined=True),
                   rounds=ROUNDS, needs_idle_core=True, at_least=3.0)
 
 
