@@ -4,12 +4,13 @@ significant digits and one line saying what it compares.
 `compare_speed` times a baseline and our code interleaved (baseline, ours, ours, baseline, ... the order
 rotating every round), so drift in the load of a shared machine hits both alike, and takes the best
 (minimum) time of each: the run least disturbed by other processes. `record_ratio` records a ratio a
-test computed itself. At the end of `make bench` the ratios are compared with .benchmarks/ratios.json,
+test computed itself. At the end of `make bench` the ratios are compared with .benchmarks/ratios-v2.json,
 which keeps each ratio's last HISTORY values, and then saved there.
 
 The regression gate fires when a ratio falls below the median of its saved values by more than the
-tolerance: 20%, or three times the spread this run measured (the two halves of the rounds disagreeing)
-if that is larger. A ratio below the gate is measured again with twice the rounds before it counts.
+tolerance: 20%, or three times the spread this run measured (the two halves of the rounds disagreeing),
+or the range of the saved values relative to their median, whichever is largest (at most 50%). A ratio
+below the gate is measured again with twice the rounds before it counts.
 Ratios that need a second core (threads, pipelines, child processes) are gated only when the machine's
 other processes left it free: their lines say so when the gate was skipped, and only such quiet values
 enter the saved history.
@@ -30,7 +31,9 @@ import pytest
 
 from live.busy import ForeignLoad
 
-RATIOS = Path(".benchmarks") / "ratios.json"
+RATIOS = Path(".benchmarks") / "ratios-v2.json"
+"""v2: ratios measured interleaved, best of rounds, some in CPU time (issue 24); the v1 file's single values,
+measured otherwise, are not compared with."""
 TOLERANCE = 0.20
 HISTORY = 5
 SPREAD_FACTOR = 3.0
@@ -86,9 +89,11 @@ def load_history(path: Path = RATIOS) -> dict[str, list[float]]:
     return {k: [float(x) for x in (v if isinstance(v, list) else [v])] for k, v in data.items()}
 
 
-def tolerance(spread: float) -> float:
-    """The relative fall a ratio may show before it counts as a regression."""
-    return min(MAX_TOLERANCE, max(TOLERANCE, SPREAD_FACTOR * spread))
+def tolerance(spread: float, past: list[float] | None = None) -> float:
+    """The relative fall a ratio may show before it counts as a regression: 20%, or more where this run's
+    halves disagreed (three times that spread) or the saved values themselves range wider."""
+    between = (max(past) - min(past)) / statistics.median(past) if past and len(past) > 1 else 0.0
+    return min(MAX_TOLERANCE, max(TOLERANCE, SPREAD_FACTOR * spread, between))
 
 
 def floor_for(name: str, spread: float, history: dict[str, list[float]]) -> float | None:
@@ -96,7 +101,7 @@ def floor_for(name: str, spread: float, history: dict[str, list[float]]) -> floa
     past = history.get(name)
     if not past:
         return None
-    return statistics.median(past) * (1 - tolerance(spread))
+    return statistics.median(past) * (1 - tolerance(spread, past))
 
 
 def interleave(fns: dict[str, Callable[[], object]], rounds: int,
@@ -231,7 +236,7 @@ def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
             worse.append((k, m, floor))
     for k, m, floor in worse:
         reporter.write_line(f"REGRESSION {k}: {sig3(m.value)} < {sig3(floor)} (saved median less "
-                            f"{tolerance(m.spread):.0%})", red=True)
+                            f"{tolerance(m.spread, history[k]):.0%})", red=True)
     saved = {k: (v + [_measured[k].value])[-HISTORY:] if k in _measured and _measured[k].gated else v
              for k, v in history.items()}
     saved.update({k: [m.value] for k, m in _measured.items() if k not in history and m.gated})

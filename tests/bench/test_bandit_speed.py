@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from testbed.bandit import Backbone, CostModel, NeuralLinearThompson, full_information
 from testbed.bandit.agents import LinearPosteriors
@@ -73,12 +74,13 @@ def test_thompson_decision_plus_update(benchmark, compare_speed):
     agent = _agent(propensity_draws=0)
     rng = np.random.default_rng(3)
     literal_agent = _agent(0)
-    m = compare_speed("bandit_thompson_step_vs_literal",
-                      "Thompson decision + update on 100 queries: Eq. 15-16 literally (fresh inverse, full beta draws) "
-                      "time / ours",
-                      lambda: _literal_loop(literal_agent.posterior, literal_agent.features,  # type: ignore[arg-type]
-                                            literal_agent.cost, contexts[:100], rng),
-                      lambda: _loop(agent, contexts[:100], rng), rounds=5, at_least=3.0)
+    with threadpool_limits(limits=1):
+        m = compare_speed("bandit_thompson_step_vs_literal",
+                          "Thompson decision + update on 100 queries: Eq. 15-16 literally (fresh inverse, full beta "
+                          "draws) time / ours (CPU time, BLAS on one thread)",
+                          lambda: _literal_loop(literal_agent.posterior,  # type: ignore[arg-type]
+                                                literal_agent.features, literal_agent.cost, contexts[:100], rng),
+                          lambda: _loop(agent, contexts[:100], rng), rounds=5, clock=CPU, at_least=3.0)
     ours = _best(lambda: _loop(agent, contexts, rng)) / len(contexts)
     logging_agent = _agent(200)
     logged = _best(lambda: _loop(logging_agent, contexts, rng)) / len(contexts)
@@ -106,10 +108,10 @@ def test_rank1_update_vs_fresh_inverse(benchmark, compare_speed):
             inv = np.linalg.inv(a)
             inv @ b
 
-    compare_speed("bandit_rank1_vs_fresh_inverse",
-                  "500 posterior updates at d_u = 64: a fresh inverse of A each time / the rank-1 Sherman-Morrison "
-                  "update",
-                  fresh, rank1, rounds=5, at_least=1.0)
+    with threadpool_limits(limits=1):
+        compare_speed("bandit_rank1_vs_fresh_inverse",
+                      "500 posterior updates at d_u = 64: a fresh inverse of A each time / the rank-1 Sherman-Morrison "
+                      "update (CPU time, BLAS on one thread)", fresh, rank1, rounds=5, clock=CPU, at_least=1.0)
 
 
 @pytest.mark.benchmark(group="bandit")
@@ -144,10 +146,12 @@ def test_adaptive_policy_overhead_in_the_sim(benchmark, compare_speed):
 
     pending = {n: [fresh(n) for _ in range(10)] for n in ("quickgrasp", "quickgrasp-fixed16")}  # enough for a remeasure
     decisions = fresh("quickgrasp")()
-    m = compare_speed("bandit_sim_fixed_over_adaptive",
-                      f"sim CPU time of {len(test)} test queries ({decisions} bandit decisions): quickgrasp-fixed16 "
-                      "/ quickgrasp (its agent started, decisions with a 200-draw propensity, updates, log)",
-                      lambda: pending["quickgrasp-fixed16"].pop()(), lambda: pending["quickgrasp"].pop()(), rounds=3,
-                      clock=CPU)
+    with threadpool_limits(limits=1):
+        m = compare_speed("bandit_sim_fixed_over_adaptive",
+                          f"sim CPU time of {len(test)} test queries ({decisions} bandit decisions), BLAS on one "
+                          "thread: quickgrasp-fixed16 / quickgrasp (decisions with a 200-draw propensity, updates, "
+                          "log)",
+                          lambda: pending["quickgrasp-fixed16"].pop()(), lambda: pending["quickgrasp"].pop()(),
+                          rounds=3, clock=CPU)
     benchmark.extra_info.update(decisions=decisions, queries=len(test))
     assert 1 / m.value < 5.0
