@@ -95,4 +95,4 @@ def test_probe_pyav_vs_decord(benchmark, compare_speed, videos):
                   "10-minute video's keyframe indices: decord reader + get_key_indices time / our PyAV probe "
                   "(process CPU time)",
                   lambda: decord.VideoReader(path).get_key_indices(), lambda: probe(path), rounds=ROUNDS,
-                  clock=time.process_time, at_least=0.25)  # the same order of magnitude; PyAV is kept for its error handling
+                  clock=time.process_time, at_least=0.25)  # the same order of magnitude; PyAV kept for its errors
