@@ -110,10 +110,11 @@ def _unshuffled(arr: np.ndarray, itemsize: int) -> np.ndarray:
     uint = _UINT.get(itemsize)
     if uint is None:
         return np.ascontiguousarray(planes.T).reshape(-1)
-    out = planes[itemsize - 1].astype(uint)
+    out = np.multiply(planes[itemsize - 1], 256, dtype=uint)
     for k in range(itemsize - 2, -1, -1):
-        out <<= 8
-        out |= planes[k]
+        if k < itemsize - 2:
+            out <<= 8
+        np.add(out, planes[k], out=out, casting="unsafe")  # the low byte is 0: adding is or-ing
     return out.view(np.uint8)
 
 
@@ -130,7 +131,7 @@ def _maybe_non_finite(raw: np.ndarray, dtype: torch.dtype, shuffled: bool) -> bo
     if shuffled:
         top = raw.reshape(itemsize, -1)[itemsize - 1]
         byte = mask >> (8 * (itemsize - 1))
-        return bool(np.any((top & byte) == byte))
+        return int(np.bitwise_or(top, 0xFF ^ byte).max()) == 0xFF  # (top & byte) == byte somewhere
     return bool(np.any((raw.view(_UINT[itemsize]) & mask) == mask))
 
 
@@ -206,6 +207,9 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
     view = memoryview(content)
     payload = view[HEADER_BYTES:HEADER_BYTES + n_payload]
     text = view[HEADER_BYTES + n_payload:]
+    shuffled = bool(flags & FLAG_SHUFFLE)
+    raw = np.frombuffer(payload, dtype=np.uint8)
+    suspect = n_payload > 0 and _maybe_non_finite(raw, dtype, shuffled)  # first: zstd wrote the top plane last
     if message_crc(view, payload, text) != crc:
         raise ChecksumError("checksum mismatch (header, payload or question changed in transit)")
     try:
@@ -214,9 +218,6 @@ def decode_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TokenM
         raise FormatError(f"question is not UTF-8 ({exc})") from None
     if n_payload == 0:
         return TokenMessage(torch.zeros((frames, density, dim), dtype=dtype), question)
-    shuffled = bool(flags & FLAG_SHUFFLE)
-    raw = np.frombuffer(payload, dtype=np.uint8)
-    suspect = _maybe_non_finite(raw, dtype, shuffled)
     arr = _unshuffled(raw, itemsize) if shuffled else raw.copy()
     if sys.byteorder != "little" and itemsize > 1:  # pragma: no cover - big-endian hosts
         arr = arr.reshape(-1, itemsize)[:, ::-1].reshape(-1).copy()
