@@ -7,10 +7,11 @@ rotating every round), so drift in the load of a shared machine hits both alike,
 test computed itself. At the end of `make bench` the ratios are compared with .benchmarks/ratios-v2.json,
 which keeps each ratio's last HISTORY values, and then saved there.
 
-The regression gate fires when a ratio falls below the median of its saved values by more than the
-tolerance: 20%, or three times the spread this run measured (the two halves of the rounds disagreeing),
-or the range of the saved values relative to their median, whichever is largest (at most 50%). A ratio
-below the gate is measured again with twice the rounds before it counts.
+The regression gate fires when a ratio falls below the lowest of its last HISTORY saved values (the same
+code's spread across runs and loads) by more than the tolerance: 20%, or three times the spread this run
+measured (the two halves of the rounds disagreeing) if that is more, at most 50%. (Against the median,
+identical code raised a false REGRESSION about once in six runs on this shared machine.) A ratio below the
+gate is measured again with twice the rounds before it counts.
 Ratios that need a second core (threads, pipelines, child processes) are gated only when the machine's
 other processes left it free: their lines say so when the gate was skipped, and only such quiet values
 enter the saved history.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,19 +89,19 @@ def load_history(path: Path = RATIOS) -> dict[str, list[float]]:
     return {k: [float(x) for x in (v if isinstance(v, list) else [v])] for k, v in data.items()}
 
 
-def tolerance(spread: float, past: list[float] | None = None) -> float:
-    """The relative fall a ratio may show before it counts as a regression: 20%, or more where this run's
-    halves disagreed (three times that spread) or the saved values themselves range wider."""
-    between = (max(past) - min(past)) / statistics.median(past) if past and len(past) > 1 else 0.0
-    return min(MAX_TOLERANCE, max(TOLERANCE, SPREAD_FACTOR * spread, between))
+def tolerance(spread: float) -> float:
+    """The relative fall a ratio may show before it counts as a regression: 20%, or three times the spread
+    this run's halves showed if that is more (at most 50%)."""
+    return min(MAX_TOLERANCE, max(TOLERANCE, SPREAD_FACTOR * spread))
 
 
 def floor_for(name: str, spread: float, history: dict[str, list[float]]) -> float | None:
-    """The lowest value of `name` that passes the regression gate, None without saved values."""
+    """The lowest value of `name` that passes the regression gate: the lowest of its saved values (the same
+    code's spread between runs and loads) less the tolerance; None without saved values."""
     past = history.get(name)
     if not past:
         return None
-    return statistics.median(past) * (1 - tolerance(spread, past))
+    return min(past) * (1 - tolerance(spread))
 
 
 def interleave(fns: dict[str, Callable[[], object]], rounds: int,
@@ -229,14 +229,14 @@ def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
     for k, m in sorted(_measured.items()):
         floor = floor_for(k, m.spread, history)
         past = history.get(k, [])
-        was = f"; saved median {sig3(statistics.median(past))} of {len(past)}" if past else ""
+        was = f"; lowest of the last {len(past)} saved {sig3(min(past))}" if past else ""
         skipped = "" if m.gated else "; regression gate skipped, the machine was busy"
         reporter.write_line(f"ratio {k}: {sig3(m.value)} ({m.what}{was}{skipped})")
         if floor is not None and m.gated and m.value < floor:
             worse.append((k, m, floor))
     for k, m, floor in worse:
-        reporter.write_line(f"REGRESSION {k}: {sig3(m.value)} < {sig3(floor)} (saved median less "
-                            f"{tolerance(m.spread, history[k]):.0%})", red=True)
+        reporter.write_line(f"REGRESSION {k}: {sig3(m.value)} < {sig3(floor)} (lowest of the last {len(history[k])} "
+                            f"saved less {tolerance(m.spread):.0%})", red=True)
     saved = {k: (v + [_measured[k].value])[-HISTORY:] if k in _measured and _measured[k].gated else v
              for k, v in history.items()}
     saved.update({k: [m.value] for k, m in _measured.items() if k not in history and m.gated})
