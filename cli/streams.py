@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cli.ui import print_frame, progress_bar
+from testbed.cli.ui import print_frame, progress_bar
 from testbed.argtypes import COUNT, OUTPUT_FILE, SEED, Integer
 
 
@@ -19,7 +19,7 @@ def sim_streams(args: argparse.Namespace, sc: Any, console: Any, out: Path) -> i
     """Simulate a stream scenario (every sweep point) and write its results folder."""
     import pandas as pd
 
-    from sim.engine import load_streams, run_stream_scenario
+    from testbed.sim.engine import load_streams, run_stream_scenario
     from testbed.profiles import load_profile
     from testbed.results import label
     from testbed.scenario import resolved_toml
@@ -80,8 +80,9 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     """Play generated videos in real time to the stream policies (real models, in one process),
     write the results folder with every frame's lateness, and record a stream trace the sim replays."""
 
-    from cli.main import _stamp, edge_link
-    from live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
+    from testbed.cli.common import edge_link, stamp
+    from testbed.notes import note
+    from testbed.live.streams import CONTENTS, host_provenance, record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.results import label
     from testbed.scenario import resolved_toml
@@ -89,10 +90,10 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
     from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
 
     pair = make_pair(sc.model_pair(), sc.models.device)
-    out = args.folders.new(Path(args.out), sc.name, _stamp())
+    mode = "inproc" if args.inproc else "live"
+    out = args.folders.new(Path(args.out), sc.name, stamp(mode))
     frames = int(round(sc.stream.seconds * sc.stream.fps)) * sc.stream.live_streams * len(sc.policies.run)
     notes: list[str] = []
-    mode = "inproc" if args.inproc else "live"
     extra: dict[str, Any] = {"models": pair.preset, "device": sc.models.device}
     with contextlib.ExitStack() as stack:
         link, where = edge_link(stack, console, sc, args, extra)
@@ -100,8 +101,8 @@ def live_streams(args: argparse.Namespace, sc: Any, console: Any) -> int:
             task = bar.add_task(f"playing {sc.name} in real time {where}", total=frames, unit="frames")
             run, played = run_streams_real(sc, pair, out, mode, lambda n: bar.advance(task, n), notes.append,
                                            link=link)
-    for n in notes:
-        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)  # one line: grep finds it
+    for text in notes:
+        note(text)
     summary = report.summarize_frames(run.queries)
     report.write_stream_run(out, sc.name, sc.description, resolved_toml(sc, live=True), run, summary, sc.seed,
                             extra)

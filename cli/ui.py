@@ -1,4 +1,5 @@
-"""The terminal: one progress bar style and one console width for every command."""
+"""The terminal: one progress bar style, one console width and one way to print a note for every
+command."""
 
 from __future__ import annotations
 
@@ -50,3 +51,26 @@ def progress_bar(con: Any) -> Any:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("left"),
                     TimeRemainingColumn(), console=con, transient=True)
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Print the testbed's notes (testbed/notes.py) one line each as `note: ...`: all of them (0), none
+    (-1, --quiet), and --verbose's `debug: ...` details too (1)."""
+    import logging
+
+    from testbed.notes import LOGGER
+
+    class NoteHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            from rich.markup import escape
+
+            text = " ".join(record.getMessage().splitlines()[0].split()) if record.getMessage() else ""
+            tag = "[yellow]note:[/yellow]" if record.levelno >= logging.WARNING else "[dim]debug:[/dim]"
+            console().print(f"{tag} {escape(text)}", soft_wrap=True, highlight=False)
+
+    log = logging.getLogger(LOGGER)
+    for h in [h for h in log.handlers if type(h).__name__ == "NoteHandler"]:
+        log.removeHandler(h)
+    log.addHandler(NoteHandler())
+    log.propagate = False
+    log.setLevel(logging.ERROR if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.WARNING)

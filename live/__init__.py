@@ -6,7 +6,7 @@ Transport and link (this package so far; the live interpreter plugs into it):
                length), the CURVE-key handshake and sealed records
   edge_server  EdgeServer(bind, handler, max_queue): a ZeroMQ STREAM socket, a receive budget, a
                bounded queue, deadlines, health, clean SIGINT/SIGTERM shutdown; main(argv) /
-               `python -m live.edge_server`; spawn_edge
+               `python -m testbed.live.edge_server`; spawn_edge
   client       EdgeClient(endpoint): a connection per thread, per-request timeout, EdgeUnavailable
   shaping      ShapedLink(LinkSpec): netns + veth + tbf/htb (netem where present) or user space;
                probe, stale clean-up, trace-driven rates, self-check

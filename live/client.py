@@ -28,21 +28,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import zmq
 
-from live import envelope as env
-from live import framing, netns
-from live.envelope import Kind, Limits
-from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
-from live.framing import Reader, Sealer
-from live.pacing import UserLink
+from testbed.live import envelope as env
+from testbed.live import framing, netns
+from testbed.live.envelope import Kind, Limits
+from testbed.live.errors import EdgeError, EdgeUnavailable, EnvelopeError
+from testbed.live.framing import Reader, Sealer
+from testbed.live.pacing import UserLink
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from live.curve import ClientCurve
+    from testbed.live.curve import ClientCurve
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class EdgeClient:
     def _context(self) -> zmq.Context:
         with self._lock:
             if self._closed:
-                raise EdgeUnavailable("closed", "the edge client is closed")
+                raise EdgeUnavailable(reason="closed", message="the edge client is closed")
             if self._ctx is None:
                 with netns.entered(self.netns_name):
                     ctx = zmq.Context()
@@ -176,7 +177,7 @@ class EdgeClient:
             reason = str(msg.meta.get("reason", otherwise))
         except EnvelopeError:
             reason = otherwise
-        return EdgeUnavailable("refused", f"the edge at {self.endpoint} refused this client: {reason}")
+        return EdgeUnavailable(reason="refused", message=f"the edge at {self.endpoint} refused this client: {reason}")
 
     def _next_record(self, link: _Link, deadline: float, timeout: float) -> bytearray:
         """The next whole record from the edge, by `deadline`."""
@@ -187,7 +188,7 @@ class EdgeClient:
             _, data = link.sock.recv_multipart(copy=False)
             if not data.bytes:  # the edge closed the connection
                 self._discard_socket()
-                raise EdgeUnavailable("closed", f"the edge at {self.endpoint} closed the connection")
+                raise EdgeUnavailable(reason="closed", message=f"the edge at {self.endpoint} closed the connection")
             for item in link.reader.feed(data.buffer):
                 if isinstance(item, framing.FramingError):  # a reply past this client's limit
                     self._discard_socket()
@@ -251,7 +252,8 @@ class EdgeClient:
             raise self._late(timeout) from None
         except zmq.ZMQError as exc:  # the connection is gone (EHOSTUNREACH)
             self._discard_socket()
-            raise EdgeUnavailable("closed", f"the connection to the edge at {self.endpoint} is gone ({exc})") from None
+            raise EdgeUnavailable(reason="closed",
+                                  message=f"the connection to the edge at {self.endpoint} is gone ({exc})") from None
         while True:
             record = self._next_record(link, deadline, timeout)
             arrived = time.monotonic()
@@ -265,7 +267,7 @@ class EdgeClient:
                 continue  # not ours (cannot happen after a discard; a guard all the same)
             if msg.kind is Kind.ERROR and msg.meta.get("code") == "refused":
                 self._discard_socket()
-                raise EdgeUnavailable("refused", f"the edge at {self.endpoint} refused this client: "
+                raise EdgeUnavailable(reason="refused", message=f"the edge at {self.endpoint} refused this client: "
                                                  f"{msg.meta.get('reason', '')}")
             reply_bytes = len(record) + framing.PREFIX.size
             if self.link is not None and self.link.down is not None:
@@ -277,8 +279,8 @@ class EdgeClient:
             return self._result(msg, expect, sent_at, time.monotonic(), len(data), reply_bytes)
 
     def _late(self, timeout: float) -> EdgeUnavailable:
-        return EdgeUnavailable("timeout", f"no reply from the edge at {self.endpoint} within {timeout:g} s "
-                                          "(not reachable, or too slow)")
+        return EdgeUnavailable(reason="timeout", message=f"no reply from the edge at {self.endpoint} within "
+                                                         f"{timeout:g} s (not reachable, or too slow)")
 
     def _result(self, msg: env.Envelope, expect: Kind, sent_at: float, received_at: float, request_bytes: int,
                 reply_bytes: int) -> Response:
@@ -286,11 +288,11 @@ class EdgeClient:
             return Response(msg.id, msg.meta, msg.payloads, sent_at, received_at, request_bytes, reply_bytes,
                             dict(msg.timing or {}))
         if msg.kind is Kind.BUSY:
-            raise EdgeUnavailable("busy", f"the edge at {self.endpoint} is busy "
+            raise EdgeUnavailable(reason="busy", message=f"the edge at {self.endpoint} is busy "
                                           f"({msg.meta.get('queued')} of {msg.meta.get('max_queue')} queued)")
         if msg.kind is Kind.ERROR:
             code, reason = str(msg.meta.get("code", "unknown")), str(msg.meta.get("reason", ""))
             if code in ("deadline", "shutdown"):
-                raise EdgeUnavailable(code, f"the edge at {self.endpoint}: {reason}")
+                raise EdgeUnavailable(reason=code, message=f"the edge at {self.endpoint}: {reason}")
             raise EdgeError(code, reason)
         raise EnvelopeError(f"expected a {expect} message from the edge, got {msg.kind}", request_id=msg.id)

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from live.edge_server import WORKDIR_PREFIX, Reply, Request
-from live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.live.messages import WORKDIR_PREFIX, Reply, Request
+from testbed.live.real import InProcEdge, RealInterpreter, RealNode
 from testbed.codec.wire import DEFAULT_MAX_BYTES
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.policies.driver import run_sync
 from testbed.policies.placement import run_steps
 from testbed.policies.remote import digest, offload_from_request

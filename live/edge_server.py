@@ -30,37 +30,32 @@ Binding: loopback, or any address when the server runs inside a testbed namespac
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import ipaddress
 import logging
 import os
 import queue
 import re
-import selectors
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import zmq
 
-from live import envelope as env
-from live import netns
-from live import framing
-from live.curve import ServerCurve, server_curve
-from live.envelope import Kind, Limits
-from live.errors import EnvelopeError
+from testbed.live import envelope as env
+from testbed.live import netns
+from testbed.live import framing
+from testbed.live.curve import ServerCurve, server_curve
+from testbed.live.envelope import Kind, Limits
+from testbed.live.errors import EnvelopeError
+from testbed.live.messages import READY, Handler, Reply, Request
 from testbed.argtypes import COUNT, Integer, Number, Parser
 from testbed.errors import ConfigError, TestbedError
-
-if TYPE_CHECKING:
-    from typing_extensions import Buffer
 
 log = logging.getLogger(__name__)
 POLL_MS = 50  # how often the loop looks at the stop flag; shutdown starts within this
@@ -69,6 +64,8 @@ RECEIVE_MARGIN = 8 * 2**20
 """Request bytes the edge may hold beyond one message of the limit (see the module docstring)."""
 MAX_CONNECTIONS = 256
 """Peers connected at once; a further one is closed at once (its 'busy' error says why)."""
+REFUSALS_LOGGED = 20
+"""Refused connections the edge logs one line each for (a flood of bad handshakes is then only counted)."""
 CHUNK_HWM = 32
 """Chunks (of at most 8 KiB: libzmq's read size) libzmq queues per connection before it stops reading
 it: with MAX_CONNECTIONS, at most 64 MiB of the edge's memory outside the receive budget."""
@@ -82,31 +79,6 @@ class _Conn:
     sealer: framing.Sealer | None = None
     offered: framing.Sealer | None = None  # WELCOME sent with it; READY awaited
     cookie: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What a handler gets. Times are this host's monotonic clock (time.monotonic())."""
-
-    id: int
-    meta: Mapping[str, Any]
-    payloads: tuple[memoryview, ...]  # zero-copy views of the received frames; copy what you keep
-    received_at: float
-    deadline: float | None  # the latest start the client asked for; the server checks it first
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a handler returns: plain msgpack-able meta and binary payloads (sent without a copy)."""
-
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    payloads: Sequence[Buffer] = ()
-
-
-Handler = Callable[[Request], Reply]
-WORKDIR_PREFIX = "testbed-edge-"
-"""A model edge's scratch folder is `<tmp>/testbed-edge-<pid>-*`: spawn_edge removes it after the edge
-exits, in case it died without doing so (killed)."""
 
 
 def inside_testbed_netns() -> bool:
@@ -327,8 +299,12 @@ class EdgeServer:
             conn.reader.release()
 
     def _refuse(self, router: zmq.Socket, ident: bytes, reason: str) -> None:
-        """Tell a peer it is refused (in the clear), then close its connection."""
+        """Tell a peer it is refused (in the clear), then close its connection; the edge's log says so."""
         self.counts["malformed"] += 1
+        self.counts["refused"] = self.counts.get("refused", 0) + 1
+        if self.counts["refused"] <= REFUSALS_LOGGED:
+            log.warning("edge: refused a connection: %s%s", reason, " (further refusals are counted, not logged)"
+                        if self.counts["refused"] == REFUSALS_LOGGED else "")
         self._write(router, ident, framing.record(framing.pack(
             env.encode(Kind.ERROR, 0, {"code": "refused", "reason": reason}))))
         self._write(router, ident, b"")
@@ -568,22 +544,21 @@ def load_handler(spec: str) -> Handler:
     return obj  # type: ignore[no-any-return]
 
 
-READY = "edge listening on "
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="testbed edge",
                                 description="Serve edge requests over ZeroMQ until SIGINT/SIGTERM.")
     p.add_argument("--bind", required=True, help="tcp://HOST:PORT (PORT may be *); loopback or a testbed namespace's "
                                                  "address unless --public")
-    p.add_argument("--handler", default="live.handlers:probe", help="module:function taking a Request, returning a "
-                                                                   "Reply (default: the diagnostic probe handler)")
+    p.add_argument("--handler", default="testbed.live.handlers:probe",
+                   help="module:function taking a Request, returning a Reply (default: the diagnostic probe handler)")
     p.add_argument("--max-queue", type=COUNT, default=8, help="requests that may wait; more get 'busy' (default 8)")
     p.add_argument("--workers", type=COUNT, default=1, help="requests served at once (default 1)")
     p.add_argument("--max-message-mb", type=Number(gt=0.0), default=env.DEFAULT_MAX_MESSAGE_BYTES / 2**20,
                    help="largest request accepted, MiB (default 512)")
-    p.add_argument("--drain-s", type=Number(ge=0.0), default=30.0, help="on shutdown, wait this long for requests in service")
-    p.add_argument("--linger-ms", type=Integer(0), default=1000, help="on shutdown, time to flush replies (default 1000)")
+    p.add_argument("--drain-s", type=Number(ge=0.0), default=30.0,
+                   help="on shutdown, wait this long for requests in service")
+    p.add_argument("--linger-ms", type=Integer(0), default=1000,
+                   help="on shutdown, time to flush replies (default 1000)")
     p.add_argument("--netns", help="enter this network namespace first (the shaped link's edge side)")
     p.add_argument("--public", action="store_true", help="allow binding to a non-loopback address")
     p.add_argument("--models", help="serve the model pair's edge steps with this preset (tiny, real-size, pocket, a "
@@ -635,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _model_handler(args: argparse.Namespace) -> Handler:
     """The edge's real work: the model pair behind the edge steps (live.edge_node)."""
-    from live.edge_node import ModelEdge
+    from testbed.live.edge_node import ModelEdge
     from testbed.models.pair import make_pair
 
     return ModelEdge(make_pair(args.models, args.device), gpus=args.workers, chunk_frames=args.chunk_frames,
@@ -648,98 +623,8 @@ def _stop_on_eof(server: EdgeServer) -> None:
     server.stop()
 
 
-@dataclass
-class EdgeProcess:
-    """An edge server in a child process (spawn_edge)."""
-
-    proc: subprocess.Popen[bytes]
-    endpoint: str
-    _stderr: deque[str]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss_bytes(self) -> int:
-        """Resident set size of the edge process, from /proc."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for pid {self.proc.pid}")
-
-    def stderr_tail(self) -> str:
-        return "".join(self._stderr)
-
-
-@contextlib.contextmanager
-def spawn_edge(bind: str, handler: str = "live.handlers:probe", *, netns_name: str | None = None,
-               max_queue: int = 8, workers: int = 1, extra_args: Sequence[str] = (), ready_timeout_s: float = 30.0,
-               stop_timeout_s: float = 10.0) -> Iterator[EdgeProcess]:
-    """Run `python -m live.edge_server` in a child (inside `netns_name` when given) and wait until it
-    listens. On exit: SIGTERM, a clean drain, SIGKILL only if it overstays `stop_timeout_s`. The child
-    also stops when this process dies (its stdin closes). Raises TestbedError if it does not start."""
-    cmd = [sys.executable, "-m", "live.edge_server", "--bind", bind, "--handler", handler, "--max-queue",
-           str(max_queue), "--workers", str(workers), "--stop-on-stdin-eof",
-           *(["--netns", netns_name] if netns_name else []), *extra_args]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tail: deque[str] = deque(maxlen=40)
-    assert proc.stdout is not None and proc.stderr is not None
-    drain = threading.Thread(target=_collect, args=(proc.stderr, tail), daemon=True)
-    drain.start()
-    try:
-        endpoint = _wait_ready(proc, ready_timeout_s, tail)
-        yield EdgeProcess(proc, endpoint, tail)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        drain.join(timeout=1.0)
-        proc.stderr.close()
-        _remove_scratch(proc.pid)
-
-
-def _remove_scratch(pid: int) -> None:
-    """The scratch folder of a model edge that is gone (a killed one could not remove its own)."""
-    import shutil
-    import tempfile
-
-    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{pid}-*"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _collect(pipe: Any, tail: deque[str]) -> None:
-    for raw in iter(pipe.readline, b""):
-        tail.append(raw.decode(errors="replace"))
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], timeout_s: float, tail: deque[str]) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline().decode(errors="replace")
-            if line.startswith(READY):
-                return line[len(READY):].split()[0]
-            if not line:  # EOF: the child exited
-                proc.wait()
-                time.sleep(0.05)  # let the stderr reader catch the last line
-                raise TestbedError(f"edge exited with code {proc.returncode}: {''.join(tail).strip() or 'no output'}")
-    raise TestbedError(f"edge did not start listening within {timeout_s:g} s")
-
-
 if __name__ == "__main__":
-    # run the importable module's main, so a handler's `from live.edge_server import Reply` is our Reply
-    from live.edge_server import main as _main
+    # run the importable module's main, so the server's classes are the importable module's
+    from testbed.live.edge_server import main as _main
 
     sys.exit(_main())

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from live.errors import EnvelopeError
+from testbed.live.errors import EnvelopeError
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; mypy knows the typing_extensions one
     from typing_extensions import Buffer

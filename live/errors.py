@@ -4,6 +4,9 @@ is a TestbedError, so the CLI prints it as one line (exit code 2)."""
 from __future__ import annotations
 
 from testbed.errors import TestbedError
+from testbed.policies.effects import EdgeUnavailable
+
+__all__ = ["EdgeError", "EdgeUnavailable", "EnvelopeError"]  # EdgeUnavailable: the core's one class
 
 
 class EnvelopeError(TestbedError):
@@ -16,18 +19,6 @@ class EnvelopeError(TestbedError):
         self.code = code
         self.request_id = request_id
         super().__init__(reason)
-
-
-class EdgeUnavailable(TestbedError):
-    """The edge cannot answer this request in time: not reachable, no reply before the timeout, its
-    queue full ("busy"), the request's deadline passed in its queue, or it is shutting down.
-    The caller should fall back (e.g. to the local answer). `reason` is one of
-    "timeout" (down, unreachable or late), "busy", "deadline", "shutdown", "closed", "refused" (the
-    CURVE handshake failed: live.curve)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 class EdgeError(TestbedError):

@@ -31,7 +31,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from live.errors import EnvelopeError
+from testbed.live.errors import EnvelopeError
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer

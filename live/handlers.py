@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from live.edge_server import Reply, Request
+from testbed.live.messages import Reply, Request
 
 SOURCE_MAX = 256 * 2**20
 SLEEP_MAX = 60.0

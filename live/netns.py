@@ -13,7 +13,7 @@ import ctypes
 import errno
 import os
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000

@@ -33,7 +33,8 @@ class Pacer:
 
     def __init__(self, *, delay_s: float = 0.0, rate_mbps: float | None = None, efficiency: float = 1.0,
                  trace: MahimahiLink | None = None, trace_origin: float = 0.0, loss: float = 0.0,
-                 rtt_s: float = 0.0, mtu: int = 1500, seed: int | tuple[int, ...] = 0, kernel_rate_mbps: float | None = None) -> None:
+                 rtt_s: float = 0.0, mtu: int = 1500, seed: int | tuple[int, ...] = 0,
+                 kernel_rate_mbps: float | None = None) -> None:
         if delay_s < 0 or not math.isfinite(delay_s):
             raise ValueError(f"delay_s must be >= 0, got {delay_s}")
         for name, rate in (("rate_mbps", rate_mbps), ("kernel_rate_mbps", kernel_rate_mbps)):

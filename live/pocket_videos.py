@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from live.videos import made_once, run_ffmpeg
+from testbed.live.videos import made_once, run_ffmpeg
 from testbed.errors import TestbedError
 from testbed.models.pocket_data import image_labels, load_split, options_for
 from testbed.models.pocket_train import VIDEO_TEMPLATES, compose_video

@@ -15,14 +15,15 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from testbed.codec.merge import merge_to_density
 from testbed.codec.wire import decode_message, encode_message
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.profiles import MIN_REPEATS, OPTIONAL_STAGES, STAGES, Curve, DeviceProfile
 from testbed.results import versions
 from testbed.tokenizer.decode import decode
@@ -208,7 +209,7 @@ def request_curve(videos: Sequence[Path], repeats: int, clock: Clock, runner: Li
     does), per upload byte, on each of `videos`."""
     import tempfile
 
-    from live.edge_node import take_in
+    from testbed.live.edge_node import take_in
 
     points = []
     with tempfile.TemporaryDirectory(prefix="testbed-profile-") as d:
@@ -225,9 +226,9 @@ def reply_curve(repeats: int, runner: LiveThread) -> Curve:
     client receiving and decoding), measured on loopback with the real server and client, from a worker
     thread as live queries ask. One clock on both ends (one host), so the receipt time splits each round
     trip exactly, as live.remote_edge does."""
-    from live.client import EdgeClient
-    from live.edge_server import EdgeServer
-    from live.handlers import probe as probe_handler
+    from testbed.live.client import EdgeClient
+    from testbed.live.edge_server import EdgeServer
+    from testbed.live.handlers import probe as probe_handler
     from testbed.codec.size import REPLY_BYTES
 
     def down(client: EdgeClient) -> float:
@@ -271,7 +272,7 @@ def pipeline_ratio(enc: Any, video: Path, meta: Any, repeats: int, clock: Clock,
 
 
 def _infer(model: Any, tokens: torch.Tensor, density: int, question: str, options: tuple[str, ...]) -> Any:
-    from live.real import to_density
+    from testbed.live.real import to_density
 
     return model.option_logits(to_density(tokens, density), question, options)
 

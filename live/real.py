@@ -19,7 +19,8 @@ from concurrent.futures import TimeoutError as CTimeout
 from concurrent.futures import wait as cwait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from testbed.codec.size import REPLY_BYTES
 from testbed.codec.wire import DEFAULT_MAX_BYTES, decode_message, encode_message
 from testbed.crop import GENERIC_PROMPT, Box, CropError, as_grid, crop_side, min_entropy, peak_box
 from testbed.errors import TestbedError
-from testbed.models.pair import OptionModel, VLMPair
+from testbed.models.vlm import OptionModel, VLMPair
 from testbed.policies.driver import Interpreter, run_sync
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, ContextInputs, Crop, Decompress,
                                       Describe, Emit, FrameAnswer, Future, Inference, Infer, InputSignals, Inspect,
@@ -340,10 +341,7 @@ class RealInterpreter(Interpreter):
         return Future(fid)
 
     def _future(self, run: QueryRun, f: Future) -> CFuture:
-        fut = run.futures.get(f.id)
-        if fut is None:
-            raise TestbedError("a policy waits on a future it did not submit")
-        return fut
+        return f.started(run.futures, "a policy")
 
     def wait(self, eff: Wait, run: QueryRun, site: str) -> Any:
         fut = self._future(run, eff.future)

@@ -10,7 +10,7 @@ trace's columns and each stage's measured time into `recorded_s`, under the keys
 
 An image query (image QA) has one frame: it is tokenized once per side (`*.tokenize.image`), and
 the same arms run on that frame. With seed 003's crop knobs (a scenario that runs its policies),
-an image query also gets its crop outcomes (view_* columns, `live.run.view_outcomes`) and the times
+an image query also gets its crop outcomes (view_* columns, `testbed.live.run.view_outcomes`) and the times
 of their stages (`local.crop.*`, `edge.tokenize.image.<view>`, `edge.infer.*.<views>.*`,
 `edge.locate`). Every query also gets seed 002's input signals (signal_* columns,
 measured from the file by the same function a real run's Inspect calls) and their time
@@ -27,15 +27,16 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pandas as pd
 import torch
 
-from live.real import WIRE_DTYPES, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
+from testbed.live.real import WIRE_DTYPES, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
-from testbed.models.pair import VLMPair
+from testbed.models.vlm import VLMPair
 from testbed.query import DENSITIES, ImageMeta, QueryRecord
 from testbed.results import compress_key, decompress_key, describe_key, inspect_key, stage_key
 from testbed.router.signals import media_signals
@@ -70,7 +71,7 @@ class Recorder:
 
     def _views(self, stages: dict[str, float], sizes: dict[str, int], rec: QueryRecord) -> dict[str, Any]:
         """Seed 003's crop outcomes of an image query (view_* columns) and their stage times."""
-        from live.run import view_outcomes
+        from testbed.live.run import view_outcomes
 
         assert self.interp is not None
         knobs = self.crop_knobs

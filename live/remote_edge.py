@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
-from live.client import EdgeClient
-from live.edge_node import boot_id
-from live.errors import EdgeError, EdgeUnavailable as TransportUnavailable, EnvelopeError
-from live.real import RealInterpreter
+from testbed.live.client import EdgeClient
+from testbed.live.edge_node import boot_id
+from testbed.live.errors import EdgeError, EnvelopeError
+from testbed.live.real import RealInterpreter
 from testbed.policies.effects import EdgeUnavailable, Inference, Offload
 from testbed.policies.remote import offload_request
 from testbed.results import QueryRun, fallback_key
@@ -62,13 +63,13 @@ class ZmqEdge:
         t0 = time.monotonic()
         try:
             resp = self.client.request(meta, frames, timeout_s=self.timeout_s)
-        except (TransportUnavailable, EdgeError, EnvelopeError) as exc:
+        except (EdgeUnavailable, EdgeError, EnvelopeError) as exc:
             with interp.lock:
                 waited = time.monotonic() - t0
                 run.ledger.edge_queue_s += waited
                 run.ledger.bytes_up += sum(len(f) for f in frames)
                 run.ledger.stage(fallback_key(run.ledger.round_trips), waited)
-            raise EdgeUnavailable(f"edge did not answer: {exc}") from None
+            raise EdgeUnavailable(f"edge did not answer: {exc}", getattr(exc, "reason", "unavailable")) from None
         m = resp.meta
         queue_s = float(resp.timing.get("queue_s", 0.0)) + float(m.get("edge_queue_s", 0.0))
         service_s = float(resp.timing.get("service_s", 0.0))
@@ -98,8 +99,8 @@ class ZmqEdge:
         if roi is not None and (not isinstance(roi, list) or len(roi) != 4 or not all(isinstance(v, int) for v in roi)):
             raise EdgeUnavailable(f"edge answered with a malformed region of interest {roi!r}")
         rois = m.get("rois") or []
-        if not isinstance(rois, list) or not all(isinstance(r, list) and len(r) == 5 and all(isinstance(v, int)
-                                                                                              for v in r) for r in rois):
+        if not isinstance(rois, list) or not all(isinstance(r, list) and len(r) == 5
+                                                 and all(isinstance(v, int) for v in r) for r in rois):
             raise EdgeUnavailable(f"edge answered with malformed regions {rois!r}")
         logits = np.asarray(m["logits"], dtype=np.float64)
         return Inference(str(m.get("model", "large")), logits,  # type: ignore[arg-type]

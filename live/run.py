@@ -11,36 +11,35 @@ import time
 from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as cwait
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 
-from live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
-from testbed.bandit import DecisionLog, Profiling, fit_records
+from testbed.live.real import EdgeLink, InProcEdge, RealInterpreter, RealNode, describe_tokens, to_density
 from testbed.cache import cache_dir  # noqa: F401  (re-exported: live.run.cache_dir)
-from testbed.energy import add_energy
 from testbed.errors import TestbedError
-from testbed.models.pair import VLMPair
-from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
+from testbed.experiment import ClientSchedule, Experiment, arrival_schedule, run_totals
+from testbed.models.vlm import VLMPair
+from testbed.notes import note
+from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Crop, Inference, Locate, Offload, Payload
 from testbed.policies.placement import run_steps
 from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord, ViewOutcomes
 from testbed.profiles import load_profile
-from testbed.results import Ledger, QueryRun, RunResult, crop_plan_rows, order_rows, routing_rows
+from testbed.results import Ledger, QueryRun, RunResult
 from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.router.signals import media_signals
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload
-from testbed.workload import query_order
 from testbed.workload.manifest import read_manifest, read_mvbench
 
 if TYPE_CHECKING:
-    from live.curve import ClientCurve
-    from live.remote_edge import ZmqEdge
+    from testbed.live.curve import ClientCurve
+    from testbed.live.remote_edge import ZmqEdge
 
 Progress = Callable[[int], None]
 
@@ -57,13 +56,13 @@ def load_media_workload(sc: Scenario, per_benchmark: int | None = None) -> Workl
     if kind == "synthetic" and sc.models.preset == "pocket":
         # the pocket pair answers easy-VQA questions: clips of easy-VQA images (one GOP a scene)
         # with templated questions about one scene, 3 x 8 clips by default
-        from live.pocket_videos import video_workload
+        from testbed.live.pocket_videos import video_workload
 
         clips = 3 * (per_benchmark or 8)
         manifest = video_workload(cache_dir() / f"pocket-video-{clips}x80-seed{sc.seed}", clips, seed=sc.seed)
         return replace(read_manifest(manifest), provenance=f"synthetic:easy-vqa-clips:{sc.seed}")
     if kind == "synthetic":
-        from live.videos import GENERATOR, generated_manifest
+        from testbed.live.videos import GENERATOR, generated_manifest
 
         manifest = generated_manifest(cache_dir() / "videos", per_benchmark or 8, sc.seed)
         wl = read_manifest(manifest)
@@ -165,8 +164,7 @@ def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequ
                interp: RealInterpreter, mode: str, progress: Progress | None = None,
                clock: Callable[[], float] = time.perf_counter) -> tuple[list[dict], dict]:
     """Rows and totals of one policy over `records`, with the scenario's arrivals in real time."""
-    ordered = query_order(records, sc.seed)
-    n = sc.arrivals.clients
+    schedule = arrival_schedule(records, sc.arrivals, sc.seed)
     runs: list[QueryRun] = []
     lock = threading.Lock()
     began = time.monotonic()  # where a shaped link's bandwidth traces are when this policy starts
@@ -181,46 +179,42 @@ def run_policy(sc: Scenario, spec: PolicySpec, ctx: PolicyContext, records: Sequ
         if progress:
             progress(1)
 
-    def closed(queue: list[QueryRecord], client: int) -> None:
-        for rec in queue:
-            one(rec, client)
-            if sc.arrivals.think_s:
-                time.sleep(sc.arrivals.think_s)
+    def closed(plan: ClientSchedule) -> None:
+        for rec in plan.records:
+            one(rec, plan.client)
+            if plan.think_s:
+                time.sleep(plan.think_s)
 
-    def poisson(queue: list[QueryRecord], client: int, pool: ThreadPoolExecutor) -> list:
-        rng = np.random.default_rng([sc.seed, 3, client])
+    def poisson(plan: ClientSchedule, pool: ThreadPoolExecutor) -> list:
         due, started = clock(), []
-        for rec in queue:
-            due += rng.exponential(1.0 / sc.arrivals.rate_per_client)
+        for rec, gap in zip(plan.records, plan.gaps_s or ()):
+            due += gap
             time.sleep(max(0.0, due - clock()))
-            started.append(pool.submit(one, rec, client))
+            started.append(pool.submit(one, rec, plan.client))
         return started
 
-    with ThreadPoolExecutor(max_workers=max(1, len(ordered)) if sc.arrivals.kind == "poisson" else n) as pool:
-        if sc.arrivals.kind == "closed":
-            futures = [pool.submit(closed, ordered[c::n], c) for c in range(n)]
-            for f in futures:
+    closed_loop = sc.arrivals.kind == "closed"
+    with ThreadPoolExecutor(max_workers=len(schedule) if closed_loop else max(1, len(records))) as pool:
+        if closed_loop:
+            for f in [pool.submit(closed, plan) for plan in schedule]:
                 f.result()
         else:
-            with ThreadPoolExecutor(max_workers=n) as dispatch:
-                started = [dispatch.submit(poisson, ordered[c::n], c, pool) for c in range(n)]
+            with ThreadPoolExecutor(max_workers=len(schedule)) as dispatch:
+                started = [dispatch.submit(poisson, plan, pool) for plan in schedule]
                 for f in [f for d in started for f in d.result()]:
                     f.result()
     makespan = clock() - t0
     pending = [f for run in runs for f in run.futures.values()]
     cwait(pending)  # a query's row holds the work of every future it started
     rows = [run.row(spec.name, mode) for run in runs]
-    span = max(makespan, 1e-12)
-    totals = {"policy": spec.name, "makespan_s": makespan, "edge_gpu_busy_s": interp.edge.busy_s,
-              "edge_gpu_util": interp.edge.busy_s / (span * sc.nodes.edge_gpus), "uplink_util_max": 0.0,
-              "downlink_util_max": 0.0, "bytes_up": sum(r["bytes_up"] for r in rows),
-              "bytes_down": sum(r["bytes_down"] for r in rows), "started_monotonic_s": began}
-    return rows, totals
+    totals = run_totals(spec.name, makespan, interp.edge.busy_s, sc.nodes.edge_gpus,
+                        sum(r["bytes_up"] for r in rows), sum(r["bytes_down"] for r in rows))
+    return rows, {**totals, "started_monotonic_s": began}
 
 
 def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inproc",
              link: EdgeLink | None = None, progress: Progress | None = None,
-             note: Callable[[str], None] = print) -> RunResult:
+             note: Callable[[str], None] = note) -> RunResult:
     """Run every policy of `sc` for real on `workload`'s test split (all queries if it has none)."""
     notes = list(workload.notes) + list(pair.notes)
     if link is not None and sc.arrivals.clients > 1 and not sc.network.shared:
@@ -249,68 +243,43 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
         elif spec.images_only and any(not isinstance(r.query.media, ImageMeta) for r in test):
             notes.append(f"{name} skipped: it answers image queries, and this workload has videos")
             skipped.add(name)
-        elif spec.router == "input-aware" and not profile_split:
+        elif spec.router is not None and spec.router.needs_profile and not profile_split:
             notes.append(f"{name} skipped: its router is trained on the profiling split, which this workload lacks")
             skipped.add(name)
     ran = [p for p in sc.policies.run if p not in skipped]
-    crops = any(resolve(p).router == "min-entropy" for p in ran)
+    routers = [r for r in (resolve(p).router for p in ran) if r is not None]
     adaptive = any(resolve(p).agent for p in ran)
-    aware = any(resolve(p).router == "input-aware" for p in ran)
-    logs: dict[str, DecisionLog] = {}
-    profiling: Profiling | None = None
-    profiled_records: list[QueryRecord] = []
-    picks = {}
-    plans = {}
+    profiled: list[Profiled] = []
     try:
         if profile_split:
-            profiled = profile(profile_split, devices[0], edge, density, shared=adaptive, signals=aware)
-            profiled_records = [p.record for p in profiled]
-            if crops:  # seed 003: the crop threshold is picked on the views' real outcomes
+            profiled = profile(profile_split, devices[0], edge, density, shared=adaptive,
+                               signals=any(r.signals for r in routers))
+            if any(r.views for r in routers):  # seed 003: the crop threshold is picked on the views' real outcomes
                 knobs = sc.policies.knobs_for("entropy-crop")
                 tokens = knobs.view_tokens or density
                 interp = RealInterpreter(devices, edge, InProcEdge(), wire_dtype=sc.models.dtype)
                 try:
-                    profiled_records = [replace(r, views=view_outcomes(interp, r, knobs, tokens, sc.seed, all_views=False)[0])
-                                        for r in profiled_records]
+                    profiled = [replace(p, record=replace(p.record, views=view_outcomes(
+                        interp, p.record, knobs, tokens, sc.seed, all_views=False)[0])) for p in profiled]
                 finally:
                     interp.close()
+        profiled_records = [replace(p.record, context=p.context) for p in profiled]
         if profile_split or sc.calibration.file:
             calibration, source = scenario_calibration(sc, profiled_records)
         else:
             calibration, source = Calibration(1.0, 1.0), "none (no profiling queries)"
             notes.append("no profiling queries: calibration skipped (temperatures 1.0)")
-        if adaptive and profiled_records:
-            profiling = fit_records(profiled_records, [p.frames for p in profiled],
-                                    calibration.small_t, sc.seed, contexts=[p.context for p in profiled])
-        rows: list[dict] = []
-        totals = []
+        ex = Experiment(sc, calibration, profiled_records, lambda: [p.frames for p in profiled], {"mode": mode})
         for name in ran:
-            spec = resolve(name)
-            knobs = sc.policies.knobs_for(name)
-            state = spec.new_state(calibration)
-            start_router(spec, knobs, state, profiled_records, density, sc.seed)
-            if state.threshold is not None:
-                picks[name] = state.threshold
-            if state.crop is not None:
-                plans[name] = state.crop
-            if spec.agent and profiling is not None:
-                state.bandit = start_bandit(spec, knobs, profiling, calibration, sc.seed, sc.resolve_path,
-                                            {"scenario": sc.name, "mode": mode})
-            ctx = PolicyContext(knobs, state, density)
+            spec, ctx = ex.prepare(name)
             for node in (edge, *devices):
                 node.busy_s = 0.0
             interp = RealInterpreter(devices, edge, link or InProcEdge(), wire_dtype=sc.models.dtype)
             try:
-                r, t = run_policy(sc, spec, ctx, test, interp, mode, progress)
+                rows, totals = run_policy(sc, spec, ctx, test, interp, mode, progress)
             finally:
                 interp.close()
-            rows += r
-            totals.append(t)
-            if state.bandit is not None:
-                log = state.bandit.decision_log()
-                if log is not None:
-                    logs[name] = log
-                finish_bandit(spec, knobs, state.bandit, sc.resolve_path, {"scenario": sc.name, "mode": mode})
+            ex.finish(spec, ctx, rows, totals)
     finally:
         for node in (edge, *devices):
             node.close()
@@ -320,30 +289,28 @@ def run_real(sc: Scenario, workload: Workload, pair: VLMPair, mode: str = "inpro
     for n in notes:
         note(n)
     benchmarks = list(dict.fromkeys(r.query.benchmark for r in workload.records))
-    queries = add_energy(order_rows(rows, ran, benchmarks), power)
+    queries = ex.queries(benchmarks, power)
     report = calibration_report(calibration, profiled_records, "profile", f"{source}; in-sample: real runs keep "
                                 "no test logits", sc.calibration.bins) \
         if profiled_records else None
     for warning in report.warnings() if report is not None else ():
         note(f"calibration: {warning}")
         notes.append(f"calibration: {warning}")
-    return RunResult(queries, pd.DataFrame(totals), workload.provenance,
-                     f"measured ({mode}, models {pair.preset})", calibration, workload.parameters, mode, tuple(notes),
-                     logs, profiling, calibration_report=report, routing=routing_rows(picks, queries),
-                     crop_plans=crop_plan_rows(plans), random_weights=pair.random_weights)
+    return ex.result(queries, workload.provenance, f"measured ({mode}, models {pair.preset})", workload.parameters,
+                     mode, notes, report, random_weights=pair.random_weights)
 
 
 @contextlib.contextmanager
 def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = None,
-              note: Callable[[str], None] = print,
+              note: Callable[[str], None] = note,
               curve: ClientCurve | None = None) -> Iterator[tuple[ZmqEdge, dict[str, Any]]]:
     """An EdgeLink to a running edge: `endpoint`'s (no shaping: the network is what it is), or an
     edge process this call starts on a link shaped as the scenario says, torn down on exit.
     Yields the link and what the run records about it (versions.json)."""
-    from live.client import EdgeClient
-    from live.errors import EdgeUnavailable
-    from live.remote_edge import ZmqEdge, rate_split
-    from live.shaping import LinkSpec, ShapedLink, load_trace
+    from testbed.live.client import EdgeClient
+    from testbed.live.errors import EdgeUnavailable
+    from testbed.live.remote_edge import ZmqEdge, rate_split
+    from testbed.live.shaping import LinkSpec, ShapedLink, load_trace
 
     net, lv = sc.network, sc.live
     split = rate_split(net.up_mbps, net.down_mbps)
@@ -368,7 +335,7 @@ def live_link(sc: Scenario, preset: str, device: str, endpoint: str | None = Non
         if check is not None:
             for warning in check.warnings:
                 note(f"link self-check: {warning}")
-        with link.spawn_edge("live.handlers:probe", max_queue=lv.edge_max_queue, workers=sc.nodes.edge_gpus,
+        with link.spawn_edge("testbed.live.handlers:probe", max_queue=lv.edge_max_queue, workers=sc.nodes.edge_gpus,
                              extra_args=["--models", preset, "--device", device], ready_timeout_s=600.0) as edge, \
                 link.client(edge.endpoint, timeout_s=lv.edge_timeout_s) as client:
             client.health(timeout_s=30.0)

@@ -41,15 +41,17 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
-from live import netns
-from live.client import EdgeClient
-from live.edge_server import TESTBED_NETNS_PREFIX, EdgeProcess, EdgeServer, spawn_edge
-from live.errors import ShapingError
-from live.pacing import Pacer, UserLink
+from testbed.live import netns
+from testbed.live.client import EdgeClient
+from testbed.live.edge_server import TESTBED_NETNS_PREFIX, EdgeServer
+from testbed.live.edge_spawn import EdgeProcess, spawn_edge
+from testbed.live.errors import ShapingError
+from testbed.live.pacing import Pacer, UserLink
 from testbed.bandwidth import MahimahiLink, mahimahi_bytes, mean_mbps, read_mahimahi, scale_to_mean
 from testbed.direction import link_seed
 
@@ -563,9 +565,9 @@ class ShapedLink:
         """An EdgeClient on the device side of this link, with its user-space shaping."""
         return EdgeClient(endpoint, netns_name=self.device_netns, link=self.user_link, **kwargs)
 
-    def spawn_edge(self, handler: str = "live.handlers:probe", port: int | str = "*",
+    def spawn_edge(self, handler: str = "testbed.live.handlers:probe", port: int | str = "*",
                    **kwargs: Any) -> contextlib.AbstractContextManager[EdgeProcess]:
-        """An edge server process on the edge side of this link (live.edge_server.spawn_edge)."""
+        """An edge server process on the edge side of this link (live.edge_spawn.spawn_edge)."""
         return spawn_edge(self.endpoint(port), handler, netns_name=self.edge_netns, **kwargs)
 
     def manifest(self, check: SelfCheck | None = None) -> dict[str, Any]:
@@ -610,7 +612,7 @@ class ShapedLink:
 
 
 def self_check(link: ShapedLink, seconds: float = 0.25, tolerance: float = 0.10) -> SelfCheck:
-    from live.handlers import probe as probe_handler
+    from testbed.live.handlers import probe as probe_handler
 
     spec = link.spec
     with link.edge():

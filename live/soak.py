@@ -18,14 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from live.client import EdgeClient
-from live.edge_server import spawn_edge
-from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
+from testbed.live.client import EdgeClient
+from testbed.live.edge_spawn import spawn_edge
+from testbed.live.errors import EdgeError, EdgeUnavailable, EnvelopeError
 
 FAULTS = ("kill-restart", "unreachable", "slow")
 
@@ -52,7 +53,7 @@ class _Edge:
 
 
 def _spawn(bind: str) -> AbstractContextManager[Any]:
-    return spawn_edge(bind, "live.handlers:probe", max_queue=64, workers=2)
+    return spawn_edge(bind, "testbed.live.handlers:probe", max_queue=64, workers=2)
 
 
 def soak(cfg: SoakConfig, say: Callable[[str], None] = lambda s: None) -> dict[str, pd.DataFrame]:
@@ -194,7 +195,8 @@ def write_report(out: Path, cfg: SoakConfig, tables: dict[str, pd.DataFrame]) ->
     req, per, rss, faults = tables["requests"], tables["per_thousand"], tables["rss"], tables["faults"]
     first_fault = int(faults.at_request.min()) if len(faults) else None
     head = {"requests": len(req), "answered": int((req.outcome == "answered").sum()),
-            "fallen_back": int(req.outcome.str.startswith("fallback").sum()), "lost": int((req.outcome == "lost").sum()),
+            "fallen_back": int(req.outcome.str.startswith("fallback").sum()),
+            "lost": int((req.outcome == "lost").sum()),
             "rss_slope_mb_per_1000": rss_slope(rss, before=first_fault),
             "rss_peak_mb": float(rss.rss_mb.max()) if len(rss) else float("nan")}
     out.mkdir(parents=True, exist_ok=True)

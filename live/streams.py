@@ -24,22 +24,25 @@ import contextlib
 import platform
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as cwait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from live.real import (EdgeLink, InProcEdge, RealInterpreter, RealNode, focused, ground, history_prompt,
+from testbed.live.real import (EdgeLink, InProcEdge, RealInterpreter, RealNode, focused, ground, history_prompt,
                        small_input, to_density)
-from live.videos import SOURCES, made_once, run_ffmpeg
+from testbed.live.videos import SOURCES, made_once, run_ffmpeg
 from testbed.errors import TestbedError
-from testbed.models.pair import VLMPair
-from testbed.policies.base import PolicyContext
+from testbed.experiment import Experiment, client_streams, run_totals
+from testbed.models.vlm import VLMPair
+from testbed.notes import note
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Context, Inference, Locate
-from testbed.policies.registry import resolve
 from testbed.query import ImageMeta
 from testbed.results import RunResult, frame_infer_key, image_tokenize_key, locate_key
 from testbed.router.calibration import Calibration
@@ -94,7 +97,7 @@ def make_shapes_video(path: Path, seconds: float, seed: int, canvas: int = 448, 
     [(start s, shape index)] (a segment's image is a seeded pick among those of its shape)."""
     from PIL import Image
 
-    from live.pocket_videos import stitch
+    from testbed.live.pocket_videos import stitch
     from testbed.models.pocket_data import image_labels, load_split
 
     segments = _segments(seconds, seed, len(SHAPES))
@@ -234,6 +237,10 @@ class VideoSource:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    def played(self) -> list[ImageMeta]:
+        """The frames released so far, in order (all of them once `join` returned)."""
+        return [m for m in self._media if m is not None]
+
 
 class LiveStreamRun(StreamRun):
     """A StreamRun with the source its frames come from."""
@@ -292,7 +299,7 @@ def vision_tokens(pair: VLMPair) -> int:
 
 
 def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inproc",
-                     progress: Callable[[int], None] | None = None, note: Callable[[str], None] = print,
+                     progress: Callable[[int], None] | None = None, note: Callable[[str], None] = note,
                      clock: Clock = time.perf_counter, link: EdgeLink | None = None,
                      ) -> tuple[RunResult, list[tuple[StreamRecord, list[ImageMeta]]]]:
     """Run every stream policy of `sc` for real on generated videos played in real time; uploads go
@@ -302,7 +309,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     n = int(round(st.seconds * st.fps))
     if n < 1:
         raise TestbedError("stream.seconds x stream.fps must give at least one frame")
-    from live.run import cache_dir
+    from testbed.live.run import cache_dir
 
     content = CONTENTS[st.content]
     videos = []
@@ -314,30 +321,28 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     frames_dir.mkdir(parents=True, exist_ok=True)
     edge = RealNode(pair, sc.nodes.edge_gpus, sc.nodes.chunk_frames)
     devices = [RealNode(pair, sc.nodes.local_gpus, sc.nodes.chunk_frames) for _ in range(sc.arrivals.clients)]
-    rows: list[dict[str, Any]] = []
-    totals = []
     notes: set[str] = set()
     played: dict[str, tuple[StreamRecord, list[ImageMeta]]] = {}
     tokens = vision_tokens(pair)
+    lock = threading.Lock()
+    ex = Experiment(sc, Calibration(1.0, 1.0), ())
     stack = contextlib.ExitStack()
     stack.enter_context(cpu_threads(st.cpu_threads if sc.models.device == "cpu" else 0))
     try:
         warm_up(pair, edge, devices, frames_dir, sc.models.default_density, content)
         for name in sc.policies.run:
-            spec = resolve(name)
-            ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(Calibration(1.0, 1.0)),
-                                sc.models.default_density)
+            spec, ctx = ex.prepare(name)
             for node in (edge, *devices):
                 node.busy_s = 0.0
             interp = RealInterpreter(devices, edge, link or InProcEdge(), wire_dtype=sc.models.dtype, clock=clock)
-            runs: list[LiveStreamRun] = []
-            t_start = clock()
-            try:
-                for stream_id, video, segments in videos:  # one client: streams one after another
+            runs: dict[str, LiveStreamRun] = {}
+            policy_dir = frames_dir / name
+            policy_dir.mkdir(exist_ok=True)
+
+            def client(c: int, queue: tuple[tuple[str, Path, list[tuple[float, int]]], ...]) -> None:
+                for stream_id, video, segments in queue:  # a client's streams one after another, as in the sim
                     rec = live_record(stream_id, st.fps, st.seconds, segments, content)
-                    run = LiveStreamRun(rec, 0, st.tau_s, tokens)
-                    policy_dir = frames_dir / name
-                    policy_dir.mkdir(exist_ok=True)
+                    run = LiveStreamRun(rec, c, st.tau_s, tokens)
                     run.source = VideoSource(video, st.fps, n, policy_dir, stream_id, clock)
                     run.start_s = run.source.start()
 
@@ -348,23 +353,26 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
                     run.source.join()
                     end = run.start_s + run.end_s  # the next stream starts when this one ends
                     time.sleep(max(0.0, end - clock()))
-                    runs.append(run)
-                    notes |= run.notes
-                    played.setdefault(stream_id, (rec, [m for m in run.source._media if m is not None]))
+                    with lock:
+                        runs[stream_id] = run
+                        notes.update(run.notes)
+                        played.setdefault(stream_id, (rec, run.source.played()))
                     if progress:
                         progress(n)
-                from concurrent.futures import wait as cwait
 
-                cwait([f for r in runs for f in r.futures.values()])
+            t_start = clock()
+            try:
+                with ThreadPoolExecutor(max_workers=sc.arrivals.clients) as pool:
+                    for f in [pool.submit(client, c, q) for c, q in
+                              enumerate(client_streams(videos, sc.arrivals.clients)) if q]:
+                        f.result()
+                cwait([f for r in runs.values() for f in r.futures.values()])
             finally:
                 interp.close()
-            for r in runs:
-                rows += r.rows(name, mode)
-            span = max(clock() - t_start, 1e-12)
-            totals.append({"policy": name, "makespan_s": span, "edge_gpu_busy_s": edge.busy_s,
-                           "edge_gpu_util": edge.busy_s / (span * sc.nodes.edge_gpus), "uplink_util_max": 0.0,
-                           "downlink_util_max": 0.0, "bytes_up": sum(x["bytes_up"] for x in rows if x["policy"] == name),
-                           "bytes_down": sum(x["bytes_down"] for x in rows if x["policy"] == name)})
+            rows = [row for stream_id, *_ in videos if stream_id in runs for row in runs[stream_id].rows(name, mode)]
+            ex.finish(spec, ctx, rows, run_totals(name, clock() - t_start, edge.busy_s, sc.nodes.edge_gpus,
+                                                  sum(x["bytes_up"] for x in rows),
+                                                  sum(x["bytes_down"] for x in rows)))
     finally:
         stack.close()
         for node in (edge, *devices):
@@ -372,9 +380,9 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     for x in sorted(notes):
         note(x)
     provenance = f"synthetic:{content.generator}:{sc.seed}"
-    result = RunResult(pd.DataFrame(rows), pd.DataFrame(totals), provenance, f"measured ({mode}, models {pair.preset})",
-                       Calibration(1.0, 1.0), {"fps": st.fps, "seconds": st.seconds, "streams": st.live_streams},
-                       mode, tuple(sorted(notes)), kind="stream", random_weights=pair.random_weights)
+    result = ex.result(pd.DataFrame(ex.rows), provenance, f"measured ({mode}, models {pair.preset})",
+                       {"fps": st.fps, "seconds": st.seconds, "streams": st.live_streams}, mode, sorted(notes), None,
+                       kind="stream", random_weights=pair.random_weights)
     return result, list(played.values())
 
 
@@ -445,7 +453,8 @@ def _record(pair: VLMPair, played: list[tuple[StreamRecord, list[ImageMeta]]], d
                     "frame_time_s": float(rec.times[k]), "fps": rec.fps, "task": rec.task, "question": rec.question,
                     "categories": list(rec.categories), "labels": np.flatnonzero(rec.labels[k]).astype(np.int32),
                     "width": np.int32(m.width), "height": np.int32(m.height), "image_bytes": m.file_bytes,
-                    "small_logits": np.asarray(s_own[k], np.float32), "large_logits": np.asarray(large_scores[k], np.float32),
+                    "small_logits": np.asarray(s_own[k], np.float32),
+                    "large_logits": np.asarray(large_scores[k], np.float32),
                     "cloud_s": big_s, "context_logits": f32[0], "context_ggvr_logits": f32[1],
                     "context_focus_logits": f32[2],
                     "large_rois": np.asarray([[c, *b] for c, b in rois[k]], np.int32).reshape(-1),

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from testbed.codec.size import TokenFormat, raw_token_bytes
 from testbed.crop import hd_frames
+from testbed.policies.effects import Tokenize
 from testbed.profiles import DeviceProfile
 from testbed.query import ImageMeta, Media, VideoMeta
+from testbed.results import tokenize_key
 from testbed.tokenizer.sampling import DecodeWork, Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
 
 
@@ -28,12 +32,16 @@ class TokenizeCost:
 
 
 _WORK: dict[tuple[int, Sampler], tuple[VideoMeta, DecodeWork]] = {}
+_KEYS: dict[int, tuple[VideoMeta, np.ndarray]] = {}
+_TOKENIZE: dict[tuple[int, int, Sampler, bool, str, int], tuple[DeviceProfile, Media, TokenizeCost, str]] = {}
 
 
 def forget_work() -> None:
-    """Start a run with no memoized decode work (`run_scenario` calls it, so a run's speed never
-    depends on the runs before it)."""
+    """Start a run with no memoized decode work or tokenize costs (`run_scenario` calls it, so a run's
+    speed never depends on the runs before it)."""
     _WORK.clear()
+    _KEYS.clear()
+    _TOKENIZE.clear()
 
 
 def _work(media: VideoMeta, sampler: Sampler) -> DecodeWork:
@@ -43,11 +51,24 @@ def _work(media: VideoMeta, sampler: Sampler) -> DecodeWork:
     hit = _WORK.get((id(media), sampler))
     if hit is not None and hit[0] is media:
         return hit[1]
-    work = decode_work(sample_indices(media.n_frames, media.fps, media.keyframe_array, sampler), media.keyframe_array)
+    keys = _keyframes(media)
+    work = decode_work(sample_indices(media.n_frames, media.fps, keys, sampler), keys)
     if len(_WORK) >= 200_000:
         _WORK.clear()
     _WORK[(id(media), sampler)] = (media, work)
     return work
+
+
+def _keyframes(media: VideoMeta) -> np.ndarray:
+    """`media.keyframe_array`, converted once per media object within a run (each sampler asks for it)."""
+    hit = _KEYS.get(id(media))
+    if hit is not None and hit[0] is media:
+        return hit[1]
+    if len(_KEYS) >= 200_000:
+        _KEYS.clear()
+    keys = media.keyframe_array
+    _KEYS[id(media)] = (media, keys)
+    return keys
 
 
 def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined: bool,
@@ -66,6 +87,21 @@ def tokenize_cost(dev: DeviceProfile, media: Media, sampler: Sampler, pipelined:
     stages = (dec, pre, enc)
     total = pipelined_s(dev, stages, n_chunks(work.sampled, chunk_frames)) if pipelined else sum(stages)
     return TokenizeCost(work.sampled, work.decoded, dec, pre, enc, total)
+
+
+def tokenize_cost_key(dev: DeviceProfile, eff: Tokenize, site: str, chunk_frames: int) -> tuple[TokenizeCost, str]:
+    """`tokenize_cost` of a Tokenize effect on `site` and its stage key, memoized per device profile and
+    media object within a run (every policy tokenizes the same queries, mostly with the same profile)."""
+    media, sampler, pipelined = eff.media, eff.sampler, eff.pipelined
+    memo = (id(dev), id(media), sampler, pipelined, site, chunk_frames)
+    hit = _TOKENIZE.get(memo)
+    if hit is not None and hit[0] is dev and hit[1] is media:
+        return hit[2], hit[3]
+    cost, key = tokenize_cost(dev, media, sampler, pipelined, chunk_frames), tokenize_key(site, eff)
+    if len(_TOKENIZE) >= 200_000:
+        _TOKENIZE.clear()
+    _TOKENIZE[memo] = (dev, media, cost, key)
+    return cost, key
 
 
 def pipelined_s(dev: DeviceProfile, stages: tuple[float, ...], chunks: int) -> float:

@@ -7,29 +7,29 @@ ratios between policies come from one run.
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import simpy
 
-from sim import costs
-from sim.interpreter import Node, SimInterpreter, World
-from sim.link import Channel
-from testbed.bandit import BanditRun, DecisionLog, Profiling, fit_records, sampled_frames
+from testbed.sim import costs
+from testbed.sim.interpreter import Node, SimGen, SimInterpreter, World
+from testbed.sim.link import Channel
+from testbed.bandit import BanditRun, Profiling, sampled_frames
 from testbed.bandwidth import MahimahiLink, read_mahimahi, scale_to_mean
-from testbed.cache import cache_dir
 from testbed.codec.size import TokenFormat
 from testbed.direction import link_seed
 from testbed.errors import TestbedError
-from testbed.energy import add_energy
-from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
-from testbed.policies.registry import resolve
+from testbed.experiment import (ClientSchedule, Experiment, arrival_schedule, cached_note, client_streams,
+                                run_totals)
+from testbed.experiment import profiling_fit as experiment_fit
+from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.profiles import HardwareProfile, load_profile
-from testbed.query import DENSITIES, QueryRecord
-from testbed.results import RunResult, crop_plan_rows, density_regret, order_rows, regret_cost, routing_rows
+from testbed.query import QueryRecord
+from testbed.results import RunResult, density_regret, regret_cost
 from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
@@ -38,7 +38,6 @@ from testbed.streams.trace import StreamRecord, StreamWorkload, read_stream_trac
 from testbed.streams.trace import table_to_streams
 from testbed.streams.trace import to_table as stream_table
 from testbed.traces import Workload, read_trace, table_to_workload, to_table
-from testbed.workload import query_order
 from testbed.workload.synthetic import synthetic_workload
 
 Progress = Callable[[int], None]
@@ -134,25 +133,22 @@ def build_world(sc: Scenario, profile: HardwareProfile, trace_offset_s: float = 
                  devices, fmt, sc.nodes.chunk_frames, edge_timeout_s=edge_timeout_s)
 
 
-def _closed_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], client: int, think_s: float,
-                   progress: Progress | None):
-    for rec in queue:
-        yield w.env.process(interp.run_query(rec, client))
-        if progress:
-            progress(1)
-        if think_s:
-            yield w.env.timeout(think_s)
-
-
-def _poisson_client(interp: SimInterpreter, w: World, queue: list[QueryRecord], client: int, rate: float,
-                    rng: np.random.Generator, progress: Progress | None):
-    def one(rec: QueryRecord):
-        yield w.env.process(interp.run_query(rec, client))
+def _client(interp: SimInterpreter, w: World, plan: ClientSchedule, progress: Progress | None) -> SimGen:
+    """One client's queries in simulated time: closed loop (each after the last answer, think_s
+    later) or at its Poisson gaps, each query a process of its own."""
+    def one(rec: QueryRecord) -> SimGen:
+        yield w.env.process(interp.run_query(rec, plan.client))
         if progress:
             progress(1)
 
-    for rec in queue:
-        yield w.env.timeout(rng.exponential(1.0 / rate))
+    if plan.gaps_s is None:
+        for rec in plan.records:
+            yield from one(rec)
+            if plan.think_s:
+                yield w.env.timeout(plan.think_s)
+        return
+    for rec, gap in zip(plan.records, plan.gaps_s):
+        yield w.env.timeout(gap)
         w.env.process(one(rec))
 
 
@@ -167,15 +163,8 @@ def simulate_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ct
     (None, the sim's default: the edge always answers)."""
     w = build_world(sc, profile, trace_offset_s, edge_timeout_s)
     interp = SimInterpreter(w, spec, ctx)
-    ordered = query_order(records, sc.seed)
-    n = sc.arrivals.clients
-    for c in range(n):
-        queue = ordered[c::n]
-        if sc.arrivals.kind == "closed":
-            w.env.process(_closed_client(interp, w, queue, c, sc.arrivals.think_s, progress))
-        else:
-            rng = np.random.default_rng([sc.seed, 3, c])
-            w.env.process(_poisson_client(interp, w, queue, c, sc.arrivals.rate_per_client, rng, progress))
+    for plan in arrival_schedule(records, sc.arrivals, sc.seed):
+        w.env.process(_client(interp, w, plan, progress))
     w.env.run()
     cost = regret_cost(ctx.knobs)
     rows = [run.row(spec.name, "sim", density_regret(run.rec, run.answer, run.ledger.frames, cost)
@@ -189,60 +178,30 @@ def world_totals(w: World, policy: str, edge_gpus: int) -> dict[str, Any]:
     ups = list({id(c): c for c in w.uplinks}.values())
     downs = list({id(c): c for c in w.downlinks}.values())
     span = max(w.env.now, 1e-12)
-    return {"policy": policy, "makespan_s": w.env.now, "edge_gpu_busy_s": w.edge.gpu_busy_s,
-            "edge_gpu_util": w.edge.gpu_busy_s / (span * edge_gpus),
-            "uplink_util_max": max(c.busy_s for c in ups) / span,
-            "downlink_util_max": max(c.busy_s for c in downs) / span,
-            "bytes_up": sum(c.bytes for c in ups), "bytes_down": sum(c.bytes for c in downs)}
-
-
-_PROFILING: dict[str, Profiling] = {}
+    return run_totals(policy, w.env.now, w.edge.gpu_busy_s, edge_gpus, sum(c.bytes for c in ups),
+                      sum(c.bytes for c in downs), max(c.busy_s for c in ups) / span,
+                      max(c.busy_s for c in downs) / span)
 
 
 def profiling_fit(records: Sequence[QueryRecord], calibration: Calibration, seed: int) -> Profiling:
-    """The density agents' profiling fit (backbone included) on `records`, once per distinct
-    profiling split, temperature and seed in this process: every adaptive policy and sweep point
-    shares it (it is immutable; each policy warm-starts an agent of its own from it)."""
-    h = hashlib.sha256(f"{seed}:{calibration.small_t!r}".encode())
-    for r in records:
-        c = r.context
-        h.update(r.query.query_id.encode())
-        for v in (r.small_logits, *(r.large_logits.get(a) for a in DENSITIES), c.txt, c.vis,
-                  np.array([np.nan if x is None else x for x in (c.s_max, c.s_mean, c.s_cplx)])):
-            h.update(b"-" if v is None else np.ascontiguousarray(v, dtype=np.float64).tobytes())
-    key = h.hexdigest()
-    if key not in _PROFILING:
-        frames = [sampled_frames(r.query.media, KEYFRAME_SAMPLER) for r in records]
-        while len(_PROFILING) >= 4:  # a sweep reuses its fit; the oldest of other workloads' goes
-            del _PROFILING[next(iter(_PROFILING))]
-        _PROFILING[key] = fit_records(records, frames, calibration.small_t, seed, cache=cache_dir() / "backbones")
-    return _PROFILING[key]
+    """The density agents' profiling fit on trace records (testbed.experiment.profiling_fit), each
+    record's frames as the keyframe sampler takes them."""
+    return experiment_fit(records, _frames(records), calibration, seed)
 
 
-def _cached_note(profiling: Profiling | None) -> str:
-    """One line when the density agents' backbone was not retrained."""
-    if profiling is None or not profiling.cached:
-        return ""
-    return (f"bandit backbone: cached fit reused from {cache_dir() / 'backbones'} (same profiling split, "
-            "temperature and seed), not retrained")
+def _frames(records: Sequence[QueryRecord]) -> list[float]:
+    return [sampled_frames(r.query.media, KEYFRAME_SAMPLER) for r in records]
+
+
+def experiment(sc: Scenario, calibration: Calibration, profile_split: Sequence[QueryRecord]) -> Experiment:
+    """The run's experiment over trace records (their frames counted by the keyframe sampler)."""
+    return Experiment(sc, calibration, profile_split, lambda: _frames(profile_split))
 
 
 def policy_context(sc: Scenario, name: str, calibration: Calibration,
                    profile_split: Sequence[QueryRecord]) -> PolicyContext:
-    """What policy `name` runs with in `sc`: its knobs, and a fresh run state (for an adaptive-density
-    policy, a density agent warm-started from the profiling split's fit; for a routing policy, its
-    router trained and its threshold picked there)."""
-    spec = resolve(name)
-    knobs = sc.policies.knobs_for(name)
-    state = spec.new_state(calibration)
-    start_router(spec, knobs, state, profile_split, sc.models.default_density, sc.seed)
-    if spec.agent:
-        if not profile_split:
-            raise TestbedError(f"{name}: its density agent is fitted on the profiling split, which this "
-                               "workload lacks (give some queries split = 'profile')")
-        state.bandit = start_bandit(spec, knobs, profiling_fit(profile_split, calibration, sc.seed), calibration,
-                                    sc.seed, sc.resolve_path, {"scenario": sc.name})
-    return PolicyContext(knobs, state, sc.models.default_density)
+    """What policy `name` runs with in `sc` (testbed.experiment.Experiment.prepare)."""
+    return experiment(sc, calibration, profile_split).prepare(name)[1]
 
 
 def trace_rewards(bandit: BanditRun, records: Sequence[QueryRecord]) -> dict[str, np.ndarray]:
@@ -252,16 +211,16 @@ def trace_rewards(bandit: BanditRun, records: Sequence[QueryRecord]) -> dict[str
 
 
 def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicySpec, ctx: PolicyContext,
-                           streams: Sequence[StreamRecord], progress: Progress | None = None) -> tuple[list[dict], dict]:
+                           streams: Sequence[StreamRecord],
+                           progress: Progress | None = None) -> tuple[list[dict], dict]:
     """Per-frame rows and run totals of one stream policy. Each client plays its streams one after
     another, the next starting when the one before ends (its last frame's deadline); a stream's
     frames arrive at their capture times. Rows are built after the clock stops, so that work of
     uploads still in flight when a stream ended is in them (their answers are never used)."""
     w = build_world(sc, profile)
     interp = SimInterpreter(w, spec, ctx)
-    n = sc.arrivals.clients
 
-    def client(queue: Sequence[StreamRecord], c: int):
+    def client(queue: Sequence[StreamRecord], c: int) -> SimGen:
         for rec in queue:
             run = StreamRun(rec, c, sc.stream.tau_s, sc.stream.vision_tokens, cloud_extra_s=sc.stream.cloud_extra_s)
             yield w.env.process(interp.run_stream(run))
@@ -271,8 +230,8 @@ def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicyS
             if progress:
                 progress(rec.n)
 
-    for c in range(n):
-        w.env.process(client(streams[c::n], c))
+    for c, queue in enumerate(client_streams(streams, sc.arrivals.clients)):
+        w.env.process(client(queue, c))
     w.env.run()
     rows = [row for run in w.streams for row in run.rows(spec.name, "sim")]
     return rows, world_totals(w, spec.name, sc.nodes.edge_gpus)
@@ -281,26 +240,19 @@ def simulate_stream_policy(sc: Scenario, profile: HardwareProfile, spec: PolicyS
 def run_stream_scenario(sc: Scenario, progress: Progress | None = None, profile: HardwareProfile | None = None,
                         workload: StreamWorkload | None = None) -> RunResult:
     """Simulate every stream policy of `sc` on its streams (no calibration split: none is fitted)."""
-    from testbed.router.calibration import Calibration
-
     workload = workload or load_streams(sc)
     profile = profile or load_profile(sc.profile_path())
-    rows: list[dict] = []
-    totals = []
+    ex = Experiment(sc, Calibration(1.0, 1.0), ())
     for name in sc.policies.run:
-        spec = resolve(name)
-        ctx = PolicyContext(sc.policies.knobs_for(name), spec.new_state(Calibration(1.0, 1.0)),
-                            sc.models.default_density)
-        r, t = simulate_stream_policy(sc, profile, spec, ctx, workload.streams, progress)
-        rows += r
-        totals.append(t)
-    frames = pd.DataFrame(rows)
+        spec, ctx = ex.prepare(name)
+        ex.finish(spec, ctx, *simulate_stream_policy(sc, profile, spec, ctx, workload.streams, progress))
+    frames = pd.DataFrame(ex.rows)
     if len(frames):
         rank = {p: i for i, p in enumerate(sc.policies.run)}
         frames = (frames.assign(_p=frames.policy.map(rank)).sort_values(["_p"], kind="stable")
                   .drop(columns="_p").reset_index(drop=True))
-    return RunResult(frames, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",
-                     Calibration(1.0, 1.0), workload.parameters, kind="stream")
+    return ex.result(frames, workload.provenance, f"{profile.name} ({profile.provenance})", workload.parameters,
+                     "sim", (), None, kind="stream")
 
 
 HORIZON_S = 1e9
@@ -331,36 +283,15 @@ def run_scenario(sc: Scenario, progress: Progress | None = None, profile: Hardwa
     profile = profile or load_profile(sc.profile_path())
     calibration, source = scenario_calibration(sc, workload.split("profile"))
     test = workload.split("test") or workload.records
-    rows: list[dict] = []
-    totals = []
-    logs: dict[str, DecisionLog] = {}
-    profiling: Profiling | None = None
-    picks = {}
-    plans = {}
+    ex = experiment(sc, calibration, workload.split("profile"))
     for name in sc.policies.run:
-        spec = resolve(name)
-        knobs = sc.policies.knobs_for(name)
-        ctx = policy_context(sc, name, calibration, workload.split("profile"))
-        state = ctx.state
-        if state.bandit is not None:  # the fit policy_context used (cached): written with the results
-            profiling = profiling_fit(workload.split("profile"), calibration, sc.seed)
-        r, t = simulate_policy(sc, profile, spec, ctx, test, progress)
-        rows += r
-        totals.append(t)
-        if state.threshold is not None:
-            picks[name] = state.threshold
-        if state.crop is not None:
-            plans[name] = state.crop
-        if state.bandit is not None:
-            log = state.bandit.decision_log(trace_rewards(state.bandit, test))
-            if log is not None:
-                logs[name] = log
-            finish_bandit(spec, knobs, state.bandit, sc.resolve_path, {"scenario": sc.name})
-    queries = add_energy(order_rows(rows, sc.policies.run, workload.benchmarks()), profile)
+        spec, ctx = ex.prepare(name)
+        rows, totals = simulate_policy(sc, profile, spec, ctx, test, progress)
+        bandit = ctx.state.bandit
+        ex.finish(spec, ctx, rows, totals, trace_rewards(bandit, test) if bandit is not None else None)
+    queries = ex.queries(workload.benchmarks(), profile)
     check_sane(queries, sc)
     report = calibration_report(calibration, test, "test", source, sc.calibration.bins)
-    notes = tuple(n for n in (profile.energy_note(), _cached_note(profiling)) if n)
-    return RunResult(queries, pd.DataFrame(totals), workload.provenance, f"{profile.name} ({profile.provenance})",
-                     calibration, workload.parameters, notes=notes, logs=logs, profiling=profiling,
-                     calibration_report=report, routing=routing_rows(picks, queries),
-                     crop_plans=crop_plan_rows(plans))
+    notes = tuple(n for n in (profile.energy_note(), cached_note(ex.profiling)) if n)
+    return ex.result(queries, workload.provenance, f"{profile.name} ({profile.provenance})", workload.parameters,
+                     "sim", notes, report)

@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sim.engine import policy_context, simulate_policy
+from testbed.sim.engine import policy_context, simulate_policy
 from testbed.errors import TestbedError
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile, load_profile, mismatch_notes
 from testbed.query import QueryRecord
+from testbed.results import workload_label
 from testbed.router.calibration import Calibration
 from testbed.scenario import Scenario, load_scenario
 from testbed.traces import Workload, read_trace
@@ -289,5 +290,6 @@ def fidelity(run_dir: Path, trace_path: Path | None = None, profile_path: Path |
           "## Routing decisions the sim took differently (strict)", "", report.format_table(routed), "",
           *[f"**Note:** {n}" for n in notes], "", "## Every stage", "", report.format_table(table), ""]
     (run_dir / "fidelity.md").write_text("\n".join(md))
-    report.plot_fidelity(queries, sims, run_dir / "fidelity.png", f"{sc.name}: sim vs live delay per query")
+    data = workload_label(str(versions.get("workload", "")), str(versions.get("mode", "live")))
+    report.plot_fidelity(queries, sims, run_dir / "fidelity.png", f"{sc.name}: sim vs live delay per query - {data}")
     return {"table": table, "totals": totals, "largest": top, "decisions": routed, "notes": notes, "verdicts": verdict}

@@ -10,14 +10,14 @@ they are predictions, reported on another workload seed.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from sim.costs import tokenize_cost
-from sim.engine import load_workload, policy_context, simulate_policy
+from testbed.sim.costs import tokenize_cost
+from testbed.sim.engine import load_workload, policy_context, simulate_policy
 from testbed.policies.registry import BASELINES, resolve
 from testbed.query import QueryRecord
 from testbed.report import DN, PAPER_FIGURES, paper_comparison

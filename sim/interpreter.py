@@ -10,15 +10,18 @@ other interpreter.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
+from functools import partial
 from types import GeneratorType
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 import simpy
 
-from sim import costs
-from sim.link import Channel
+from testbed.sim import costs
+from testbed.sim.link import Channel
 from testbed.codec.size import REPLY_BYTES, TokenFormat, raw_token_bytes, text_tokens, wire_token_bytes
 from testbed.crop import GENERIC_PROMPT, CropError, check_box, crop_side, min_entropy, view_size
 from testbed.errors import TestbedError
@@ -26,13 +29,13 @@ from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.driver import Interpreter, drive
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, ContextInputs, Crop, Decompress, Describe,
                                       EdgeUnavailable, Emit, FrameAnswer, Future, Inference, Infer, InputSignals,
-                                      Inspect, NextFrame, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
+                                      Inspect, ModelName, NextFrame, Offload, Payload, Submit, Tokenize, Tokens, Wait,
+                                      WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
 from testbed.results import (REQUEST_KEY, Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key,
-                             fallback_key, frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind,
-                             tokenize_key, view_key)
+                             fallback_key, frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind, view_key)
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 from testbed.streams.focus import ggvr_patches, patch_grid
 from testbed.streams.labels import labels_of
@@ -52,6 +55,24 @@ def _ggvr_count(eff: Infer, run: FrameRun) -> int:
     s = run.stream
     grid = patch_grid(s.vision_tokens, s.rec.width, s.rec.height)
     return len(ggvr_patches(ctx.answer.rois, s.rec.width, s.rec.height, grid))
+
+@functools.lru_cache(maxsize=1 << 16)
+def _text_tokens(question: str, options: tuple[str, ...]) -> int:
+    """`text_tokens` memoized: every policy prompts with the same questions."""
+    return text_tokens(question, options)
+
+
+@functools.lru_cache(maxsize=4096)
+def _infer_key(site: str, model: ModelName, encoder: ModelName, sampler: str, views: tuple[str, ...],
+               density: int) -> str:
+    """`infer_key` memoized on what it depends on."""
+    tokens = Tokens(0, 0, 0, site, encoder, sampler, views=views)  # type: ignore[arg-type]
+    return infer_key(site, model, tokens, density)
+
+
+_compress_key = functools.lru_cache(maxsize=4096)(compress_key)
+_decompress_key = functools.lru_cache(maxsize=4096)(decompress_key)
+
 
 def _duration(rec: QueryRecord | FrameRecord, key: str, model: Callable[[], float]) -> float:
     """The query's recorded stage time under `key` if the trace has one, else the profile's."""
@@ -125,7 +146,7 @@ class SimInterpreter(Interpreter):
         env = self.w.env
         ctx = replace(self.ctx, hindsight=rec.hindsight()) if self.spec.needs_hindsight else self.ctx
         run = QueryRun(rec, client, env.now)
-        run.answer = yield from drive(self.spec.fn(rec.query, ctx), lambda e: self.perform(e, run))
+        run.answer = yield from drive(self.spec.fn(rec.query, ctx), partial(self.perform, run=run))
         run.done_s = env.now
         self.w.runs.append(run)
 
@@ -141,30 +162,37 @@ class SimInterpreter(Interpreter):
         yield from drive(self.spec.fn(run.view(), self.ctx), perform)
 
     # -- effects --------------------------------------------------------------------------------
-    def _node(self, run: QueryRun, site: str) -> Node:
-        return self.w.devices[run.client] if site == "local" else self.w.edge
-
     def tokenize(self, eff: Tokenize, run: QueryRun, site: str) -> SimGen:
         """A sequential tokenizer decodes on a CPU worker, then preprocesses and encodes on a GPU;
         a pipelined one holds both for the overlapped makespan."""
-        env, ledger, rec = self.w.env, run.ledger, run.rec
-        node = self._node(run, site)
+        env, ledger, recorded = self.w.env, run.ledger, run.rec.recorded_s
+        node = self.w.devices[run.client] if site == "local" else self.w.edge
         prof = node.large_encoder if site == "local" and eff.encoder == "large" else node.profile
-        cost = costs.tokenize_cost(prof, eff.media, eff.sampler, eff.pipelined, self.w.chunk_frames)
-        key = tokenize_key(site, eff)
-        if eff.pipelined or key in rec.recorded_s:
-            dur = _duration(rec, key, lambda: cost.total_s)
-            t0 = env.now
+        cost, key = costs.tokenize_cost_key(prof, eff, site, self.w.chunk_frames)
+        t0 = env.now
+        if eff.pipelined or key in recorded:
+            dur = recorded[key] if key in recorded else cost.total_s
             with node.cpu.request() as cpu, node.gpu.request() as gpu:
                 yield cpu & gpu
                 waited = env.now - t0
                 yield env.timeout(dur)
             ledger.add(site, waited, dur)
             node.gpu_busy_s += dur
-        else:
+        else:  # a CPU worker decodes, then a GPU preprocesses and encodes (as _hold, twice)
             dur = cost.decode_s + cost.preprocess_s + cost.encode_s
-            yield from self._hold(node, node.cpu, cost.decode_s, ledger, site)
-            yield from self._hold(node, node.gpu, cost.preprocess_s + cost.encode_s, ledger, site)
+            with node.cpu.request() as req:
+                yield req
+                waited = env.now - t0
+                yield env.timeout(cost.decode_s)
+            ledger.add(site, waited, cost.decode_s)
+            gpu_s = cost.preprocess_s + cost.encode_s
+            t0 = env.now
+            with node.gpu.request() as req:
+                yield req
+                waited = env.now - t0
+                yield env.timeout(gpu_s)
+            ledger.add(site, waited, gpu_s)
+            node.gpu_busy_s += gpu_s
         ledger.stage(key, dur)
         ledger.frames, ledger.decoded = cost.frames, cost.decoded
         return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff),  # type: ignore[arg-type]
@@ -174,29 +202,34 @@ class SimInterpreter(Interpreter):
         tokens = eff.tokens
         if tokens is None:
             raise TestbedError("Infer needs tokens (tokens=None means the step before it, inside an Offload only)")
-        node = self._node(run, site)
+        env, ledger, recorded = self.w.env, run.ledger, run.rec.recorded_s
+        node = self.w.devices[run.client] if site == "local" else self.w.edge
         frames, density = tokens.frames, eff.density
         extra = 0
         if isinstance(run, FrameRun) and eff.context is not None:
             extra = run.ggvr_tokens = _ggvr_count(eff, run)
-
-        def profile() -> float:
-            return costs.infer_cost(node.profile, frames, density + extra, text_tokens(eff.question, eff.options))
-
         if isinstance(run, FrameRun):
             key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus))
-            if site == "edge" and eff.model == "large" and key not in run.rec.recorded_s:
+            if site == "edge" and eff.model == "large" and key not in recorded:
                 # the cloud's service time (Fig. 4), and what a farther cloud adds
                 dur = float(run.rec.stream.cloud_s[run.rec.index]) + run.stream.cloud_extra_s
             else:
-                dur = _duration(run.rec, key, profile)
+                dur = recorded[key] if key in recorded else \
+                    costs.infer_cost(node.profile, frames, density + extra, _text_tokens(eff.question, eff.options))
         else:
-            key = infer_key(site, eff.model, tokens, eff.density)
-            dur = _duration(run.rec, key, profile)
-        yield from self._hold(node, node.gpu, dur, run.ledger, site)
-        run.ledger.stage(key, dur)
+            key = _infer_key(site, eff.model, tokens.encoder, tokens.sampler, tokens.views, density)
+            dur = recorded[key] if key in recorded else \
+                costs.infer_cost(node.profile, frames, density + extra, _text_tokens(eff.question, eff.options))
+        t0 = env.now
+        with node.gpu.request() as req:  # as _hold
+            yield req
+            waited = env.now - t0
+            yield env.timeout(dur)
+        ledger.add(site, waited, dur)
+        node.gpu_busy_s += dur
+        ledger.stage(key, dur)
         if site == "edge":
-            run.ledger.edge_prefill_tokens += frames * density + text_tokens(eff.question, eff.options)
+            ledger.edge_prefill_tokens += frames * density + _text_tokens(eff.question, eff.options)
         if isinstance(run, FrameRun):
             grounding = run.rec.recorded_s.get(locate_key()) if eff.locate is not None else None
             if grounding:  # a recorded run grounded each category in passes of its own (seed 001's LVLM: in its answer)
@@ -240,12 +273,24 @@ class SimInterpreter(Interpreter):
         the two in the profile's proportion."""
         node, fmt = self.w.devices[run.client], self.w.token_format
         frames, density = eff.tokens.frames, eff.density
-        key = compress_key(eff.tokens.sampler, density)
+        key = _compress_key(eff.tokens.sampler, density)
         merge, zstd = costs.merge_cost(node.profile, frames), costs.zstd_cost(node.profile, frames, density, fmt)
         merge, zstd = _split(run.rec, key, merge, zstd)
-        yield from self._hold(node, node.gpu, merge, run.ledger, "local")
-        yield from self._hold(node, node.cpu, zstd, run.ledger, "local")
-        run.ledger.stage(key, merge + zstd)
+        env, ledger = self.w.env, run.ledger
+        t0 = env.now
+        with node.gpu.request() as req:  # as _hold, twice
+            yield req
+            waited = env.now - t0
+            yield env.timeout(merge)
+        ledger.add("local", waited, merge)
+        node.gpu_busy_s += merge
+        t0 = env.now
+        with node.cpu.request() as req:
+            yield req
+            waited = env.now - t0
+            yield env.timeout(zstd)
+        ledger.add("local", waited, zstd)
+        ledger.stage(key, merge + zstd)
         nbytes = run.rec.recorded_bytes.get(key) or wire_token_bytes(frames, density, fmt)
         run.ledger.size(key, nbytes)
         return Payload("tokens", nbytes, raw_token_bytes(frames, density, fmt), frames, density, eff.tokens.encoder,
@@ -254,11 +299,16 @@ class SimInterpreter(Interpreter):
     def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
         """zstd decompression on an edge CPU worker (the pool that decodes EdgeHosted's videos)."""
         p = eff.payload
-        key = decompress_key(p.sampler, p.density)
-        edge = self.w.edge
-        dur = _duration(run.rec, key, lambda: costs.decompress_cost(edge.profile, p.raw_bytes))
-        yield from self._hold(edge, edge.cpu, dur, run.ledger, "edge")
-        run.ledger.stage(key, dur)
+        key = _decompress_key(p.sampler, p.density)
+        env, edge, ledger, recorded = self.w.env, self.w.edge, run.ledger, run.rec.recorded_s
+        dur = recorded[key] if key in recorded else costs.decompress_cost(edge.profile, p.raw_bytes)
+        t0 = env.now
+        with edge.cpu.request() as req:  # as _hold
+            yield req
+            waited = env.now - t0
+            yield env.timeout(dur)
+        ledger.add("edge", waited, dur)
+        ledger.stage(key, dur)
         return Tokens(p.frames, 0, p.density, "edge", p.encoder, p.sampler)
 
     def describe(self, eff: Describe, run: QueryRun, site: str) -> ContextInputs | SimGen:
@@ -325,7 +375,8 @@ class SimInterpreter(Interpreter):
         run.ledger.round_trips += 1
         if isinstance(run, FrameRun):
             run.offloads += 1
-        waited = run.rec.recorded_s.get(fallback_key(run.ledger.round_trips))
+        recorded = run.rec.recorded_s
+        waited = recorded.get(fallback_key(run.ledger.round_trips)) if recorded else None
         if waited is not None:  # the replayed live run's edge did not answer this Offload: neither does this one
             return (yield from self._unanswered(eff, run, waited))
         timeout = self.w.edge_timeout_s
@@ -368,9 +419,14 @@ class SimInterpreter(Interpreter):
         if REQUEST_KEY in run.rec.recorded_s or "request" in edge.stages:  # taking the request in, on the edge's CPU
             media = sum(p.nbytes for p in eff.payloads if p.kind != "tokens")  # an upload to write and probe
             dur = _duration(run.rec, REQUEST_KEY, lambda: edge.optional("request", media) if media else 0.0)
-            yield from self._hold(w.edge, w.edge.cpu, dur, ledger, "edge")
+            t0 = env.now
+            with w.edge.cpu.request() as req:  # as _hold
+                yield req
+                waited = env.now - t0
+                yield env.timeout(dur)
+            ledger.add("edge", waited, dur)
             ledger.stage(REQUEST_KEY, dur)
-        result = yield from run_steps(eff, lambda step: self.perform(step, run, "edge"))
+        result = yield from run_steps(eff, partial(self.perform, run=run, site="edge"))
         t0 = env.now
         ledger.link_queue_s += yield from w.downlinks[run.client].transfer(REPLY_BYTES)
         reply = edge.optional("reply", REPLY_BYTES)  # the request/reply machinery on the way down
@@ -387,10 +443,7 @@ class SimInterpreter(Interpreter):
         return Future(fid)
 
     def _future(self, run: QueryRun | FrameRun, future: Future) -> simpy.Event:
-        proc = run.futures.get(future.id)
-        if proc is None:
-            raise TestbedError(f"{self.spec.name} waits on a future it did not submit")
-        return proc
+        return future.started(run.futures, self.spec.name)
 
     def wait(self, eff: Wait, run: QueryRun, site: str) -> SimGen:
         proc = self._future(run, eff.future)

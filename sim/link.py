@@ -9,7 +9,7 @@ Every random draw comes from the channel's own seeded generator, in transfer ord
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 import simpy

@@ -1,7 +1,8 @@
-"""Sweeps as a library call: every point of a scenario's [sweep] run in the sim, one after another
+"""Sweeps and replications as library calls: every point of a scenario's [sweep] (`run_sweep`), or
+the scenario on seeds seed, seed+1, ... (`run_replications`), run in the sim one after another
 (`serial`), over a process pool on this machine (`local`) or on a Ray cluster (`ray`), each point's
-results folder written whole or not at all, and the points' summaries merged in grid order, so the
-sweep table is the same whatever ran it.
+results folder written whole or not at all, and the points' summaries merged in grid (seed) order,
+so the tables are the same whatever ran them.
 
 A point is named to a worker by plain values (the scenario's file, the command line's overrides, the
 point's index in the grid, its folder), and the worker rebuilds it: nothing but a point's tables
@@ -17,7 +18,8 @@ import shutil
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -39,6 +41,7 @@ class PointJob:
     index: int
     folder: str  # the point's results folder (written whole: built as <folder>.partial, then renamed)
     plots: bool = False  # the point's own figures (the sweep's table and plot are always made)
+    seed: int | None = None  # a replication: the scenario (no sweep) on this seed
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class PointOutcome:
     label: str
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    comparison: pd.DataFrame | None = None  # the paper comparison, for a scenario that asks for one
 
 
 @dataclass(frozen=True)
@@ -97,14 +101,18 @@ def run_point(job: PointJob) -> PointOutcome:
     final = Path(job.folder)
     partial = final.with_name(final.name + ".partial")
     try:
-        from sim.engine import run_scenario
-        from sim.fit import comparison as paper_comparison
+        from testbed.sim.engine import run_scenario
+        from testbed.sim.fit import comparison as paper_comparison
         from testbed import report
         from testbed.profiles import load_profile
         from testbed.results import label, write_run
         from testbed.scenario import resolved_toml
 
-        assignment, point = point_scenario(job.scenario, job.overrides, job.index)
+        if job.seed is None:
+            assignment, point = point_scenario(job.scenario, job.overrides, job.index)
+        else:
+            assignment = {"seed": job.seed}
+            point = replace(sweep_scenario(job.scenario, job.overrides), seed=job.seed, replications=0)
         profile = load_profile(point.profile_path())
         run = run_scenario(point, None, profile)
         summary = report.summarize(run.queries, point.policies.baselines)
@@ -116,13 +124,14 @@ def run_point(job: PointJob) -> PointOutcome:
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         return PointOutcome(job.index, assignment, summary, report.crop_summary(run.queries), label(run),
-                            tuple(report.saturation_notes(run.queries)), tuple(run.notes))
+                            tuple(report.saturation_notes(run.queries)), tuple(run.notes), comparison)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PointFailed(f"sweep point {job.index} ({assignment or 'its assignment could not be read'}): "
+        what = f"sweep point {job.index}" if job.seed is None else "replication"
+        raise PointFailed(f"{what} ({assignment or 'its assignment could not be read'}): "
                           f"{type(exc).__name__}: {reason}") from None
 
 
@@ -136,7 +145,8 @@ def local_pool(workers: int | None = None) -> Iterator[Executor]:
 
     import importlib
 
-    for module in ("sim.engine", "sim.fit", "testbed.report", "testbed.results"):  # what run_point imports: once
+    # what run_point imports: once
+    for module in ("testbed.sim.engine", "testbed.sim.fit", "testbed.report", "testbed.results"):
         importlib.import_module(module)
 
     n = workers or os.cpu_count() or 1
@@ -155,13 +165,58 @@ def run_sweep(scenario: str, out: Path, *, overrides: dict[str, Any] | None = No
     """Run every point of `scenario`'s sweep into `out/point-NNN/` and merge their summaries.
     `executor`: serial, local (`pool`, else a `local_pool` of `workers`) or ray (`address` of a
     cluster, else a local Ray instance). `progress(done, total)` after each point."""
-    if executor not in EXECUTORS:
-        raise TestbedError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
     overrides = dict(overrides or {})
     sc = sweep_scenario(scenario, overrides)
-    n = sc.points
-    jobs = [PointJob(scenario, overrides, i, str(out / f"point-{i:03d}"), plots) for i in range(n)]
+    jobs = [PointJob(scenario, overrides, i, str(out / f"point-{i:03d}"), plots) for i in range(sc.points)]
+    points = execute(jobs, executor, workers, address, progress, pool)
+    return SweepResult(points, tuple(sc.sweep), *merge(points, tuple(sc.sweep)))
+
+
+@dataclass(frozen=True)
+class ReplicationResult:
+    """Every seed's outcome in seed order, the replication summary (each metric's mean and 95% CI
+    over seeds) and, for a scenario with a paper comparison, the comparison over seeds."""
+
+    points: tuple[PointOutcome, ...]
+    table: pd.DataFrame = field(repr=False)
+    comparison: pd.DataFrame | None = field(repr=False)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(p.assignment["seed"]) for p in self.points]
+
+
+def run_replications(scenario: str, out: Path, replications: int, *, overrides: dict[str, Any] | None = None,
+                     executor: str = "local", workers: int | None = None, address: str | None = None,
+                     plots: bool = True, progress: Callable[[int, int], None] | None = None,
+                     pool: Executor | None = None) -> ReplicationResult:
+    """Run `scenario` (with `overrides`; no sweep) on seeds seed .. seed+replications-1 into
+    `out/seed-<n>/` on `executor` (as `run_sweep`), and summarise each metric over the seeds."""
+    from testbed import report
+
+    overrides = dict(overrides or {})
+    sc = sweep_scenario(scenario, overrides)
+    if sc.points > 1:
+        raise TestbedError("replications run one point; drop [sweep] or run its points one by one")
+    if replications < 1:
+        raise TestbedError(f"replications must be at least 1, got {replications}")
+    jobs = [PointJob(scenario, overrides, i, str(out / f"seed-{sc.seed + i}"), plots, seed=sc.seed + i)
+            for i in range(replications)]
+    points = execute(jobs, executor, workers, address, progress, pool)
+    comparisons = [p.comparison for p in points]
+    table = report.replication_summary([p.summary for p in points])
+    comparison = report.comparison_replicated(comparisons) if sc.paper_comparison else None  # type: ignore[arg-type]
+    return ReplicationResult(points, table, comparison)
+
+
+def execute(jobs: list[PointJob], executor: str = "local", workers: int | None = None, address: str | None = None,
+            progress: Callable[[int, int], None] | None = None,
+            pool: Executor | None = None) -> tuple[PointOutcome, ...]:
+    """Run `jobs` on `executor` and return their outcomes in job order; `progress(done, total)` after each."""
+    if executor not in EXECUTORS:
+        raise TestbedError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
     outcomes: dict[int, PointOutcome] = {}
+    n = len(jobs)
 
     def done(o: PointOutcome) -> None:
         outcomes[o.index] = o
@@ -179,8 +234,7 @@ def run_sweep(scenario: str, out: Path, *, overrides: dict[str, Any] | None = No
                 _run_local(own, jobs, done)
     else:
         _run_ray(jobs, address, done)
-    points = tuple(outcomes[i] for i in range(n))
-    return SweepResult(points, tuple(sc.sweep), *merge(points, tuple(sc.sweep)))
+    return tuple(outcomes[job.index] for job in jobs)
 
 
 def _run_local(pool: Executor, jobs: list[PointJob], done: Callable[[PointOutcome], None]) -> None:

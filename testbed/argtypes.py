@@ -2,7 +2,8 @@
 output paths checked before any work starts, and one line for every mistake.
 
 Each value type is a small callable that argparse applies; it carries what it accepts (`kind`,
-`lo`, `hi`, ...) so the tests can generate values it must refuse (tests/test_cli_fuzz.py); shared by the `testbed` command and the edge server.
+`lo`, `hi`, ...) so the tests can generate values it must refuse (tests/test_cli_fuzz.py); shared by
+the `testbed` command and the edge server.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ delay and bytes into joules.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ class Power:
 
     def watts(self, kind: str) -> float:
         """Active watts of a stage kind; a kind the table lacks draws the busiest kind's."""
-        return self.active_w.get(kind, max(self.active_w.values(), default=self.idle_w))
+        w = self.active_w.get(kind)  # (the busiest kind only where asked: this runs for every stage of every row)
+        return w if w is not None else max(self.active_w.values(), default=self.idle_w)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +75,8 @@ class Radio:
 
 
 DEFAULT_POWER = {
-    "local": Power({k: 15.0 for k in ENERGY_STAGES}, 3.0),
-    "edge": Power({**{k: 300.0 for k in ENERGY_STAGES}, "decompress": 100.0}, 80.0),
+    "local": Power(dict.fromkeys(ENERGY_STAGES, 15.0), 3.0),
+    "edge": Power({**dict.fromkeys(ENERGY_STAGES, 300.0), "decompress": 100.0}, 80.0),
 }
 """Assumed, for a profile that gives no power: a laptop-class device (15 W busy, 3 W idle) and a
 one-GPU server (300 W on the GPU, 100 W decompressing on the CPU, 80 W idle). Every figure from it
@@ -86,10 +88,15 @@ DEFAULT_RADIO = Radio(1e-7, 5e-8)
 
 @dataclass(frozen=True, slots=True)
 class Curve:
-    """Piecewise-linear seconds over size; linear extrapolation past both ends, never negative."""
+    """Piecewise-linear seconds over size; linear extrapolation past both ends, never negative.
+    Evaluated on Python floats (a binary search and numpy's interpolation formula), as np.interp would
+    give, without a numpy call per stage the sim charges."""
 
     size: tuple[float, ...]
     seconds: tuple[float, ...]
+    _xs: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _ys: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _slopes: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.size) < 2 or len(self.size) != len(self.seconds):
@@ -98,16 +105,23 @@ class Curve:
             raise ValueError("curve sizes must increase strictly")
         if any(s < 0 for s in self.seconds):
             raise ValueError("curve seconds must be >= 0")
+        xs, ys = tuple(float(v) for v in self.size), tuple(float(v) for v in self.seconds)
+        object.__setattr__(self, "_xs", xs)
+        object.__setattr__(self, "_ys", ys)
+        object.__setattr__(self, "_slopes", tuple((ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i])
+                                                  for i in range(len(xs) - 1)))
 
     def __call__(self, x: float) -> float:
-        xs, ys = self.size, self.seconds
+        xs, ys = self._xs, self._ys
+        x = float(x)
         if x <= xs[0]:
-            slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
-            return max(0.0, ys[0] + slope * (x - xs[0]))
+            return max(0.0, ys[0] + self._slopes[0] * (x - xs[0]))
         if x >= xs[-1]:
-            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-            return max(0.0, ys[-1] + slope * (x - xs[-1]))
-        return float(np.interp(x, xs, ys))
+            return max(0.0, ys[-1] + self._slopes[-1] * (x - xs[-1]))
+        j = bisect_right(xs, x) - 1  # xs[j] <= x < xs[j + 1], as np.interp's search
+        if xs[j] == x:
+            return ys[j]
+        return self._slopes[j] * (x - xs[j]) + ys[j]  # np.interp's formula, so the same float
 
     @classmethod
     def linear(cls, intercept: float, slope: float, span: float) -> "Curve":
@@ -249,7 +263,8 @@ def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
         raise ConfigError("meta", "required table is missing")
     version = meta.get("schema_version")
     if version != PROFILE_SCHEMA_VERSION:
-        raise ConfigError("meta.schema_version", f"got {version!r}; this testbed reads version {PROFILE_SCHEMA_VERSION}")
+        raise ConfigError("meta.schema_version",
+                          f"got {version!r}; this testbed reads version {PROFILE_SCHEMA_VERSION}")
     for key in ("name", "provenance"):
         if not isinstance(meta.get(key), str):
             raise ConfigError(f"meta.{key}", "required string is missing")

@@ -7,7 +7,7 @@ recorded (`path == ""`), which is all the sim needs. Real interpreters refuse me
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class ImageMeta:
         return self.width * self.height / 1e6
 
 
-Media = Union[VideoMeta, ImageMeta]
+Media = VideoMeta | ImageMeta
 
 
 @dataclass(frozen=True, slots=True)

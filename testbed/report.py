@@ -9,15 +9,17 @@ import math
 from pathlib import Path
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from testbed.plotstyle import BREAKDOWN_COLOURS, LINESTYLES, Style, styles_for  # noqa: E402
 
 BREAKDOWN = (("t_local_s", "local compute"), ("t_local_queue_s", "local queue"), ("t_uplink_s", "uplink"),
              ("t_edge_queue_s", "edge queue"), ("t_edge_s", "edge compute"), ("t_downlink_s", "downlink"))
@@ -197,11 +199,25 @@ def _slower_share(q: pd.DataFrame, a: str, b: str, bench: str) -> float:
     return float((x.delay_s > y.delay_s).mean() * 100)
 
 
+class Unmeasurable(ValueError):
+    """A figure the rows hold the policies for but cannot measure (the reason is the message):
+    the comparison leaves its row out and says why in a note."""
+
+
 def _transmission_share(q: pd.DataFrame, bench: str) -> float:
-    """Percentage of NoSharing's added delay over QuickGrasp that is network time (SV-D)."""
+    """Percentage of NoSharing's added delay over QuickGrasp that is network time (SV-D: of "the
+    total delay increase", the part "original query transmission" accounts for). A share: measurable
+    only where NoSharing is slower and its added network time lies between 0 and that increase."""
     ns, qg = _rows(q, NS, bench), _rows(q, QG, bench)
     added_net = (ns.t_uplink_s + ns.t_downlink_s).mean() - (qg.t_uplink_s + qg.t_downlink_s).mean()
-    return float(added_net / (ns.delay_s.mean() - qg.delay_s.mean()) * 100)
+    added = ns.delay_s.mean() - qg.delay_s.mean()
+    if not added > 0:
+        raise Unmeasurable(f"NoSharing was not slower than QuickGrasp ({ns.delay_s.mean():.3g} s against "
+                           f"{qg.delay_s.mean():.3g} s mean): no added delay to split")
+    if not 0 <= added_net <= added:
+        raise Unmeasurable(f"NoSharing's added network time ({added_net:+.3g} s) is not a part of its added delay "
+                           f"({added:.3g} s): other differences outweigh transmission")
+    return float(added_net / added * 100)
 
 
 def _accuracy_drop(q: pd.DataFrame, base: str, other: str, bench: str) -> float:
@@ -390,13 +406,17 @@ FIGURES_BY_SEED = {SEED_ID: PAPER_FIGURES, "002": PAPER_FIGURES_002, "003": PAPE
 
 def paper_comparison(q: pd.DataFrame, synthetic: bool = True) -> pd.DataFrame:
     """Each figure of seeds 000 and 002 that these rows can measure next to the paper's value: seed,
-    role, benchmark, figure, source, paper (a value or a range), sim, error (signed, a fraction; 0
-    inside a range). Figures whose policies, benchmark or columns the rows lack are left out (a
-    seed-002 figure's benchmark "all" means every row). On a workload that is not `synthetic`, a
-    figure fitted only as the generator's input is held out: nothing was tuned to it there."""
+    role, benchmark, figure, source, paper (a value or a range), sim (the measured value, in real runs
+    too), error (signed, a fraction; 0 inside a range). Figures whose policies, benchmark or columns
+    the rows lack are left out (a seed-002 figure's benchmark "all" means every row); so are those the
+    rows cannot measure (Unmeasurable), each with a line in `attrs["notes"]` saying why. `synthetic`:
+    the outcomes come from the synthetic generator (a sim run on a synthetic workload); otherwise (a
+    recorded workload, or a real run, whose models give the answers) a figure fitted only as the
+    generator's input is held out: nothing was tuned to it there."""
     have = set(q.policy) if len(q) else set()
     benches = (set(q.benchmark) | {ALL}) if len(q) else set()
     rows = []
+    notes: list[str] = []
     for seed, figures in FIGURES_BY_SEED.items():
         for f in figures:
             if not set(f.policies) <= have or f.benchmark not in benches or not set(f.columns) <= set(q.columns):
@@ -406,21 +426,32 @@ def paper_comparison(q: pd.DataFrame, synthetic: bool = True) -> pd.DataFrame:
                     sim = f.measure(q)
             except ZeroDivisionError:  # e.g. a network speedup in a run without a network (--inproc)
                 continue
+            except Unmeasurable as why:
+                notes.append(f"seed {seed} {f.benchmark} \"{f.label}\" left out: {why}")
+                continue
             if not np.isfinite(sim):
                 continue
             role = "held-out" if f.generator_input and not synthetic else f.role
             rows.append({"seed": seed, "role": role, "benchmark": f.benchmark, "figure": f.label,
                          "source": f.source, "paper": f.paper_text(), "sim": float(sim), "error": f.error(sim)})
-    return pd.DataFrame(rows, columns=["seed", "role", "benchmark", "figure", "source", "paper", "sim", "error"])
+    out = pd.DataFrame(rows, columns=["seed", "role", "benchmark", "figure", "source", "paper", "sim", "error"])
+    out.attrs["notes"] = notes
+    return out
+
+
+def comparison_notes(table: pd.DataFrame) -> list[str]:
+    """The notes paper_comparison left on a table: the figures it could not measure, and why."""
+    return list(table.attrs.get("notes", []))
 
 
 def _num(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def comparison_cells(table: pd.DataFrame, source: bool = True) -> pd.DataFrame:
+def comparison_cells(table: pd.DataFrame, source: bool = True, measured: str = "sim") -> pd.DataFrame:
     """The comparison as display strings: fitted rows first, errors as signed percentages ("in
-    range" inside a range the paper gives); with replications, sim is "mean [95% CI]"."""
+    range" inside a range the paper gives); with replications, sim is "mean [95% CI]". `measured`
+    heads the measured column: "sim" for a simulated run, "measured" for a real one."""
     t = table.copy()
     t["role"] = pd.Categorical(t.role, ["fitted", "held-out"])
     t = t.sort_values("role", kind="stable")
@@ -433,74 +464,145 @@ def comparison_cells(table: pd.DataFrame, source: bool = True) -> pd.DataFrame:
     t["error"] = ["in range" if e == 0 and ("-" in p or p.startswith("<")) else f"{100 * e:+.0f}%"
                   for e, p in zip(t.error, t.paper)]
     keep_seed = len(set(table.seed)) > 1 if len(table) else False
-    return t.drop(columns=([] if keep_seed else ["seed"]) + ([] if source else ["source"]))
+    t = t.drop(columns=([] if keep_seed else ["seed"]) + ([] if source else ["source"]))
+    return t.rename(columns={"sim": measured})
 
 
-def format_comparison(table: pd.DataFrame, source: bool = True) -> str:
+def format_comparison(table: pd.DataFrame, source: bool = True, measured: str = "sim") -> str:
     """The comparison as Markdown (see comparison_cells)."""
     if table.empty:
         return "(no figure of the seeds' papers is measurable on this run)"
-    return format_table(comparison_cells(table, source))
+    return format_table(comparison_cells(table, source, measured))
 
 
 def _benchmarks(q: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(q.benchmark))
 
 
-def _panels(benches: Sequence[str], height: float = 4.0) -> tuple[Any, list[Any]]:
+# -- plots ----------------------------------------------------------------------------------------
+# Every figure is laid out by matplotlib's constrained layout, which keeps the title, the legends
+# (placed outside the panels, on the right) and the tick labels inside it; the title is wrapped to
+# the figure's width. A policy is drawn in its own style (testbed.plotstyle), listed in a legend
+# whose gid is POLICY_LEGEND, so tests can read back what each policy looks like.
+
+POLICY_LEGEND = "policies"
+"""The gid of a legend whose entries are policies, one each."""
+LEGEND_WIDTH_IN = 2.2
+"""Inches a figure is widened by for a legend on its right, so that the panels keep their width."""
+
+
+def _figure(rows: int, cols: int, panel: tuple[float, float], legend: bool = True) -> tuple[Any, np.ndarray]:
+    """A figure of rows x cols panels of `panel` inches each (plus room for a legend on the right)."""
+    width = panel[0] * cols + (LEGEND_WIDTH_IN if legend else 0.0)
+    return plt.subplots(rows, cols, figsize=(width, panel[1] * rows), squeeze=False, layout="constrained")
+
+
+def _panels(benches: Sequence[str], height: float = 4.0, legend: bool = True) -> tuple[Any, list[Any]]:
     """One panel per benchmark, side by side."""
-    fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), height), squeeze=False)
+    fig, axes = _figure(1, len(benches), (5.0, height), legend)
     for ax, b in zip(axes[0], benches):
         ax.set_title(b)
     return fig, list(axes[0])
 
 
-def _log_x(ax: Any, label: str) -> None:
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(label)
+def _policy_legend(fig: Any, styles: dict[str, Style], points: bool = False,
+                   labels: dict[str, str] | None = None) -> Any:
+    """The figure's legend of policies, on its right: one entry per policy, drawn in its style (as
+    a marker alone where the policies are drawn as points)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], label=(labels or {}).get(p, p), markersize=6,
+                      **({**s.point(), "linestyle": "none"} if points else s.line()))
+               for p, s in styles.items()]
+    legend = fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    legend.set_gid(POLICY_LEGEND)
+    return legend
+
+
+def _minor_label(axis: Any, value: float, _pos: Any = None) -> str:
+    """A minor tick's label on a log axis: every one where the axis spans at most 0.8 decades, the
+    2s, 3s and 5s up to 1.3, the 2s and 5s up to 2, none on a wider axis (its decades are labelled)."""
+    lo, hi = sorted(axis.get_view_interval())
+    if not (lo > 0 and value > 0):
+        return ""
+    decades = math.log10(hi / lo)
+    lead = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+    shown = decades <= 0.8 or (decades <= 1.3 and lead in (2, 3, 5)) or (decades <= 2.0 and lead in (2, 5))
+    return plain(value) if shown else ""
+
+
+def _log_axis(ax: Any, which: Literal["x", "y"], label: str, values: Sequence[float] | np.ndarray = ()) -> None:
+    """A log-scale axis labelled `label`, its ticks written as plain numbers (0.5, 2, 10, 300; between
+    decades too where the axis spans few), when the positive `values` it shows span at least 3x
+    (a narrower or non-positive range stays linear, where a log axis would show one tick or none)."""
+    from matplotlib.ticker import FuncFormatter
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xlabel if which == "x" else ax.set_ylabel)(label)
     ax.grid(alpha=0.3)
+    if len(v) and (v.min() <= 0 or v.max() < 3 * v.min()):
+        return
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: plain(value)))
+    axis.set_minor_formatter(FuncFormatter(partial(_minor_label, axis)))
+    axis.set_tick_params(which="both", labelsize=8)
 
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+def _wrap_title(fig: Any, text: Any, title: str) -> None:
+    """Set `text` (a suptitle) to `title`, wrapped at spaces so that each line fits the figure's
+    width, less the legends on its right on both sides (the title is centred: it must clear them)."""
+    import textwrap
+
+    renderer = fig.canvas.get_renderer()
+    legends = [lg.get_window_extent(renderer).width for lg in fig.legends] if fig.legends else []
+    if legends:
+        fig.draw_without_rendering()  # where the layout puts the legends decides how wide they are
+        legends = [lg.get_window_extent(renderer).width for lg in fig.legends]
+    room = (fig.bbox.width - 2 * max(legends, default=0.0)) * 0.97
+    chars = max(len(title), 1)
+    for _ in range(12):
+        text.set_text("\n".join(textwrap.wrap(title, chars)) if chars < len(title) else title)
+        wide = text.get_window_extent(renderer).width
+        if wide <= room or chars <= 10:
+            return
+        chars = max(10, min(chars - 1, int(chars * room / wide * 0.97)))
 
 
-def policy_style(policy: str) -> dict[str, Any]:
-    """One colour and marker per policy name, the same in every plot and every run: from the
-    policy's place in the registry's list of names (any other name: from its CRC-32)."""
-    import zlib
-
-    from testbed.policies.registry import policy_names
-
-    names = policy_names()
-    i = names.index(policy) if policy in names else len(names) + zlib.crc32(policy.encode())
-    cmap = plt.get_cmap("tab20")
-    return {"color": cmap(i % 20), "marker": MARKERS[(i // 20 + i) % len(MARKERS)]}
-
-
-def _save(fig: Any, path: Path, title: str, rect: tuple[float, float, float, float] | None = None) -> None:
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=rect)
+def _save(fig: Any, path: Path, title: str) -> None:
+    """Title the figure (wrapped to fit), write it at 110 dpi and close it."""
+    _wrap_title(fig, fig.suptitle(title, fontsize=9), title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _dense(n: int) -> dict[str, Any]:
+    """Marker spacing for a line of n points: markers on a few of them, so a dense line stays a line."""
+    return {"markevery": max(1, n // 8), "markersize": 5} if n > 12 else {"markersize": 5}
 
 
 def plot_delay_cdf(q: pd.DataFrame, path: Path, title: str) -> None:
     """Response-delay CDF of every policy, per benchmark."""
     benches = _benchmarks(q)
+    styles = styles_for(map(str, q.policy))
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
-        for policy, d in q[q.benchmark == b].groupby("policy", sort=False):
+        part = q[q.benchmark == b]
+        for policy, d in part.groupby("policy", sort=False):
             x = np.sort(d.delay_s.to_numpy())
-            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=policy, color=policy_style(str(policy))["color"])
-        _log_x(ax, "response delay (s)")
-        ax.set_ylabel("CDF")
-    axes[0].legend(fontsize=7)
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), **styles[str(policy)].line(), **_dense(len(x)))
+        _log_axis(ax, "x", "response delay (s)", part.delay_s[part.delay_s > 0].to_numpy())
+        ax.set_ylabel("CDF (fraction of queries)")
+    _policy_legend(fig, styles)
     _save(fig, path, title)
 
 
 def plot_breakdown(q: pd.DataFrame, path: Path, title: str) -> None:
-    """Mean delay split into where the time went, per policy and benchmark."""
+    """Mean delay split into where the time went, per policy and benchmark; each part has the same
+    colour in every run (testbed.plotstyle.BREAKDOWN_COLOURS)."""
+    from matplotlib.patches import Patch
+
     benches = _benchmarks(q)
     fig, axes = _panels(benches, 4.5)
     cols = [c for c, _ in BREAKDOWN if c in q and q[c].abs().sum() > 0]
@@ -508,11 +610,13 @@ def plot_breakdown(q: pd.DataFrame, path: Path, title: str) -> None:
         m = q[q.benchmark == b].groupby("policy", sort=False)[cols].mean()
         bottom = np.zeros(len(m))
         for c in cols:
-            ax.bar(m.index, m[c], bottom=bottom, label=dict(BREAKDOWN)[c])
+            ax.bar(m.index, m[c], bottom=bottom, color=BREAKDOWN_COLOURS[c])
             bottom += m[c].to_numpy()
         ax.set_ylabel("mean delay (s)")
+        ax.set_xlabel("policy")
         ax.tick_params(axis="x", rotation=60, labelsize=7)
-    axes[0].legend(fontsize=7)
+    fig.legend(handles=[Patch(color=BREAKDOWN_COLOURS[c], label=dict(BREAKDOWN)[c]) for c in cols],
+               loc="outside right upper", fontsize=7)
     _save(fig, path, title)
 
 
@@ -523,9 +627,8 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
     s = summary[summary.benchmark != ALL] if (summary.benchmark != ALL).any() else summary
     benches = list(dict.fromkeys(s.benchmark))
     energy = "energy_j_per_query" in s and s.energy_j_per_query.notna().any()
-    rows = 2 if energy else 1
-    fig, grid = plt.subplots(rows, len(benches), figsize=(max(7.0, 5.0 * len(benches)) + 2.0, 4.0 * rows),
-                             squeeze=False)
+    styles = styles_for(map(str, s.policy))
+    fig, grid = _figure(2 if energy else 1, len(benches), (5.0, 4.0))
     for col, b in enumerate(benches):
         grid[0][col].set_title(b)
         panels = [("mean_s", "mean response delay (s)")] + ([("energy_j_per_query", "device energy per query (J)")]
@@ -534,18 +637,11 @@ def plot_tradeoff(summary: pd.DataFrame, path: Path, title: str) -> None:
             ax = grid[r][col]
             part = s[s.benchmark == b]
             for row in part.itertuples():
-                ax.scatter(getattr(row, x), row.accuracy, s=36, label=row.policy, **policy_style(str(row.policy)))
-            values = part[x].to_numpy(dtype=float)
-            values = values[np.isfinite(values) & (values > 0)]
-            if len(values) and values.max() / values.min() >= 10:  # a wide range: log scale
-                _log_x(ax, label)
-            else:
-                ax.set_xlabel(label)
-                ax.grid(alpha=0.3)
+                ax.scatter(getattr(row, x), row.accuracy, s=36, **styles[str(row.policy)].point())
+            _log_axis(ax, "x", label, part[x].to_numpy(dtype=float))
             ax.set_ylabel("accuracy (%)")
-    handles, labels = grid[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7)
-    _save(fig, path, title, rect=(0, 0, 0.8, 1))
+    _policy_legend(fig, styles, points=True)
+    _save(fig, path, title)
 
 
 def crop_summary(q: pd.DataFrame) -> pd.DataFrame:
@@ -568,21 +664,24 @@ def plot_crop_tradeoff(table: pd.DataFrame, path: Path, title: str) -> None:
     """Seed 003 Fig. 4 and 5: accuracy against bytes sent up per query and against the edge's prefill
     tokens per query, one curve per policy over its threshold (rows of a sweep; one run: one point
     each), each point labelled with the share of queries retransmitted."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, grid = _figure(1, 2, (5.0, 4.5))
+    axes = grid[0]
+    styles = styles_for(map(str, table.policy))
     for policy, d in table.groupby("policy", sort=False):
-        style = policy_style(str(policy))
         for ax, x in zip(axes, ("mb_up_per_query", "prefill_tokens_per_query")):
             d2 = d.sort_values(x)
-            ax.plot(d2[x], d2.accuracy, linestyle="-", markersize=5, label=str(policy), **style)
+            ax.plot(d2[x], d2.accuracy, markersize=5, **styles[str(policy)].line())
             for row in d2.itertuples():
                 share = float(row.retransmit_share)
                 if 0 < share < 1:
                     ax.annotate(f"{share:.0%}", (getattr(row, x), row.accuracy), fontsize=6,
                                 textcoords="offset points", xytext=(3, 3))
-    for ax, label in zip(axes, ("MB sent up per query", "edge prefill tokens per query")):
-        _log_x(ax, label)
+    for ax, x, label in zip(axes, ("mb_up_per_query", "prefill_tokens_per_query"),
+                            ("bytes sent up per query (MB)", "edge prefill tokens per query (tokens)")):
+        _log_axis(ax, "x", label, table[x].to_numpy(dtype=float))
         ax.set_ylabel("accuracy (%)")
-    axes[0].legend(fontsize=7)
+        ax.margins(0.08)
+    _policy_legend(fig, styles)
     _save(fig, path, title + " (labels: share retransmitted)")
 
 
@@ -590,7 +689,7 @@ def plot_reliability(cal: Any, path: Path, title: str) -> None:
     """Reliability diagrams (seed 000 Fig. 7): per model, accuracy against confidence in each bin
     before and after temperature scaling, with the diagonal and each one's ECE (a CalibrationReport)."""
     models = list(cal.diagrams)
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5 * max(1, len(models)), 4.3), squeeze=False)
+    fig, axes = _figure(1, max(1, len(models)), (5.0, 4.3), legend=False)
     eces = {r.model: r for r in cal.rows if r.benchmark == ALL}
     for ax, model in zip(axes[0], models):
         bins = len(cal.diagrams[model]["before"][0])
@@ -607,8 +706,8 @@ def plot_reliability(cal: Any, path: Path, title: str) -> None:
         ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence")
-        ax.set_ylabel("accuracy")
+        ax.set_xlabel("confidence (probability)")
+        ax.set_ylabel("accuracy (fraction correct)")
         ax.set_title(f"{model} model ({bins} bins)")
         ax.legend(fontsize=7, loc="upper left")
     _save(fig, path, title)
@@ -616,25 +715,31 @@ def plot_reliability(cal: Any, path: Path, title: str) -> None:
 
 def plot_threshold_sweep(table: pd.DataFrame, picked: pd.DataFrame, path: Path, title: str) -> None:
     """Accuracy against mean delay over a threshold sweep (one line per policy, points labelled with
-    their local share), the picked threshold's point marked."""
-    import textwrap
+    their local share), the picked threshold's point marked with a star and its tau."""
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    title = "\n".join(textwrap.wrap(title, 110))
-    for i, (policy, d) in enumerate(table.groupby("policy", sort=False)):
+    fig, axes = _figure(1, 1, (6.0, 5.2))
+    ax = axes[0][0]
+    styles = styles_for(map(str, table.policy))
+    for policy, d in table.groupby("policy", sort=False):
         d = d.sort_values("tau_route")
-        ax.plot(d.mean_s, d.accuracy, marker="o", markersize=3, color=f"C{i % 10}", label=policy)
+        style = styles[str(policy)]
+        ax.plot(d.mean_s, d.accuracy, markersize=3, **style.line())
         for row in d.itertuples():
             ax.annotate(f"{100 * row.local_share:.0f}%", (row.mean_s, row.accuracy), fontsize=6)
         p = picked[picked.policy == policy]
         if len(p):
-            ax.scatter(p.mean_s, p.accuracy, s=120, marker="*", color=f"C{i % 10}", edgecolor="k", zorder=5,
-                       label=f"{policy}: picked (tau {float(p.tau_route.iloc[0]):.3g})")
+            ax.scatter(p.mean_s, p.accuracy, s=120, marker="*", color=style.color, edgecolor="k", zorder=5)
+            ax.annotate(f"tau {float(p.tau_route.iloc[0]):.3g}", (float(p.mean_s.iloc[0]), float(p.accuracy.iloc[0])),
+                        fontsize=7, textcoords="offset points", xytext=(6, -10))
     ax.set_xlabel("mean response delay (s)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path, title)
+    ax.margins(0.08)
+    ax.legend(handles=[Line2D([], [], marker="*", color="grey", markeredgecolor="k", markersize=10, linestyle="none",
+                              label="picked threshold")], fontsize=7, loc="lower right")
+    _policy_legend(fig, styles)
+    _save(fig, path, title + " (labels: local share)")
 
 
 def regret_curves(q: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
@@ -654,47 +759,69 @@ def plot_regret(q: pd.DataFrame, path: Path, title: str) -> None:
     hindsight), per benchmark and over all, for every policy that sends tokens at a density."""
     curves = regret_curves(q)
     benches = list(dict.fromkeys(b for b, _ in curves))
-    colours = {p: policy_style(p)["color"] for p in dict.fromkeys(p for _, p in curves)}
+    styles = styles_for(p for _, p in curves)
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
         for (bench, policy), y in curves.items():
             if bench == b:
-                ax.plot(np.arange(1, len(y) + 1), y, label=policy, color=colours[policy])
-        ax.set_xlabel("escalated queries (submission order)")
-        ax.set_ylabel("cumulative regret vs oracle density")
+                ax.plot(np.arange(1, len(y) + 1), y, **styles[policy].line(), **_dense(len(y)))
+        ax.set_xlabel("escalated queries (count, in submission order)")
+        ax.set_ylabel("cumulative regret vs oracle density (reward)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _policy_legend(fig, styles)
     _save(fig, path, title)
 
 
+KEY_UNITS = (("_mbps", "Mbit/s"), ("_ms", "ms"), ("_s", "s"), ("tau_route", "confidence threshold, 0-1"),
+             ("tau_proxy", "confidence threshold, 0-1"), ("h_min_threshold", "nats"), ("k_call", "frames"),
+             ("clients", "count"), ("queries_per_benchmark", "queries"), ("rate_per_client", "queries/s"),
+             ("_gpus", "count"), ("target_local_share", "fraction"), ("target_accuracy", "fraction"))
+"""The unit of a swept key, by how its name ends (the scenario keys name their units)."""
+
+
+def key_label(key: str) -> str:
+    """An axis label for a swept scenario key: the key and its unit."""
+    unit = next((u for end, u in KEY_UNITS if key.endswith(end)), "as in the scenario")
+    return f"{key} ({unit})"
+
+
 def plot_sweep(table: pd.DataFrame, keys: Sequence[str], path: Path, title: str) -> None:
-    """Mean delay and accuracy over the first swept key: colour per policy, line style per value
-    of the other swept keys (lines of policies that ignore a key lie on top of each other)."""
+    """Mean delay and accuracy over the first swept key, a colour and marker per policy; the other
+    swept keys' values, up to four combinations, a line style each (lines of policies that ignore a
+    key lie on top of each other); more combinations are drawn as thin lines of the policy's style."""
+    from matplotlib.lines import Line2D
+
     x, others = keys[0], list(keys[1:])
-    policies = list(dict.fromkeys(table.policy))
-    colours = {p: policy_style(str(p))["color"] for p in policies}
+    styles = styles_for(map(str, table.policy))
     combos = list(dict.fromkeys(map(tuple, table[others].to_numpy()))) if others else [()]
-    styles: dict[tuple, Any] = {c: ("-", "--", ":", "-.")[i % 4] for i, c in enumerate(combos)}
-    fig, (ax_d, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
+    few = len(combos) <= len(LINESTYLES)
+    dashes: dict[tuple, Any] = {c: LINESTYLES[i % len(LINESTYLES)] for i, c in enumerate(combos)}
+    fig, grid = _figure(1, 2, (5.5, 4.5))
+    ax_d, ax_a = grid[0]
     for (policy, *combo), d in table.groupby(["policy", *others], sort=False):
         d = d.sort_values(x)
-        style = dict(color=colours[policy], linestyle=styles[tuple(combo)], marker="o", markersize=3)
-        ax_d.plot(d[x], d.mean_s, **style)
-        ax_a.plot(d[x], d.accuracy, **style)
-    handles = [plt.Line2D([], [], color=c, label=p) for p, c in colours.items()]
-    handles += [plt.Line2D([], [], color="k", linestyle=st, label=", ".join(f"{k}={v}" for k, v in zip(others, c)))
-                for c, st in styles.items() if others]
-    ax_d.legend(handles=handles, fontsize=6)
-    for ax, label in ((ax_d, "mean delay (s)"), (ax_a, "accuracy (%)")):
-        _log_x(ax, x)
+        s = styles[str(policy)]
+        line = dict(color=s.color, marker=s.marker, markersize=4, linestyle=dashes[tuple(combo)] if few else "-",
+                    **({} if few else {"linewidth": 0.7, "alpha": 0.5}))
+        ax_d.plot(d[x], d.mean_s, **line)
+        ax_a.plot(d[x], d.accuracy, **line)
+    for ax, label, _col in ((ax_d, "mean delay (s)", "mean_s"), (ax_a, "accuracy (%)", "accuracy")):
+        _log_axis(ax, "x", key_label(x), table[x].to_numpy(dtype=float))
         ax.set_ylabel(label)
-    ax_d.set_yscale("log")
+    _log_axis(ax_d, "y", "mean delay (s)", table.mean_s.to_numpy(dtype=float))
+    _policy_legend(fig, {p: Style(s.color, s.marker, "-") for p, s in styles.items()})
+    if others and few:
+        names = {c: ", ".join(f"{k}={v}" for k, v in zip(others, c)) for c in dashes}
+        ax_d.legend(handles=[Line2D([], [], color="k", linestyle=st, label=names[c]) for c, st in dashes.items()],
+                    fontsize=6, loc="best")
+    elif others:
+        ax_d.set_title(f"one line per value of {', '.join(others)} ({len(combos)})", fontsize=8)
     _save(fig, path, title)
 
 
 # -- replications ---------------------------------------------------------------------------------
 SUMMARY_METRICS = ("accuracy", "mean_s", "p50_s", "p95_s", "p99_s", "local_share", "mb_up_per_query",
-                   "mb_down_per_query", "edge_compute_s_per_query", "energy_j_per_query")
+                   "mb_down_per_query", "edge_compute_s_per_query", "energy_j_per_query", "regret")
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -741,7 +868,7 @@ def replication_table(table: pd.DataFrame, bench: str, baselines: Sequence[str],
             "p95_s": ("p95 s", ".3f", 1.0), "p99_s": ("p99 s", ".3f", 1.0), "local_share": ("local", ".2f", 1.0),
             "mb_up_per_query": ("MB up/q", ".2f", 1.0), "mb_down_per_query": ("kB down/q", ".2f", 1000.0),
             "edge_compute_s_per_query": ("edge s/q", ".3f", 1.0), "energy_j_per_query": ("J/q", ".3g", 1.0),
-            **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
+            "regret": ("regret", ".1f", 1.0), **{f"speedup_vs_{b}": (f"x vs {b}", ".2f", 1.0) for b in baselines}}
     out = []
     for policy, g in t.groupby("policy", sort=False):
         by = g.set_index("metric")
@@ -780,20 +907,19 @@ def comparison_replicated(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def plot_fidelity(live: pd.DataFrame, sims: dict[str, pd.DataFrame], path: Path, title: str) -> None:
-    """Sim against live delay per query, one panel per replay, a colour per policy, y = x dashed."""
-    fig, axes = plt.subplots(1, len(sims), figsize=(5.5 * len(sims), 4.8), squeeze=False)
+    """Sim against live delay per query, one panel per replay, a colour and marker per policy, y = x dashed."""
+    fig, axes = _figure(1, len(sims), (5.0, 4.8))
+    styles = styles_for(map(str, live.policy))
     for ax, (mode, sim) in zip(axes[0], sims.items()):
         m = live.merge(sim, on=["policy", "query_id"], suffixes=("_live", "_sim"))
         for policy, d in m.groupby("policy", sort=False):
-            ax.scatter(d.delay_s_live, d.delay_s_sim, s=12, label=policy, **policy_style(str(policy)))
+            ax.scatter(d.delay_s_live, d.delay_s_sim, s=12, **styles[str(policy)].point())
         lo = max(1e-3, float(min(m.delay_s_live.min(), m.delay_s_sim.min())))
         hi = float(max(m.delay_s_live.max(), m.delay_s_sim.max()))
         ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("live delay (s)")
-        ax.set_ylabel("sim delay (s)")
+        both = np.concatenate([m.delay_s_live.to_numpy(dtype=float), m.delay_s_sim.to_numpy(dtype=float), [lo, hi]])
+        _log_axis(ax, "x", "live delay (s)", both)
+        _log_axis(ax, "y", "sim delay (s)", both)
         ax.set_title(f"{mode} replay")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    _policy_legend(fig, styles, points=True)
     _save(fig, path, title)

@@ -1,5 +1,5 @@
 """What a run produces, the same for every interpreter: the per-query ledger and row, stage-time
-keys, run results, and the results folder results/<scenario>/<timestamp>/.
+keys, run results, and the results folder results/<scenario>/<stamp>-<mode>/.
 
 Recorded stage times are keyed by `stage_key` (e.g. ``local.tokenize.keyframe.pipelined``): a live
 run records them under the keys the sim replays.
@@ -14,7 +14,8 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -205,7 +206,7 @@ def density_regret(rec: QueryRecord, answer: Answer, frames: int, cost: CostMode
     if answer.served_by != "edge" or answer.density not in cost.densities or \
             any(a not in rec.large_logits for a in cost.densities):
         return float("nan")
-    hindsight = {a: float(int(np.argmax(rec.large_logits[a])) == rec.answer) for a in cost.densities}
+    hindsight = {a: float(int(np.asarray(rec.large_logits[a]).argmax()) == rec.answer) for a in cost.densities}
     return instant_regret(hindsight, frames, answer.density, cost)
 
 
@@ -303,7 +304,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 
 class RunFolders:
     """The results folders one command makes: each is written under a hidden temporary name
-    (`.<stamp>.<pid>.partial`) and renamed to results/<scenario>/<stamp>/ only when the command completes
+    (`.<stamp>.<pid>.partial`) and renamed to results/<scenario>/<stamp>-<mode>/ only when the command completes
     (`commit`), or removed with every folder it created if the command fails (`discard`): a failed
     run leaves nothing behind."""
 
@@ -366,12 +367,17 @@ class RunFolders:
 RANDOM_WEIGHTS = "answers are noise: random weights"
 
 
+def workload_label(provenance: str, mode: str = "sim") -> str:
+    """What the queries were, as every title says it: SYNTHETIC or recorded, and the provenance."""
+    kind = "SYNTHETIC workload" if provenance.startswith("synthetic:") else "recorded workload"
+    if mode != "sim":
+        kind = f"{mode} run on {'SYNTHETIC queries' if 'synthetic' in provenance else 'real queries'}"
+    return f"{kind} ({provenance})"
+
+
 def label(run: RunResult) -> str:
-    kind = "SYNTHETIC workload" if run.provenance.startswith("synthetic:") else "recorded workload"
-    if run.mode != "sim":
-        kind = f"{run.mode} run on {'SYNTHETIC queries' if 'synthetic' in run.provenance else 'real queries'}"
     noise = f"{RANDOM_WEIGHTS}; " if run.random_weights else ""
-    return f"{noise}{kind} ({run.provenance}); profile {run.profile}"
+    return f"{noise}{workload_label(run.provenance, run.mode)}; profile {run.profile}"
 
 
 def write_queries(path: Path, q: pd.DataFrame, provenance: str, extra: dict[str, Any]) -> None:
@@ -399,17 +405,22 @@ COMPARISON_NOTE_002 = ("Seed 002 (INAR-VL) is `{ia}` against `{eh}` (edge-only: 
                        "and energy are held-out predictions of the profile, its power model and the network.")
 
 
-def comparison_md(comparison: pd.DataFrame) -> list[str]:
-    """The paper comparison section of summary.md: one part per seed the rows compare against."""
+def comparison_md(comparison: pd.DataFrame, measured: str = "sim") -> list[str]:
+    """The paper comparison section of summary.md: one part per seed the rows compare against, each
+    with the figures left out as unmeasurable on this run (`measured`: the measured column's header)."""
     from testbed import report
 
     out = []
+    notes = report.comparison_notes(comparison)
     seeds = list(dict.fromkeys(comparison.seed)) if len(comparison) else [report.SEED_ID]
+    seeds += [s for s in dict.fromkeys(n.split()[1] for n in notes) if s not in seeds]
     for seed in seeds:
         part = comparison[comparison.seed == seed] if len(comparison) else comparison
         note = COMPARISON_NOTE_002.format(ia=report.IA, eh=report.EH) if seed == "002" else \
             COMPARISON_NOTE.format(qg=report.QG)
-        out += [f"## Measured vs seed {seed}", "", note, "", report.format_comparison(part), ""]
+        out += [f"## Measured vs seed {seed}", "", note, "", report.format_comparison(part, measured=measured), ""]
+        out += [f"- **Note:** {n}" for n in notes if n.startswith(f"seed {seed} ")]
+        out += [""] if any(n.startswith(f"seed {seed} ") for n in notes) else []
     return out
 
 
@@ -440,7 +451,7 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
     md += [f"- **Note:** {n}" for n in run.notes]  # a list, so rendered Markdown keeps one line each
     md += [f"- **Warning:** {n}" for n in report.saturation_notes(run.queries)]
     if comparison is not None:
-        md += comparison_md(comparison)
+        md += comparison_md(comparison, "sim" if run.mode == "sim" else "measured")
         comparison.to_csv(out / "paper_comparison.csv", index=False)
     (out / "summary.md").write_text("\n".join(md))
     (out / "scenario.toml").write_text(scenario_toml)
@@ -507,19 +518,19 @@ def write_bandit_files(out: Path, run: RunResult) -> None:
         save_profiling(run.profiling, out / "profiling.npz")
 
 
-def write_replications(out: Path, name: str, description: str, runs: Sequence[tuple[int, RunResult]],
+def write_replications(out: Path, name: str, description: str, seeds: Sequence[int], data: str,
                        summaries: Sequence[pd.DataFrame], table: pd.DataFrame, baselines: Sequence[str],
                        comparison: pd.DataFrame | None) -> None:
     """The top of a replicated run's folder (each seed's own results are in seed-<n>/): every
     per-seed summary in summary.csv (column seed), the replication summary in replications.csv,
-    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared."""
+    summary.md with "mean ± 95% CI half-width" tables, and paper_comparison.csv if compared;
+    `data`: what the runs were made from (`label` of one)."""
     from testbed import report
 
-    seeds = [s for s, _ in runs]
     pd.concat([s.assign(seed=seed) for seed, s in zip(seeds, summaries)], ignore_index=True).to_csv(
         out / "summary.csv", index=False)
     table.to_csv(out / "replications.csv", index=False)
-    md = [f"# {name}", "", description, "", f"**Data:** {label(runs[0][1])}", "",
+    md = [f"# {name}", "", description, "", f"**Data:** {data}", "",
           f"**Replications:** {len(seeds)} seeds ({', '.join(map(str, seeds))}); each cell is the mean over seeds "
           "± the half-width of its 95% confidence interval (Student t). A ratio (x vs a baseline, taken per seed) "
           "marked * has a CI that excludes 1: that difference is larger than seed-to-seed noise.", ""]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import tomli_w
 
 from testbed.config import ConfigError, from_dict, help_field, read_toml, to_dict
+from testbed.shipped import DATA_ROOT
 from testbed.errors import did_you_mean
 from testbed.models import PRESETS
 from testbed.models.checkpoint import PairSpec, is_pair_text, parse_pair
@@ -22,7 +23,9 @@ from testbed.policies.registry import BASELINES, resolve
 from testbed.query import DENSITIES
 from testbed.workload.synthetic import BENCHMARKS, CONTEXT_SIGNAL
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = DATA_ROOT
+"""The folder holding the shipped scenarios/ and traces/ (testbed/shipped.py): the repository root of a
+source checkout, the package data of an installed one."""
 SHIPPED_PROFILE = REPO_ROOT / "traces" / "profiles" / "paper-fitted.toml"
 
 
@@ -49,7 +52,8 @@ class WorkloadConfig:
     queries_per_benchmark: int = help_field(1000, "synthetic queries per benchmark (30% profiling, 70% test)", ge=10,
                                             le=100_000)
     context_signal: float = help_field(CONTEXT_SIGNAL, "synthetic: correlation of each bandit context column with "
-                                                       "the density a query needs (assumed; 0: pure noise)", ge=0.0, le=1.0)
+                                                       "the density a query needs (assumed; 0: pure noise)",
+                                       ge=0.0, le=1.0)
 
     def __post_init__(self) -> None:
         for b in self.benchmarks:
@@ -116,10 +120,13 @@ class NetworkConfig:
     down_mbps: float = help_field(119.0, "downlink rate, Mbit/s (seed 000: 119)", gt=0.0)
     rtt_ms: float = help_field(9.0, "round-trip time, ms; each direction adds RTT/2 (seed 000: 9)", ge=0.0)
     loss: float = help_field(0.0, "random loss probability per TCP segment; the sender's Reno window caps the rate "
-                                  "near MSS/RTT*1.22/sqrt(loss) (Mathis) and lost segments are sent again", ge=0.0, lt=1.0)
+                                  "near MSS/RTT*1.22/sqrt(loss) (Mathis) and lost segments are sent again",
+                             ge=0.0, lt=1.0)
     efficiency: float = help_field(1 / 1.055, "goodput / shaped rate on a constant-rate link (ZeroMQ over "
-                                              "tbf-shaped veth: 1/1.055); traces use mahimahi's framing instead", gt=0.0, le=1.0)
-    mtu: int = help_field(1500, "IP MTU, bytes; TCP segments carry mtu - 52 payload bytes (IP, TCP, timestamps)", ge=576, le=1500)
+                                              "tbf-shaped veth: 1/1.055); traces use mahimahi's framing instead",
+                                   gt=0.0, le=1.0)
+    mtu: int = help_field(1500, "IP MTU, bytes; TCP segments carry mtu - 52 payload bytes (IP, TCP, timestamps)",
+                          ge=576, le=1500)
     slow_start_after_idle: bool = help_field(False, "a connection starts in slow start (initial window 10) and its "
                                                     "window decays after idling longer than RTT + 200 ms, as "
                                                     "Linux's net.ipv4.tcp_slow_start_after_idle = 1 does; false: "
@@ -141,7 +148,8 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class NodesConfig:
-    profile: str = help_field("", "hardware profile TOML (stage latency over size); empty: the shipped paper-fitted one")
+    profile: str = help_field("", "hardware profile TOML (stage latency over size); empty: the shipped "
+                                  "paper-fitted one")
     edge_gpus: int = help_field(1, "GPU servers at the edge (seed 000 serves offloads one at a time)", ge=1)
     edge_decode_workers: int = help_field(4, "CPU video-decode workers at the edge", ge=1)
     local_gpus: int = help_field(1, "GPU servers on each client's device", ge=1)
@@ -195,7 +203,8 @@ class LiveConfig:
         "auto", "how live mode shapes the link: tc in network namespaces (tbf, htb; netem adds delay and loss in "
                 "the kernel where it exists, else the transport adds them), or user-space pacing on loopback; "
                 "auto takes the first this machine supports")
-    edge_timeout_s: float = help_field(60.0, "an Offload the edge has not answered by then falls back to the device", gt=0.0)
+    edge_timeout_s: float = help_field(60.0, "an Offload the edge has not answered by then falls back to the device",
+                                       gt=0.0)
     edge_max_queue: int = help_field(8, "requests that may wait at the edge; more get 'busy' and fall back", ge=1)
     self_check: bool = help_field(True, "measure the shaped link's goodput and RTT before the first query")
 
@@ -445,3 +454,18 @@ def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scena
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc.path}" if exc.path else path.name, exc.message) from None
 
+
+def key_rows() -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, help) of every scenario key and every policy family's knobs: what
+    `testbed keys` prints and docs/scenario-keys.md lists."""
+    from testbed.config import field_help
+    from testbed.policies.registry import CROP, FIXED, PER_DENSITY
+
+    rows = field_help(Scenario)
+    # each policy's knobs, in [policies.<name>] (density families share their knobs type; seed 003's
+    # baselines read entropy-crop's table)
+    specs = {**FIXED, **{f"{prefix}-fixed<a>": make(16) for prefix, make in PER_DENSITY.items()},
+             **{n: s for n, s in CROP.items() if not s.knobs_from}}
+    for name, spec in specs.items():
+        rows += field_help(spec.knobs, f"policies.{name}.")
+    return rows

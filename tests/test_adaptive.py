@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli.main import main
-from sim.engine import load_workload, profiling_fit, run_scenario
+from testbed.cli.main import main
+from testbed.sim.engine import load_workload, profiling_fit, run_scenario
 from testbed.bandit import FixedDensity, fit_records, load_log, sampled_frames, start_run
 from testbed.errors import TestbedError, TraceError
 from testbed.policies.base import PolicyContext, RunState, ThompsonKnobs
@@ -132,7 +132,7 @@ def test_save_load_continue_equals_the_uninterrupted_run(small_profiling, tmp_pa
     first.save(tmp_path / "state.npz")
     again = start_run(kind, prof, seed=[9, 9], load_state=tmp_path / "state.npz")  # the seed is the file's
     assert head + [step(again, r) for r in test[20:]] == straight
-    assert len(set(a for a, _ in straight)) > 1
+    assert len({a for a, _ in straight}) > 1
 
 
 # --- traces and the synthetic workload --------------------------------------------------------
@@ -276,7 +276,7 @@ def test_the_shipped_pocket_bandit_scenario_replays_real_signals_with_intervals(
     """scenarios/pocket_bandit.toml: the pocket pair's recorded answers on 100 easy-VQA clips (real context
     inputs, every density's real correctness); its own replications key gives replications.csv, and the
     oracle, which takes the cheapest correct action per query, is never less accurate than a fixed density."""
-    from cli.main import main
+    from testbed.cli.main import main
     from testbed.scenario import load_scenario
     from testbed.traces import read_trace
 

@@ -4,8 +4,8 @@ and a future the policy never waits for, whose work still counts to its query's 
 import pandas as pd
 import pytest
 
-from sim import costs
-from sim.engine import load_workload, simulate_policy
+from testbed.sim import costs
+from testbed.sim.engine import load_workload, simulate_policy
 from testbed.codec.size import REPLY_BYTES, TokenFormat, text_bytes, text_tokens, wire_token_bytes
 from testbed.policies.base import PolicyContext, PolicySpec, RunState
 from testbed.policies.effects import (TIMED_OUT, Answer, Decompress, Infer, Offload, Payload, Submit,

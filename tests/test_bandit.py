@@ -285,7 +285,8 @@ def test_posterior_equals_closed_form_bayesian_linear_regression():
 
     post = agent.posterior
     for k, (c, y) in {1: (warm_c[warm_a == 4], warm_y[warm_a == 4]),
-                      3: (np.vstack([warm_c[warm_a == 16], online_c]), np.concatenate([warm_y[warm_a == 16], online_y])),
+                      3: (np.vstack([warm_c[warm_a == 16], online_c]),
+                          np.concatenate([warm_y[warm_a == 16], online_y])),
                       0: (online_c[:1], np.ones(1)),
                       2: (np.zeros((0, 3)), np.zeros(0))}.items():
         mean, cov = closed_form(c, y)
@@ -371,7 +372,7 @@ def test_fixed_oracle_cost_and_proxy():
     assert instant_regret(hind, 100, 4, cost) == 0.0
     assert instant_regret(hind, 100, 32, cost) == pytest.approx(cost.lam * 100 * 28)
     assert instant_regret(hind, 100, 2, cost) == pytest.approx(1 - cost.lam * 100 * 2)
-    assert oracle.select(np.zeros(3), 100, rng, {a: False for a in D}).action == 2
+    assert oracle.select(np.zeros(3), 100, rng, dict.fromkeys(D, False)).action == 2
     with pytest.raises(ValueError, match="hindsight"):
         oracle.select(np.zeros(3), 100, rng)
     assert proxy_success(np.array([np.log(7.0), np.log(3.0)])) == 1.0  # kappa 0.7 > 0.6
@@ -547,7 +548,7 @@ def test_run_start_from_profiling_arrays_is_deterministic():
         for i in range(60):
             c = profiling.builder.one(test["n_frames"][i], test["small_logits"][i], test["txt"][i], test["vis"][i],
                                       test["s_max"][i], test["s_mean"][i], test["s_cplx"][i])
-            d = agent.select(c, test["n_frames"][i], r, {a: 1.0 for a in D})
+            d = agent.select(c, test["n_frames"][i], r, dict.fromkeys(D, 1.0))
             out.append(d.action)
             agent.update(c, d.action, proxy_success(test["large_logits"][i][d.action], 1.0))
         return out
@@ -577,3 +578,26 @@ def test_a_card_field_of_the_wrong_form_is_one_line_not_a_traceback(tmp_path, fi
     with pytest.raises(TestbedError) as exc:
         load_backbone(path)
     assert "bb." in one_line(exc, "bb.")
+
+
+def test_without_torch_the_backbone_trains_in_numpy_as_torch_does(problem, monkeypatch):
+    """A sim-only install (no torch) trains the same net with the numpy trainer: same initial weights and
+    batches, hand-written gradients and torch's Adam; after 20 epochs its predictions stay within float32
+    noise of torch autograd's, and it says which trainer made it."""
+    import builtins
+
+    torch_fit = train_backbone(*problem["triples"], D, seed=3, epochs=20)
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kw):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    numpy_fit = train_backbone(*problem["triples"], D, seed=3, epochs=20)
+    monkeypatch.undo()
+    assert numpy_fit.info["trainer"] == "numpy" and "trainer" not in torch_fit.info
+    c = problem["contexts"]
+    np.testing.assert_allclose(numpy_fit.predict(c), torch_fit.predict(c), atol=2e-3)
+    assert abs(numpy_fit.info["final_epoch_bce"] - torch_fit.info["final_epoch_bce"]) < 1e-3

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from live.busy import Sample, foreign_share, machine_busy_s, sample
+from testbed.live.busy import Sample, foreign_share, machine_busy_s, sample
 from testbed.profiles import load_profile, mismatch_notes
 
 STAT = "cpu  100 20 30 800 50 5 5 10 0 0\ncpu0 50 10 15 400 25 2 3 5 0 0\n"

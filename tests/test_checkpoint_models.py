@@ -12,8 +12,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.main import main
-from live.real import to_density
+from testbed.cli.main import main
+from testbed.live.real import to_density
 from testbed.errors import ConfigError
 from testbed.models.checkpoint import PairSpec, family_of, parse_pair, read_config
 from testbed.models.checkpoint_vlm import load_checkpoint, token_grid
@@ -263,7 +263,8 @@ def test_a_recorded_family_trace_replays_with_the_same_routing(folders, manifest
     spec = f"small={folders['smolvlm', 'small']},large={folders['smolvlm', 'large']}"
 
     def live(tau, out):
-        scenario = _scenario(tmp_path, manifest, ["quickgrasp-fixed16"], f"[policies.quickgrasp-fixed16]\ntau_route = {tau}\n")
+        scenario = _scenario(tmp_path, manifest, ["quickgrasp-fixed16"],
+                             f"[policies.quickgrasp-fixed16]\ntau_route = {tau}\n")
         assert main(["live", str(scenario), "--inproc", "--models", spec, "--out", str(tmp_path / out)]) == 0
         (run,) = (tmp_path / out / "ck").iterdir()
         return scenario, pd.read_parquet(run / "queries.parquet").set_index("query_id").sort_index()

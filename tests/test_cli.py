@@ -9,7 +9,7 @@ import pytest
 
 from testbed import report
 from testbed.bandwidth import mean_mbps, read_mahimahi
-from cli.main import main
+from testbed.cli.main import main
 from testbed.scenario import REPO_ROOT
 from testbed.traces import read_trace
 
@@ -131,7 +131,8 @@ def test_sweep_writes_one_table_and_one_plot(tmp_path):
     (run,) = (tmp_path / "r" / "sw").iterdir()
     table = pd.read_csv(run / "sweep.csv")
     assert len(table) == 2 * 2 * 2 and (run / "sweep.png").stat().st_size > 0
-    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps", "policies.quickgrasp-fixed16.tau_route"]).mean_s
+    qg = table[table.policy == "quickgrasp-fixed16"].set_index(["network.up_mbps",
+                                                                "policies.quickgrasp-fixed16.tau_route"]).mean_s
     assert qg[(5.0, 0.5)] > qg[(50.0, 0.5)]  # a slower uplink makes escalation slower
 
 
@@ -230,7 +231,7 @@ def test_an_interrupt_that_a_finalizer_swallowed_still_stops_the_command(tmp_pat
     import signal
     import time
 
-    from cli.main import _interrupts, _run
+    from testbed.cli.main import _interrupts, _run
     from testbed.results import RunFolders
 
     class Finalized:
@@ -250,19 +251,20 @@ def test_an_interrupt_that_a_finalizer_swallowed_still_stops_the_command(tmp_pat
 
 
 def test_a_second_run_reuses_the_cached_backbone_and_says_so(tmp_path, capsys, monkeypatch):
-    import sim.engine
+    import testbed.experiment
 
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
     sc = tmp_path / "bb.toml"
     sc.write_text('[workload]\nqueries_per_benchmark = 20\n[policies]\nrun = ["device-native", "quickgrasp"]\n')
     assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
     assert "cached" not in capsys.readouterr().out
-    monkeypatch.setattr(sim.engine, "_PROFILING", {})  # a new process: nothing fitted in memory
+    monkeypatch.setattr(testbed.experiment, "_FITS", {})  # a new process: nothing fitted in memory
     assert main(["sim", str(sc), "--out", str(tmp_path / "r")]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if "cached" in x]
     assert len(lines) == 1 and "backbone" in lines[0]
     first, second = sorted((tmp_path / "r" / "bb").iterdir())
-    pd.testing.assert_frame_equal(pd.read_parquet(first / "queries.parquet"), pd.read_parquet(second / "queries.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(first / "queries.parquet"),
+                                  pd.read_parquet(second / "queries.parquet"))
 
 
 def test_output_to_a_pipe_keeps_whole_column_names(tmp_path):
@@ -272,7 +274,7 @@ def test_output_to_a_pipe_keeps_whole_column_names(tmp_path):
     sc = tmp_path / "w.toml"
     sc.write_text('[workload]\nqueries_per_benchmark = 10\n[policies]\nrun = ["device-native", "edge-hosted", '
                   '"collaborative"]\n')
-    out = subprocess.run([sys.executable, "-m", "cli.main", "sim", str(sc), "--out", str(tmp_path / "r")],
+    out = subprocess.run([sys.executable, "-m", "testbed.cli.main", "sim", str(sc), "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert "x vs device-native" in out.stdout and "…" not in out.stdout
@@ -287,3 +289,47 @@ def test_a_metric_equal_across_seeds_shows_no_float_noise_in_its_interval():
                            "mean": 80.0, "ci_low": 78.0, "ci_high": 82.0, "differs": False}])
     row = report.replication_table(table, "all", []).iloc[0]
     assert row["J/q"] == "961 ± 0" and row["acc %"] == "80.0 ± 2.0"
+
+
+def test_results_folders_say_what_made_them_and_runs_lists_them(tmp_path, capsys):
+    """A sim run writes results/<scenario>/<stamp>-sim/; `testbed runs` lists it with its mode, workload and
+    the most accurate and fastest policy read from its summary.csv (the oracle, a bound, left out)."""
+    import pandas as pd
+
+    from testbed.cli.main import main
+
+    assert main(["sim", "default", "--queries", "10", "--out", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "default").iterdir()
+    assert run.name.endswith("-sim") and len(run.name) == len("20260101-000000-sim")
+    capsys.readouterr()
+    assert main(["runs", "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    s = pd.read_csv(run / "summary.csv")
+    s = s[(s.benchmark == "all") & (s.policy != "oracle")]
+    best = s.loc[s.accuracy.idxmax()]
+    assert f"default/{run.name}" in shown and " sim " in shown and "SYNTHETIC" in shown
+    assert f"most accurate {best.policy} {best.accuracy:.1f}%" in shown
+    assert main(["runs", "defualt", "--out", str(tmp_path)]) == 2
+    assert "did you mean 'default'" in capsys.readouterr().err
+
+
+def test_notes_print_one_line_each_and_quiet_silences_them(capsys):
+    """Every note goes through the "testbed" logger (testbed/notes.py) to one handler: `note: ` and one
+    line (a multi-line message keeps its first), nothing with --quiet, `debug:` details with --verbose."""
+    from testbed.cli.ui import setup_logging
+    from testbed.notes import detail, note
+
+    try:
+        setup_logging(0)
+        note("a skipped policy\nsecond line")
+        detail("hidden")
+        assert capsys.readouterr().out.splitlines() == ["note: a skipped policy"]
+        setup_logging(-1)
+        note("silenced")
+        assert capsys.readouterr().out == ""
+        setup_logging(1)
+        detail("shown")
+        assert capsys.readouterr().out.strip() == "debug: shown"
+    finally:
+        setup_logging(0)
+    assert main(["sim", "--help"]) == 0 and "--quiet" in capsys.readouterr().out

@@ -22,7 +22,7 @@ import pytest
 import tomli_w
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cli.main import main, parser
+from testbed.cli.main import main, parser
 from testbed.argtypes import InputDir, InputFile, Integer, Number, Output
 from testbed.scenario import NetworkConfig, Scenario
 
@@ -36,7 +36,7 @@ def commands() -> dict[str, argparse.ArgumentParser]:
     p = parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
     out = dict(sub.choices)
-    from live.edge_server import build_parser
+    from testbed.live.edge_server import build_parser
 
     out["edge"] = build_parser()  # `testbed edge` hands its argv to the edge server's own parser
     return out
@@ -274,7 +274,7 @@ def cases(command: str, w: dict[str, Path]) -> st.SearchStrategy[tuple[str, Any]
 
 
 def _files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 def check(command: str, w: dict[str, Path], case: tuple[str, Any]) -> None:

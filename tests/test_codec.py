@@ -32,7 +32,8 @@ def random_bits(shape, dtype, seed):
 
 
 def bits_equal(a, b):
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(INT_VIEW[a.dtype]), b.view(INT_VIEW[b.dtype]))
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(INT_VIEW[a.dtype]),
+                                                                     b.view(INT_VIEW[b.dtype]))
 
 
 # -- round trip -----------------------------------------------------------------------------------

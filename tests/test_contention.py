@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import simulate_policy
+from testbed.sim.engine import simulate_policy
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.effects import Answer, Compress, Decompress, Infer, Offload, Payload, Submit, Tokens, Wait
 from testbed.profiles import Curve, load_profile
@@ -20,7 +20,7 @@ RAW = FRAMES * DENSITY * 1024 * 2  # fp16 tokens of width 1024
 def _records(n: int = 1) -> list[QueryRecord]:
     video = VideoMeta(1.0, 30.0, 30, 64, 64, 0, (0,))
     logits = np.array([1.0, 0.0])
-    return [QueryRecord(Query(f"q{i}", "c", video, "", ()), 0, "test", logits, logits, {a: logits for a in DENSITIES})
+    return [QueryRecord(Query(f"q{i}", "c", video, "", ()), 0, "test", logits, logits, dict.fromkeys(DENSITIES, logits))
             for i in range(n)]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import run_scenario
+from testbed.sim.engine import run_scenario
 from testbed import report
 from tests.conftest import make_scenario
 
@@ -64,7 +64,7 @@ def test_the_second_round_trip_is_in_the_delay_breakdown():
     assert np.allclose(parts.sum(axis=1), q.delay_s)  # one client: the parts add up to the delay
     assert all("edge.locate" in dict(s) for s in two.stage_s)  # the relative-attention pass is booked
     # bytes up, by hand from the trace: the global view and the prompt; with a crop, the crop and the prompt again
-    from sim.engine import load_workload
+    from testbed.sim.engine import load_workload
     from testbed.codec.size import text_bytes
 
     recs = {r.query.query_id: r for r in load_workload(_scenario(0.7, ["entropy-crop"], n=200)).records}
@@ -82,7 +82,7 @@ def test_same_scenario_and_seed_same_numbers():
 
 
 def test_the_shipped_scenarios_run(tmp_path):
-    from cli.main import main
+    from testbed.cli.main import main
 
     assert main(["validate", "scenarios/image_entropy_crop.toml", "scenarios/image_entropy_crop_sweep.toml"]) == 0
 
@@ -104,7 +104,7 @@ def images(tmp_path_factory):
 
 
 def test_a_live_run_with_tiny_models_over_a_shaped_link_writes_the_crop_plots(images, tmp_path):
-    from cli.main import main
+    from testbed.cli.main import main
 
     (tmp_path / "live.toml").write_text(
         f'[workload]\nkind = "manifest"\npath = "{images / "m.jsonl"}"\n[network]\nup_mbps = 20.0\n'
@@ -129,8 +129,8 @@ def test_a_live_run_with_tiny_models_over_a_shaped_link_writes_the_crop_plots(im
 # -- bad inputs at the edge --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def edge_server():
-    from live.edge_node import ModelEdge
-    from live.edge_server import EdgeServer
+    from testbed.live.edge_node import ModelEdge
+    from testbed.live.edge_server import EdgeServer
     from testbed.models.pair import tiny_pair
 
     handler = ModelEdge(tiny_pair())
@@ -165,8 +165,8 @@ def test_bad_crops_get_a_clear_error_reply_and_the_edge_keeps_serving(edge_serve
 
     from PIL import Image
 
-    from live.client import EdgeClient
-    from live.errors import EdgeError
+    from testbed.live.client import EdgeClient
+    from testbed.live.errors import EdgeError
 
     buf = io.BytesIO()
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(buf, "JPEG")
@@ -185,8 +185,8 @@ def test_the_pocket_region_map_finds_a_small_shape(tmp_path):
     """The pocket substitute (the large head's pooling weights under a question-free prompt) on canvases
     of the small-object workload: the located box holds the pasted shape (measured: 92% within 1.2
     token cells on 60 canvases; here most of five)."""
-    from live.pocket_videos import small_object_workload
-    from live.real import locate_box
+    from testbed.live.pocket_videos import small_object_workload
+    from testbed.live.real import locate_box
     from testbed.crop_image import global_view
     from testbed.models.pocket import pocket_pair
     from testbed.policies.effects import Locate
@@ -215,7 +215,7 @@ def test_the_pocket_region_map_finds_a_small_shape(tmp_path):
 def test_a_recorded_crop_trace_replays_in_the_sim(images, tmp_path):
     """`testbed record` on a scenario running the crop policies records each image's views for real;
     the sim replays the four policies on it with the bytes those real views have."""
-    from cli.main import main
+    from testbed.cli.main import main
     from testbed.crop_image import make_view
     from testbed.traces import read_trace
 

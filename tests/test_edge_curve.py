@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from cli.main import main
-from live.client import EdgeClient
-from live.curve import client_curve, make_keys, server_curve
-from live.edge_server import EdgeServer
-from live.errors import EdgeUnavailable
-from live.handlers import echo
+from testbed.cli.main import main
+from testbed.live.client import EdgeClient
+from testbed.live.curve import client_curve, make_keys, server_curve
+from testbed.live.edge_server import EdgeServer
+from testbed.live.errors import EdgeUnavailable
+from testbed.live.handlers import echo
 from testbed.errors import ConfigError
 
 
@@ -45,7 +45,9 @@ def test_only_admitted_clients_are_served(keys, tmp_path):
                 assert time.monotonic() - t0 < TIMEOUT_S / 2  # said at the handshake, long before the timeout
 
 
-def test_a_client_with_keys_against_an_edge_without_curve_is_refused(keys):
+def test_a_client_with_keys_against_an_edge_without_curve_is_refused(keys, caplog):
+    """...and the edge's log says so in one line, as the client hears it."""
+    caplog.set_level("WARNING", logger="testbed.live.edge_server")
     with EdgeServer("tcp://127.0.0.1:*", echo).start() as server:
         with EdgeClient(server.endpoint) as plain:  # loopback runs without keys keep working
             assert plain.request({"x": 2}, timeout_s=10.0).meta["x"] == 2
@@ -53,6 +55,9 @@ def test_a_client_with_keys_against_an_edge_without_curve_is_refused(keys):
             with pytest.raises(EdgeUnavailable) as err:
                 client.request({"x": 1}, timeout_s=20.0)
             assert err.value.reason == "refused"
+        assert server.counts["refused"] == 1
+    refusals = [r.getMessage() for r in caplog.records if "refused a connection" in r.getMessage()]
+    assert refusals == ["edge: refused a connection: this edge does not use CURVE; connect without keys"]
 
 
 def test_key_files_are_checked_in_one_line(keys, tmp_path, capsys):
@@ -77,8 +82,8 @@ def test_the_command_line_wants_keys_in_pairs(keys, capsys):
 
 
 def test_sealed_records_open_only_with_the_pair_and_a_replayed_ready_fails(keys):
-    from live import framing
-    from live.curve import client_curve
+    from testbed.live import framing
+    from testbed.live.curve import client_curve
 
     c = client_curve(keys["edge_public"], keys["client_secret"])
     edge = server_curve(keys["edge_secret"], keys["clients"])

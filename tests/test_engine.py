@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import run_scenario
+from testbed.sim.engine import run_scenario
 from testbed import report
 from testbed.profiles import load_profile
 from testbed.scenario import load_scenario, with_overrides
@@ -51,7 +51,7 @@ def test_delays_match_a_hand_calculation(scenario_factory):
     """DeviceNative, EdgeHosted and Collaborative, one client, against stage times read off the
     profile's curves and the link formula, composed here by hand (sequential tokenizer: decode,
     then preprocess and encode; Collaborative: merge, zstd, upload, decompress, large LM, reply)."""
-    from sim.engine import load_workload
+    from testbed.sim.engine import load_workload
     from testbed.codec.size import REPLY_BYTES, text_bytes, text_tokens
     from testbed.profiles import load_profile
     from testbed.tokenizer.sampling import DEFAULT_SAMPLER, decode_work, sample_indices
@@ -96,7 +96,7 @@ def test_delays_match_a_hand_calculation(scenario_factory):
 
 @pytest.fixture(scope="module")
 def default_run():
-    from sim.fit import comparison
+    from testbed.sim.fit import comparison
 
     sc = load_scenario("default")
     run = run_scenario(sc)
@@ -134,7 +134,7 @@ def test_paper_comparison_labels_every_figure(default_run):
              ("mvbench", "NoSharing's added delay that is transmission (%)"),
              ("mvbench", "offloaded queries: QuickGrasp speedup vs EdgeHosted")}
     assert audit <= set(zip(held.benchmark, held.figure))
-    from sim.fit import TARGETS
+    from testbed.sim.fit import TARGETS
 
     assert not {(t.benchmark, t.label) for t in TARGETS} & set(zip(held.benchmark, held.figure))
 
@@ -242,8 +242,8 @@ def test_a_live_fallback_replays_as_a_fallback_after_the_recorded_wait(scenario_
     replay as fallbacks: 2.5 s of edge queue, then the device's recorded 0.1 + 0.1 s, with their request
     bytes sent; the others are served by the edge. The recorded wait wins whatever the sim's own edge would
     do, with or without an edge timeout, and heldout replay copies it rather than fitting it."""
-    from sim.engine import policy_context, simulate_policy
-    from sim.fidelity import heldout_stages
+    from testbed.sim.engine import policy_context, simulate_policy
+    from testbed.sim.fidelity import heldout_stages
     from testbed.policies.registry import resolve
     from testbed.router.calibration import Calibration
 
@@ -280,7 +280,7 @@ def test_a_replay_with_the_live_edge_timeout_falls_back_as_live_does(scenario_fa
     timeout, a query whose upload takes longer than 1 s falls back to the device after exactly 1 s of edge
     queue (live's ZmqEdge books the time waited there), then answers locally; one whose upload is quicker
     is served by the edge as without a timeout."""
-    from sim.engine import policy_context, simulate_policy
+    from testbed.sim.engine import policy_context, simulate_policy
     from testbed.policies.registry import resolve
     from testbed.router.calibration import Calibration
 
@@ -315,7 +315,7 @@ def test_the_edge_taking_a_request_in_and_the_reply_machinery_are_charged(scenar
     recorded `edge.request` time is copied instead; a profile without them (paper-fitted) charges nothing."""
     from dataclasses import replace
 
-    from sim.engine import policy_context, simulate_policy
+    from testbed.sim.engine import policy_context, simulate_policy
     from testbed.policies.registry import resolve
     from testbed.profiles import Curve
     from testbed.router.calibration import Calibration

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.fidelity import fit_line, heldout_stages, stage_size, verdicts
+from testbed.sim.fidelity import fit_line, heldout_stages, stage_size, verdicts
 
 
 def test_stage_sizes_follow_what_each_stage_grows_with():
@@ -48,7 +48,7 @@ def test_a_replayed_policy_reads_the_trace_from_its_recorded_offset(tmp_path):
     100 s and 102 s; 200 segments sent at each policy's start take 0.2 s and 2.0 s of trace."""
     import json
 
-    from sim.fidelity import trace_offsets
+    from testbed.sim.fidelity import trace_offsets
     from testbed.bandwidth import MahimahiLink
     from testbed.direction import Direction
 

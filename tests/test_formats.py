@@ -4,6 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from testbed.errors import ConfigError, TraceError
 from testbed.profiles import Curve, load_profile, profile_from_dict, profile_to_dict
@@ -25,6 +27,24 @@ def test_curve_interpolates_and_extrapolates():
     assert c(15.0) == pytest.approx(3.0)
     assert c(30.0) == pytest.approx(6.0)  # last segment's slope
     assert c(-100.0) == 0.0  # never negative
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 1e9, allow_subnormal=False), min_size=2, max_size=12, unique=True),
+       st.lists(st.floats(0, 1e3, allow_subnormal=False), min_size=12, max_size=12),
+       st.lists(st.floats(-1e9, 2e9, allow_subnormal=False), min_size=1, max_size=20))
+def test_curve_inside_gives_np_interp_to_the_bit(size, seconds, xs):
+    """Between its first and last points a curve is evaluated on Python floats; it must give the very
+    floats np.interp gives (the sim's numbers may not move), at the points themselves too."""
+    size = sorted(size)
+    c = Curve(tuple(size), tuple(seconds[: len(size)]))
+    for x in [*xs, *size, *(a + (b - a) * f for a, b in zip(size, size[1:]) for f in (1e-9, 0.3, 0.5, 1 - 1e-9))]:
+        if size[0] < x < size[-1]:
+            assert c(x) == float(np.interp(x, size, seconds[: len(size)]))
+        else:  # outside: the end segment's slope, never negative
+            i, at = (0, 0) if x <= size[0] else (len(size) - 2, len(size) - 1)
+            slope = (seconds[i + 1] - seconds[i]) / (size[i + 1] - size[i])
+            assert c(x) == max(0.0, seconds[at] + slope * (x - size[at]))
 
 
 def test_shipped_profile_round_trips():

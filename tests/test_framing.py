@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from live import framing
-from live.framing import Budget, FramingError, Reader
+from testbed.live import framing
+from testbed.live.framing import Budget, FramingError, Reader
 
 FRAMES = st.lists(st.binary(max_size=300), min_size=0, max_size=5)
 

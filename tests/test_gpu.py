@@ -22,8 +22,8 @@ def test_real_size_encoder_on_gpu(videos):
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision"])
 def test_real_size_families_on_gpu(family, tmp_path):
     """The published configurations, random weights drawn on the GPU in bf16: sharing, merging and timing."""
-    from live.profile import stage_table
-    from live.real import to_density
+    from testbed.live.profile import stage_table
+    from testbed.live.real import to_density
     from testbed.models.pair import make_pair
     from testbed.models.real_size import write_real_size
 

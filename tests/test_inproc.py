@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from cli.main import main
-from live.real import InProcEdge, RealInterpreter, RealNode
-from live.run import run_policy
+from testbed.cli.main import main
+from testbed.live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.live.run import run_policy
 from testbed.bandit import load_log
 from testbed.codec.size import REPLY_BYTES, text_bytes
 from testbed.errors import TraceError
@@ -86,7 +86,8 @@ def test_every_policy_runs_in_process_and_writes_the_sims_folder(media, tmp_path
         assert len(load_log(run / f"decisions-{name}.npz")) == len(ad)
     assert q.regret.isna().all()  # a real run does not know every density's outcome
     assert {"profiling.npz", "backbone.npz"} <= {p.name for p in run.iterdir()}
-    assert all(dict(s).keys() >= {"local.compress.keyframe.a8", "edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"}
+    assert all(dict(s).keys() >= {"local.compress.keyframe.a8", "edge.decompress.keyframe.a8",
+                                  "edge.infer.large.shared.keyframe.a8"}
                for s in qg.stage_s)
     assert (q.delay_s > 0).all() and (q.t_local_s + q.t_edge_s > 0).all()
     meta = pq.read_schema(run / "queries.parquet").metadata
@@ -149,7 +150,8 @@ def test_a_future_never_waited_for_counts_in_a_real_run(real):
     for row in rows:
         stages = row["stage_s"]
         assert {"edge.decompress.keyframe.a8", "edge.infer.large.shared.keyframe.a8"} <= set(stages)
-        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.keyframe.a8"] + stages["edge.infer.large.shared.keyframe.a8"])
+        assert row["t_edge_s"] == pytest.approx(stages["edge.decompress.keyframe.a8"]
+                                                + stages["edge.infer.large.shared.keyframe.a8"])
         q = by_id[row["query_id"]]
         assert row["bytes_up"] > text_bytes(q.question, q.options) and row["bytes_down"] == REPLY_BYTES
     assert sum(r["bytes_up"] for r in rows) == totals["bytes_up"]
@@ -159,10 +161,14 @@ def test_a_future_never_waited_for_counts_in_a_real_run(real):
 
 @pytest.mark.parametrize("line,message", [
     ("{not json", "manifest.jsonl:2: invalid JSON"),
-    ('{"query_id": "x", "video": "clip.mp4", "question": "q", "options": ["a", "b"]}', "manifest.jsonl:2: missing 'answer'"),
-    ('{"query_id": "x", "video": "nope.mp4", "question": "q", "options": ["a", "b"], "answer": 0}', "manifest.jsonl:2: video 'nope.mp4' not found"),
-    ('{"query_id": "x", "video": "clip.mp4", "question": "q", "options": ["a", "b"], "answer": 2}', "manifest.jsonl:2: 'answer' must be an index"),
-    ('{"query_id": "x", "video": "clip.mp4", "question": "q", "options": ["a", "b"], "answer": 0, "colour": 1}', "unknown key 'colour'"),
+    ('{"query_id": "x", "video": "clip.mp4", "question": "q", "options": ["a", "b"]}',
+     "manifest.jsonl:2: missing 'answer'"),
+    ('{"query_id": "x", "video": "nope.mp4", "question": "q", "options": ["a", "b"], "answer": 0}',
+     "manifest.jsonl:2: video 'nope.mp4' not found"),
+    ('{"query_id": "x", "video": "clip.mp4", "question": "q", "options": ["a", "b"], "answer": 2}',
+     "manifest.jsonl:2: 'answer' must be an index"),
+    ('{"query_id": "x", "video": "clip.mp4", "question": "q", "options": ["a", "b"], "answer": 0, "colour": 1}',
+     "unknown key 'colour'"),
 ])
 def test_bad_manifest_lines_name_the_line(media, line, message):
     folder, _ = media
@@ -198,7 +204,7 @@ def test_mvbench_annotation_json(media):
 
 
 def test_describe_computes_the_context_inputs_from_real_tokens(real):
-    from live.real import describe_tokens
+    from testbed.live.real import describe_tokens
     from testbed.bandit.features import relevance_and_complexity
 
     pair, _ = real
@@ -209,7 +215,7 @@ def test_describe_computes_the_context_inputs_from_real_tokens(real):
     assert 0.0 <= got.s_cplx <= 1.0 and got.s_max >= got.s_mean
     # the same numbers by hand: the connector's output at density 16, one clip per frame
     with torch.no_grad():
-        from live.real import to_density
+        from testbed.live.real import to_density
 
         h = vlm.proj(to_density(tokens, 16).reshape(-1, tokens.shape[-1])).double().numpy()
         ids = torch.tensor(vlm.tokenizer.encode("What does the clip show?"))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.link import Channel
+from testbed.sim.link import Channel
 from testbed.bandwidth import cooked_to_mahimahi, mean_mbps, scale_to_mean
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.link import Channel
+from testbed.sim.link import Channel
 from testbed.bandwidth import MahimahiLink, mahimahi_bytes, mean_mbps, read_mahimahi, scale_to_mean
 from testbed.scenario import REPO_ROOT
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.link import Channel
+from testbed.sim.link import Channel
 from testbed import tcp
 from testbed.config import from_dict
 from testbed.errors import ConfigError
@@ -149,7 +149,8 @@ def test_mathis_formula_and_steady_window_by_hand():
 def test_congestion_avoidance_skip_equals_round_by_round():
     # the closed-form skip over loss-free rounds against the rounds walked one by one
     for rtt, pkt, w0, wmax, n in [(0.05, 0.001, 7, 200, 5_000), (0.05, 0.001, 7, 30, 5_000),
-                                  (0.01, 0.001, 3, 40, 777.5), (0.2, 0.0001, 120, 4000, 10_000), (0.1, 0.0, 5, 60, 999)]:
+                                  (0.01, 0.001, 3, 40, 777.5), (0.2, 0.0001, 120, 4000, 10_000),
+                                  (0.1, 0.0, 5, 60, 999)]:
         t, w, left = 0.0, w0, n
         while True:
             k = min(w, left)
@@ -302,7 +303,8 @@ def test_slow_start_channel_warm_then_idle():
     env.process(run())
     env.run()
     pkt = MSS * 8 / (rate * 1e6)
-    cold = reno_reference(300, pkt, rtt, 0.0, np.random.default_rng(0), tcp.IW, ch.direction.path.wmax, ch.direction.path.wmax).done_s
+    cold = reno_reference(300, pkt, rtt, 0.0, np.random.default_rng(0), tcp.IW,
+                          ch.direction.path.wmax, ch.direction.path.wmax).done_s
     assert times[0] == pytest.approx(cold, rel=1e-9)  # from the initial window
     assert times[1] < times[0] / 2  # the window grown by the first transfer carries over
     assert times[2] == pytest.approx(cold, rel=1e-9)  # 30 s idle: back to the initial window

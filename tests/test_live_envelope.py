@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from live import envelope as env
-from live.envelope import MAGIC, VERSION, Kind, Limits
-from live.errors import EnvelopeError
+from testbed.live import envelope as env
+from testbed.live.envelope import MAGIC, VERSION, Kind, Limits
+from testbed.live.errors import EnvelopeError
 
 SMALL = Limits(max_message_bytes=4096, max_header_bytes=512, max_frames=4)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.main import main
-from live.record import record
-from live.run import live_link, run_real
-from live.shaping import probe
-from sim.fidelity import replay
+from testbed.cli.main import main
+from testbed.live.record import record
+from testbed.live.run import live_link, run_real
+from testbed.live.shaping import probe
+from testbed.sim.fidelity import replay
 from testbed.models.pair import tiny_pair
 from testbed.profiles import load_profile
 from testbed.router.calibration import Calibration
@@ -119,7 +119,8 @@ def test_an_edge_killed_in_mid_run_loses_no_query(manifest, tmp_path):
     assert all(w is not None and w > 0 for w in waits)
     assert all(w == pytest.approx(t) for w, t in zip(waits, fell.t_edge_queue_s))
     record(wl, tiny_pair(), tmp_path / "t.parquet")
-    sim = replay(q, sc, Calibration(1.0, 1.0), read_trace(tmp_path / "t.parquet"), load_profile(sc.profile_path()), "strict")
+    sim = replay(q, sc, Calibration(1.0, 1.0), read_trace(tmp_path / "t.parquet"),
+                 load_profile(sc.profile_path()), "strict")
     sim = sim.set_index("query_id").loc[q.query_id]
     assert (sim.fallback.to_numpy() == q.fallback.to_numpy()).all()
     assert (sim.served_by.to_numpy() == q.served_by.to_numpy()).all()

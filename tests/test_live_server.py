@@ -11,13 +11,15 @@ import time
 import msgpack
 import pytest
 
-from live import envelope as env
-from live import framing
-from live.client import EdgeClient
-from live.edge_server import EdgeServer, Reply, Request, check_bind, spawn_edge
-from live.envelope import MAGIC, VERSION, Kind
-from live.errors import EdgeError, EdgeUnavailable, EnvelopeError
-from live.handlers import echo, probe
+from testbed.live import envelope as env
+from testbed.live import framing
+from testbed.live.client import EdgeClient
+from testbed.live.edge_server import EdgeServer, check_bind
+from testbed.live.edge_spawn import spawn_edge
+from testbed.live.messages import Reply, Request
+from testbed.live.envelope import MAGIC, VERSION, Kind
+from testbed.live.errors import EdgeError, EdgeUnavailable, EnvelopeError
+from testbed.live.handlers import echo, probe
 from testbed.errors import ConfigError
 
 LOOPBACK = "tcp://127.0.0.1:*"
@@ -257,7 +259,7 @@ def _malformed(i: int, rid: int) -> tuple[list[bytes], str]:
 
 
 def test_a_thousand_malformed_requests_each_get_an_error_and_rss_stays_flat():
-    with spawn_edge(LOOPBACK, "live.handlers:echo", extra_args=["--max-message-mb", "1"]) as edge:
+    with spawn_edge(LOOPBACK, "testbed.live.handlers:echo", extra_args=["--max-message-mb", "1"]) as edge:
         sock = RawPeer(edge.endpoint)
         try:
             rss = {}
@@ -283,7 +285,7 @@ def test_a_thousand_malformed_requests_each_get_an_error_and_rss_stays_flat():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_shuts_down_cleanly_without_losing_replies(sig):
-    with spawn_edge(LOOPBACK, "live.handlers:probe", max_queue=4, workers=1) as edge, \
+    with spawn_edge(LOOPBACK, "testbed.live.handlers:probe", max_queue=4, workers=1) as edge, \
             EdgeClient(edge.endpoint, timeout_s=20) as client:
         results: dict[str, object] = {}
 
@@ -310,7 +312,7 @@ def test_signal_shuts_down_cleanly_without_losing_replies(sig):
 
 def test_spawn_reports_a_bad_bind_in_one_line():
     with pytest.raises(Exception) as info:
-        with spawn_edge("tcp://0.0.0.0:*", "live.handlers:echo", ready_timeout_s=20):
+        with spawn_edge("tcp://0.0.0.0:*", "testbed.live.handlers:echo", ready_timeout_s=20):
             pass
     assert "--public" in str(info.value) and "Traceback" not in str(info.value)
 
@@ -320,10 +322,11 @@ def test_a_flood_of_huge_messages_never_takes_the_edge_past_its_limit_plus_a_mar
     length, its bytes dropped as they arrive), then 24 messages of 15 MiB pipelined on 4 connections
     to a slow handler (held within the receive budget, the rest answered busy): the edge's peak RSS
     stays within its limit plus RECEIVE_MARGIN plus a fixed allowance, and it serves on."""
-    from live.edge_server import RECEIVE_MARGIN
+    from testbed.live.edge_server import RECEIVE_MARGIN
 
     mib = 2**20
-    with spawn_edge(LOOPBACK, "live.handlers:probe", max_queue=2, extra_args=["--max-message-mb", "16"]) as edge:
+    with spawn_edge(LOOPBACK, "testbed.live.handlers:probe", max_queue=2,
+                    extra_args=["--max-message-mb", "16"]) as edge:
         with EdgeClient(edge.endpoint, timeout_s=10) as client:
             client.health()  # the edge is up and warm
         base = edge.rss_bytes()

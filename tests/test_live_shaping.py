@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import simpy
 
-from live import netns, shaping
-from live.errors import ShapingError
-from live.pacing import Pacer
-from live.shaping import PREFIX, LinkSpec, Probe, ShapedLink, load_trace
-from sim.link import Channel
+from testbed.live import netns, shaping
+from testbed.live.errors import ShapingError
+from testbed.live.pacing import Pacer
+from testbed.live.shaping import PREFIX, LinkSpec, Probe, ShapedLink, load_trace
+from testbed.sim.link import Channel
 from testbed.bandwidth import MahimahiLink, mahimahi_bytes
 from testbed.scenario import REPO_ROOT
 
@@ -55,7 +55,7 @@ def no_leftovers():
 def upload(link: ShapedLink, nbytes: int) -> tuple[float, float, int]:
     """(measured upload s, trace time at send, request bytes) of one upload to a probe edge in a
     child process on the link's edge side."""
-    with link.spawn_edge("live.handlers:probe") as edge, link.client(edge.endpoint, timeout_s=60) as client:
+    with link.spawn_edge("testbed.live.handlers:probe") as edge, link.client(edge.endpoint, timeout_s=60) as client:
         client.health(timeout_s=10)  # connected before the clock starts
         r = client.request({"op": "sink"}, [bytes(nbytes)])
         return r.meta["received_at"] - r.sent_at, link.trace_time(r.sent_at), r.request_bytes
@@ -171,7 +171,7 @@ def test_set_up_and_tear_down_are_idempotent_and_names_per_run(kernel):
 
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
-    from live.shaping import LinkSpec, ShapedLink
+    from testbed.live.shaping import LinkSpec, ShapedLink
     with ShapedLink(LinkSpec(20, 20, 40), sys.argv[1]) as link:
         print(link.device_netns, link.edge_netns, flush=True)
         {after}

@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from live.videos import made_once
+from testbed.live.videos import made_once
 from testbed.errors import TestbedError
 
 MAKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from live.videos import made_once
+    from testbed.live.videos import made_once
 
     def make(tmp):
         with open(sys.argv[2], "a") as log:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
+from testbed.cli.main import main
 from testbed.models.pocket import (BIGRAM_BUCKETS, DEFAULT_DIR, LARGE, REBUILD, SMALL, VOCAB, HeadConfig, PocketHead,
                                    PocketVLM, PocketWeightsError, load_head, load_pocket_models, save_head, word_ids)
 from testbed.models.pocket_data import ANSWERS, COLORS, SHAPES, Split, image_labels, options_for
@@ -113,7 +113,8 @@ def test_a_mosaic_question_is_answered_by_its_parts():
         q, a = mosaic_question(rng, shapes, colors)
         seen.add(q)
         if q.startswith("what is the color of the "):  # circle and triangle are unique, rectangle is not
-            assert (q, a) in {("what is the color of the circle?", "red"), ("what is the color of the triangle?", "black")}
+            assert (q, a) in {("what is the color of the circle?", "red"),
+                              ("what is the color of the triangle?", "black")}
         elif q == "what is the red shape?":
             raise AssertionError("red is not unique: no question may name it")
         elif q.startswith("what is the "):
@@ -195,7 +196,7 @@ def test_the_committed_weights_meet_the_cards_figures():
 
 
 def test_the_video_workload_has_one_gop_per_scene_and_reads_as_a_manifest(tmp_path):
-    from live.pocket_videos import VIDEO_SCENARIO, video_workload
+    from testbed.live.pocket_videos import VIDEO_SCENARIO, video_workload
     from testbed.scenario import load_scenario
     from testbed.tokenizer.sampling import gop_keyframes
     from testbed.workload.manifest import read_manifest
@@ -217,7 +218,7 @@ def test_the_video_workload_has_one_gop_per_scene_and_reads_as_a_manifest(tmp_pa
 
 
 def test_the_image_workload_is_the_test_split(tmp_path):
-    from live.pocket_videos import image_workload
+    from testbed.live.pocket_videos import image_workload
     from testbed.models.pocket_data import load_split
     from testbed.workload.manifest import read_manifest
 
@@ -236,7 +237,7 @@ def test_pocket_pair_answers_through_a_real_run(tmp_path):
     """Every effect for real with the committed heads: a few clips, the baseline and QuickGrasp."""
     import pandas as pd
 
-    from live.pocket_videos import video_workload
+    from testbed.live.pocket_videos import video_workload
 
     video_workload(tmp_path, clips=3, scenes=4, scene_frames=2, fps=4, seed=2, profile_share=0.0)
     (tmp_path / "run.toml").write_text('[workload]\nkind = "manifest"\npath = "pocket-video.jsonl"\n'
@@ -276,7 +277,7 @@ def test_pocket_eval_prints_one_json_line(capsys):
 
 def test_a_real_run_without_the_weights_is_one_line(tmp_path, monkeypatch, capsys):
     import testbed.models.pocket as pocket
-    from live.pocket_videos import video_workload
+    from testbed.live.pocket_videos import video_workload
 
     video_workload(tmp_path, clips=1, scenes=2, scene_frames=2, fps=4)
     monkeypatch.setattr(pocket, "DEFAULT_DIR", tmp_path / "gone")

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from live.profile import LiveThread, _curve, measure
-from live.real import RealNode
+from testbed.live.profile import LiveThread, _curve, measure
+from testbed.live.real import RealNode
 from testbed.models.pair import VLMPair, tiny_pair
 from tests.videos import encode
 
@@ -37,10 +37,10 @@ def test_live_queries_run_their_model_work_in_worker_threads():
 
 
 def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads(tmp_path, monkeypatch):
-    import live.profile
+    import testbed.live.profile
 
     # the settings are what is checked, not the times: the smallest sizes will do
-    monkeypatch.setattr(live.profile, "SIZES", {"decode": (8, 16), "encode": (4, 8), "prefill": (4, 8),
+    monkeypatch.setattr(testbed.live.profile, "SIZES", {"decode": (8, 16), "encode": (4, 8), "prefill": (4, 8),
                                                 "merge": (16, 32)})
     video = encode(tmp_path / "p.mp4", 2, fps=10, size="64x36", gop=10)
     runner = LiveThread()
@@ -67,7 +67,7 @@ def test_the_profiler_measures_in_a_worker_thread_with_the_process_torch_threads
 
 
 def test_a_fixed_cost_stays_fixed_below_the_smallest_size():
-    from live.profile import _flat
+    from testbed.live.profile import _flat
 
     c = _flat([(100.0, 0.002), (300.0, 0.001), (900.0, 0.004)])  # hand-worked: 0.002 and 0.001 pool to 0.0015
     assert c.size == (0.0, 100.0, 300.0, 900.0)

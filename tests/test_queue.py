@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import simulate_policy
+from testbed.sim.engine import simulate_policy
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.effects import Answer, Infer, Offload, Payload
 from testbed.profiles import load_profile
@@ -27,7 +27,7 @@ def records(n: int, mu: float, seed: int) -> list[QueryRecord]:
     video = VideoMeta(1.0, 30.0, 30, 64, 64, 0, (0,))
     logits = np.array([1.0, 0.0])
     return [QueryRecord(Query(f"q{i}", "mm1", video, "", ()), 0, "test", logits, logits,
-                        {a: logits for a in DENSITIES},
+                        dict.fromkeys(DENSITIES, logits),
                         {SERVICE_KEY: float(rng.exponential(1 / mu)), "edge.decompress.a16": 0.0})
             for i in range(n)]
 

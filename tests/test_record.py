@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli.main import main
-from live.record import record
-from live.shaping import probe
+from testbed.cli.main import main
+from testbed.live.record import record
+from testbed.live.shaping import probe
 from testbed.models.pair import tiny_pair
 from testbed.traces import read_trace
 from testbed.workload.manifest import read_manifest

@@ -82,7 +82,7 @@ def test_a_sampler_asking_for_a_billion_frames_is_refused_before_it_runs():
     ((1, 16, 48), Payload("tokens", 5, 0, 1, 16, "small"), "dim (the encoder's token width) is 48, expected 32"),
 ])
 def test_decoded_tokens_must_match_their_map_and_the_encoders_width(shape, payload, says):
-    from live.real import check_tokens
+    from testbed.live.real import check_tokens
 
     with pytest.raises(RemoteError, match=re.escape(says)):
         check_tokens(shape, payload, 32)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli.main import main
+from testbed.cli.main import main
 from testbed.query import ImageMeta, InputSignals
 from testbed.router.calibration import (CalibrationError, calibration_report, check_logits, ece,
                                         fit_calibration, fit_temperature, load_calibration, option_probs)
@@ -97,7 +97,8 @@ def test_calibrate_prints_ece_per_benchmark_and_a_scenario_reads_its_file(tmp_pa
     assert (got.small_t, got.large_t) == pytest.approx((want.small_t, want.large_t))
     # a scenario names the file instead of fitting: a run reports those temperatures and where they came from
     (tmp_path / "cal.json").write_text(json.dumps({**data, "small_t": 2.0, "large_t": 0.5}))
-    (tmp_path / "s.toml").write_text('[workload]\nkind = "trace"\npath = "t.parquet"\n[calibration]\nfile = "cal.json"\n'
+    (tmp_path / "s.toml").write_text('[workload]\nkind = "trace"\npath = "t.parquet"\n'
+                                     '[calibration]\nfile = "cal.json"\n'
                                      '[policies]\nrun = ["device-native", "quickgrasp-fixed16"]\n'
                                      'baselines = ["device-native"]\n')
     assert main(["sim", str(tmp_path / "s.toml"), "--out", str(tmp_path / "res")]) == 0
@@ -131,7 +132,7 @@ def test_calibration_lowers_the_pocket_pairs_ece_on_real_easy_vqa_logits():
 def test_the_pocket_trace_holds_what_the_pocket_pair_answers():
     """A few rows recomputed through the real path (decode, encode, ToMe, each head) and the real
     image's signals: the committed trace is the pair's, not made up."""
-    from live.real import to_density
+    from testbed.live.real import to_density
     from testbed.models.effnet import EfficientNetLiteEncoder
     from testbed.models.pocket import load_pocket_models
     from testbed.models.pocket_data import load_split
@@ -187,8 +188,8 @@ def test_both_targets_at_once_are_a_config_error():
 
 @pytest.fixture(scope="module")
 def inarvl_run():
-    from sim.engine import run_scenario
-    from sim.fit import comparison
+    from testbed.sim.engine import run_scenario
+    from testbed.sim.fit import comparison
     from testbed.profiles import load_profile
 
     sc = load_scenario("image_inarvl")
@@ -207,7 +208,7 @@ def test_the_picked_threshold_hits_the_target_share_on_the_test_split(inarvl_run
 
 
 def test_quickgrasp_picks_its_threshold_for_a_target_share_on_video(scenario_factory):
-    from sim.engine import run_scenario
+    from testbed.sim.engine import run_scenario
 
     sc = scenario_factory({"workload": {"benchmarks": ["mvbench"], "queries_per_benchmark": 1500},
                            "policies": {"run": ["quickgrasp-fixed16"], "baselines": [],
@@ -280,7 +281,7 @@ def test_the_seed_002_comparison_on_image_inarvl(inarvl_run):
     held = rows[rows.role == "held-out"]
     assert {"INAR-VL mean delay / edge-only", "INAR-VL device energy / edge-only"} <= set(held.index)
     assert held.error.notna().all() and np.isfinite(held.sim).all()
-    for figure, r in held.iterrows():  # each error is (sim - paper) / paper of its own numbers
+    for _figure, r in held.iterrows():  # each error is (sim - paper) / paper of its own numbers
         assert r.error == pytest.approx((r.sim - float(r.paper)) / float(r.paper))
     # every policy reports its energy per query
     from testbed import report
@@ -292,7 +293,7 @@ def test_the_seed_002_comparison_on_image_inarvl(inarvl_run):
     assert all("local.inspect.image" in s for s in ia.stage_s)
     escalated = ia[ia.served_by == "edge"]
     assert not any(any(k.startswith("local.tokenize") for k in s) for s in escalated.stage_s)
-    from sim.engine import load_workload
+    from testbed.sim.engine import load_workload
     from testbed.codec.size import text_bytes
 
     by_id = {r.query.query_id: r.query for r in load_workload(sc).records}
@@ -301,7 +302,7 @@ def test_the_seed_002_comparison_on_image_inarvl(inarvl_run):
 
 
 def test_input_aware_runs_on_a_video_scenario(scenario_factory):
-    from sim.engine import run_scenario
+    from testbed.sim.engine import run_scenario
 
     sc = scenario_factory({"workload": {"benchmarks": ["mvbench", "videomme"], "queries_per_benchmark": 200},
                            "policies": {"run": ["edge-hosted", "input-aware"], "baselines": ["edge-hosted"],
@@ -343,7 +344,7 @@ def test_input_aware_falls_back_to_the_device():
 
 # -- image QA as a workload kind -----------------------------------------------------------------------
 def test_image_rows_read_as_images_and_cost_one_frame():
-    from sim.costs import tokenize_cost
+    from testbed.sim.costs import tokenize_cost
     from testbed.profiles import load_profile
     from testbed.scenario import SHIPPED_PROFILE
     from testbed.tokenizer.sampling import DEFAULT_SAMPLER
@@ -414,7 +415,7 @@ def _profile_with_power():
 
 
 def test_energy_is_the_sum_of_stage_energies_on_a_hand_computed_query(scenario_factory):
-    from sim.engine import load_workload, policy_context, scenario_calibration, simulate_policy
+    from testbed.sim.engine import load_workload, policy_context, scenario_calibration, simulate_policy
     from testbed.codec.size import REPLY_BYTES, text_bytes, text_tokens
     from testbed.energy import add_energy
     from testbed.policies.registry import resolve
@@ -454,7 +455,7 @@ def test_energy_is_the_sum_of_stage_energies_on_a_hand_computed_query(scenario_f
 def test_a_profile_without_power_loads_with_the_defaults_said_once(tmp_path):
     import tomli_w
 
-    from sim.engine import run_scenario
+    from testbed.sim.engine import run_scenario
     from testbed.config import read_toml
     from testbed.profiles import DEFAULT_POWER, load_profile
     from testbed.scenario import SHIPPED_PROFILE
@@ -478,7 +479,7 @@ def test_a_live_pocket_run_reports_seed_002s_figures(tmp_path):
     """input-aware and edge-only for real on easy-VQA images with the pocket pair: the router is trained
     on the profiling questions' real answers and each image's real signals; the run reports seed
     002's four figures."""
-    from live.pocket_videos import image_workload
+    from testbed.live.pocket_videos import image_workload
 
     manifest = image_workload(tmp_path)
     lines = manifest.read_text().splitlines()
@@ -508,8 +509,8 @@ def test_image_queries_are_recorded_with_their_signals_and_replayed(tmp_path):
     Inspect measures; the sim replays input-aware on the trace with the recorded stage times."""
     from PIL import Image
 
-    from live.record import record
-    from sim.engine import policy_context, simulate_policy
+    from testbed.live.record import record
+    from testbed.sim.engine import policy_context, simulate_policy
     from testbed.models.pair import tiny_pair
     from testbed.policies.registry import resolve
     from testbed.router.calibration import Calibration

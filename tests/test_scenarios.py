@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from testbed.cli.main import main
 from testbed.errors import ConfigError
 from testbed.scenario import REPO_ROOT, load_scenario
 
@@ -42,7 +42,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("[sweep]\n'network.up_mbps' = [1.0, 'x']\n", "sweep.network.up_mbps", "expected a number"),
     ("[workload]\nbenchmarks = ['mvbench', 'kinetics']\n", "workload.benchmarks", "allowed: mvbench"),
     ("[policies]\ntau_route = 0.5\n", "policies.tau_route", "a table per policy with its knobs"),
-    ("[policies.quickgrasp-fixed16]\ntau = 0.5\n", "policies.quickgrasp-fixed16.tau", "allowed here: target_accuracy, target_local_share, tau_route"),
+    ("[policies.quickgrasp-fixed16]\ntau = 0.5\n", "policies.quickgrasp-fixed16.tau",
+     "allowed here: target_accuracy, target_local_share, tau_route"),
     ("[policies.quickgrasp-fixed16]\ntau_route = 1.5\n", "policies.quickgrasp-fixed16.tau_route", "in [0, 1]"),
     ("[policies]\nrun = ['device-native']\n[policies.nosharing]\ntau_route = 0.5\n", "policies.nosharing",
      "neither run nor a baseline"),
@@ -73,7 +74,7 @@ def test_missing_files_are_one_line_errors(tmp_path, capsys):
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     p = _write(tmp_path, "[network]\nup_mbs = 5.0\n")
-    proc = subprocess.run([sys.executable, "-m", "cli", "sim", str(p)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "sim", str(p)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
@@ -96,8 +97,8 @@ def test_bytes_that_are_not_utf8_and_an_empty_scenario_are_one_line_errors(tmp_p
     (tmp_path / "link.toml").write_text("[network]\nup_trace = 'trace.mahi'\n")
     for name, says in (("latin.toml", "not UTF-8"), ("uses.toml", "not UTF-8"), ("link.toml", "not a mahimahi trace"),
                        ("empty.toml", "an empty scenario")):
-        proc = subprocess.run([sys.executable, "-m", "cli", "validate", str(tmp_path / name)], capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run([sys.executable, "-m", "testbed.cli", "validate", str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (name, proc.stderr)
         assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr and says in proc.stderr, name
 
@@ -139,7 +140,7 @@ def test_the_json_schema_accepts_every_shipped_scenario_and_refuses_bad_values(t
     (["simm", "default"], "did you mean 'sim'?"),
 ])
 def test_a_misspelt_scenario_or_command_names_the_closest(argv, hint, capsys):
-    from cli.main import main
+    from testbed.cli.main import main
 
     try:
         code = main(argv)

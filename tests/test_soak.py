@@ -4,8 +4,8 @@ restarted, an unreachable spell and a slow edge; the report says so and each fau
 import pandas as pd
 import pytest
 
-from cli.main import main
-from live.soak import SoakConfig, rss_slope, soak
+from testbed.cli.main import main
+from testbed.live.soak import SoakConfig, rss_slope, soak
 
 
 def test_a_small_soak_loses_nothing_across_every_fault():
@@ -30,5 +30,6 @@ def test_rss_slope_is_mb_per_thousand_requests_after_warm_up():
 def test_the_command_writes_its_report(tmp_path, capsys):
     assert main(["soak", "--queries", "200", "--clients", "2", "--no-faults", "--out", str(tmp_path)]) == 0
     (run,) = (tmp_path / "soak").iterdir()
-    assert {"soak.md", "per_thousand.csv", "rss.csv", "faults.csv", "requests.parquet"} <= {p.name for p in run.iterdir()}
+    assert {"soak.md", "per_thousand.csv", "rss.csv", "faults.csv",
+            "requests.parquet"} <= {p.name for p in run.iterdir()}
     assert "lost 0" in capsys.readouterr().out

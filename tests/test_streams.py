@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import load_streams, simulate_stream_policy
+from testbed.sim.engine import load_streams, simulate_stream_policy
 from testbed.errors import ConfigError, TraceError
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.policies.edgevlm import upload
@@ -35,7 +35,8 @@ def stream_record(latency: list[float], fps: float = 1.0, stream_id: str = "s0",
     scores = np.tile([1.0, -1.0], (n, 1))
     keys = {image_tokenize_key("local"): 0.0,
             image_tokenize_key("edge"): 0.0,
-            **{frame_infer_key("local", "small", a, b): LOCAL_S for a, b in ((False, False), (True, False), (True, True))}}
+            **{frame_infer_key("local", "small", a, b): LOCAL_S
+               for a, b in ((False, False), (True, False), (True, True))}}
     return StreamRecord(stream_id, "hand", "multi-label", fps, "which?", ("a", "b"), 640, 360, np.arange(n) / fps,
                         np.tile([True, False], (n, 1)), scores, scores, np.asarray(latency, dtype=float),
                         np.full(n, 1000, dtype=np.int64), np.tile(scores[:, None, :], (1, lags, 1)),
@@ -287,7 +288,7 @@ def test_lcr_and_lhl_over_k_call():
 
 
 def test_seed_001_orderings_hold_on_the_calibrated_workload():
-    from sim.engine import run_scenario
+    from testbed.sim.engine import run_scenario
     from testbed.scenario import load_scenario
     from testbed.streams.report import orderings, placed
 

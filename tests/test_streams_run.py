@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cli.main import main
+from testbed.cli.main import main
 from testbed.streams.focus import (category_patches, focus_tokens, focus_weights, ggvr_patches, patch_grid,
                                    roi_patches)
 
@@ -114,7 +114,7 @@ def test_grvr_weights_two_categories_by_hand_eq_7_to_11():
 def test_the_sim_counts_ggvr_tokens_from_the_traces_grounding(tmp_path):
     """edgeVLM in the sim: a frame with a context answer adds Eq. 6's patches of that answer's
     regions (each category's box on the 1600 x 900 frame's 57 x 32 grid), only with GGVR on."""
-    from sim.engine import run_stream_scenario
+    from testbed.sim.engine import run_stream_scenario
     from testbed.streams.synthetic import synthetic_streams
     from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
     from tests.conftest import make_scenario
@@ -140,8 +140,8 @@ def test_the_sim_counts_ggvr_tokens_from_the_traces_grounding(tmp_path):
 def test_a_live_stream_keeps_real_time_and_records_a_replayable_trace(tmp_path, monkeypatch):
     """Tiny models at 1 FPS on this machine's CPU: every frame's local answer is before its deadline."""
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
-    from live.streams import record_trace, run_streams_real
-    from sim.engine import run_stream_scenario
+    from testbed.live.streams import record_trace, run_streams_real
+    from testbed.sim.engine import run_stream_scenario
     from testbed.models.pair import make_pair
     from testbed.streams.trace import table_to_streams, to_table, write_stream_trace
     from tests.conftest import make_scenario
@@ -196,7 +196,7 @@ def test_a_pocket_stream_grounds_and_focuses_for_real_and_records_every_variant(
     the recording holds the small model with its own history, the large answer as history, with
     GGVR and with GGVR + GRVR, each from the models."""
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
-    from live.streams import record_trace, run_streams_real
+    from testbed.live.streams import record_trace, run_streams_real
     from testbed.models.pair import make_pair
     from testbed.streams.trace import table_to_streams, to_table
     from tests.conftest import make_scenario
@@ -218,3 +218,21 @@ def test_a_pocket_stream_grounds_and_focuses_for_real_and_records_every_variant(
     assert s.context is not None and s.context_ggvr is not None and s.context_focus is not None
     # GGVR adds tokens to the same prompt: on frames with a context, its scores are the models' own, not a copy
     assert not np.allclose(s.context_ggvr[2:], s.context[2:])
+
+
+def test_a_live_stream_run_spreads_its_streams_over_the_clients(tmp_path, monkeypatch):
+    """As the sim does (testbed.experiment.client_streams): with two clients, two streams play at once,
+    one per client, so the policy's run takes about one stream's time, not two."""
+    monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "cache"))
+    from testbed.live.streams import run_streams_real
+    from testbed.models.pair import make_pair
+    from tests.conftest import make_scenario
+
+    sc = make_scenario({"workload": {"kind": "stream"}, "arrivals": {"clients": 2},
+                        "stream": {"fps": 1.0, "seconds": 3.0, "live_streams": 2},
+                        "policies": {"run": ["svlm-only"], "baselines": []}})
+    run, played = run_streams_real(sc, make_pair("tiny"), tmp_path / "out", note=lambda s: None)
+    q = run.queries
+    assert len(q) == 2 * 3 and len(played) == 2
+    assert q.groupby("stream_id").client.unique().map(tuple).to_dict() == {"live-00": (0,), "live-01": (1,)}
+    assert run.totals.makespan_s.iloc[0] < 2 * 3.0  # played side by side: two 3 s streams in under 6 s

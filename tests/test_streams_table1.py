@@ -101,7 +101,7 @@ def test_prompt_answers_give_lcr_and_lhl_worked_by_hand():
 
 def test_table1_reach_writes_every_process_and_names_the_closest(tmp_path):
     out = tmp_path / "reach.csv"
-    r = subprocess.run([sys.executable, "-m", "cli", "table1-reach", "--streams", "3", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "testbed.cli", "table1-reach", "--streams", "3", "--out", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     scan = pd.read_csv(out)

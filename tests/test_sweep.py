@@ -1,13 +1,15 @@
-"""Sweeps as a library call (sim/sweep.py): the same sweep.csv whatever runs the points, a failed point
+"""Sweeps and replications as library calls (sim/sweep.py): the same sweep.csv whatever runs the points, a failed point
 named and its folder never half-written, command-line overrides keeping the sweep."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
-from cli.main import main
-from sim.sweep import PointFailed, run_sweep
+from testbed.cli.main import main
+from testbed.sim.sweep import PointFailed, run_sweep
 
 SWEEP = ('seed = 3\n[workload]\nqueries_per_benchmark = 12\n[policies]\nrun = ["device-native", "edge-hosted"]\n'
          '[sweep]\n"network.up_mbps" = [5.0, 50.0]\n"network.rtt_ms" = [10.0, 80.0]\n')
@@ -29,18 +31,18 @@ def test_serial_and_local_executors_write_the_same_sweep_csv(tmp_path):
 
 
 def test_a_failed_point_is_named_and_leaves_no_half_written_folder(tmp_path, monkeypatch):
-    import sim.engine
+    import testbed.sim.engine
 
     sc = tmp_path / "sw.toml"
     sc.write_text(SWEEP)
-    real = sim.engine.run_scenario
+    real = testbed.sim.engine.run_scenario
 
     def flaky(point, *a, **kw):
         if point.network.up_mbps == 50.0 and point.network.rtt_ms == 10.0:
             raise RuntimeError("the model fell over")
         return real(point, *a, **kw)
 
-    monkeypatch.setattr(sim.engine, "run_scenario", flaky)
+    monkeypatch.setattr(testbed.sim.engine, "run_scenario", flaky)
     with pytest.raises(PointFailed) as err:
         run_sweep(str(sc), tmp_path / "out", executor="serial")
     msg = str(err.value)
@@ -83,3 +85,25 @@ def test_a_point_alone_is_the_grids_point_in_product_order(tmp_path):
     assert (point.network.up_mbps, point.network.rtt_ms, point.seed) == (2.0, 5.0, 1) == tuple(assignment.values())
     with pytest.raises(IndexError):
         sc.point(12)
+
+
+def test_replications_are_a_library_call_equal_to_one_run_per_seed(tmp_path):
+    """run_replications on a process pool: each seed's summary is that of a plain run on that seed,
+    and the replication table's mean is their mean (its CI half-width from Student t)."""
+    from testbed.sim.engine import run_scenario
+    from testbed.sim.sweep import run_replications
+    from testbed import report
+    from testbed.scenario import load_scenario, with_overrides
+
+    result = run_replications("default", tmp_path, 3, overrides={"workload.queries_per_benchmark": 12},
+                              executor="local", workers=2, plots=False)
+    assert result.seeds == [0, 1, 2] and all((tmp_path / f"seed-{s}" / "summary.csv").is_file() for s in range(3))
+    sc = with_overrides(load_scenario("default"), {"workload.queries_per_benchmark": 12})
+    for s, p in zip(result.seeds, result.points):
+        alone = report.summarize(run_scenario(replace(sc, seed=s)).queries, sc.policies.baselines)
+        pd.testing.assert_frame_equal(p.summary, alone)
+    t = result.table
+    row = t[(t.benchmark == report.ALL) & (t.policy == "edge-hosted") & (t.metric == "mean_s")].iloc[0]
+    means = [p.summary.set_index(["benchmark", "policy"]).loc[(report.ALL, "edge-hosted"), "mean_s"]
+             for p in result.points]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(sum(means) / 3)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import decord
-from cli.main import main
+from testbed.cli.main import main
 from testbed.models.encoder import make_encoder, tiny_encoder
 from testbed.tokenizer.decode import decode, iter_frames_decord, iter_keyframes
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +90,7 @@ def test_bad_files_raise_the_documented_error(videos, name, encoder):
 @pytest.mark.parametrize("name", BAD + ["missing"])
 def test_bad_files_end_the_cli_with_one_line(videos, name):
     path = videos.get(name, "/nonexistent/video.mp4")
-    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(path)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2
     ours = [line for line in proc.stderr.splitlines() if line.startswith("testbed: error:")]
@@ -207,6 +207,64 @@ def test_one_frame_fewer_than_declared_tokenizes_without_a_note(short_files, enc
     assert r.tokens.shape[0] == 100
 
 
+@pytest.fixture(scope="module")
+def sparse_files(tmp_path_factory):
+    """A sparse AVI (68 frames over 444 frame intervals, as tree.avi) and the same file cut in the middle."""
+    from tests.videos import cut, sparse_avi
+
+    d = tmp_path_factory.mktemp("sparse")
+    whole = sparse_avi(d / "sparse.avi", frames=68, span=444, fps=30)
+    return {"whole": whole, "half": cut(whole, d / "sparse_half.avi", 0.5)}
+
+
+def test_a_sparse_avi_is_whole_not_cut_short(sparse_files, encoder):
+    """Every frame it holds is kept and no note is made; its duration is the span of its timestamps
+    (444 intervals at 30 fps: 14.8 s), so fps is the frames it holds per second of that span."""
+    import av
+
+    with av.open(str(sparse_files["whole"])) as c:  # the file is what it should be: 444 declared, 68 present
+        assert c.streams.video[0].frames == 444
+        assert sum(1 for p in c.demux(video=0) if p.size) == 68
+    notes: list[str] = []
+    m = probe(sparse_files["whole"], notes)
+    assert notes == []
+    assert m.n_frames == 68
+    assert m.duration_s == pytest.approx(444 / 30)
+    assert m.fps == pytest.approx(68 / (444 / 30))
+    r = tokenize(sparse_files["whole"], Sampler("uniform", count=68), encoder, time.perf_counter, meta=m)
+    assert r.tokens.shape[0] == 68
+
+
+def test_a_sparse_avi_cut_in_the_middle_is_cut_short(sparse_files):
+    """Its timestamps end early: the declared count, not the frames present, tells it from a whole sparse file."""
+    notes: list[str] = []
+    m = probe(sparse_files["half"], notes)
+    assert len(notes) == 1 and "cut short" in notes[0]
+    assert 20 <= m.n_frames < 68
+
+
+def test_a_manifest_notes_a_cut_file_once_and_a_sparse_one_never(sparse_files, tmp_path):
+    """Two questions on each file: the cut one is noted once, not once per question."""
+    import json
+
+    from testbed.workload.manifest import read_manifest
+
+    lines = [{"query_id": f"{name}{i}", "video": str(sparse_files[name]), "question": "q?", "options": ["a", "b"],
+              "answer": 0} for name in ("whole", "half") for i in range(2)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    wl = read_manifest(tmp_path / "m.jsonl")
+    assert len(wl.records) == 4
+    (note,) = wl.notes
+    assert "sparse_half.avi" in note and "cut short" in note
+
+
+def test_the_cli_makes_no_note_for_a_sparse_avi(sparse_files):
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(sparse_files["whole"]),
+                           "--sampler", "uniform", "--count", "8"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("note:")] == []
+
+
 @pytest.mark.parametrize("name", ["half_avi", "half_mkv", "half_mp4"])
 def test_a_file_cut_in_the_middle_tokenizes_the_frames_present(short_files, encoder, name):
     notes = []
@@ -219,7 +277,7 @@ def test_a_file_cut_in_the_middle_tokenizes_the_frames_present(short_files, enco
 
 
 def test_the_cli_warns_in_one_line_about_a_cut_file(short_files):
-    proc = subprocess.run([sys.executable, "-m", "cli", "tokenize", str(short_files["half_avi"])],
+    proc = subprocess.run([sys.executable, "-m", "testbed.cli", "tokenize", str(short_files["half_avi"])],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("note:")]

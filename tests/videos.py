@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from live.videos import encode, ffmpeg
+from testbed.live.videos import encode, ffmpeg
 
 FFMPEG = ffmpeg()
 __all__ = ["encode", "FFMPEG"]
@@ -24,6 +24,15 @@ def declare_extra_frames(avi: Path, out: Path, extra: int = 1) -> Path:
     for offset in (i + 8 + 16, j + 8 + 32):
         struct.pack_into("<I", data, offset, struct.unpack_from("<I", data, offset)[0] + extra)
     out.write_bytes(bytes(data))
+    return out
+
+
+def sparse_avi(out: Path, frames: int = 68, span: int = 444, fps: int = 30) -> Path:
+    """An MJPEG AVI holding `frames` frames spread evenly over `span` frame intervals (pts 0 ..
+    span - 1), the rest left out as empty chunks, as OpenCV's tree.avi sample: its headers declare `span`."""
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=160x120:rate={fps}", "-frames:v",
+                    str(frames), "-vf", f"setpts='trunc(N*{span - 1}/{frames - 1})'", "-fps_mode", "passthrough",
+                    "-enc_time_base", f"1/{fps}", "-c:v", "mjpeg", str(out)], check=True, timeout=60)
     return out
 
 

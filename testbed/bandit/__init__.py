@@ -70,7 +70,8 @@ from testbed.bandit.profiling import (
 from testbed.bandit.online import BanditRun, fit_records, sampled_frames, start_run
 
 __all__ = [
-    "AGENTS", "AGENT_KINDS", "Agent", "Backbone", "BanditRun", "BanditFileError", "CONTEXT_FIELDS", "ContextBuilder", "CorruptFileError",
+    "AGENTS", "AGENT_KINDS", "Agent", "Backbone", "BanditRun", "BanditFileError",
+    "CONTEXT_FIELDS", "ContextBuilder", "CorruptFileError",
     "CostModel", "Decision", "DecisionLog", "DecisionLogger", "EpsilonGreedy", "Estimate", "FixedDensity",
     "LinUCB", "LinearPosteriors", "MismatchError", "NeuralLinearThompson", "Oracle", "PCA", "Profiling",
     "RawFeatures", "context_dim", "context_vector", "correctness_matrix", "doubly_robust", "fit_context_builder",

@@ -15,7 +15,8 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import numpy as np
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -215,7 +216,7 @@ class Agent(ABC):
                hindsight: Mapping[int, float] | None = None) -> Decision:
         """Choose a density for one query: context (p,), frames n."""
 
-    def update(self, context: np.ndarray, action: int, success: float) -> None:
+    def update(self, context: np.ndarray, action: int, success: float) -> None:  # noqa: B027 - optional hook
         """Learn from the outcome of `action` (a density): success in [0, 1] (1{correct}
         or the proxy). Agents that do not learn ignore it."""
 
@@ -242,7 +243,7 @@ class Agent(ABC):
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {}
 
-    def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+    def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
         """Restore `state_arrays` (already checked for names and shapes)."""
 
     def _decide(self, scores: np.ndarray, propensity: float) -> Decision:
@@ -322,7 +323,7 @@ class _LinearAgent(Agent):
             self._last = (c.copy(), self.features.transform(c))
         return self._last[1]
 
-    def update(self, context: np.ndarray, action: int, success: float) -> None:
+    def update(self, context: np.ndarray, action: int, success: float) -> None:  # noqa: B027 - optional hook
         self.posterior.update(self.index(action), self._features(context), float(success))
 
     def state_config(self) -> dict[str, Any]:
@@ -332,7 +333,7 @@ class _LinearAgent(Agent):
     def state_arrays(self) -> dict[str, np.ndarray]:
         return self.posterior.arrays()
 
-    def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+    def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
         self.posterior.set_arrays(arrays)
 
 
@@ -381,7 +382,8 @@ class NeuralLinearThompson(_LinearAgent):
     distribution of decisions as drawing the d_u-dimensional beta_a, at O(d_u^2) per density instead
     of a Cholesky factor per query. The propensity of the chosen density comes from
     `propensity_draws` further draws from the same generator (`win_probability`), clipped to
-    [1e-12, 1] so that it is never 0 or past 1 by rounding (NaN with propensity_draws = 0, for runs that log no decisions)."""
+    [1e-12, 1] so that it is never 0 or past 1 by rounding (NaN with propensity_draws = 0, for runs that
+    log no decisions)."""
 
     kind = "neural-linear-thompson"
 

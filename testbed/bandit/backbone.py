@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -105,8 +106,6 @@ def train_backbone(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarra
     in {0, 1} (see `full_information`). Deterministic for a seed on a given machine: initial
     weights and batch order come from numpy's generator, torch's global RNG is untouched, and
     training runs on one thread (restored afterwards)."""
-    import torch  # offline only: importing testbed.bandit must not load torch
-
     c = np.asarray(contexts, dtype=np.float64)
     a = np.asarray(actions)
     y = np.asarray(correct, dtype=np.float64)
@@ -123,6 +122,10 @@ def train_backbone(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarra
     scale = np.where(std > 1e-8, std, 1.0)
     x = (c - mean) / scale
 
+    try:
+        import torch  # offline only: importing testbed.bandit must not load torch
+    except ImportError:  # a sim-only install: the same net, initial weights and batches, in numpy
+        return _train_numpy(x, head, y, mean, scale, dens, seed, hidden, epochs, batch_size, lr, weight_decay)
     threads = torch.get_num_threads()
     # one thread: faster for a net this small, and the sums no longer depend on the core count
     torch.set_num_threads(1)
@@ -130,6 +133,52 @@ def train_backbone(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarra
         return _train(torch, x, head, y, mean, scale, dens, seed, hidden, epochs, batch_size, lr, weight_decay)
     finally:
         torch.set_num_threads(threads)
+
+
+def _train_numpy(x: np.ndarray, head: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                 dens: tuple[int, ...], seed: int, hidden: tuple[int, int], epochs: int, batch_size: int, lr: float,
+                 weight_decay: float) -> Backbone:
+    """`_train` without torch: float32 forward and hand-written backward passes, torch's Adam (L2 weight
+    decay added to the gradient, bias-corrected moments); the same initial weights and batch order, so
+    it tracks torch's fit up to float32 summation order (tests/test_bandit.py compares the two)."""
+    rng = np.random.default_rng(seed)
+    p, (h1, h2), k = x.shape[1], hidden, len(dens)
+    params = [t.astype(np.float32) for pair in (_init(rng, p, h1), _init(rng, h1, h2), _init(rng, h2, k)) for t in pair]
+    m1 = [np.zeros_like(t) for t in params]
+    m2 = [np.zeros_like(t) for t in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    n, step, loss_sum = len(y), 0, 0.0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        loss_sum = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            w1, b1, w2, b2, wh, bh = params
+            xb, yb, hb, rows = x32[idx], y32[idx], head[idx], np.arange(len(idx))
+            z1 = xb @ w1 + b1
+            a1 = np.maximum(z1, 0)
+            z2 = a1 @ w2 + b2
+            u = np.maximum(z2, 0)
+            logit = (u @ wh + bh)[rows, hb]
+            loss = np.mean(np.maximum(logit, 0) - logit * yb + np.log1p(np.exp(-np.abs(logit))))
+            dout = np.zeros((len(idx), k), dtype=np.float32)
+            dout[rows, hb] = (1.0 / (1.0 + np.exp(-logit)) - yb) / len(idx)
+            dz2 = (dout @ wh.T) * (z2 > 0)
+            dz1 = (dz2 @ w2.T) * (z1 > 0)
+            grads = [xb.T @ dz1, dz1.sum(0), a1.T @ dz2, dz2.sum(0), u.T @ dout, dout.sum(0)]
+            step += 1
+            c1, c2 = 1 - beta1 ** step, 1 - beta2 ** step
+            for i, (t, g) in enumerate(zip(params, grads)):
+                g = g + weight_decay * t
+                m1[i] = beta1 * m1[i] + (1 - beta1) * g
+                m2[i] = beta2 * m2[i] + (1 - beta2) * g * g
+                params[i] = (t - (lr / c1) * m1[i] / (np.sqrt(m2[i]) / np.sqrt(c2) + eps)).astype(np.float32)
+            loss_sum += float(loss) * len(idx)
+    w = [t.astype(np.float64) for t in params]
+    info = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+            "samples": n, "final_epoch_bce": loss_sum / n, "trainer": "numpy"}
+    return Backbone(dens, mean, scale, w[0], w[1], w[2], w[3], w[4], w[5], info)
 
 
 def _train(torch: Any, x: np.ndarray, head: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray,
@@ -168,6 +217,15 @@ TRAINING_VERSION = 1
 """Bump when `train_backbone` changes what it computes: cached fits made before are then not reused."""
 
 
+def shipped_fits() -> Path:
+    """Backbones fitted with torch for the shipped scenarios' profiling splits (traces/backbones/), keyed as
+    the cache is: a run of a shipped scenario reuses them, so an install without torch gets the very fits
+    (and numbers) an install with it gets."""
+    from testbed.shipped import DATA_ROOT
+
+    return DATA_ROOT / "traces" / "backbones"
+
+
 def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray, densities: Sequence[int],
                  cache: Path | None, *, seed: int = 0, **train_kw: Any) -> tuple[Backbone, bool]:
     """`train_backbone`, or the backbone an earlier call with the same inputs left in `cache` (keyed
@@ -183,11 +241,12 @@ def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray,
         h.update(repr(arr.shape).encode())
         h.update(arr.tobytes())
     path = cache / f"backbone-{h.hexdigest()[:32]}.npz"
-    if path.is_file():
-        try:
-            return load_backbone(path, densities), True
-        except BanditFileError:
-            pass
+    for found in (path, shipped_fits() / path.name):  # this machine's cache, then the fits the package ships
+        if found.is_file():
+            try:
+                return load_backbone(found, densities), True
+            except BanditFileError:
+                pass
     backbone = train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw)
     try:
         save_backbone(backbone, path)

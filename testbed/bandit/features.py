@@ -22,7 +22,7 @@ Shapes: m queries; logits (m, K) NaN-padded for queries with fewer than K option
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -6,7 +6,9 @@ x compression ratio, where the ratio is measured on real tokens with `compressio
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 from dataclasses import dataclass
 
 from testbed.codec.layout import HEADER_BYTES
@@ -44,7 +46,7 @@ def wire_token_bytes(frames: int, density: int, fmt: TokenFormat) -> int:
     return ZSTD_FRAME_BYTES + math.ceil((HEADER_BYTES + raw_token_bytes(frames, density, fmt)) * fmt.compression_ratio)
 
 
-def compression_ratio(tokens, level: int = 3, shuffle: bool = True) -> float:
+def compression_ratio(tokens: Any, level: int = 3, shuffle: bool = True) -> float:
     """Measured compressed/raw ratio of real tokens (a torch tensor) in the wire format."""
     from testbed.codec.wire import encode_message  # torch: only when measuring real tokens
 
@@ -54,6 +56,14 @@ def compression_ratio(tokens, level: int = 3, shuffle: bool = True) -> float:
 
 def text_bytes(question: str, options: tuple[str, ...] | list[str]) -> int:
     """UTF-8 bytes of the question and its options (sent raw, not pre-tokenized: seed 000 SIV)."""
+    if type(options) is tuple:
+        return _text_bytes(question, options)
+    return len(question.encode()) + sum(len(o.encode()) + 1 for o in options)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _text_bytes(question: str, options: tuple[str, ...]) -> int:
+    """`text_bytes` memoized (the sim asks it of the same prompts for every policy and Offload)."""
     return len(question.encode()) + sum(len(o.encode()) + 1 for o in options)
 
 

@@ -15,14 +15,15 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from testbed.errors import ConfigError
 from testbed.models.encoder import VisionEncoder
-from testbed.models.pair import LETTERS, OptionModel
+from testbed.models.vlm import LETTERS, OptionModel
 from testbed.tokenizer.preprocess import preprocess
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -103,7 +104,7 @@ class Adapter(ABC):
         return None
 
     def supports(self) -> dict[str, bool]:
-        """What a run can do with this family (the README's table, `testbed models check`)."""
+        """What a run can do with this family (docs/models.md's table, `testbed models check`)."""
         return {"option logits": True, "token merging": True, "attention map (crop)": True}
 
 

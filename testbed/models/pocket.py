@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from testbed.errors import TestbedError
-from testbed.models.pair import OptionModel, VLMPair
+from testbed.shipped import DATA_ROOT
+from testbed.models.vlm import OptionModel, VLMPair
 from testbed.models.pocket_data import ANSWERS
 
 SIDES = ("small", "large")
@@ -50,7 +51,7 @@ GENERIC_QUESTION = "what is in the image"
 FORMAT = "testbed-pocket-head"
 FORMAT_VERSION = 1
 REBUILD = "rebuild them with `make pocket` (or `testbed train-pocket`)"
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "traces" / "models" / "pocket"
+DEFAULT_DIR = DATA_ROOT / "traces" / "models" / "pocket"
 
 
 class PocketWeightsError(TestbedError):

@@ -13,7 +13,7 @@ identical frames), where exactly one scene has the asked attribute (or, for yes/
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -255,7 +255,8 @@ def train_head(side: str, cfg: HeadConfig, data: TrainData, train_q: np.ndarray,
         a = int(rng.choice(DENSITIES))
         pick = rng.choice(train_q, size=min(tc.image_batch, len(train_q)), replace=False)
         answers = [split.answers[i] for i in pick]
-        logits = head(*_vision(data, head, a, split.image_ids[pick][:, None]), torch.zeros(len(pick), 1), *_text([q_text[i] for i in pick]))
+        logits = head(*_vision(data, head, a, split.image_ids[pick][:, None]), torch.zeros(len(pick), 1),
+                      *_text([q_text[i] for i in pick]))
         target = torch.tensor([answer_index(s) for s in answers])
         loss = F.cross_entropy(logits + _option_mask(answers), target)
         if tc.video_every and step % tc.video_every == 0 and len(video_pool):
@@ -295,7 +296,8 @@ def image_logits(head: PocketHead, side: str, data: TrainData, q_idx: np.ndarray
     split = data.split
     for s in range(0, len(q_idx), batch):
         pick = q_idx[s:s + batch]
-        out.append(head(*_vision(data, head, density, split.image_ids[pick][:, None]), torch.zeros(len(pick), 1), *_text([split.questions[i] for i in pick])).double().numpy())
+        out.append(head(*_vision(data, head, density, split.image_ids[pick][:, None]), torch.zeros(len(pick), 1),
+                        *_text([split.questions[i] for i in pick])).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(ANSWERS)))
 
 

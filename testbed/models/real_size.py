@@ -64,7 +64,8 @@ def real_size_config(family: str, role: Role, tokenizer: Any) -> tuple[Any, Any]
                                    vision_feature_layer=-1, vision_feature_select_strategy="full")
         return ov, LlavaOnevisionImageProcessorPil(size={"height": 384, "width": 384}, image_mean=[0.5, 0.5, 0.5],
                                                     image_std=[0.5, 0.5, 0.5])
-    raise ConfigError("family", f"no published configuration for {family!r}; real-size: {', '.join(REAL_SIZE_FAMILIES)}")
+    raise ConfigError("family",
+                      f"no published configuration for {family!r}; real-size: {', '.join(REAL_SIZE_FAMILIES)}")
 
 
 def write_real_size(family: str, folder: Path | str, role: Role = "small") -> Path:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
 from testbed.bandit.online import BanditRun, start_run
 from testbed.bandit.profiling import Profiling
@@ -156,6 +157,31 @@ class PolicyContext:
         return float(self.knobs.tau_route)
 
 
+WarmUp = Callable[["PolicySpec", Any, RunState, Sequence[QueryRecord], int, int], None]
+"""(spec, knobs, state, labelled profiling records, default density, seed) -> None: fills `state`."""
+
+
+@dataclass(frozen=True)
+class Router:
+    """A policy family's router, carried by its specs: how it warms up on the profiling split and
+    scores a query, and what a real run must measure on that split for it, so that runners never
+    branch on family names."""
+
+    name: str
+    warm_up: WarmUp
+    score: Callable[[RunState, Sequence[QueryRecord]], Any] | None = None
+    """(n,) its score of labelled records (None: the small model's calibrated confidence)."""
+    needs_profile: bool = False
+    """It cannot run without a profiling split (a real run skips it, with a note; the sim refuses)."""
+    signals: bool = False
+    """A real run measures the profiling split's input signals for it (seed 002)."""
+    views: bool = False
+    """A real run answers the profiling split's crop views for it (seed 003)."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
 PolicyFn = Callable[[Query, PolicyContext], Policy]
 StreamPolicyFn = Callable[[Stream, PolicyContext], StreamPolicy]
 
@@ -179,11 +205,9 @@ class PolicySpec:
     """Escalates shared tokens at a density it chose (fixed or adaptive): results give such
     queries their regret against the oracle density."""
     stream: bool = False
-    router: str = ""
-    """How it scores a query against tau_route: "confidence" (the small model's calibrated
-    confidence, seed 000), "input-aware" (seed 002's classifier on the input signals), "min-entropy"
-    (seed 003: the global view's answer decides on a crop; its plan is made on the profiling split),
-    "" (none)."""
+    router: Router | None = None
+    """Its family's router (testbed.policies.routers): how it scores a query against tau_route and
+    warms up on the profiling split before a run; None for a policy that routes nothing."""
     images_only: bool = False
     """Answers image queries only (seed 003's crops): real runs skip it, with a note, on a workload
     with videos."""
@@ -219,15 +243,12 @@ def finish_bandit(spec: PolicySpec, knobs: AdaptiveKnobs, bandit: BanditRun, res
 
 
 def route_scores(spec: PolicySpec, state: RunState, records: Sequence[QueryRecord]) -> Any:
-    """(n,) the policy's routing score of each labelled record, as it will score queries: the small
-    model's confidence under the run's calibration, or the input-aware router's P(small right)."""
+    """(n,) the policy's routing score of each labelled record, as it will score queries (its
+    router's score; the small model's calibrated confidence for a policy without one)."""
     import numpy as np
 
-    if spec.router == "input-aware":
-        from testbed.router.inputaware import record_features
-
-        assert state.router is not None
-        return state.router.scores(record_features(records)) if records else np.zeros(0)
+    if spec.router is not None and spec.router.score is not None:
+        return spec.router.score(state, records)
     return np.array([state.calibration.small_confidence(r.small_logits) for r in records])  # type: ignore[arg-type]
 
 
@@ -247,26 +268,27 @@ def escalated_correct(spec: PolicySpec, records: Sequence[QueryRecord], default_
 
 def start_router(spec: PolicySpec, knobs: Any, state: RunState, profile_split: Sequence[QueryRecord],
                  default_density: int, seed: int) -> None:
-    """Before a run, on the labelled profiling split: train the input-aware router (for such a
-    policy), then pick the threshold for the knobs' target (if any) as RouteLLM does; both go into
-    `state`. Sim and real runs call this with their profiling records (the trace's, or the ones
-    the real models just answered)."""
+    """Before a run, on the labelled profiling split: the policy's router warms up (its family's hook:
+    a classifier trained, a crop plan made, a threshold picked for the knobs' target) into `state`.
+    Sim and real runs call this with their profiling records (the trace's, or the ones the real
+    models just answered)."""
+    if spec.router is None:
+        return
+    if spec.router.needs_profile and not profile_split:
+        from testbed.errors import TestbedError
+
+        raise TestbedError(f"{spec.name}: its router is trained on the profiling split, which this workload lacks "
+                           "(give some queries split = 'profile')")
+    spec.router.warm_up(spec, knobs, state, profile_split, default_density, seed)
+
+
+def pick_target_threshold(spec: PolicySpec, knobs: Any, state: RunState, profile_split: Sequence[QueryRecord],
+                          default_density: int) -> None:
+    """Pick tau_route for the knobs' target (if any) on the profiling split, as RouteLLM does."""
     from testbed.errors import TestbedError
     from testbed.router.threshold import pick_threshold
 
-    if spec.router == "min-entropy":
-        from testbed.policies.crop import plan_crop
-
-        state.crop = plan_crop(knobs, profile_split, seed)
-        return
-    if spec.router == "input-aware":
-        from testbed.router.inputaware import fit_router
-
-        if not profile_split:
-            raise TestbedError(f"{spec.name}: its router is trained on the profiling split, which this workload "
-                               "lacks (give some queries split = 'profile')")
-        state.router = fit_router(profile_split, seed)
-    if not spec.router or not isinstance(knobs, RouteKnobs) or not knobs.has_target:
+    if not isinstance(knobs, RouteKnobs) or not knobs.has_target:
         return
     if not profile_split:
         raise TestbedError(f"{spec.name}: a target threshold is picked on the profiling split, which this workload "

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import GeneratorType
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 from testbed.errors import TestbedError
 from testbed.policies.effects import (HANDLERS, Answer, Compress, Crop, Decompress, Describe, Emit, Infer, Inspect,
                                       NextFrame, Offload, Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit,
                                       Tokenize, Wait, WaitAny)
-from testbed.policies.placement import check_placement
+from testbed.policies.placement import ALLOWED, check_placement
 
 Perform = Callable[[Any], Any]
 
@@ -64,11 +65,18 @@ class Interpreter(ABC):
     def __init__(self) -> None:
         self._handlers: dict[type, Callable[[Any, Any, str], Any]] = {
             cls: getattr(self, name) for cls, name in HANDLERS.items()}
+        self._placed: dict[str, dict[type, Callable[[Any, Any, str], Any]]] = {
+            site: {cls: h for cls, h in self._handlers.items() if site in ALLOWED.get(cls, ())}
+            for site in ("local", "edge")}  # the methods of the effects each site may run
 
     def perform(self, effect: Any, run: Any, site: str = "local") -> Any:
         """Check where `effect` may run, then hand it to its method."""
-        check_placement(effect, site)
-        return self._handlers[type(effect)](effect, run, site)
+        placed = self._placed.get(site)
+        handler = placed.get(type(effect)) if placed is not None else None
+        if handler is None:
+            check_placement(effect, site)  # says why it may not run here
+            handler = self._handlers[type(effect)]
+        return handler(effect, run, site)
 
     @abstractmethod
     def tokenize(self, eff: Tokenize, run: Any, site: str) -> Any: ...

@@ -32,7 +32,8 @@ signal_* columns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generator, Literal, Union
+from typing import Any, Literal
+from collections.abc import Generator
 
 import numpy as np
 
@@ -104,7 +105,8 @@ class Inference:
 
     @property
     def choice(self) -> int:
-        return int(np.argmax(self.option_logits))
+        z = self.option_logits
+        return int(z.argmax()) if type(z) is np.ndarray else int(np.argmax(z))  # the method: no wrapper per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,12 @@ class Infer:
     focus: tuple[str, ...] = ()
     locate: Locate | None = None
 
+    def with_tokens(self, tokens: Tokens | None) -> "Infer":
+        """This Infer on `tokens`: dataclasses.replace's result, without its per-call field walk (an
+        Offload's Infer gets the tokens of the step before it on every escalated query)."""
+        return Infer(self.model, tokens, self.density, self.question, self.options, self.context, self.focus,
+                     self.locate)
+
 
 @dataclass(frozen=True, slots=True)
 class Crop:
@@ -225,7 +233,7 @@ class Inspect:
     sampler: Sampler
 
 
-EdgeStep = Union[Tokenize, Infer, Decompress]
+EdgeStep = Tokenize | Infer | Decompress
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,16 @@ class Future:
     """Handle of work started with Submit."""
 
     id: int
+
+    def started(self, futures: dict[int, Any], policy: str) -> Any:
+        """The interpreter's handle of this work in a run's `futures`; a policy waiting on work it did
+        not submit is a bug in the policy."""
+        handle = futures.get(self.id)
+        if handle is None:
+            from testbed.errors import TestbedError
+
+            raise TestbedError(f"{policy} waits on a future it did not submit")
+        return handle
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,11 +350,18 @@ class PolicyInterrupt(TestbedError):
 
 
 class EdgeUnavailable(PolicyInterrupt):
-    """The edge did not answer an Offload (down, busy or too late)."""
+    """The edge did not answer (down, busy, too late, refused, gone): thrown into a policy at its
+    Offload (it may fall back), raised by the live client to its caller. `reason` is one of "timeout"
+    (down, unreachable or late), "busy", "deadline", "shutdown", "closed", "refused" (a CURVE
+    handshake failed) or "unavailable" (any other)."""
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
-Effect = Union[Tokenize, Infer, Compress, Decompress, Describe, Inspect, Crop, Offload, Submit, Wait, WaitAny,
-               NextFrame, Emit]
+Effect = (Tokenize | Infer | Compress | Decompress | Describe | Inspect | Crop | Offload | Submit | Wait | WaitAny
+          | NextFrame | Emit)
 
 HANDLERS: dict[type, str] = {
     Tokenize: "tokenize", Infer: "infer", Compress: "compress", Decompress: "decompress", Describe: "describe",
@@ -369,5 +394,5 @@ __all__ = ["Answer", "Compress", "Context", "ContextInputs", "Crop", "Decompress
            "EdgeUnavailable",
            "Effect", "Emit", "END_OF_STREAM", "Frame", "FrameAnswer", "Future", "HANDLERS", "ImageMeta", "Infer",
            "Inference", "InputSignals", "Inspect", "Locate", "ModelName", "NextFrame", "Offload", "Payload", "Policy",
-           "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize", "Tokens", "VideoMeta", "Wait", "WaitAny",
-           "Where"]
+           "PolicyInterrupt", "Step", "Stream", "StreamDone", "StreamPolicy", "Submit", "TIMED_OUT", "Tokenize",
+           "Tokens", "VideoMeta", "Wait", "WaitAny", "Where"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import GeneratorType
-from typing import Any, Callable, Generator
+from typing import Any
+from collections.abc import Callable, Generator
 
 from testbed.codec.size import text_bytes
 from testbed.errors import TestbedError
@@ -34,6 +35,8 @@ ALLOWED: dict[type, frozenset[str]] = {
     Emit: frozenset({"local"}),
 }
 """The sites each effect may run on: "local" (yielded by a policy) or "edge" (a step of an Offload)."""
+EDGE_TYPES = frozenset(t for t, sites in ALLOWED.items() if "edge" in sites)
+LOCAL_TYPES = frozenset(t for t, sites in ALLOWED.items() if "local" in sites)
 
 
 class PlacementError(TestbedError):
@@ -54,10 +57,14 @@ def check_offload(off: Offload) -> None:
     """An Offload is well formed: edge steps only, each fed by what came before, ending in Infer."""
     if not off.steps:
         raise PlacementError("an Offload needs at least one step")
-    media = {id(p.media) for p in off.payloads if p.media is not None}
+    media = set()
+    for p in off.payloads:
+        if p.media is not None:
+            media.add(id(p.media))
     has_tokens = False
     for step in off.steps:
-        check_placement(step, "edge")
+        if type(step) not in EDGE_TYPES:
+            check_placement(step, "edge")
         if isinstance(step, Decompress):
             if not any(step.payload is p for p in off.payloads):
                 raise PlacementError("Decompress at the edge needs its payload among the Offload's payloads")
@@ -81,7 +88,7 @@ def run_steps(off: Offload, perform: Callable[[EdgeStep], Any]) -> Generator[Any
     previous: Any = None
     for step in off.steps:
         if type(step) is Infer and step.tokens is None:
-            step = replace(step, tokens=current)
+            step = step.with_tokens(current)
         out = perform(step)
         result = (yield from out) if type(out) is GeneratorType else out
         if type(result) is Tokens:

@@ -10,7 +10,7 @@ confidences (registered with calibrated=False).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from dataclasses import replace
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Callable, get_type_hints
+from typing import Any, get_type_hints
+from collections.abc import Callable
 
 from testbed.errors import ConfigError, did_you_mean
 from testbed.policies.base import EpsilonKnobs, LinUCBKnobs, NoKnobs, PolicySpec, RouteKnobs, ThompsonKnobs
@@ -20,24 +21,25 @@ from testbed.policies.edgevlm import (ABLATIONS, AdasKnobs, EdgeVLMKnobs, Laecip
 from testbed.policies.inputaware import input_aware
 from testbed.policies.oracle import oracle
 from testbed.policies.quickgrasp import nosharing, quickgrasp_adaptive, quickgrasp_fixed
+from testbed.policies.routers import CONFIDENCE, INPUT_AWARE, MIN_ENTROPY
 from testbed.query import DENSITIES
 
 FIXED: dict[str, PolicySpec] = {s.name: s for s in (
     PolicySpec("device-native", device_native, description="small VLM on the device (default tokenizer)"),
     PolicySpec("edge-hosted", edge_hosted, description="upload video + question; large VLM at the edge"),
     PolicySpec("collaborative", collaborative, description="device tokenizes, all tokens to the edge LM"),
-    PolicySpec("nosharing", nosharing, RouteKnobs, router="confidence",
+    PolicySpec("nosharing", nosharing, RouteKnobs, router=CONFIDENCE,
                description="QuickGrasp routing; escalation uploads the video"),
     PolicySpec("oracle", oracle, NoKnobs, needs_hindsight=True, description="cheapest correct action in hindsight"),
     PolicySpec("quickgrasp", quickgrasp_adaptive, ThompsonKnobs, agent="neural-linear-thompson", uses_density=True,
-               router="confidence",
+               router=CONFIDENCE,
                description="QuickGrasp: router, then the neural-linear Thompson agent picks the density"),
     PolicySpec("quickgrasp-eps", quickgrasp_adaptive, EpsilonKnobs, agent="epsilon-greedy", uses_density=True,
-               router="confidence",
+               router=CONFIDENCE,
                description="QuickGrasp router; epsilon-greedy on the backbone's latent picks the density"),
     PolicySpec("quickgrasp-linucb", quickgrasp_adaptive, LinUCBKnobs, agent="linucb", uses_density=True,
-               router="confidence", description="QuickGrasp router; LinUCB on the raw context picks the density"),
-    PolicySpec("input-aware", input_aware, RouteKnobs, router="input-aware",
+               router=CONFIDENCE, description="QuickGrasp router; LinUCB on the raw context picks the density"),
+    PolicySpec("input-aware", input_aware, RouteKnobs, router=INPUT_AWARE,
                description="INAR-VL: input signals route before any inference; device small VLM or edge large"),
     # streams (seed 001): one generator per camera stream
     PolicySpec("svlm-only", svlm_only, stream=True, description="small VLM on every frame, its own history"),
@@ -50,19 +52,19 @@ FIXED: dict[str, PolicySpec] = {s.name: s for s in (
                description="difficulty classifier offloads the hardest frames"),
     PolicySpec("adas-like", adas_like, AdasKnobs, stream=True, description="latency-adaptive offloading"),
     PolicySpec("uncalibrated", quickgrasp_adaptive, ThompsonKnobs, agent="neural-linear-thompson", uses_density=True,
-               router="confidence", calibrated=False, knobs_from="quickgrasp",
+               router=CONFIDENCE, calibrated=False, knobs_from="quickgrasp",
                description="seed 000 Fig. 12's Uncalibrated: QuickGrasp (adaptive, its knobs) on uncalibrated "
                            "confidences"),
 )}
 
 CROP: dict[str, PolicySpec] = {s.name: s for s in (
-    PolicySpec("entropy-crop", entropy_crop, CropKnobs, router="min-entropy", images_only=True,
+    PolicySpec("entropy-crop", entropy_crop, CropKnobs, router=MIN_ENTROPY, images_only=True,
                description="seed 003: global view; above the min-entropy threshold an attention crop"),
     PolicySpec("global-only", global_only, NoKnobs, knobs_from="entropy-crop", images_only=True,
                description="seed 003 baseline: the global view only"),
     PolicySpec("full-res", full_res, NoKnobs, knobs_from="entropy-crop", images_only=True,
                description="seed 003 baseline: the full-resolution image, tiled at the edge (LLaVA-1.5-HD)"),
-    PolicySpec("random-crop", random_crop, NoKnobs, router="min-entropy", knobs_from="entropy-crop", images_only=True,
+    PolicySpec("random-crop", random_crop, NoKnobs, router=MIN_ENTROPY, knobs_from="entropy-crop", images_only=True,
                description="seed 003 baseline: entropy-crop's share retransmitted at random, random box"),
 )}
 """Image QA with crop retransmission (seed 003); the baselines read entropy-crop's knobs. Listed after
@@ -73,10 +75,10 @@ STREAM_FAMILIES = {"edgevlm": (20, 35, 50, 100), "laecips-like": (20, 35, 50), "
 
 PER_DENSITY: dict[str, Callable[[int], PolicySpec]] = {
     "quickgrasp": lambda a: PolicySpec(f"quickgrasp-fixed{a}", quickgrasp_fixed(a), RouteKnobs, uses_density=True,
-                                       router="confidence", escalate_density=a,
+                                       router=CONFIDENCE, escalate_density=a,
                                        description=f"QuickGrasp router, fixed density {a}"),
     "uncalibrated": lambda a: PolicySpec(f"uncalibrated-fixed{a}", quickgrasp_fixed(a), RouteKnobs, calibrated=False,
-                                         uses_density=True, router="confidence", escalate_density=a,
+                                         uses_density=True, router=CONFIDENCE, escalate_density=a,
                                          description=f"QuickGrasp without temperature scaling, density {a}"),
 }
 
@@ -107,13 +109,13 @@ def _variant(family: str, name: str, cls: str, defaults: dict[str, Any], what: s
     return dataclasses.replace(base, name=name, knobs=knobs, description=f"{base.description} ({what})")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _band_spec(family: str, band: int) -> PolicySpec:
     what = "every frame" if band == 100 else f"the {band}-{band + 10}% call-ratio band"
     return _variant(family, f"{family}-lcr{band}", f"Lcr{band}", band_knobs(family, band), what)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ablation_spec(row: str) -> PolicySpec:
     return _variant("edgevlm", f"edgevlm-ablation-{row}", "Ablation" + row.title().replace("-", ""),
                     {**band_knobs("edgevlm", 100), **ABLATIONS[row]},

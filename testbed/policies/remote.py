@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from testbed.crop import CropError, check_box
 from testbed.errors import TestbedError

@@ -134,10 +134,27 @@ class Calibration:
     large_t: float = 1.0
 
     def small_confidence(self, logits: np.ndarray) -> float:
-        return float(confidence(np.asarray(logits)[None, :], self.small_t)[0])
+        return _one_confidence(logits, self.small_t)
 
     def large_confidence(self, logits: np.ndarray) -> float:
-        return float(confidence(np.asarray(logits)[None, :], self.large_t)[0])
+        return _one_confidence(logits, self.large_t)
+
+
+_CONFIDENCE: dict[tuple[bytes, str, tuple[int, ...], float], float] = {}
+
+
+def _one_confidence(logits: np.ndarray, temperature: float) -> float:
+    """One query's confidence, memoized on its logits' bytes and the temperature: every policy of a
+    run asks it of the same trace rows, and numpy's per-call overhead is most of its cost."""
+    z = np.asarray(logits)
+    key = (z.tobytes(), z.dtype.str, z.shape, temperature)
+    hit = _CONFIDENCE.get(key)
+    if hit is None:
+        hit = float(confidence(z[None, :], temperature)[0])
+        if len(_CONFIDENCE) >= 1 << 16:
+            _CONFIDENCE.clear()
+        _CONFIDENCE[key] = hit
+    return hit
 
 
 def padded_logits(rows: Sequence[np.ndarray]) -> np.ndarray:

@@ -128,7 +128,7 @@ def orderings(summary: pd.DataFrame) -> list[str]:
                 lines.append(f"SKIP {bench} {band}: not in the band ({got}); no comparison there")
             if len(ev) and len(others):
                 for metric in (("micro_f1", "macro_f1", "em") if score == "micro_f1" else ("accuracy",)):
-                    ok = bool((ev[metric].min() > others[metric].max()))
+                    ok = bool(ev[metric].min() > others[metric].max())
                     lines.append(f"{'PASS' if ok else 'FAIL'} {bench} {band}: edgeVLM above LAECIPS-/ADAS-like on "
                                  f"{metric} ({ev[metric].min():.2f} vs best {others[metric].max():.2f})")
     return lines + table5_orderings(s)
@@ -149,7 +149,8 @@ def table5_orderings(s: pd.DataFrame) -> list[str]:
     for a, b in zip(rows, rows[1:]):
         for metric in ("micro_f1", "macro_f1", "em"):
             lo, hi = float(d.loc[a, metric]), float(d.loc[b, metric])
-            forced = " (by construction on synthetic streams: their focus gains come from Table 5)" if "ggvr" in b else ""
+            forced = (" (by construction on synthetic streams: their focus gains come from Table 5)"
+                      if "ggvr" in b else "")
             lines.append(f"{'PASS' if hi > lo else 'FAIL'} nuscenes Table 5: {b.removeprefix(ABLATION)} above "
                          f"{a.removeprefix(ABLATION)} on {metric}, as in seed 001 ({hi:.2f} vs {lo:.2f}){forced}")
     return lines
@@ -197,23 +198,27 @@ def write_stream_run(out: Path, name: str, description: str, scenario_toml: str,
 
 
 def plot_f1_over_lcr(summary: pd.DataFrame, path: Path, title: str) -> None:
-    """Each policy's F1 (accuracy) against its call ratio, per dataset."""
-    from testbed.report import _panels, _save, policy_style
+    """Each method's F1 (accuracy) against its call ratio, per dataset, in its own style (its
+    registry name's, testbed.plotstyle), named as seed 001 names it."""
+    from testbed.plotstyle import styles_for
+    from testbed.report import _panels, _policy_legend, _save
 
     benches = list(dict.fromkeys(summary.benchmark))
+    methods = placed(summary).method
+    styles = styles_for(map(str, methods))
     fig, axes = _panels(benches)
     for ax, b in zip(axes, benches):
         d = placed(summary[summary.benchmark == b])
         score = "micro_f1" if d.task.iloc[0] == "multi-label" else "accuracy"
         for m, g in d.groupby("method", sort=False):
             g = g.sort_values("lcr")
-            ax.plot(g.lcr, g[score], label=METHODS.get(m, m), **policy_style(str(m)))
+            ax.plot(g.lcr, g[score], **styles[str(m)].line())
         for lo, hi in BANDS:
             ax.axvspan(lo, hi, color="grey", alpha=0.1)
         ax.set_xlabel("LVLM call ratio (%)")
         ax.set_ylabel("Micro-F1 (%)" if score == "micro_f1" else "accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _policy_legend(fig, styles, labels={m: METHODS.get(m, m) for m in styles})
     _save(fig, path, title)
 
 

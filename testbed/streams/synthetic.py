@@ -264,7 +264,8 @@ def edgevlm_schedule(latency: np.ndarray, fps: float, k_call: int, k_delay: int,
 
 
 def reference_metrics(spec: StreamSpec, out: Outcomes, k_call: int = 3, k_delay: int = 4,
-                      tau_s: float = TAU_S, delta_s: float = 10.0, freshness: str = "call") -> dict[str, dict[str, float]]:
+                      tau_s: float = TAU_S, delta_s: float = 10.0,
+                      freshness: str = "call") -> dict[str, dict[str, float]]:
     """Metrics of SVLM-only, LVLM-only and edgeVLM (k_call, k_delay) computed directly on arrays."""
     from testbed.streams.metrics import label_metrics
 

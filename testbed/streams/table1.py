@@ -7,8 +7,8 @@ latency processes alone. This module scans families of them for each reading of 
 spacing between calls) and reports the closest
 each reading gets (`reach`). It also searches for the closest i.i.d. process, and mixture of two
 per stream (`search`): the rule sees a latency only as the whole frames it spans, so distributions
-over whole-frame delays (1-5 frames, and 8 standing in for later ones) cover such processes. The schedule is `edgevlm_schedule`, the
-reference the sim is checked against.
+over whole-frame delays (1-5 frames, and 8 standing in for later ones) cover such processes. The schedule is
+`edgevlm_schedule`, the reference the sim is checked against.
 """
 
 from __future__ import annotations

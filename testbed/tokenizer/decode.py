@@ -13,7 +13,8 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import av
 import numpy as np

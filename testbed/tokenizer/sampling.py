@@ -59,7 +59,7 @@ def uniform_indices(n_frames: int, count: int) -> np.ndarray:
 def fps_indices(n_frames: int, fps: float, rate: float, min_frames: int, max_frames: int) -> np.ndarray:
     """Fixed-rate sampling: round(duration * rate) frames clamped to [min_frames, max_frames]."""
     duration = n_frames / fps
-    count = int(np.clip(round(duration * rate), min_frames, max_frames))
+    count = min(max(round(duration * rate), min_frames), max_frames)  # np.clip's, on Python ints
     return uniform_indices(n_frames, count)
 
 

@@ -78,7 +78,8 @@ def _record(obj: Any, where: str, folder: Path, default_benchmark: str, notes: l
 
 
 def read_manifest(path: Path) -> Workload:
-    """A JSONL manifest as a Workload (no outcomes); notes on files cut short travel with it."""
+    """A JSONL manifest as a Workload (no outcomes); notes on files cut short travel with it, one per
+    file however many queries ask about it."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -103,7 +104,7 @@ def read_manifest(path: Path) -> Workload:
         records.append(rec)
     if not records:
         raise TraceError(f"{path}: the manifest holds no queries")
-    return Workload(tuple(records), f"manifest:{path.name}", notes=tuple(notes))
+    return Workload(tuple(records), f"manifest:{path.name}", notes=tuple(dict.fromkeys(notes)))  # a file once
 
 
 def read_mvbench(path: Path, video_root: Path | None = None) -> Workload:
@@ -125,4 +126,4 @@ def read_mvbench(path: Path, video_root: Path | None = None) -> Workload:
         obj = {"query_id": f"{path.stem}-{i:05d}", "benchmark": "mvbench", "video": item["video"],
                "question": item["question"], "options": cands, "answer": cands.index(item["answer"])}
         records.append(_record(obj, where, root, "mvbench", notes))
-    return Workload(tuple(records), f"manifest:mvbench:{path.name}", notes=tuple(notes))
+    return Workload(tuple(records), f"manifest:mvbench:{path.name}", notes=tuple(dict.fromkeys(notes)))

@@ -112,9 +112,11 @@ MVBENCH = BenchmarkSpec(
                          "Charades at 480p, ...) hold ~1.3-1.6 MB per video (HF OpenGVLab/MVBench archive sizes)"),
         ("acc_small", "SIII-B: VideoChat-Flash-2B 69.9 on MVBench"),
         ("acc_large_native", "SIII-B: VideoChat-Flash-7B 74.2 on MVBench"),
-        ("acc_large", "SIII-B: VLM7B-Encoder2B 73.7 at the default density 16; Fig. 11 inverted U peaking at 16 (other points assumed)"),
+        ("acc_large", "SIII-B: VLM7B-Encoder2B 73.7 at the default density 16; Fig. 11 inverted U peaking at 16 "
+                      "(other points assumed)"),
         ("rho", "SII-C / Fig. 3: small and large agree on 60-76% of queries"),
-        ("gop_s", "assumed: ~4 s GOP of web video; MVBench clips have too few keyframes, so Alg. 1 falls back to 1 FPS"),
+        ("gop_s", "assumed: ~4 s GOP of web video; MVBench clips have too few keyframes, "
+                  "so Alg. 1 falls back to 1 FPS"),
     ),
     subsets=(PERCEPTION_TEST,),
 )
@@ -134,7 +136,8 @@ VIDEOMME = BenchmarkSpec(
         ("gop_s", "Fig. 6: keyframe-aligned sampling cuts median frames 486 -> 124"),
         ("acc_small", "SIII-A pilot: 57.4 with keyframe-aligned sampling (57.1 at 1 FPS)"),
         ("acc_large_native", "SIII-B: VideoChat-Flash-7B 64.7"),
-        ("acc_large", "SIII-B: VLM7B-Encoder2B 60.9 at density 16; Fig. 11 inverted U peaking at 16 (other points assumed)"),
+        ("acc_large", "SIII-B: VLM7B-Encoder2B 60.9 at density 16; Fig. 11 inverted U peaking at 16 "
+                      "(other points assumed)"),
         ("rho", "SII-C / Fig. 3: small and large agree on 60-76% of queries"),
     ),
 )

@@ -25,11 +25,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from live.busy import ForeignLoad
+from testbed.live.busy import ForeignLoad
 
 RATIOS = Path(".benchmarks") / "ratios-v2.json"
 """v2: ratios measured interleaved, best of rounds, some in CPU time (issue 24); the v1 file's single values,

@@ -10,7 +10,7 @@ decision plus update is under 100 microseconds on the CPU; it is printed, not as
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -119,7 +119,7 @@ def test_adaptive_policy_overhead_in_the_sim(benchmark, compare_speed):
     """Wall time per simulated query of `quickgrasp` (Describe, context, Thompson decision with its
     200-draw propensity, update, log) against `quickgrasp-fixed16` on the same queries; the
     profiling fit (backbone training) is done once before timing and is not counted."""
-    from sim.engine import load_workload, profiling_fit, simulate_policy
+    from testbed.sim.engine import load_workload, profiling_fit, simulate_policy
     from testbed.policies.base import PolicyContext, start_bandit
     from testbed.policies.registry import resolve
     from testbed.profiles import load_profile

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.engine import load_workload, run_scenario
+from testbed.sim.engine import load_workload, run_scenario
 from testbed.profiles import load_profile
 from testbed.scenario import REPO_ROOT
 from tests.bench.conftest import CPU

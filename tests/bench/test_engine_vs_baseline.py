@@ -21,7 +21,7 @@ BASELINE_SHORT = "9cddeea"
 SCRIPT = r'''
 import json, sys, time
 from pathlib import Path
-from sim.engine import load_workload, run_scenario
+from testbed.sim.engine import load_workload, run_scenario
 from testbed.profiles import load_profile
 from testbed.scenario import scenario_from_dict
 sc = scenario_from_dict({"name": "bench", "workload": {"queries_per_benchmark": 400},

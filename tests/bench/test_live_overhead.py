@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from live.busy import ForeignLoad
-from live.real import InProcEdge, RealInterpreter, RealNode
-from live.run import run_policy
+from testbed.live.busy import ForeignLoad
+from testbed.live.real import InProcEdge, RealInterpreter, RealNode
+from testbed.live.run import run_policy
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, RouteKnobs
 from testbed.policies.registry import resolve

@@ -6,7 +6,7 @@ Every server runs in a child process, as a real edge does:
   envelope  a bare loop on a STREAM socket that unframes the record (live/framing.py), decodes the
             envelope and answers with an encoded reply, and the client is live.client.EdgeClient: the
             framing's and the envelope's own cost (goal: at least 0.9 of raw, asserted);
-  edge      `python -m live.edge_server` (loop thread, bounded queue, worker thread, inproc hop
+  edge      `python -m testbed.live.edge_server` (loop thread, bounded queue, worker thread, inproc hop
             back): the whole edge path, whose two thread hand-offs are what keeps health checks
             and "busy" answers immediate while a handler runs (recorded; a looser floor asserted,
             since each hand-off waits for a CPU on a loaded machine).
@@ -22,20 +22,20 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 import zmq
 
-from live.client import EdgeClient
-from live.edge_server import READY, spawn_edge
+from testbed.live.client import EdgeClient
+from testbed.live.edge_server import READY, spawn_edge
 from tests.bench.conftest import idle_core_gate, machine_load
 
 RAW_SERVER = f"""
 import sys
 import zmq
-from live import envelope as env, framing
+from testbed.live import envelope as env, framing
 ctx = zmq.Context()
 decode = sys.argv[1] == "envelope"
 router = ctx.socket(zmq.STREAM if decode else zmq.ROUTER)
@@ -106,7 +106,7 @@ def envelope() -> Iterator[EdgeClient]:
 
 @pytest.fixture
 def edge() -> Iterator[EdgeClient]:
-    with spawn_edge("tcp://127.0.0.1:*", "live.handlers:probe", max_queue=64) as server, \
+    with spawn_edge("tcp://127.0.0.1:*", "testbed.live.handlers:probe", max_queue=64) as server, \
             EdgeClient(server.endpoint, timeout_s=30) as client:
         client.health()
         yield client
