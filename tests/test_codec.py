@@ -207,6 +207,67 @@ def test_merge_by_hand_joins_duplicates():
     assert y.tolist() == [[v, w]] and sizes.tolist() == [[2.0, 2.0]]
 
 
+def _reference_step(x, sizes, r):
+    """merge.py's bipartite step before it was rewritten for speed (issue 24), kept verbatim as the reference."""
+    f, n, d = x.shape
+    a, b = x[:, ::2], x[:, 1::2]
+    sa, sb = sizes[:, ::2], sizes[:, 1::2]
+    metric = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)
+    best, best_idx = scores.max(dim=-1)
+    order = torch.argsort(best, dim=-1, descending=True, stable=True)
+    src, keep = order[:, :r], order[:, r:]
+    dst = best_idx.gather(1, src)
+    w_src = sa.gather(1, src)
+    b_sum = (b * sb[..., None]).scatter_add(1, dst[..., None].expand(-1, -1, d),
+                                            a.gather(1, src[..., None].expand(-1, -1, d)) * w_src[..., None])
+    sb_new = sb.scatter_add(1, dst, w_src)
+    b_new = b_sum / sb_new[..., None]
+    keep_sorted, _ = keep.sort(dim=-1)
+    a_keep = a.gather(1, keep_sorted[..., None].expand(-1, -1, d))
+    return torch.cat([a_keep, b_new], dim=1), torch.cat([sa.gather(1, keep_sorted), sb_new], dim=1)
+
+
+def _reference_merge(x, density, sizes=None):
+    work = x if x.dtype == torch.float64 else x.float()
+    s = torch.ones(x.shape[:2], dtype=work.dtype) if sizes is None else sizes.to(work.dtype)
+    while work.shape[1] > density:
+        cur = work.shape[1]
+        work, s = _reference_step(work, s, min(cur - density, (cur + 1) // 2))
+    return work.to(x.dtype), s
+
+
+@pytest.mark.parametrize("shape,density", [((8, 784, 1024), 16), ((8, 784, 1024), 2), ((3, 577, 64), 32),
+                                           ((2, 31, 4), 1), ((1, 9, 2), 9)])
+def test_merge_equals_the_reference_bit_for_bit(shape, density):
+    """The rewritten merge gives the reference's tokens and sizes exactly: random tokens, random sizes,
+    small integers (many exact ties), half and double precision."""
+    g = torch.Generator().manual_seed(shape[1] + density)
+    cases = [(torch.randn(*shape, generator=g), None),
+             (torch.randn(*shape, generator=g), torch.randint(1, 6, shape[:2], generator=g).float()),
+             (torch.randint(-2, 3, shape, generator=g).float(), None),
+             (torch.randn(*shape, generator=g).half(), None),
+             (torch.randn(*shape, generator=g, dtype=torch.float64), torch.randint(1, 4, shape[:2], generator=g))]
+    for x, sizes in cases:
+        want, got = _reference_merge(x, density, sizes), merge_to_density(x, density, sizes)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        if density < shape[1]:  # a new tensor each call, not a view of the merge's reused workspace
+            assert got[0].data_ptr() != merge_to_density(x, density, sizes)[0].data_ptr()
+
+
+@settings(max_examples=80, deadline=None)
+@given(frames=st.integers(1, 3), n=st.integers(1, 90), dim=st.integers(1, 12), seed=st.integers(0, 2**16),
+       data=st.data())
+def test_merge_equals_the_reference_on_any_shape(frames, n, dim, seed, data):
+    density = data.draw(st.integers(1, n))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-3, 4, (frames, n, dim), generator=g).float() if seed % 2 else torch.randn(frames, n, dim,
+                                                                                                  generator=g)
+    sizes = torch.randint(1, 5, (frames, n), generator=g).float() if seed % 3 == 0 else None
+    want, got = _reference_merge(x, density, sizes), merge_to_density(x, density, sizes)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 def test_merge_is_deterministic_and_checks_density():
     x = torch.randn(3, 784, 32)
     assert torch.equal(merge_to_density(x, 16)[0], merge_to_density(x, 16)[0])

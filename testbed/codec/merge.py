@@ -6,30 +6,81 @@ for. Pure functions, deterministic (stable sorts), vectorised over frames.
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 
-def _merge_step(x: torch.Tensor, sizes: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+WORKSPACE_MAX_BYTES = 256 * 2**20
+"""The largest merge workspace a thread keeps between calls (8 frames of 784 tokens at dim 1024 take 45 MB)."""
+_local = threading.local()
+
+
+def _workspace(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A flat scratch tensor of `numel` elements, kept per thread between calls on the CPU, so each
+    merge does not fault in fresh pages (which cost about a third of the similarity matmul)."""
+    size = numel * torch.empty(0, dtype=dtype).element_size()
+    if device.type != "cpu" or size > WORKSPACE_MAX_BYTES:
+        return torch.empty(numel, dtype=dtype, device=device)
+    kept: dict[torch.dtype, torch.Tensor] = _local.__dict__.setdefault("buffers", {})
+    buf = kept.get(dtype)
+    if buf is None or buf.numel() < numel:
+        kept[dtype] = buf = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
+
+
+def merge_steps(n: int, density: int) -> list[int]:
+    """Tokens merged at each bipartite step from n down to density (at most every A token per step)."""
+    out = []
+    while n > density:
+        r = min(n - density, (n + 1) // 2)
+        out.append(r)
+        n -= r
+    return out
+
+
+def _merge_step(x: torch.Tensor, sizes: torch.Tensor, r: int, unit: bool, keys_buf: torch.Tensor,
+                out_buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One bipartite step: split tokens into alternating sets A (even) and B (odd), merge the r
-    A-tokens most similar (cosine) to their best B-token into it with size-weighted averages."""
+    A-tokens most similar (cosine) to their best B-token into it with size-weighted averages.
+
+    `unit`: every size is 1 (multiplying by the sizes is then skipped: it would change no bit).
+    `keys_buf`, `out_buf`: flat workspace for the normalized keys and the result (reused across
+    steps, so the pages are touched once per merge). Rows are gathered and added by flat row index
+    (index_select, index_add_ take the rows in the order scatter_add did, so every sum is the same)."""
     f, n, d = x.shape
+    na, nb = (n + 1) // 2, n // 2
     a, b = x[:, ::2], x[:, 1::2]
     sa, sb = sizes[:, ::2], sizes[:, 1::2]
-    metric = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # (F, Na, Nb)
+    norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    keys_a = torch.div(a, norm[:, ::2], out=keys_buf[: f * na * d].view(f, na, d))
+    keys_b = torch.div(b, norm[:, 1::2], out=keys_buf[f * na * d: f * n * d].view(f, nb, d))
+    scores = keys_a @ keys_b.transpose(1, 2)  # (F, Na, Nb) cosine similarities
     best, best_idx = scores.max(dim=-1)  # each A's most similar B
     order = torch.argsort(best, dim=-1, descending=True, stable=True)
     src, keep = order[:, :r], order[:, r:]  # merged A tokens, unmerged A tokens
     dst = best_idx.gather(1, src)  # their B partners
     w_src = sa.gather(1, src)
+    nk = na - r
+    out = out_buf[: f * (nk + nb) * d].view(f, nk + nb, d)
+    out_b = out[:, nk:]
     # size-weighted sums into B, then divide by the summed sizes
-    b_sum = (b * sb[..., None]).scatter_add(1, dst[..., None].expand(-1, -1, d),
-                                            a.gather(1, src[..., None].expand(-1, -1, d)) * w_src[..., None])
+    if unit:
+        out_b.copy_(b)
+    else:
+        torch.mul(b, sb[..., None], out=out_b)
+    frame = torch.arange(f, device=x.device)[:, None]
+    rows = torch.index_select(x.reshape(f * n, d), 0, (frame * n + 2 * src).reshape(-1),
+                              out=keys_buf[: f * r * d].view(f * r, d))  # the keys are no longer needed
+    if not unit:
+        rows.mul_(w_src.reshape(-1, 1))
+    out.view(f * (nk + nb), d).index_add_(0, (frame * (nk + nb) + nk + dst).reshape(-1), rows)
     sb_new = sb.scatter_add(1, dst, w_src)
-    b_new = b_sum / sb_new[..., None]
+    out_b.div_(sb_new[..., None])
     keep_sorted, _ = keep.sort(dim=-1)  # unmerged A tokens stay in their original order
-    a_keep = a.gather(1, keep_sorted[..., None].expand(-1, -1, d))
-    return torch.cat([a_keep, b_new], dim=1), torch.cat([sa.gather(1, keep_sorted), sb_new], dim=1)
+    if nk:
+        out[:, :nk] = x.reshape(f * n, d).index_select(0, (frame * n + 2 * keep_sorted).reshape(-1)).view(f, nk, d)
+    return out, torch.cat([sa.gather(1, keep_sorted), sb_new], dim=1)
 
 
 def merge_to_density(x: torch.Tensor, density: int, sizes: torch.Tensor | None = None
@@ -40,16 +91,22 @@ def merge_to_density(x: torch.Tensor, density: int, sizes: torch.Tensor | None =
     frame's features is preserved. Computed in float32 (or float64 if given), cast back."""
     if x.ndim != 3:
         raise ValueError(f"expected (frames, tokens, dim), got shape {tuple(x.shape)}")
-    f, n, _ = x.shape
+    f, n, d = x.shape
     if not 1 <= density <= n:
         raise ValueError(f"density {density} must be in 1..{n} (tokens per frame)")
     work = x if x.dtype == torch.float64 else x.float()
     s = torch.ones(f, n, dtype=work.dtype, device=x.device) if sizes is None else sizes.to(work.dtype)
-    while work.shape[1] > density:
-        cur = work.shape[1]
-        r = min(cur - density, (cur + 1) // 2)  # at most every A token merges in one step
-        work, s = _merge_step(work, s, r)
-    return work.to(x.dtype), s
+    steps = merge_steps(n, density)
+    if not steps:
+        return work.to(x.dtype), s
+    unit = sizes is None or bool((s == 1).all())
+    after = [n - sum(steps[: i + 1]) for i in range(min(2, len(steps)))]
+    space = _workspace(f * d * (n + sum(after)), work.dtype, x.device)
+    keys_buf, bufs = space[: f * n * d], [space[f * n * d: f * d * (n + after[0])], space[f * d * (n + after[0]):]]
+    for i, r in enumerate(steps):
+        work, s = _merge_step(work, s, r, unit, keys_buf, bufs[i % 2])
+        unit = False
+    return work.clone() if work.dtype == x.dtype else work.to(x.dtype), s
 
 
 def avg_pool_to_density(x: torch.Tensor, density: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 
 from testbed.models.encoder import VisionEncoder
 from testbed.query import VideoMeta
-from testbed.tokenizer.decode import iter_frames, only_keyframes
+from testbed.tokenizer.decode import DECODE_WORKERS, iter_frames, only_keyframes
 from testbed.tokenizer.sampling import Sampler, decode_work, sample_indices
 from testbed.tokenizer.video import probe
 
@@ -134,11 +134,13 @@ def _pipelined(chunks: Iterator[np.ndarray], enc: VisionEncoder, clock: Clock, t
 
 class Tokenizer:
     """Tokenizes videos with one encoder, reusing its two pipeline threads across calls (new
-    threads per call would each bring an allocator arena and grow memory). A context manager."""
+    threads per call would each bring an allocator arena and grow memory). A context manager.
+    `threads`: decord's decoding threads; `decode_workers`: the keyframe path's decoders."""
 
-    def __init__(self, encoder: VisionEncoder, clock: Clock, *, chunk_frames: int = 16, threads: int = 0) -> None:
+    def __init__(self, encoder: VisionEncoder, clock: Clock, *, chunk_frames: int = 16, threads: int = 0,
+                 decode_workers: int = DECODE_WORKERS) -> None:
         self.encoder, self.clock = encoder, clock
-        self.chunk_frames, self.threads = chunk_frames, threads
+        self.chunk_frames, self.threads, self.decode_workers = chunk_frames, threads, decode_workers
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenizer")
 
     def __enter__(self) -> "Tokenizer":
@@ -159,7 +161,7 @@ class Tokenizer:
         idx = sample_indices(meta.n_frames, meta.fps, meta.keyframe_array, sampler)
         work = decode_work(idx, meta.keyframe_array)
         totals = {"decode": 0.0, "preprocess": 0.0, "encode": 0.0}
-        chunks = iter_frames(path, meta, idx, self.chunk_frames, self.threads)
+        chunks = iter_frames(path, meta, idx, self.chunk_frames, self.threads, self.decode_workers)
         enc = self.encoder
         parts = _pipelined(chunks, enc, clock, totals, self._pool) if pipelined else \
             _sequential(chunks, enc, self.chunk_frames, clock, totals)
@@ -183,7 +185,8 @@ class Tokenizer:
 
 
 def tokenize(path: Path | str, sampler: Sampler, encoder: VisionEncoder, clock: Clock, *, pipelined: bool = True,
-             chunk_frames: int = 16, threads: int = 0, meta: VideoMeta | None = None) -> TokenizeResult:
+             chunk_frames: int = 16, threads: int = 0, decode_workers: int = DECODE_WORKERS,
+             meta: VideoMeta | None = None) -> TokenizeResult:
     """One-off tokenization (a Tokenizer for one call); keep a Tokenizer to tokenize many videos."""
-    with Tokenizer(encoder, clock, chunk_frames=chunk_frames, threads=threads) as tok:
+    with Tokenizer(encoder, clock, chunk_frames=chunk_frames, threads=threads, decode_workers=decode_workers) as tok:
         return tok(path, sampler, pipelined=pipelined, meta=meta)

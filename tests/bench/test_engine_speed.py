@@ -7,13 +7,12 @@ float on every transfer, 17x slower on the FCC scenario; this guards against tha
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from testbed.sim.engine import load_workload, run_scenario
 from testbed.profiles import load_profile
 from testbed.scenario import REPO_ROOT
+from tests.bench.conftest import CPU
 from tests.conftest import make_scenario
 
 TRACE = str(REPO_ROOT / "traces" / "bandwidth" / "fcc-2016-trace_5294_http---www.youtube.com.mahi")
@@ -27,23 +26,16 @@ def _scenario(trace: bool):
 
 
 @pytest.mark.benchmark(group="engine")
-def test_trace_link_costs_about_what_a_constant_link_costs(benchmark, record_ratio):
+def test_trace_link_costs_about_what_a_constant_link_costs(benchmark, compare_speed):
     const, traced = _scenario(False), _scenario(True)
     profile = load_profile(const.profile_path())
     workload = load_workload(const)
     run_scenario(traced, profile=profile, workload=workload)  # warm the trace cache
 
-    def once(sc):
-        t0 = time.perf_counter()
-        run = run_scenario(sc, profile=profile, workload=workload)
-        return len(run.queries), time.perf_counter() - t0
-
-    n, _ = benchmark.pedantic(lambda: once(traced), rounds=3, iterations=1)
-    t_const = min(once(const)[1] for _ in range(3))
-    t_traced = benchmark.stats.stats.min
-    benchmark.extra_info.update(queries=n, const_queries_per_s=n / t_const, trace_queries_per_s=n / t_traced,
-                                ratio_trace_over_const=t_traced / t_const)
-    print(f"\nengine: {n / t_const:.0f} simulated queries/s on a constant link, "
-          f"{n / t_traced:.0f} on a trace link (ratio {t_traced / t_const:.2f})")
-    record_ratio("engine_const_over_trace_link", t_const / t_traced)
-    assert t_traced / t_const < 2.0
+    n = len(run_scenario(const, profile=profile, workload=workload).queries)
+    m = compare_speed("engine_const_over_trace_link",
+                      f"sim of {n} queries, 4 policies: CPU time on a constant-rate link / on the FCC trace link",
+                      lambda: run_scenario(const, profile=profile, workload=workload),
+                      lambda: run_scenario(traced, profile=profile, workload=workload), rounds=3, clock=CPU)
+    benchmark.extra_info.update(queries=n, ratio_trace_over_const=1 / m.value)
+    assert 1 / m.value < 2.0

@@ -4,16 +4,19 @@ one run, the query's delay against the sum of its measured stage times."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
+from testbed.live.busy import ForeignLoad
 from testbed.live.real import InProcEdge, RealInterpreter, RealNode
 from testbed.live.run import run_policy
 from testbed.models.pair import tiny_pair
 from testbed.policies.base import PolicyContext, RouteKnobs
 from testbed.policies.registry import resolve
 from testbed.workload.manifest import read_manifest
+from tests.bench.conftest import idle_core_gate
 from tests.conftest import make_scenario
 from tests.videos import encode
 
@@ -38,7 +41,8 @@ def test_interpreter_overhead_per_query(benchmark, record_ratio, tmp_path):
             interp.close()
             rows.extend(r)
 
-    benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=1)
+    with ForeignLoad() as load:
+        benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=1)
     work = np.array([sum(r["stage_s"].values()) for r in rows])
     delay = np.array([r["delay_s"] for r in rows])
     overhead = delay - work
@@ -48,5 +52,9 @@ def test_interpreter_overhead_per_query(benchmark, record_ratio, tmp_path):
     print(f"\nlive interpreter: {1e6 * np.median(overhead):.0f} us per query on top of "
           f"{1e3 * np.median(work):.1f} ms of effects (median over {len(rows)} queries)")
     benchmark.extra_info.update(overhead_us=float(1e6 * np.median(overhead)), work_ms=float(1e3 * np.median(work)))
-    record_ratio("live_work_over_interpreter_overhead", float(np.median(work) / max(np.median(overhead), 1e-9)))
-    assert np.median(overhead) < 0.05 * np.median(work)
+    m = record_ratio("live_work_over_interpreter_overhead", float(np.median(work) / max(np.median(overhead), 1e-9)),
+                     "device-native and quickgrasp-fixed16 on 6 clips, in process: median of the effects' stage "
+                     "times / median of what the interpreter adds (delay less stage times)",
+                     needs_idle_core=True,
+                     foreign_cores=None if load.share is None else load.share * (os.cpu_count() or 1))
+    idle_core_gate(m, 20.0, "live_work_over_interpreter_overhead")  # overhead under 5% of the work
