@@ -29,7 +29,8 @@ import torch
 import zmq
 
 from testbed.live.client import EdgeClient
-from testbed.live.edge_server import READY, spawn_edge
+from testbed.live.edge_spawn import spawn_edge
+from testbed.live.messages import READY
 from tests.bench.conftest import idle_core_gate, machine_load
 
 RAW_SERVER = f"""
