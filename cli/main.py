@@ -771,8 +771,9 @@ def _run(args: argparse.Namespace, folders: Any, interrupts: Callable[[], int]) 
         extra = EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
             raise
+        wider = " (or [live] or [all], which include it)" if extra == "models" else ""
         print(f"testbed: error: this command needs the '{extra}' extra (missing module {exc.name}): "
-              f"pip install 'vlm-edge-testbed[{extra}]'", file=sys.stderr)
+              f"pip install 'vlm-edge-testbed[{extra}]'{wider}", file=sys.stderr)
         code = 2
         return 2
     except OSError as exc:  # a file or folder the system refused (permissions, space, a folder where a file was)

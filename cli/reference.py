@@ -81,7 +81,7 @@ def usage(command: str, parser: argparse.ArgumentParser) -> str:
     for a in options:
         flag = max(a.option_strings, key=len)
         text = f"{flag} {_nargs(a, _value_name(a))}" if _takes_value(a) else flag
-        parts.append(text if a.required else f"[{text}]")
+        parts.append(text if _required(a) else f"[{text}]")
     return " ".join(parts)
 
 
@@ -113,9 +113,14 @@ def _help_text(action: argparse.Action, prog: str) -> str:
     return text % params
 
 
+def _required(action: argparse.Action) -> bool:
+    """argparse marks a `nargs='*'` positional required; it is not (it takes none)."""
+    return bool(action.required) and action.nargs not in ("?", "*")
+
+
 def _default_text(action: argparse.Action) -> str:
     d = action.default
-    if action.required:
+    if _required(action):
         return "(required)"
     if d is None or d is argparse.SUPPRESS or isinstance(action, (argparse._StoreTrueAction,
                                                                   argparse._StoreFalseAction)):

@@ -108,7 +108,8 @@ def list_runs(root: Path, scenario: str | None = None) -> list[RunEntry]:
     out = []
     for s in scenarios:
         for run in sorted(p for p in s.iterdir() if p.is_dir() and not p.name.startswith(".")) if s.is_dir() else ():
-            if (run / "versions.json").is_file() or (run / "summary.csv").is_file():
+            if any((run / name).is_file() for name in ("versions.json", "summary.csv", "sweep.csv",
+                                                       "replications.csv")):
                 out.append(describe(run, root))
     return out
 

@@ -438,6 +438,9 @@ def scenario_from_dict(data: dict[str, Any], base_dir: Path) -> Scenario:
 def load_scenario(name_or_path: str, scenarios_dir: Path | None = None) -> Scenario:
     """Load scenarios/<name>.toml or a path to a TOML file."""
     path = Path(name_or_path)
+    if path.suffix not in ("", ".toml") or (path.suffix == "" and len(path.parts) > 1):
+        what = "no such file" if not path.exists() else "not a TOML file"
+        raise ConfigError("", f"{name_or_path}: {what}; a scenario is a name in scenarios/ or a .toml file")
     if path.suffix != ".toml":
         path = (scenarios_dir or REPO_ROOT / "scenarios") / f"{name_or_path}.toml"
     if not path.exists():

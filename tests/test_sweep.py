@@ -28,6 +28,10 @@ def test_serial_and_local_executors_write_the_same_sweep_csv(tmp_path):
     assert points == ["point-000", "point-001", "point-002", "point-003"]
     assert not list(local.glob("point-000/*.png"))  # per-point figures only with --plots all
     assert (local / "sweep.png").is_file()
+    from testbed.cli.runs import list_runs
+
+    (entry,) = list_runs(tmp_path / "local")  # testbed runs lists a sweep by its points
+    assert entry.folder == f"sw/{local.name}" and entry.headline == "sweep of 4 points (sweep.csv)"
 
 
 def test_a_failed_point_is_named_and_leaves_no_half_written_folder(tmp_path, monkeypatch):
