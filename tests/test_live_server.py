@@ -300,7 +300,9 @@ def test_signal_shuts_down_cleanly_without_losing_replies(sig):
         wait_for(lambda: client.health().meta["outstanding"] == 1)
         waiting = threading.Thread(target=ask, args=("waiting", {"op": "echo"}))
         waiting.start()
-        wait_for(lambda: client.health().meta["queued"] == 1)
+        # both accepted and one of them queued: the first (FIFO) is in service (queued == 1 alone could be the
+        # first request, not yet taken by the worker, before the second arrived)
+        wait_for(lambda: (m := client.health().meta)["outstanding"] == 2 and m["queued"] == 1)
         edge.proc.send_signal(sig)
         serving.join(20)
         waiting.join(20)

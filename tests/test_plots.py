@@ -23,6 +23,7 @@ from matplotlib.text import Text  # noqa: E402
 
 from testbed.cli.main import main  # noqa: E402
 from testbed import report  # noqa: E402
+from testbed.report import plots  # noqa: E402
 from testbed.plotstyle import FIXED, MARKERS, PALETTE, styles_for  # noqa: E402
 from testbed.policies.registry import policy_names  # noqa: E402
 from testbed.results import workload_label  # noqa: E402
@@ -192,7 +193,7 @@ def test_log_axes_label_more_than_one_tick_inside_a_decade(figures):
 
     fig, ax = plt.subplots()
     ax.plot([0.3, 2.5], [0, 1])
-    report._log_axis(ax, "x", "delay (s)", [0.3, 2.5])
+    plots._log_axis(ax, "x", "delay (s)", [0.3, 2.5])
     fig.draw_without_rendering()
     shown = [t.get_text() for t in ax.get_xticklabels(minor=True) + ax.get_xticklabels()
              if t.get_text() and 0.3 <= t.get_position()[0] <= 2.5]

@@ -201,7 +201,7 @@ def plot_f1_over_lcr(summary: pd.DataFrame, path: Path, title: str) -> None:
     """Each method's F1 (accuracy) against its call ratio, per dataset, in its own style (its
     registry name's, testbed.plotstyle), named as seed 001 names it."""
     from testbed.plotstyle import styles_for
-    from testbed.report import _panels, _policy_legend, _save
+    from testbed.report.plots import _panels, _policy_legend, _save
 
     benches = list(dict.fromkeys(summary.benchmark))
     methods = placed(summary).method

@@ -21,7 +21,10 @@ BASELINE_SHORT = "9cddeea"
 SCRIPT = r'''
 import json, sys, time
 from pathlib import Path
-from testbed.sim.engine import load_workload, run_scenario
+if (Path(sys.argv[1]) / "testbed" / "sim").exists():  # this tree: the sim installs as testbed.sim
+    from testbed.sim.engine import load_workload, run_scenario
+else:  # the baseline commit's tree, before the package was renamed (sim/ at the top)
+    from sim.engine import load_workload, run_scenario
 from testbed.profiles import load_profile
 from testbed.scenario import scenario_from_dict
 sc = scenario_from_dict({"name": "bench", "workload": {"queries_per_benchmark": 400},
