@@ -73,8 +73,19 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     _print_routers(console, run)
     if comparison is not None:
         _print_comparison(console, comparison)
+        smallest = int(summary[summary.benchmark != report.ALL].groupby("benchmark").queries.min().min()) \
+            if len(summary) else 0
+        if 0 < smallest < SMALL_SAMPLE:
+            note(f"the comparison rests on as few as {smallest} test queries per benchmark and policy: at this size "
+                 f"its errors are mostly sampling noise (the paper's figures hold for its full benchmarks; drop "
+                 f"--queries, or raise it to {SMALL_SAMPLE} or more)")
     console.print(f"\nresults: {args.folders.final(out)}")
     return 0
+
+
+SMALL_SAMPLE = 100
+"""Test queries per benchmark below which the paper comparison is mostly noise (a binomial accuracy's
+95% interval is wider than +-10 points below 100 queries)."""
 
 
 def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> int:
@@ -700,7 +711,7 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     if not any("--quiet" in a.option_strings for a in p._actions):
         group = p.add_mutually_exclusive_group()
         group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
-                           help="print no notes (errors only)")
+                           help="print no notes (tables, results and errors still print)")
         group.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
                            help="print details too")
 

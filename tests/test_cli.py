@@ -333,3 +333,15 @@ def test_notes_print_one_line_each_and_quiet_silences_them(capsys):
     finally:
         setup_logging(0)
     assert main(["sim", "--help"]) == 0 and "--quiet" in capsys.readouterr().out
+
+
+def test_a_paper_comparison_on_a_handful_of_queries_says_it_is_noise(tmp_path, capsys):
+    """--queries 10 leaves a few test queries per benchmark: the comparison still prints, with one note
+    that its errors are mostly sampling noise at that size."""
+    from testbed.cli.main import SMALL_SAMPLE
+
+    assert main(["sim", "default", "--queries", "10", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    noise = [line for line in out.splitlines() if "sampling noise" in line]
+    assert len(noise) == 1 and noise[0].startswith("note: ") and str(SMALL_SAMPLE) in noise[0]
+    assert "Measured vs seed 000" in out
