@@ -73,8 +73,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     _print_routers(console, run)
     if comparison is not None:
         _print_comparison(console, comparison)
-        smallest = int(summary[summary.benchmark != report.ALL].groupby("benchmark").queries.min().min()) \
-            if len(summary) else 0
+        per_bench = summary[summary.benchmark != report.ALL]
+        per_bench = per_bench if len(per_bench) else summary  # one benchmark: only its "all" rows
+        smallest = int(per_bench.queries.min()) if len(per_bench) else 0
         if 0 < smallest < SMALL_SAMPLE:
             note(f"the comparison rests on as few as {smallest} test queries per benchmark and policy: at this size "
                  f"its errors are mostly sampling noise (the paper's figures hold for its full benchmarks; drop "
