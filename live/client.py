@@ -186,7 +186,7 @@ class EdgeClient:
                 self._discard_socket()
                 raise self._late(timeout)
             _, data = link.sock.recv_multipart(copy=False)
-            if not data.bytes:  # the edge closed the connection
+            if not len(data):  # the edge closed the connection
                 self._discard_socket()
                 raise EdgeUnavailable(reason="closed", message=f"the edge at {self.endpoint} closed the connection")
             for item in link.reader.feed(data.buffer):
@@ -237,16 +237,16 @@ class EdgeClient:
             raise EnvelopeError(f"request of {nbytes} bytes; the limit is {self.limits.max_message_bytes}",
                                 "oversize", rid)
         link = self._link(deadline, timeout)
-        body = framing.pack(frames)
-        data = framing.record(link.sealer.seal(body) if link.sealer is not None else body)
+        data = framing.parts(frames, link.sealer)
+        request_bytes = sum(memoryview(p).nbytes for p in data)
         if self.link is not None and self.link.up is not None:
-            release = self.link.up.schedule(sent_at, len(data))
+            release = self.link.up.schedule(sent_at, request_bytes)
             if release > deadline:
                 _sleep_until(deadline)
                 raise self._late(timeout)
             _sleep_until(release)
         try:
-            link.sock.send_multipart([link.peer, data], zmq.NOBLOCK, copy=False)
+            framing.write(link.sock, link.peer, data, zmq.NOBLOCK)
         except zmq.Again:  # the socket's queue is full: the edge has not been reachable for a while
             self._discard_socket()
             raise self._late(timeout) from None
@@ -276,7 +276,7 @@ class EdgeClient:
                     _sleep_until(deadline)
                     raise self._late(timeout)
                 _sleep_until(release)
-            return self._result(msg, expect, sent_at, time.monotonic(), len(data), reply_bytes)
+            return self._result(msg, expect, sent_at, time.monotonic(), request_bytes, reply_bytes)
 
     def _late(self, timeout: float) -> EdgeUnavailable:
         return EdgeUnavailable(reason="timeout", message=f"no reply from the edge at {self.endpoint} within "

@@ -30,6 +30,7 @@ Binding: loopback, or any address when the server runs inside a testbed namespac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import ipaddress
 import logging
@@ -42,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 import zmq
@@ -56,6 +57,9 @@ from testbed.live.errors import EnvelopeError
 from testbed.live.messages import READY, Handler, Reply, Request
 from testbed.argtypes import COUNT, Integer, Number, Parser
 from testbed.errors import ConfigError, TestbedError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 log = logging.getLogger(__name__)
 POLL_MS = 50  # how often the loop looks at the stop flag; shutdown starts within this
@@ -368,16 +372,18 @@ class EdgeServer:
         conn = self._conns.get(ident)
         if conn is None:  # the peer has gone: nobody to answer
             return
-        body = framing.pack(frames)
-        self._write(router, ident, framing.record(conn.sealer.seal(body) if conn.sealer is not None else body))
+        self._write(router, ident, *framing.parts(frames, conn.sealer))
 
-    def _write(self, router: zmq.Socket, ident: bytes, data: bytes) -> None:
-        """Bytes to a peer, never blocking the loop: a peer gone since (its close not yet read) or one
-        that has not read its last thousand messages is dropped, not an error."""
+    def _write(self, router: zmq.Socket, ident: bytes, *data: Buffer) -> None:
+        """Parts of a record to a peer, never blocking the loop: a peer gone since (its close not yet
+        read) or one that has not read its last thousand messages is dropped, not an error, and its
+        connection closed (a record may have been cut)."""
         try:
-            router.send_multipart([ident, data], zmq.NOBLOCK, copy=False)
+            framing.write(router, ident, data, zmq.NOBLOCK)
         except zmq.ZMQError:  # EHOSTUNREACH, or EAGAIN: its queue is full
             self._drop(ident)
+            with contextlib.suppress(zmq.ZMQError):
+                router.send_multipart([ident, b""], zmq.NOBLOCK)
 
     def _error(self, router: zmq.Socket, ident: bytes, rid: int, code: str, reason: str) -> None:
         self.counts["errors"] += 1

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from testbed.live.errors import EnvelopeError
@@ -66,6 +66,28 @@ def record(body: Buffer) -> bytes:
     if n > MAX_RECORD:
         raise FramingError(f"a body of {n} bytes does not fit a record", "oversize")
     return b"".join((PREFIX.pack(n), body))
+
+
+def parts(frames: Sequence[Buffer], sealer: Sealer | None = None) -> list[Buffer]:
+    """A record of these frames as the parts to write in order, with no copy of the frames: the length
+    prefix, frame count and sizes in one small part, then the frames; sealed, one part (the box copies)."""
+    if sealer is not None:
+        return [record(sealer.seal(pack(frames)))]
+    views = [memoryview(f).cast("B") for f in frames]
+    if len(views) > 0xFFFF:
+        raise FramingError(f"{len(views)} frames; a body holds at most 65535", "oversize")
+    n = COUNT.size + len(views) * SIZE.size + sum(v.nbytes for v in views)
+    if n > MAX_RECORD:
+        raise FramingError(f"a body of {n} bytes does not fit a record", "oversize")
+    head = PREFIX.pack(n) + COUNT.pack(len(views)) + b"".join(SIZE.pack(v.nbytes) for v in views)
+    return [head, *(v for v in views if v.nbytes)]
+
+
+def write(sock: Any, peer: bytes, record_parts: Sequence[Buffer], flags: int = 0) -> None:
+    """A record's parts to `peer` on a ZeroMQ STREAM socket, in order and uncopied. A ZMQError after
+    the first part leaves a cut record on the stream: the caller must drop that connection."""
+    for part in record_parts:
+        sock.send_multipart([peer, part], flags, copy=False)
 
 
 def unpack(body: Buffer, max_frames: int) -> list[memoryview]:
@@ -133,9 +155,19 @@ class Reader:
             self.budget.give(len(self._body))
         self._body = None
 
-    def feed(self, chunk: Buffer) -> Iterator[bytearray | FramingError]:
+    def feed(self, chunk: Buffer) -> Iterable[bytearray | FramingError]:
         """The records `chunk` completes (and the refusals it meets), in order, lazily: the caller may
         change `max_record`, `budget` and `strict` between two (a handshake's end lifts its limit)."""
+        body = self._body
+        if body is not None:  # the common case, a chunk inside a record's body: one copy, no generator
+            n = memoryview(chunk).nbytes
+            if self._got + n < len(body):
+                body[self._got:self._got + n] = memoryview(chunk).cast("B")
+                self._got += n
+                return ()
+        return self._feed(chunk)
+
+    def _feed(self, chunk: Buffer) -> Iterator[bytearray | FramingError]:
         data = memoryview(chunk).cast("B")
         at = 0
         while at < data.nbytes:
