@@ -96,3 +96,36 @@ def test_a_consumer_that_stops_early_leaves_no_decoder(videos):
     assert first.shape[0] == 4 and _decoders_alive()
     it.close()
     assert not _decoders_alive()
+
+
+@pytest.mark.parametrize("name", ["long", "bikes"])
+def test_one_array_from_the_pool_equals_the_serial_path(videos, name):
+    """decode() over several decoders, each writing its rows of one array, gives the chunked serial
+    path's frames; and the reused scaler gives PyAV's own to_ndarray pixels."""
+    import av
+
+    from testbed.tokenizer.decode import decode
+
+    m = probe(videos[name])
+    subset = list(m.keyframes[1::2]) or list(m.keyframes)
+    serial = np.concatenate(_chunks(videos[name], m, subset, 5, 1))
+    for workers in (1, 2, 3):
+        assert np.array_equal(decode(videos[name], m, subset, workers=workers), serial)
+    with av.open(str(videos[name])) as c:
+        frames = [f for _, f in zip(range(3), c.decode(video=0))]
+    to_rgb = dec._ToRGB()
+    assert all(np.array_equal(to_rgb(f), f.to_ndarray(format="rgb24")) for f in frames)
+    assert not _decoders_alive()
+
+
+def test_one_array_from_a_cut_file_fails_as_the_serial_path(cut_file):
+    from testbed.tokenizer.decode import decode
+
+    path, meta = cut_file
+    reasons = set()
+    for workers in (1, 2):
+        with pytest.raises(VideoError) as err:
+            decode(path, meta, meta.keyframes, workers=workers)
+        reasons.add(err.value.reason.split(":")[0])
+    assert reasons == {"truncated or corrupt"}
+    assert not _decoders_alive()
