@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterator, Sequence
@@ -102,6 +103,7 @@ def _sim_sweep(args: argparse.Namespace, console: Any, sc: Any, out: Path) -> in
         if args.executor == "local":
             load_workload(sc.point(0)[1])  # loaded once here, inherited by the workers forked next
             pool = stack.enter_context(local_pool(args.workers))  # before the progress bar's thread starts
+            threading.Thread(target=report.load_matplotlib, daemon=True).start()  # for sweep.png, while points run
         with progress_bar(console) as bar:
             task = bar.add_task(f"simulating {sc.name} ({args.executor})", total=n, unit="sweep points")
             result = run_sweep(args.scenario, out, overrides=overrides(args), executor=args.executor,

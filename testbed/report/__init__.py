@@ -7,9 +7,9 @@ provenance, so it reads as synthetic. The names below are the package's interfac
 from testbed.report.comparison import (FIGURES_BY_SEED, comparison_cells, comparison_notes, format_comparison,
                                        paper_comparison)
 from testbed.report.figures import PaperFigure, Role, Unmeasurable
-from testbed.report.plots import (POLICY_LEGEND, key_label, plot_breakdown, plot_crop_tradeoff, plot_delay_cdf,
-                                  plot_fidelity, plot_regret, plot_reliability, plot_sweep, plot_threshold_sweep,
-                                  plot_tradeoff, regret_curves)
+from testbed.report.plots import (POLICY_LEGEND, key_label, load_matplotlib, plot_breakdown, plot_crop_tradeoff,
+                                  plot_delay_cdf, plot_fidelity, plot_regret, plot_reliability, plot_sweep,
+                                  plot_threshold_sweep, plot_tradeoff, regret_curves)
 from testbed.report.replications import (SUMMARY_METRICS, comparison_replicated, replication_summary,
                                          replication_table, t_interval)
 from testbed.report.seed000 import (COLLAB, DN, EH, LONG_S, NS, OVERHEAD_STAGES, PAPER_POLICIES, QG, SEED_ID, UNCAL,
@@ -26,7 +26,7 @@ __all__ = [
     "NS", "OVERHEAD_STAGES", "PAPER_FIGURES", "PAPER_FIGURES_002", "PAPER_FIGURES_003", "PAPER_POLICIES",
     "POLICY_LEGEND", "QG", "RC", "SEED_ID", "SUMMARY_METRICS", "UNCAL", "PaperFigure", "Role", "Unmeasurable",
     "comparison_cells", "comparison_notes", "comparison_replicated", "crop_summary", "format_comparison",
-    "format_table", "key_label", "overhead_share", "paper_comparison", "plain", "plot_breakdown",
+    "format_table", "key_label", "load_matplotlib", "overhead_share", "paper_comparison", "plain", "plot_breakdown",
     "plot_crop_tradeoff", "plot_delay_cdf", "plot_fidelity", "plot_regret", "plot_reliability", "plot_sweep",
     "plot_threshold_sweep", "plot_tradeoff", "regret_curves", "replication_summary", "replication_table",
     "saturation_notes", "summarize", "t_interval",

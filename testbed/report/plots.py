@@ -9,15 +9,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from testbed.plotstyle import BREAKDOWN_COLOURS, LINESTYLES, Style, styles_for  # noqa: E402
-from testbed.report.summary import ALL, BREAKDOWN, plain  # noqa: E402
+from testbed.plotstyle import BREAKDOWN_COLOURS, LINESTYLES, Style, styles_for
+from testbed.report.summary import ALL, BREAKDOWN, plain
 
 def _benchmarks(q: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(q.benchmark))
@@ -35,10 +31,21 @@ LEGEND_WIDTH_IN = 2.2
 """Inches a figure is widened by for a legend on its right, so that the panels keep their width."""
 
 
+def load_matplotlib() -> None:
+    """Import what the first figure needs (a third of a second), e.g. in a thread while other work runs."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 def _figure(rows: int, cols: int, panel: tuple[float, float], legend: bool = True) -> tuple[Any, np.ndarray]:
     """A figure of rows x cols panels of `panel` inches each (plus room for a legend on the right)."""
     width = panel[0] * cols + (LEGEND_WIDTH_IN if legend else 0.0)
-    return plt.subplots(rows, cols, figsize=(width, panel[1] * rows), squeeze=False, layout="constrained")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported at the first figure: a run that
+    from matplotlib.figure import Figure  # draws none never pays for matplotlib
+
+    fig = Figure(figsize=(width, panel[1] * rows), layout="constrained")  # no pyplot: no global state, any thread
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def _panels(benches: Sequence[str], height: float = 4.0, legend: bool = True) -> tuple[Any, list[Any]]:
@@ -100,10 +107,7 @@ def _wrap_title(fig: Any, text: Any, title: str) -> None:
     import textwrap
 
     renderer = fig.canvas.get_renderer()
-    legends = [lg.get_window_extent(renderer).width for lg in fig.legends] if fig.legends else []
-    if legends:
-        fig.draw_without_rendering()  # where the layout puts the legends decides how wide they are
-        legends = [lg.get_window_extent(renderer).width for lg in fig.legends]
+    legends = [lg.get_window_extent(renderer).width for lg in fig.legends]  # their width needs no layout
     room = (fig.bbox.width - 2 * max(legends, default=0.0)) * 0.97
     chars = max(len(title), 1)
     for _ in range(12):
@@ -115,10 +119,9 @@ def _wrap_title(fig: Any, text: Any, title: str) -> None:
 
 
 def _save(fig: Any, path: Path, title: str) -> None:
-    """Title the figure (wrapped to fit), write it at 110 dpi and close it."""
+    """Title the figure (wrapped to fit) and write it at 110 dpi."""
     _wrap_title(fig, fig.suptitle(title, fontsize=9), title)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _dense(n: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Decode chosen frames to RGB arrays: PyAV for keyframes only (the physical limit: each keyframe
-packet decoded alone, the packets split over a pool of decoders; one reusable RGB scaler per decoder), decord `get_batch` for
-arbitrary indices.
+packet decoded alone, the packets split over a pool of decoders, one reusable RGB scaler each),
+decord `get_batch` for arbitrary indices.
 
 decord has reported memory growth across `get_batch` calls (dmlc/decord #157, #208); the known
 workaround, `seek(0)` after each batch and one reader per video, is applied. Every failure is a
