@@ -27,7 +27,7 @@ from testbed.policies.driver import run_sync
 from testbed.policies.placement import run_steps
 from testbed.policies.remote import digest, offload_from_request
 from testbed.query import Media, Query, QueryRecord, VideoMeta
-from testbed.results import REQUEST_KEY, QueryRun
+from testbed.ledger import REQUEST_KEY, QueryRun
 from testbed.tokenizer.image import probe_image
 from testbed.tokenizer.video import probe
 

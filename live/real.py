@@ -38,11 +38,11 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Contex
                                       Locate, NextFrame, Offload, Payload, Submit, Tokenize, Tokens, Wait, WaitAny)
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.query import Frame, ImageMeta
-from testbed.results import (QueryRun, compress_key, crop_key, decompress_key, describe_key, frame_infer_key, infer_key,
-                             inspect_key, locate_key, sampler_kind, tokenize_key)
+from testbed.ledger import (QueryRun, Run, compress_key, crop_key, decompress_key, describe_key, frame_infer_key,
+                            infer_key, inspect_key, locate_key, sampler_kind, tokenize_key)
 from testbed.router.signals import media_signals
 from testbed.streams.labels import labels_of
-from testbed.streams.run import FrameRun
+from testbed.streams.run import FrameRun, StreamRun
 from testbed.streams.trace import StreamRecord
 from testbed.tokenizer.pipeline import Tokenizer
 
@@ -87,13 +87,13 @@ class RealNode:
 class EdgeLink(Protocol):
     """Carries an Offload to the edge and back; books link and edge time in the query's ledger."""
 
-    def offload(self, interp: "RealInterpreter", off: Offload, run: QueryRun) -> Inference: ...
+    def offload(self, interp: "RealInterpreter", off: Offload, run: Run) -> Inference: ...
 
 
 class InProcEdge:
     """No network: the edge's steps run in this process on the edge node."""
 
-    def offload(self, interp: "RealInterpreter", off: Offload, run: QueryRun) -> Inference:
+    def offload(self, interp: "RealInterpreter", off: Offload, run: Run) -> Inference:
         up = upload_bytes(off)
         result = run_sync(run_steps(off, lambda step: interp.perform(step, run, "edge")))
         with interp.lock:
@@ -143,21 +143,20 @@ class RealInterpreter(Interpreter):
                 self._views_dir = Path(tempfile.mkdtemp(prefix="testbed-views-"))
             return self._views_dir
 
-    def node(self, run: QueryRun, site: str) -> RealNode:
+    def node(self, run: Run, site: str) -> RealNode:
         return self.devices[run.client] if site == "local" else self.edge
 
-    def _book(self, run: QueryRun, site: str, key: str, waited: float, worked: float) -> None:
+    def _book(self, run: Run, site: str, key: str, waited: float, worked: float) -> None:
         with self.lock:
             run.ledger.add(site, waited, worked)
             run.ledger.stage(key, worked)
 
     # -- effects --------------------------------------------------------------------------------
-    def tokenize(self, eff: Tokenize, run: QueryRun, site: str) -> Tokens:
+    def tokenize(self, eff: Tokenize, run: Run, site: str) -> Tokens:
         media = eff.media
         if not media.path:
-            what = f"query {run.rec.query.query_id}" if isinstance(run, QueryRun) else "a stream frame"
-            raise TestbedError(f"{what}: its media has no file (a trace row); real runs need files: give a manifest "
-                               "(workload.kind = 'manifest')")
+            raise TestbedError(f"{run.request_id}: its media has no file (a trace row); real runs need files: give a "
+                               "manifest (workload.kind = 'manifest')")
         node = self.node(run, site)
         tok = node.tokenizers[eff.encoder]
         if isinstance(media, ImageMeta) and media.view == "full":  # seed 003: LLaVA-1.5-HD's tiles
@@ -172,28 +171,28 @@ class RealInterpreter(Interpreter):
         return Tokens(r.frames, r.decoded, 0, site, eff.encoder, sampler_kind(eff), r.tokens,  # type: ignore[arg-type]
                       views=eff.views)
 
-    def infer(self, eff: Infer, run: QueryRun, site: str) -> Inference:
+    def infer(self, eff: Infer, run: Run, site: str) -> Inference:
         tokens = eff.tokens
         if tokens is None or tokens.data is None:
             raise TestbedError("Infer needs real tokens (tokens=None means the step before it, inside an Offload)")
         node = self.node(run, site)
         model = node.pair.models[eff.model]
         question = eff.question
-        frame = isinstance(run, FrameRun)
+        frame = run.frame_run
         data, density = tokens.data, eff.density
         if tokens.views:  # seed 003's views: a view's tokens are merged down to the density, never up
             density = min(density, int(data.shape[1]))
         extra = None
         if eff.context is not None:
-            if not isinstance(run, FrameRun):
+            if frame is None:
                 raise TestbedError("an Infer with a context belongs to a stream frame")
-            question = history_prompt(run.stream.rec, eff.context) + question
+            question = history_prompt(frame.stream.rec, eff.context) + question
             if eff.focus:
-                data, extra = self._focus(run, eff, data)
+                data, extra = self._focus(frame, eff, data)
 
         logits, waited, worked = node.hold(lambda: model.option_logits(small_input(data, density, extra), question,
                                                                        eff.options))
-        key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus)) if frame else \
+        key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus)) if frame is not None else \
             infer_key(site, eff.model, tokens, eff.density)
         self._book(run, site, key, waited, worked)
         if site == "edge":
@@ -205,7 +204,7 @@ class RealInterpreter(Interpreter):
             return Inference(eff.model, logits, roi=self._locate(run, node, model, data, eff))
         return Inference(eff.model, logits)
 
-    def _locate(self, run: QueryRun, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer) -> Box:
+    def _locate(self, run: Run, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer) -> Box:
         """Seed 003's region of interest: the model's region map over the first view's tokens at the
         encoder's own resolution, a grid over the image (`OptionModel.roi_map`: ViCrop's relative
         attention, or a model's documented substitute), the box around its peak. Booked as one more
@@ -221,7 +220,7 @@ class RealInterpreter(Interpreter):
                                "region (seed 003)")
         return locate_box(grid, loc)
 
-    def _regions(self, run: Any, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer,
+    def _regions(self, run: Run, node: RealNode, model: OptionModel, vision: torch.Tensor, eff: Infer,
                  logits: np.ndarray) -> tuple[tuple[int, Box], ...]:
         """Seed 001's grounding (`ground`), booked as the maps' prefills (the locate stage)."""
         loc = eff.locate
@@ -245,7 +244,7 @@ class RealInterpreter(Interpreter):
             run.ggvr_tokens = int(extra.shape[0])
         return data, extra
 
-    def compress(self, eff: Compress, run: QueryRun, site: str) -> Payload:
+    def compress(self, eff: Compress, run: Run, site: str) -> Payload:
         tokens = eff.tokens
         if tokens.data is None:
             raise TestbedError("Compress needs real tokens")
@@ -260,7 +259,7 @@ class RealInterpreter(Interpreter):
         return Payload("tokens", len(msg), merged.numel() * merged.element_size(), tokens.frames, eff.density,
                        tokens.encoder, tokens.sampler, data=msg)
 
-    def decompress(self, eff: Decompress, run: QueryRun, site: str) -> Tokens:
+    def decompress(self, eff: Decompress, run: Run, site: str) -> Tokens:
         p = eff.payload
         if p.data is None:
             raise TestbedError("Decompress needs the payload's bytes")
@@ -319,16 +318,13 @@ class RealInterpreter(Interpreter):
         view = ImageMeta(width, height, len(data), path, eff.view, box, (media.width, media.height))
         return Payload("image", len(data), media=view, data=data)
 
-    def offload(self, eff: Offload, run: QueryRun, site: str) -> Inference:
+    def offload(self, eff: Offload, run: Run, site: str) -> Inference:
         check_offload(eff)
         with self.lock:
             run.ledger.round_trips += 1
-        if isinstance(run, FrameRun):
-            with self.lock:
-                run.offloads += 1
         return self.link.offload(self, eff, run)
 
-    def submit(self, eff: Submit, run: QueryRun, site: str) -> Future:
+    def submit(self, eff: Submit, run: Run, site: str) -> Future:
         fid = next(self._ids)
 
         def work() -> Any:
@@ -340,17 +336,17 @@ class RealInterpreter(Interpreter):
             run.futures[fid] = self._pool.submit(work)
         return Future(fid)
 
-    def _future(self, run: QueryRun, f: Future) -> CFuture:
+    def _future(self, run: Run, f: Future) -> CFuture:
         return f.started(run.futures, "a policy")
 
-    def wait(self, eff: Wait, run: QueryRun, site: str) -> Any:
+    def wait(self, eff: Wait, run: Run, site: str) -> Any:
         fut = self._future(run, eff.future)
         try:
             return fut.result(timeout=eff.timeout_s)
         except CTimeout:
             return TIMED_OUT
 
-    def wait_any(self, eff: WaitAny, run: QueryRun, site: str) -> Any:
+    def wait_any(self, eff: WaitAny, run: Run, site: str) -> Any:
         futs = [self._future(run, f) for f in eff.futures]
         done, _ = cwait(futs, timeout=eff.timeout_s, return_when=FIRST_COMPLETED)
         for i, fut in enumerate(futs):
@@ -359,7 +355,7 @@ class RealInterpreter(Interpreter):
         return TIMED_OUT
 
 
-    def next_frame(self, eff: NextFrame, run: Any, site: str) -> Any:
+    def next_frame(self, eff: NextFrame, run: FrameRun | StreamRun, site: str) -> Any:
         """Block until the stream's source delivers its next frame (live/streams.py plays a video in
         real time); END_OF_STREAM after the last."""
         stream = run.stream
@@ -375,7 +371,7 @@ class RealInterpreter(Interpreter):
         media = source.frame(fr.rec.index)  # waits for the frame's capture
         return Frame(stream.rec.stream_id, fr.rec.index, fr.rec.time_s, fr.deadline_s, media)
 
-    def emit(self, eff: Emit, run: Any, site: str) -> None:
+    def emit(self, eff: Emit, run: FrameRun | StreamRun, site: str) -> None:
         """Record the answer now (stream clock); a large answer that finishes by `until_s` replaces it,
         at the time it finished."""
         stream = run.stream

@@ -38,7 +38,7 @@ from testbed.codec.wire import decode_message, encode_message
 from testbed.errors import TestbedError
 from testbed.models.vlm import VLMPair
 from testbed.query import DENSITIES, ImageMeta, QueryRecord
-from testbed.results import compress_key, decompress_key, describe_key, inspect_key, stage_key
+from testbed.ledger import compress_key, decompress_key, describe_key, inspect_key, stage_key
 from testbed.router.signals import media_signals
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER, KEYFRAME_SAMPLER
 from testbed.traces import Workload, write_trace

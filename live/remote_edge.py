@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from collections.abc import Callable
 
 import numpy as np
@@ -25,7 +24,7 @@ from testbed.live.errors import EdgeError, EnvelopeError
 from testbed.live.real import RealInterpreter
 from testbed.policies.effects import EdgeUnavailable, Inference, Offload
 from testbed.policies.remote import offload_request
-from testbed.results import QueryRun, fallback_key
+from testbed.ledger import Run, fallback_key
 
 Split = Callable[[int, int], float]
 """(bytes up, bytes down) -> the share of the transfer time the uplink takes."""
@@ -38,14 +37,6 @@ def rate_split(up_mbps: float, down_mbps: float) -> Split:
     return share
 
 
-def request_id(run: Any) -> str:
-    """What the edge's logs call a request: the query's id, or a stream frame's `stream:frame`."""
-    query = getattr(run.rec, "query", None)
-    if query is not None:
-        return str(query.query_id)
-    return f"{run.stream.rec.stream_id}:{run.rec.index}"
-
-
 class ZmqEdge:
     """Carries Offloads to an edge server through `client`, at most `timeout_s` each."""
 
@@ -53,13 +44,13 @@ class ZmqEdge:
         self.client, self.timeout_s, self.split = client, timeout_s, split
         self.boot_id = boot_id()
 
-    def offload(self, interp: RealInterpreter, off: Offload, run: QueryRun) -> Inference:
+    def offload(self, interp: RealInterpreter, off: Offload, run: Run) -> Inference:
         # a media payload travels as the file's bytes (read here unless a Crop already holds them);
         # the copy keeps the same media object, which is how the Offload's Tokenize step names it
         payloads = tuple(replace(p, data=Path(p.media.path).read_bytes()) if p.media is not None and p.data is None
                          else p for p in off.payloads)
         offload, frames = offload_request(Offload(payloads, off.steps))
-        meta = {"query_id": request_id(run), "offload": offload}
+        meta = {"query_id": run.request_id, "offload": offload}
         t0 = time.monotonic()
         try:
             resp = self.client.request(meta, frames, timeout_s=self.timeout_s)

@@ -29,7 +29,8 @@ from testbed.policies.placement import run_steps
 from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, ContextInputs, ImageMeta, QueryRecord, ViewOutcomes
 from testbed.profiles import load_profile
-from testbed.results import Ledger, QueryRun, RunResult
+from testbed.ledger import Ledger, QueryRun
+from testbed.results import RunResult
 from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.router.signals import media_signals
 from testbed.scenario import Scenario

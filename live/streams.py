@@ -44,7 +44,8 @@ from testbed.notes import note
 from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Context, Inference, Locate
 from testbed.query import ImageMeta
-from testbed.results import RunResult, frame_infer_key, image_tokenize_key, locate_key
+from testbed.ledger import frame_infer_key, image_tokenize_key, locate_key
+from testbed.results import RunResult
 from testbed.router.calibration import Calibration
 from testbed.scenario import Scenario
 from testbed.streams.run import FrameRun, StreamRun

@@ -1,7 +1,7 @@
 """Stage durations from a hardware profile: what each effect costs in simulated seconds.
 
 Pure functions of sizes; the interpreter prefers a query's recorded stage time when the trace has
-one (keys from `testbed.results.stage_key`).
+one (keys from `testbed.ledger.stage_key`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from testbed.crop import hd_frames
 from testbed.policies.effects import Tokenize
 from testbed.profiles import DeviceProfile
 from testbed.query import ImageMeta, Media, VideoMeta
-from testbed.results import tokenize_key
+from testbed.ledger import tokenize_key
 from testbed.tokenizer.sampling import DecodeWork, Sampler, decode_work, n_chunks, pipeline_makespan, sample_indices
 
 

@@ -29,7 +29,8 @@ from testbed.experiment import profiling_fit as experiment_fit
 from testbed.policies.base import PolicyContext, PolicySpec
 from testbed.profiles import HardwareProfile, load_profile
 from testbed.query import QueryRecord
-from testbed.results import RunResult, density_regret, regret_cost
+from testbed.ledger import density_regret, regret_cost
+from testbed.results import RunResult
 from testbed.router.calibration import Calibration, calibration_report, scenario_calibration
 from testbed.scenario import Scenario
 from testbed.tokenizer.sampling import KEYFRAME_SAMPLER

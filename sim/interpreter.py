@@ -34,8 +34,9 @@ from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Contex
 from testbed.policies.placement import check_offload, run_steps, upload_bytes
 from testbed.profiles import DeviceProfile, HardwareProfile
 from testbed.query import ImageMeta, QueryRecord, ViewOutcomes
-from testbed.results import (REQUEST_KEY, Ledger, QueryRun, compress_key, crop_key, decompress_key, describe_key,
-                             fallback_key, frame_infer_key, infer_key, inspect_key, locate_key, sampler_kind, view_key)
+from testbed.ledger import (REQUEST_KEY, Ledger, QueryRun, Run, compress_key, crop_key, decompress_key, describe_key,
+                            fallback_key, frame_infer_key, infer_key, inspect_key, locate_key, query_of, sampler_kind,
+                            view_key)
 from testbed.tokenizer.sampling import DEFAULT_SAMPLER
 from testbed.streams.focus import ggvr_patches, patch_grid
 from testbed.streams.labels import labels_of
@@ -74,18 +75,20 @@ _compress_key = functools.lru_cache(maxsize=4096)(compress_key)
 _decompress_key = functools.lru_cache(maxsize=4096)(decompress_key)
 
 
-def _duration(rec: QueryRecord | FrameRecord, key: str, model: Callable[[], float]) -> float:
-    """The query's recorded stage time under `key` if the trace has one, else the profile's."""
-    return rec.recorded_s[key] if key in rec.recorded_s else model()
+def _duration(run: Run, key: str, model: Callable[[], float]) -> float:
+    """The run's recorded stage time under `key` if the trace has one, else the profile's."""
+    recorded = run.recorded_s
+    return recorded[key] if key in recorded else model()
 
 
-def _split(rec: QueryRecord, key: str, *parts: float) -> tuple[float, ...]:
+def _split(run: Run, key: str, *parts: float) -> tuple[float, ...]:
     """A stage made of parts: the profile's part times, or the recorded total split in their proportion."""
-    if key not in rec.recorded_s:
+    recorded = run.recorded_s
+    if key not in recorded:
         return parts
     total = sum(parts)
     share = [p / total for p in parts] if total > 0 else [1.0 / len(parts)] * len(parts)
-    return tuple(rec.recorded_s[key] * w for w in share)
+    return tuple(recorded[key] * w for w in share)
 
 
 _VIEW_LOGITS = {("global",): "global_logits", ("global", "crop"): "crop_logits",
@@ -162,10 +165,10 @@ class SimInterpreter(Interpreter):
         yield from drive(self.spec.fn(run.view(), self.ctx), perform)
 
     # -- effects --------------------------------------------------------------------------------
-    def tokenize(self, eff: Tokenize, run: QueryRun, site: str) -> SimGen:
+    def tokenize(self, eff: Tokenize, run: Run, site: str) -> SimGen:
         """A sequential tokenizer decodes on a CPU worker, then preprocesses and encodes on a GPU;
         a pipelined one holds both for the overlapped makespan."""
-        env, ledger, recorded = self.w.env, run.ledger, run.rec.recorded_s
+        env, ledger, recorded = self.w.env, run.ledger, run.recorded_s
         node = self.w.devices[run.client] if site == "local" else self.w.edge
         prof = node.large_encoder if site == "local" and eff.encoder == "large" else node.profile
         cost, key = costs.tokenize_cost_key(prof, eff, site, self.w.chunk_frames)
@@ -198,28 +201,19 @@ class SimInterpreter(Interpreter):
         return Tokens(cost.frames, cost.decoded, 0, site, eff.encoder, sampler_kind(eff),  # type: ignore[arg-type]
                       views=eff.views)
 
-    def infer(self, eff: Infer, run: QueryRun, site: str) -> SimGen:
+    def infer(self, eff: Infer, run: Run, site: str) -> SimGen:
         tokens = eff.tokens
         if tokens is None:
             raise TestbedError("Infer needs tokens (tokens=None means the step before it, inside an Offload only)")
-        env, ledger, recorded = self.w.env, run.ledger, run.rec.recorded_s
+        env, ledger, recorded = self.w.env, run.ledger, run.recorded_s
         node = self.w.devices[run.client] if site == "local" else self.w.edge
-        frames, density = tokens.frames, eff.density
-        extra = 0
-        if isinstance(run, FrameRun) and eff.context is not None:
-            extra = run.ggvr_tokens = _ggvr_count(eff, run)
-        if isinstance(run, FrameRun):
-            key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus))
-            if site == "edge" and eff.model == "large" and key not in recorded:
-                # the cloud's service time (Fig. 4), and what a farther cloud adds
-                dur = float(run.rec.stream.cloud_s[run.rec.index]) + run.stream.cloud_extra_s
-            else:
-                dur = recorded[key] if key in recorded else \
-                    costs.infer_cost(node.profile, frames, density + extra, _text_tokens(eff.question, eff.options))
+        frames, density, frame = tokens.frames, eff.density, run.frame_run
+        if frame is not None:
+            key, dur = self._frame_infer_time(eff, frame, node, site)
         else:
             key = _infer_key(site, eff.model, tokens.encoder, tokens.sampler, tokens.views, density)
             dur = recorded[key] if key in recorded else \
-                costs.infer_cost(node.profile, frames, density + extra, _text_tokens(eff.question, eff.options))
+                costs.infer_cost(node.profile, frames, density, _text_tokens(eff.question, eff.options))
         t0 = env.now
         with node.gpu.request() as req:  # as _hold
             yield req
@@ -230,15 +224,34 @@ class SimInterpreter(Interpreter):
         ledger.stage(key, dur)
         if site == "edge":
             ledger.edge_prefill_tokens += frames * density + _text_tokens(eff.question, eff.options)
-        if isinstance(run, FrameRun):
-            grounding = run.rec.recorded_s.get(locate_key()) if eff.locate is not None else None
+        if frame is not None:
+            grounding = recorded.get(locate_key()) if eff.locate is not None else None
             if grounding:  # a recorded run grounded each category in passes of its own (seed 001's LVLM: in its answer)
-                yield from self._hold(node, node.gpu, grounding, run.ledger, site)
-                run.ledger.stage(locate_key(), grounding)
-            return self._frame_inference(eff, run.rec)
+                yield from self._hold(node, node.gpu, grounding, ledger, site)
+                ledger.stage(locate_key(), grounding)
+            return self._frame_inference(eff, frame.rec)
+        query = query_of(run, "Infer")
         if tokens.views:
-            return (yield from self._view_inference(eff, tokens, run, node))
-        return self._inference(eff, tokens, run.rec)
+            return (yield from self._view_inference(eff, tokens, query, node))
+        return self._inference(eff, tokens, query.rec)
+
+    def _frame_infer_time(self, eff: Infer, run: FrameRun, node: Node, site: str) -> tuple[str, float]:
+        """A stream frame's inference: its stage key and time (the recorded one; else the cloud's service
+        time for the large model on the edge, Fig. 4, plus what a farther cloud adds; else the profile's,
+        counting the tokens GGVR adds to the small model's input)."""
+        recorded = run.recorded_s
+        if eff.context is not None:
+            run.ggvr_tokens = _ggvr_count(eff, run)
+        key = frame_infer_key(site, eff.model, eff.context is not None, bool(eff.focus))
+        if key in recorded:
+            return key, recorded[key]
+        if site == "edge" and eff.model == "large":
+            return key, float(run.rec.stream.cloud_s[run.rec.index]) + run.stream.cloud_extra_s
+        tokens = eff.tokens
+        assert tokens is not None
+        extra = run.ggvr_tokens if eff.context is not None else 0
+        return key, costs.infer_cost(node.profile, tokens.frames, eff.density + extra,
+                                     _text_tokens(eff.question, eff.options))
 
     def _view_inference(self, eff: Infer, tokens: Tokens, run: QueryRun, node: Node) -> SimGen:
         """Seed 003: the trace's logits for these views; with `locate` and a min-entropy above its
@@ -259,14 +272,14 @@ class SimInterpreter(Interpreter):
                                f"crop size {side} (crop_scale {loc.scale}) the policy asks for: set crop_scale to the "
                                "trace's (its parameters say which)")
         extra = text_tokens(GENERIC_PROMPT, ())
-        dur = _duration(run.rec, locate_key(),
+        dur = _duration(run, locate_key(),
                         lambda: costs.infer_cost(node.profile, tokens.frames, eff.density, extra))
         yield from self._hold(node, node.gpu, dur, run.ledger, "edge")
         run.ledger.stage(locate_key(), dur)
         run.ledger.edge_prefill_tokens += tokens.frames * eff.density + extra
         return Inference(eff.model, out, roi=views.box)
 
-    def compress(self, eff: Compress, run: QueryRun, site: str) -> SimGen:
+    def compress(self, eff: Compress, run: Run, site: str) -> SimGen:
         """Merge where the tokens are (the device GPU that encoded them: ToMe is tensor work), then
         zstd on a device CPU worker (zstd is a CPU library); each waits for its resource, so
         compression contends with tokenization and inference. A recorded total is split between
@@ -275,7 +288,7 @@ class SimInterpreter(Interpreter):
         frames, density = eff.tokens.frames, eff.density
         key = _compress_key(eff.tokens.sampler, density)
         merge, zstd = costs.merge_cost(node.profile, frames), costs.zstd_cost(node.profile, frames, density, fmt)
-        merge, zstd = _split(run.rec, key, merge, zstd)
+        merge, zstd = _split(run, key, merge, zstd)
         env, ledger = self.w.env, run.ledger
         t0 = env.now
         with node.gpu.request() as req:  # as _hold, twice
@@ -291,16 +304,16 @@ class SimInterpreter(Interpreter):
             yield env.timeout(zstd)
         ledger.add("local", waited, zstd)
         ledger.stage(key, merge + zstd)
-        nbytes = run.rec.recorded_bytes.get(key) or wire_token_bytes(frames, density, fmt)
+        nbytes = run.recorded_bytes.get(key) or wire_token_bytes(frames, density, fmt)
         run.ledger.size(key, nbytes)
         return Payload("tokens", nbytes, raw_token_bytes(frames, density, fmt), frames, density, eff.tokens.encoder,
                        eff.tokens.sampler)
 
-    def decompress(self, eff: Decompress, run: QueryRun, site: str) -> SimGen:
+    def decompress(self, eff: Decompress, run: Run, site: str) -> SimGen:
         """zstd decompression on an edge CPU worker (the pool that decodes EdgeHosted's videos)."""
         p = eff.payload
         key = _decompress_key(p.sampler, p.density)
-        env, edge, ledger, recorded = self.w.env, self.w.edge, run.ledger, run.rec.recorded_s
+        env, edge, ledger, recorded = self.w.env, self.w.edge, run.ledger, run.recorded_s
         dur = recorded[key] if key in recorded else costs.decompress_cost(edge.profile, p.raw_bytes)
         t0 = env.now
         with edge.cpu.request() as req:  # as _hold
@@ -337,7 +350,7 @@ class SimInterpreter(Interpreter):
                                "schema v2); input-aware routing needs them: regenerate or re-record the trace")
         node = self.w.devices[run.client]
         key = inspect_key(eff.media.kind, eff.sampler.kind)
-        dur = _duration(run.rec, key, lambda: costs.inspect_cost(node.profile, eff.media, eff.sampler))
+        dur = _duration(run, key, lambda: costs.inspect_cost(node.profile, eff.media, eff.sampler))
         yield from self._hold(node, node.cpu, dur, run.ledger, "local")
         run.ledger.stage(key, dur)
         return signals
@@ -364,18 +377,16 @@ class SimInterpreter(Interpreter):
         node = self.w.devices[run.client]
         key = crop_key(view_key(view))
         dur = 0.0 if view == "full" else \
-            _duration(run.rec, key, lambda: costs.inspect_cost(node.profile, media, DEFAULT_SAMPLER))
+            _duration(run, key, lambda: costs.inspect_cost(node.profile, media, DEFAULT_SAMPLER))
         yield from self._hold(node, node.cpu, dur, run.ledger, "local")
         run.ledger.stage(key, dur)
         run.ledger.size(key, nbytes)
         return Payload("image", nbytes, media=ImageMeta(w, h, nbytes, "", view, box))
 
-    def offload(self, eff: Offload, run: QueryRun, site: str) -> SimGen:
+    def offload(self, eff: Offload, run: Run, site: str) -> SimGen:
         check_offload(eff)
         run.ledger.round_trips += 1
-        if isinstance(run, FrameRun):
-            run.offloads += 1
-        recorded = run.rec.recorded_s
+        recorded = run.recorded_s
         waited = recorded.get(fallback_key(run.ledger.round_trips)) if recorded else None
         if waited is not None:  # the replayed live run's edge did not answer this Offload: neither does this one
             return (yield from self._unanswered(eff, run, waited))
@@ -396,7 +407,7 @@ class SimInterpreter(Interpreter):
         run.ledger.bytes_up += upload_bytes(eff)
         raise EdgeUnavailable(f"the edge did not answer within edge_timeout_s = {timeout:g} s")
 
-    def _unanswered(self, eff: Offload, run: QueryRun, waited: float) -> SimGen:
+    def _unanswered(self, eff: Offload, run: Run, waited: float) -> SimGen:
         """An Offload the live run's edge left unanswered: its bytes go up the link, the device waits what
         the live run waited (booked as edge queue, as live's ZmqEdge does), and the policy falls back."""
         up = upload_bytes(eff)
@@ -407,7 +418,7 @@ class SimInterpreter(Interpreter):
         run.ledger.stage(fallback_key(run.ledger.round_trips), waited)
         raise EdgeUnavailable(f"the replayed live run's edge did not answer this request (waited {waited:g} s)")
 
-    def _offload(self, eff: Offload, run: QueryRun) -> SimGen:
+    def _offload(self, eff: Offload, run: Run) -> SimGen:
         """Upload, the edge's steps, download: booked in `run`'s ledger."""
         env, w, ledger = self.w.env, self.w, run.ledger
         up = upload_bytes(eff)
@@ -416,9 +427,9 @@ class SimInterpreter(Interpreter):
         ledger.uplink_s += env.now - t0
         ledger.bytes_up += up
         edge = w.edge.profile
-        if REQUEST_KEY in run.rec.recorded_s or "request" in edge.stages:  # taking the request in, on the edge's CPU
+        if REQUEST_KEY in run.recorded_s or "request" in edge.stages:  # taking the request in, on the edge's CPU
             media = sum(p.nbytes for p in eff.payloads if p.kind != "tokens")  # an upload to write and probe
-            dur = _duration(run.rec, REQUEST_KEY, lambda: edge.optional("request", media) if media else 0.0)
+            dur = _duration(run, REQUEST_KEY, lambda: edge.optional("request", media) if media else 0.0)
             t0 = env.now
             with w.edge.cpu.request() as req:  # as _hold
                 yield req
@@ -436,16 +447,16 @@ class SimInterpreter(Interpreter):
         ledger.bytes_down += REPLY_BYTES
         return result
 
-    def submit(self, eff: Submit, run: QueryRun, site: str) -> Future:
+    def submit(self, eff: Submit, run: Run, site: str) -> Future:
         fid = next(self._ids)
         out = self.perform(eff.effect, run)
         run.futures[fid] = self.w.env.process(out) if type(out) is GeneratorType else self.w.env.timeout(0, out)
         return Future(fid)
 
-    def _future(self, run: QueryRun | FrameRun, future: Future) -> simpy.Event:
+    def _future(self, run: Run, future: Future) -> simpy.Event:
         return future.started(run.futures, self.spec.name)
 
-    def wait(self, eff: Wait, run: QueryRun, site: str) -> SimGen:
+    def wait(self, eff: Wait, run: Run, site: str) -> SimGen:
         proc = self._future(run, eff.future)
         if eff.timeout_s is None:
             return (yield proc)
@@ -453,7 +464,7 @@ class SimInterpreter(Interpreter):
         fired = yield proc | timer
         return fired[proc] if proc in fired else TIMED_OUT
 
-    def wait_any(self, eff: WaitAny, run: QueryRun, site: str) -> SimGen:
+    def wait_any(self, eff: WaitAny, run: Run, site: str) -> SimGen:
         procs = [self._future(run, f) for f in eff.futures]
         events = procs + ([self.w.env.timeout(eff.timeout_s)] if eff.timeout_s is not None else [])
         fired = yield simpy.AnyOf(self.w.env, events)

@@ -19,7 +19,7 @@ from testbed.policies.driver import drive, run_sync
 from testbed.policies.effects import Compress, ContextInputs, Describe, Inference, Infer, Offload, Tokenize, Tokens
 from testbed.policies.registry import resolve
 from testbed.query import DENSITIES, Query, VideoMeta
-from testbed.results import density_regret, regret_cost
+from testbed.ledger import density_regret, regret_cost
 from testbed.router.calibration import Calibration, fit_calibration
 from testbed.scenario import with_overrides
 from testbed.traces import read_trace, table_to_workload, to_table, write_trace

@@ -17,7 +17,7 @@ from testbed.policies.edgevlm import upload
 from testbed.policies.effects import END_OF_STREAM, Emit, FrameAnswer, NextFrame, StreamDone, Submit, Wait
 from testbed.policies.registry import resolve
 from testbed.profiles import load_profile
-from testbed.results import frame_infer_key, image_tokenize_key
+from testbed.ledger import frame_infer_key, image_tokenize_key
 from testbed.streams import synthetic
 from testbed.streams.metrics import label_metrics, lcr_band, summarize_frames
 from testbed.streams.paper import CALIBRATION_ROWS, TABLE1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import GeneratorType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Generator
 
 from testbed.errors import TestbedError
@@ -20,6 +20,10 @@ from testbed.policies.effects import (HANDLERS, Answer, Compress, Crop, Decompre
                                       NextFrame, Offload, Policy, PolicyInterrupt, StreamDone, StreamPolicy, Submit,
                                       Tokenize, Wait, WaitAny)
 from testbed.policies.placement import ALLOWED, check_placement
+
+if TYPE_CHECKING:
+    from testbed.ledger import QueryRun, Run
+    from testbed.streams.run import FrameRun, StreamRun
 
 Perform = Callable[[Any], Any]
 
@@ -59,8 +63,10 @@ class Interpreter(ABC):
     """Performs effects: one method per effect type, named in `HANDLERS`. A subclass that lacks a
     method cannot be instantiated, so a missing effect fails at start-up, not in mid-run.
 
-    Each method takes (effect, run, site) where `run` is the interpreter's per-query state and
-    `site` is "local" or "edge" (a step of an Offload), and returns the result or a generator."""
+    Each method takes (effect, run, site) and returns the result or a generator. `run` is what the
+    effect belongs to (testbed.ledger.Run: a query's run or a stream frame's; the query's run for the
+    effects only queries make, Describe, Inspect and Crop; the stream's run before its first frame
+    for NextFrame and Emit) and `site` is "local" or "edge" (a step of an Offload)."""
 
     def __init__(self) -> None:
         self._handlers: dict[type, Callable[[Any, Any, str], Any]] = {
@@ -69,7 +75,7 @@ class Interpreter(ABC):
             site: {cls: h for cls, h in self._handlers.items() if site in ALLOWED.get(cls, ())}
             for site in ("local", "edge")}  # the methods of the effects each site may run
 
-    def perform(self, effect: Any, run: Any, site: str = "local") -> Any:
+    def perform(self, effect: Any, run: Run | StreamRun, site: str = "local") -> Any:
         """Check where `effect` may run, then hand it to its method."""
         placed = self._placed.get(site)
         handler = placed.get(type(effect)) if placed is not None else None
@@ -79,40 +85,40 @@ class Interpreter(ABC):
         return handler(effect, run, site)
 
     @abstractmethod
-    def tokenize(self, eff: Tokenize, run: Any, site: str) -> Any: ...
+    def tokenize(self, eff: Tokenize, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def infer(self, eff: Infer, run: Any, site: str) -> Any: ...
+    def infer(self, eff: Infer, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def compress(self, eff: Compress, run: Any, site: str) -> Any: ...
+    def compress(self, eff: Compress, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def decompress(self, eff: Decompress, run: Any, site: str) -> Any: ...
+    def decompress(self, eff: Decompress, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def describe(self, eff: Describe, run: Any, site: str) -> Any: ...
+    def describe(self, eff: Describe, run: QueryRun, site: str) -> Any: ...
 
     @abstractmethod
-    def inspect(self, eff: Inspect, run: Any, site: str) -> Any: ...
+    def inspect(self, eff: Inspect, run: QueryRun, site: str) -> Any: ...
 
     @abstractmethod
-    def crop(self, eff: Crop, run: Any, site: str) -> Any: ...
+    def crop(self, eff: Crop, run: QueryRun, site: str) -> Any: ...
 
     @abstractmethod
-    def offload(self, eff: Offload, run: Any, site: str) -> Any: ...
+    def offload(self, eff: Offload, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def submit(self, eff: Submit, run: Any, site: str) -> Any: ...
+    def submit(self, eff: Submit, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def wait(self, eff: Wait, run: Any, site: str) -> Any: ...
+    def wait(self, eff: Wait, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def wait_any(self, eff: WaitAny, run: Any, site: str) -> Any: ...
+    def wait_any(self, eff: WaitAny, run: Run, site: str) -> Any: ...
 
     @abstractmethod
-    def next_frame(self, eff: NextFrame, run: Any, site: str) -> Any: ...
+    def next_frame(self, eff: NextFrame, run: FrameRun | StreamRun, site: str) -> Any: ...
 
     @abstractmethod
-    def emit(self, eff: Emit, run: Any, site: str) -> Any: ...
+    def emit(self, eff: Emit, run: FrameRun | StreamRun, site: str) -> Any: ...

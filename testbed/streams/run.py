@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.policies.effects import FrameAnswer
 from testbed.query import Frame, ImageMeta, Stream
-from testbed.results import Ledger
+from testbed.ledger import Ledger
 from testbed.streams.trace import FrameRecord, StreamRecord
 
 
@@ -30,7 +31,6 @@ class FrameRun:
     client: int
     stream: "StreamRun"
     ledger: Ledger = field(default_factory=Ledger)
-    offloads: int = 0
     answer: FrameAnswer | None = None
     local_s: float = math.nan
     final_s: float = math.nan
@@ -39,6 +39,26 @@ class FrameRun:
     @property
     def futures(self) -> dict[int, Any]:
         return self.stream.futures
+
+    @property
+    def recorded_s(self) -> Mapping[str, float]:
+        return self.rec.recorded_s
+
+    @property
+    def recorded_bytes(self) -> Mapping[str, int]:
+        return self.rec.recorded_bytes
+
+    @property
+    def request_id(self) -> str:
+        return f"{self.stream.rec.stream_id}:{self.rec.index}"
+
+    @property
+    def query_run(self) -> None:
+        return None
+
+    @property
+    def frame_run(self) -> FrameRun:
+        return self
 
     @property
     def deadline_s(self) -> float:
@@ -134,7 +154,7 @@ class StreamRun:
                 "local_lateness_s": late, "local_missed": bool(late > 0), "answered": fr.answer is not None,
                 "n_categories": len(r.categories), "labels": [int(x) for x in r.labels[i].nonzero()[0]],
                 "pred": list(a.labels), "source": a.source, "context_frame": a.context_frame,
-                "context_lag_s": ctx_lag, "uploaded": fr.offloads > 0, "ggvr_tokens": fr.ggvr_tokens,
+                "context_lag_s": ctx_lag, "uploaded": fr.ledger.round_trips > 0, "ggvr_tokens": fr.ggvr_tokens,
                 "bytes_up": ledger.bytes_up,
                 "bytes_down": ledger.bytes_down, "t_local_s": ledger.local_s, "t_local_queue_s": ledger.local_queue_s,
                 "t_uplink_s": ledger.uplink_s, "t_edge_queue_s": ledger.edge_queue_s, "t_edge_s": ledger.edge_s,

@@ -302,7 +302,7 @@ def recorded_keys(spec: StreamSpec) -> dict[str, float]:
     """Stage times every frame of the spec records: the small model's inference with its own
     history, with CRM and with CRM + VFM (Table 3, encoding included), so tokenizing the frame
     books nothing of its own; at the cloud, the whole service time is the large inference (cloud_s)."""
-    from testbed.results import frame_infer_key, image_tokenize_key
+    from testbed.ledger import frame_infer_key, image_tokenize_key
 
     own, crm, both = spec.local_s
     return {image_tokenize_key("local"): 0.0,
