@@ -9,7 +9,7 @@ import contextlib
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Sequence
 
 from testbed.cli import models, ope, pocket, routers, runs
@@ -31,6 +31,9 @@ from testbed.argtypes import (
 )
 from testbed.errors import TestbedError
 from testbed.notes import note
+
+if TYPE_CHECKING:
+    from testbed.results import RunResult
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -173,7 +176,7 @@ def _print_comparison(console: Any, comparison: Any, measured: str = "sim") -> N
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
 
 
-def _print_routers(console: Any, run: Any) -> None:
+def _print_routers(console: Any, run: RunResult) -> None:
     """The run's calibration (temperatures, ECE before and after, over all benchmarks) and the
     thresholds picked for a target, with what they reached on the test split."""
     cal = run.calibration_report
@@ -183,7 +186,7 @@ def _print_routers(console: Any, run: Any) -> None:
         split = cal.rows[0].split
         console.print(f"calibration ({cal.source}; ECE over {cal.rows[0].bins} bins on the {split} split, per "
                       f"benchmark in calibration.csv): " + "; ".join(cells))
-    for r in run.routing:
+    for r in run.rows_of("routing"):
         goal = f"{r['target'].replace('_', ' ')} {r['goal']:.3g}"
         console.print(f"{r['policy']}: tau_route {r['tau_route']:.4g} picked for {goal} on {r['profile_queries']} "
                       f"profiling queries (local {r['profile_local_share']:.3f}, accuracy "

@@ -383,7 +383,7 @@ def run_streams_real(sc: Scenario, pair: VLMPair, folder: Path, mode: str = "inp
     provenance = f"synthetic:{content.generator}:{sc.seed}"
     result = ex.result(pd.DataFrame(ex.rows), provenance, f"measured ({mode}, models {pair.preset})",
                        {"fps": st.fps, "seconds": st.seconds, "streams": st.live_streams}, mode, sorted(notes), None,
-                       kind="stream", random_weights=pair.random_weights)
+                       random_weights=pair.random_weights)
     return result, list(played.values())
 
 

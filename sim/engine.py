@@ -253,7 +253,7 @@ def run_stream_scenario(sc: Scenario, progress: Progress | None = None, profile:
         frames = (frames.assign(_p=frames.policy.map(rank)).sort_values(["_p"], kind="stable")
                   .drop(columns="_p").reset_index(drop=True))
     return ex.result(frames, workload.provenance, f"{profile.name} ({profile.provenance})", workload.parameters,
-                     "sim", (), None, kind="stream")
+                     "sim", (), None)
 
 
 HORIZON_S = 1e9

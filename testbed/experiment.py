@@ -14,15 +14,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from testbed.artifacts import ArtifactRows, collect
 from testbed.bandit import DecisionLog, Profiling, fit_records
 from testbed.cache import cache_dir
 from testbed.energy import add_energy
 from testbed.errors import TestbedError
-from testbed.policies.base import PolicyContext, PolicySpec, finish_bandit, start_bandit, start_router
+from testbed.policies.base import PolicyContext, PolicySpec, RunState, finish_bandit, start_bandit, start_router
 from testbed.policies.registry import resolve
 from testbed.profiles import HardwareProfile
 from testbed.query import DENSITIES, QueryRecord
-from testbed.results import RunResult, crop_plan_rows, order_rows, routing_rows
+from testbed.results import RunResult, order_rows
 from testbed.router.calibration import Calibration, CalibrationReport
 from testbed.scenario import ArrivalsConfig, Scenario
 from testbed.workload import query_order
@@ -106,8 +107,8 @@ def cached_note(profiling: Profiling | None) -> str:
 @dataclass
 class Experiment:
     """One run of a scenario's policies: prepares each policy's context on the labelled profiling
-    split and gathers what each policy's run gives back (rows, totals, threshold picks, crop plans,
-    decision logs), then assembles the result. `frames`: per profiling record, the frames its
+    split and gathers what each policy's run gives back (rows, totals, what its family learned for
+    the run's artifacts, decision logs), then assembles the result. `frames`: per profiling record, the frames its
     small model saw (what the density agent's features count); None when no policy has an agent."""
 
     sc: Scenario
@@ -119,8 +120,7 @@ class Experiment:
     totals: list[dict[str, Any]] = field(default_factory=list)
     logs: dict[str, DecisionLog] = field(default_factory=dict)
     profiling: Profiling | None = None
-    picks: dict[str, Any] = field(default_factory=dict)
-    plans: dict[str, Any] = field(default_factory=dict)
+    learned: list[tuple[str, tuple[ArtifactRows, ...], RunState]] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
 
     def prepare(self, name: str) -> tuple[PolicySpec, PolicyContext]:
@@ -144,17 +144,15 @@ class Experiment:
 
     def finish(self, spec: PolicySpec, ctx: PolicyContext, rows: list[dict[str, Any]], totals: dict[str, Any],
                rewards: dict[str, np.ndarray] | None = None) -> None:
-        """Keep one policy's rows and totals and what its run learned: the threshold it picked, its crop
-        plan, its decision log (`rewards`: each density's proxy reward per query, where known), and
-        its agent's state saved where its knobs say."""
+        """Keep one policy's rows and totals and what its run learned: its state for its family's
+        artifacts (a threshold picked, a crop plan), its decision log (`rewards`: each density's proxy
+        reward per query, where known), and its agent's state saved where its knobs say."""
         sc, state = self.sc, ctx.state
         self.ran.append(spec.name)
         self.rows += rows
         self.totals.append(totals)
-        if state.threshold is not None:
-            self.picks[spec.name] = state.threshold
-        if state.crop is not None:
-            self.plans[spec.name] = state.crop
+        if spec.router is not None and spec.router.artifacts:
+            self.learned.append((spec.name, spec.router.artifacts, state))
         if state.bandit is not None:
             log = state.bandit.decision_log(rewards)
             if log is not None:
@@ -170,4 +168,4 @@ class Experiment:
         """The run's result: its rows, totals and everything the policies learned."""
         return RunResult(queries, pd.DataFrame(self.totals), provenance, hardware, self.calibration, parameters, mode,
                          tuple(notes), self.logs, self.profiling, calibration_report=report,
-                         routing=routing_rows(self.picks, queries), crop_plans=crop_plan_rows(self.plans), **kw)
+                         artifacts=collect(self.learned, queries), **kw)

@@ -18,7 +18,7 @@ import pandas as pd
 from testbed.bandit.ope import DecisionLog
 from testbed.bandit.profiling import Profiling
 from testbed.router.calibration import Calibration, CalibrationReport
-from testbed.router.threshold import ThresholdPick
+from testbed.artifacts import Artifact, write_sections
 
 
 @dataclass(frozen=True)
@@ -36,33 +36,13 @@ class RunResult:
     notes: tuple[str, ...] = ()
     logs: dict[str, DecisionLog] = field(default_factory=dict)
     profiling: Profiling | None = None
-    kind: str = "query"  # "stream": `queries` holds one row per frame (testbed.streams.run)
     calibration_report: CalibrationReport | None = None
-    routing: tuple[dict[str, Any], ...] = ()  # per policy whose threshold was picked for a target
-    crop_plans: tuple[dict[str, Any], ...] = ()  # seed 003: per crop policy, its threshold and profiling share
+    artifacts: tuple[Artifact, ...] = ()  # what the policies' families add (testbed.artifacts), by kind
     random_weights: bool = False  # a real run on random-init models: its answers are noise
 
-
-def crop_plan_rows(plans: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """Per seed-003 policy with a plan (testbed.policies.crop.CropPlan): how its min-entropy threshold
-    was chosen, the threshold, and the share retransmitted and accuracy it gave on the profiling split."""
-    return tuple({"policy": p, "target": c.target, "h_min_threshold": c.h_min_above, "profile_queries": c.n,
-                  "profile_retransmit_share": c.share, "profile_accuracy": c.accuracy} for p, c in plans.items())
-
-
-def routing_rows(picks: dict[str, ThresholdPick], queries: pd.DataFrame) -> tuple[dict[str, Any], ...]:
-    """Per policy whose threshold was picked for a target: the target, the threshold, the local share
-    and accuracy it gave on the profiling split it was picked on, and what it reached on the test
-    split (the run's rows)."""
-    out = []
-    for policy, pick in picks.items():
-        mine = queries[queries.policy == policy] if len(queries) else queries
-        out.append({"policy": policy, "target": pick.target, "goal": pick.goal, "tau_route": pick.tau,
-                    "profile_queries": pick.n, "profile_local_share": pick.profile_share,
-                    "profile_accuracy": pick.profile_accuracy, "test_queries": int(len(mine)),
-                    "test_local_share": float((mine.served_by == "local").mean()) if len(mine) else float("nan"),
-                    "test_accuracy": float(mine.correct.mean()) if len(mine) else float("nan")})
-    return tuple(out)
+    def rows_of(self, kind: str) -> tuple[dict[str, Any], ...]:
+        """The rows of the artifact of this kind (none if no policy added one)."""
+        return next((a.rows for a in self.artifacts if a.kind == kind), ())
 
 
 def order_rows(rows: list[dict[str, Any]], policies: Sequence[str], benchmarks: Sequence[str]) -> pd.DataFrame:
@@ -247,12 +227,7 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
           f"Calibration: small T = {run.calibration.small_t:.3f}, large T = {run.calibration.large_t:.3f} "
           f"({source})", "", report.format_table(summary), ""]
     md += calibration_md(out, run, title, plots)
-    md += routing_md(out, run)
-    crop = report.crop_summary(run.queries)
-    if len(crop):
-        md += ["## Crop retransmission (seed 003)", "", "Accuracy against bytes sent up and the edge's prefill "
-               "tokens (`crop.csv`, `accuracy_vs_bytes.png`); retransmit_share: queries that sent a second view.",
-               "", report.format_table(crop), ""]
+    md += write_sections(out, run, title, plots)  # what the papers' modules add (testbed.artifacts)
     md += [f"- **Note:** {n}" for n in run.notes]  # a list, so rendered Markdown keeps one line each
     md += [f"- **Warning:** {n}" for n in report.saturation_notes(run.queries)]
     if comparison is not None:
@@ -264,18 +239,12 @@ def write_run(out: Path, name: str, description: str, scenario_toml: str, run: R
                                                    "profile": run.profile, **(extra_versions or {})}, indent=2))
     run.totals.to_csv(out / "totals.csv", index=False)
     write_bandit_files(out, run)
-    if len(run.queries) and len(crop):  # seed 003's policies: accuracy against bytes and the edge's compute
-        plans = pd.DataFrame(list(run.crop_plans), columns=["policy", "target", "h_min_threshold", "profile_queries",
-                                                            "profile_retransmit_share", "profile_accuracy"])
-        crop.merge(plans, on="policy", how="left").to_csv(out / "crop.csv", index=False)
     if len(run.queries) and plots:
         report.plot_delay_cdf(run.queries, out / "delay_cdf.png", title)
         report.plot_breakdown(run.queries, out / "delay_breakdown.png", title)
         report.plot_tradeoff(summary, out / "accuracy_vs_delay.png", title)
         if "regret" in run.queries and run.queries.regret.notna().any():
             report.plot_regret(run.queries, out / "cumulative_regret.png", title)
-        if len(crop):
-            report.plot_crop_tradeoff(crop, out / "accuracy_vs_bytes.png", title)
 
 
 def calibration_md(out: Path, run: RunResult, title: str, plots: bool = True) -> list[str]:
@@ -293,19 +262,6 @@ def calibration_md(out: Path, run: RunResult, title: str, plots: bool = True) ->
     return ["## Calibration", "", f"Temperatures {cal.source}; ECE ({cal.rows[0].bins} equal-width bins) before "
             f"and after temperature scaling on the {split} split, per benchmark (`calibration.csv`, "
             "`reliability.png`).", "", report.format_table(table.drop(columns=["bins"])), ""]
-
-
-def routing_md(out: Path, run: RunResult) -> list[str]:
-    """Write routing.csv (thresholds picked for a target); the summary.md section on it."""
-    from testbed import report
-
-    if not run.routing:
-        return []
-    table = pd.DataFrame(list(run.routing))
-    table.to_csv(out / "routing.csv", index=False)
-    return ["## Thresholds picked for a target", "", "Picked on the profiling split (the score a share of its "
-            "queries reaches, or the most-local threshold meeting an accuracy); reached on the test split.", "",
-            report.format_table(table), ""]
 
 
 def decision_log_path(out: Path, policy: str) -> Path:

@@ -19,7 +19,7 @@ from testbed.crop import (CropError, as_grid, box_around, check_box, clip_box, c
 from testbed.crop_image import crop, global_view, hd_tiles, jpeg, make_view
 from testbed.errors import TraceError
 from testbed.policies.base import PolicyContext, RunState
-from testbed.policies.crop import CropKnobs, CropPlan, entropy_crop, full_res, plan_crop, random_crop
+from testbed.policies.crop import CROP_PLAN, CropKnobs, CropPlan, entropy_crop, full_res, plan_crop, random_crop
 from testbed.policies.driver import drive
 from testbed.policies.effects import Crop, Inference, Infer, Offload, Payload, Tokenize
 from testbed.query import ImageMeta, Query
@@ -155,7 +155,9 @@ UNSURE = np.array([0.3, 0.0, 0.0, 0.0])  # H_min ~ 1.16
 
 def _ctx(**knobs) -> PolicyContext:
     plan = CropPlan(math.exp(-0.5), 0.5, float("nan"), "fixed", 0, 0)  # retransmit above H_min = 0.5
-    return PolicyContext(CropKnobs(**knobs), RunState(crop=plan), 16)
+    state = RunState()
+    CROP_PLAN.put(state, plan)
+    return PolicyContext(CropKnobs(**knobs), state, 16)
 
 
 def _script(policy, first: np.ndarray, roi=(100, 100, 420, 420)):

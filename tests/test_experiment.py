@@ -7,6 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from testbed.policies.base import THRESHOLD
 from testbed.experiment import arrival_schedule, client_streams, run_totals
 from testbed.scenario import ArrivalsConfig
 from testbed.workload import query_order
@@ -64,5 +65,6 @@ def test_sim_and_live_prepare_a_routing_policy_alike():
     ctx = policy_context(sc, "nosharing", cal, wl.split("profile"))
     spec, again = Experiment(sc, cal, wl.split("profile")).prepare("nosharing")
     assert spec.router is not None and spec.router.name == "confidence"
-    assert ctx.state.threshold is not None and again.state.threshold == ctx.state.threshold
-    assert abs(ctx.state.threshold.profile_share - 0.5) < 0.1
+    pick = THRESHOLD.get(ctx.state)
+    assert pick is not None and THRESHOLD.get(again.state) == pick
+    assert abs(pick.profile_share - 0.5) < 0.1

@@ -199,7 +199,7 @@ def inarvl_run():
 
 def test_the_picked_threshold_hits_the_target_share_on_the_test_split(inarvl_run):
     _, run, _ = inarvl_run
-    (pick,) = run.routing
+    (pick,) = run.rows_of("routing")
     assert pick["policy"] == "input-aware" and pick["target"] == "local_share" and pick["goal"] == 0.36
     assert abs(pick["profile_local_share"] - 0.36) < 0.002  # on the split it was picked on: exact up to a query
     assert abs(pick["test_local_share"] - 0.36) <= 0.02
@@ -214,11 +214,11 @@ def test_quickgrasp_picks_its_threshold_for_a_target_share_on_video(scenario_fac
                            "policies": {"run": ["quickgrasp-fixed16"], "baselines": [],
                                         "quickgrasp-fixed16": {"target_local_share": 0.5}}})
     run = run_scenario(sc)
-    (pick,) = run.routing
+    (pick,) = run.rows_of("routing")
     assert abs(pick["test_local_share"] - 0.5) <= 0.02
     sc2 = with_overrides(sc, {"policies.quickgrasp-fixed16.target_local_share": 0.0,
                               "policies.quickgrasp-fixed16.target_accuracy": 0.72})
-    (pick2,) = run_scenario(sc2).routing
+    (pick2,) = run_scenario(sc2).rows_of("routing")
     assert pick2["target"] == "accuracy" and pick2["profile_accuracy"] >= 0.72
     assert abs(pick2["test_accuracy"] - 0.72) <= 0.03
 
@@ -316,6 +316,7 @@ def test_input_aware_runs_on_a_video_scenario(scenario_factory):
 
 def test_input_aware_falls_back_to_the_device():
     from testbed.policies.base import PolicyContext, RunState
+    from testbed.policies.routers import INPUT_AWARE_ROUTER
     from testbed.policies.driver import drive, run_sync
     from testbed.policies.effects import EdgeUnavailable, Inference, Inspect, Offload, Tokenize, Tokens
     from testbed.policies.registry import resolve
@@ -338,7 +339,9 @@ def test_input_aware_falls_back_to_the_device():
         return Inference("small", np.array([2.0, 0.0]))
 
     spec = resolve("input-aware")
-    ans = run_sync(drive(spec.fn(q, PolicyContext(spec.knobs(), RunState(router=router))), perform))
+    state = RunState()
+    INPUT_AWARE_ROUTER.put(state, router)
+    ans = run_sync(drive(spec.fn(q, PolicyContext(spec.knobs(), state)), perform))
     assert ans.served_by == "local" and ans.fallback and ans.score == pytest.approx(1 / (1 + np.exp(5)))
 
 

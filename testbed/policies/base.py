@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from collections.abc import Callable, Sequence
 
 from testbed.bandit.online import BanditRun, start_run
@@ -23,8 +23,9 @@ from testbed.router.calibration import Calibration
 from testbed.router.threshold import ThresholdPick
 
 if TYPE_CHECKING:
-    from testbed.policies.crop import CropPlan
-    from testbed.router.inputaware import InputAwareRouter
+    from testbed.artifacts import ArtifactRows
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,29 @@ class RunState:
 
     calibration: Calibration = field(default_factory=Calibration)
     bandit: BanditRun | None = None
-    difficulty: dict[str, list[float]] = field(default_factory=dict)  # laecips-like: scores seen, sorted, per benchmark
-    router: InputAwareRouter | None = None  # input-aware: the classifier trained on the profiling split
-    threshold: ThresholdPick | None = None  # a threshold picked for the knobs' target on the profiling split
-    crop: CropPlan | None = None  # seed 003's crop policies: the min-entropy threshold and share, and the seed
+    learned: dict[str, Any] = field(default_factory=dict)
+    """What a policy family learned, by slot (`Learned`): a router, a threshold, a crop plan."""
+
+
+class Learned(Generic[T]):
+    """A typed slot of RunState.learned, defined by the family whose warm-up or policy fills it, so
+    that a family keeps what it learns without a field on RunState."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get(self, state: RunState) -> T | None:
+        return state.learned.get(self.name)
+
+    def put(self, state: RunState, value: T) -> None:
+        state.learned[self.name] = value
+
+    def setdefault(self, state: RunState, value: T) -> T:
+        return state.learned.setdefault(self.name, value)  # type: ignore[no-any-return]
+
+
+THRESHOLD: Learned[ThresholdPick] = Learned("threshold")
+"""A threshold picked for the knobs' target on the profiling split (`pick_target_threshold`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +172,9 @@ class PolicyContext:
     @property
     def tau_route(self) -> float:
         """The routing threshold: the one picked for the knobs' target, else the knobs' tau_route."""
-        if self.state.threshold is not None:
-            return self.state.threshold.tau
+        pick = THRESHOLD.get(self.state)
+        if pick is not None:
+            return pick.tau
         return float(self.knobs.tau_route)
 
 
@@ -177,6 +198,8 @@ class Router:
     """A real run measures the profiling split's input signals for it (seed 002)."""
     views: bool = False
     """A real run answers the profiling split's crop views for it (seed 003)."""
+    artifacts: tuple[ArtifactRows, ...] = ()
+    """The run-level rows its policies add to a run (testbed.artifacts), written by their paper's section."""
 
     def __str__(self) -> str:
         return self.name
@@ -297,7 +320,7 @@ def pick_target_threshold(spec: PolicySpec, knobs: Any, state: RunState, profile
 
     local_ok = np.array([r.small_logits is not None and int(np.argmax(r.small_logits)) == r.answer
                          for r in profile_split])
-    state.threshold = pick_threshold(route_scores(spec, state, profile_split), local_ok,
+    THRESHOLD.put(state, pick_threshold(route_scores(spec, state, profile_split), local_ok,
                                      escalated_correct(spec, profile_split, default_density),
                                      target_local_share=knobs.target_local_share,
-                                     target_accuracy=knobs.target_accuracy, fixed_tau=knobs.tau_route)
+                                     target_accuracy=knobs.target_accuracy, fixed_tau=knobs.tau_route))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,8 @@ from testbed.config import help_field
 from testbed.crop import (GLOBAL_SIDE, CropError, clip_box, crop_side, max_probability, min_entropy, random_box,
                           unit_draw)
 from testbed.errors import ConfigError, TestbedError
-from testbed.policies.base import PolicyContext
+from testbed.artifacts import ArtifactRows
+from testbed.policies.base import Learned, PolicyContext, RunState
 from testbed.policies.baselines import device_native, edge_answer
 from testbed.policies.effects import Answer, Crop, Inference, Infer, Locate, Offload, Payload, Policy, Step, Tokenize
 from testbed.query import ImageMeta, Query, QueryRecord
@@ -113,11 +115,27 @@ def _image(q: Query, policy: str) -> ImageMeta:
     return q.media
 
 
+CROP_PLAN: Learned[CropPlan] = Learned("crop plan")
+"""The crop policies' plan, made on the profiling split by their router's warm-up (MIN_ENTROPY)."""
+
+
+def _crop_plan_row(policy: str, state: RunState, _queries: Any) -> dict[str, Any] | None:
+    """A crop policy's plan: how its min-entropy threshold was chosen, the threshold, and the share
+    retransmitted and the accuracy it gave on the profiling split."""
+    c = CROP_PLAN.get(state)
+    if c is None:
+        return None
+    return {"policy": policy, "target": c.target, "h_min_threshold": c.h_min_above, "profile_queries": c.n,
+            "profile_retransmit_share": c.share, "profile_accuracy": c.accuracy}
+
+
+CROP_PLANS = ArtifactRows("crop_plans", _crop_plan_row)
+
+
 def _plan(ctx: PolicyContext, policy: str) -> CropPlan:
-    plan = ctx.state.crop
+    plan = CROP_PLAN.get(ctx.state)
     if plan is None:
-        raise TestbedError(f"{policy} needs its crop plan in the run state (RunState.crop), made on the profiling "
-                           "split")
+        raise TestbedError(f"{policy} needs its crop plan in the run state (CROP_PLAN), made on the profiling split")
     return plan
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from testbed.config import help_field
-from testbed.policies.base import PolicyContext
+from testbed.policies.base import Learned, PolicyContext
 from testbed.policies.baselines import media_offload, token_offload
 from testbed.policies.effects import (END_OF_STREAM, TIMED_OUT, Compress, Context, EdgeUnavailable, Emit,
                                       FrameAnswer, Future, Inference, Infer, Locate, NextFrame, Offload, Step,
@@ -194,13 +194,17 @@ def distributed_vlm(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
     return StreamDone(n)
 
 
+DIFFICULTY: Learned[dict[str, list[float]]] = Learned("laecips-like difficulty")
+"""laecips-like: the classifier scores seen so far in the run, sorted, per benchmark."""
+
+
 def laecips_like(stream: Stream, ctx: PolicyContext) -> StreamPolicy:
     """Offload a frame when the classifier's score (the small model's uncertainty on the frame
     before) is in the top `target_lcr` of the scores seen so far in the run (its threshold is
     their quantile; the run's state carries them from stream to stream). A stream's first frame,
     with no score yet, counts as a median one."""
     target = ctx.knobs.target_lcr
-    seen = ctx.state.difficulty.setdefault(stream.benchmark, [])  # kept sorted
+    seen = DIFFICULTY.setdefault(ctx.state, {}).setdefault(stream.benchmark, [])  # kept sorted
     prev, n = None, 0
     while (frame := (yield NextFrame(stream.stream_id))) is not END_OF_STREAM:
         fut = None

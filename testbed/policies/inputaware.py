@@ -17,6 +17,7 @@ from dataclasses import replace
 from testbed.errors import TestbedError
 from testbed.policies.base import PolicyContext
 from testbed.policies.baselines import edge_answer, large_answer, media_offload
+from testbed.policies.routers import INPUT_AWARE_ROUTER
 from testbed.policies.effects import Answer, Infer, Inspect, Policy, Tokenize
 from testbed.query import Query
 from testbed.router.signals import feature_vector
@@ -24,9 +25,9 @@ from testbed.tokenizer.sampling import KEYFRAME_SAMPLER
 
 
 def input_aware(q: Query, ctx: PolicyContext) -> Policy:
-    router = ctx.state.router
+    router = INPUT_AWARE_ROUTER.get(ctx.state)
     if router is None:
-        raise TestbedError("input-aware needs its router in the run state (RunState.router), trained on the "
+        raise TestbedError("input-aware needs its router in the run state (INPUT_AWARE_ROUTER), trained on the "
                            "profiling split")
     signals = yield Inspect(q.media, KEYFRAME_SAMPLER)
     score = router.score(feature_vector(signals, q.question, q.options))

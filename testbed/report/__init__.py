@@ -1,7 +1,8 @@
 """Reports from per-query result rows (sim or live), one job per module: summary statistics
 (summary.py), the paper comparison (comparison.py, with one module per paper: seed000.py, seed002.py,
 seed003.py, and figures.py for what a figure is), replications' confidence intervals
-(replications.py) and plots (plots.py). Every table made from a synthetic workload carries its
+(replications.py), plots (plots.py), and the sections the papers add to a results folder
+(routing.py; seed003.py's crop section). Every table made from a synthetic workload carries its
 provenance, so it reads as synthetic. The names below are the package's interface."""
 
 from testbed.report.comparison import (FIGURES_BY_SEED, comparison_cells, comparison_notes, format_comparison,
@@ -10,6 +11,7 @@ from testbed.report.figures import PaperFigure, Role, Unmeasurable
 from testbed.report.plots import (POLICY_LEGEND, key_label, load_matplotlib, plot_breakdown, plot_crop_tradeoff,
                                   plot_delay_cdf, plot_fidelity, plot_regret, plot_reliability, plot_sweep,
                                   plot_threshold_sweep, plot_tradeoff, regret_curves)
+from testbed.report.routing import routing_section
 from testbed.report.replications import (SUMMARY_METRICS, comparison_replicated, replication_summary,
                                          replication_table, t_interval)
 from testbed.report.seed000 import (COLLAB, DN, EH, LONG_S, NS, OVERHEAD_STAGES, PAPER_POLICIES, QG, SEED_ID, UNCAL,
@@ -29,5 +31,5 @@ __all__ = [
     "format_table", "key_label", "load_matplotlib", "overhead_share", "paper_comparison", "plain", "plot_breakdown",
     "plot_crop_tradeoff", "plot_delay_cdf", "plot_fidelity", "plot_regret", "plot_reliability", "plot_sweep",
     "plot_threshold_sweep", "plot_tradeoff", "regret_curves", "replication_summary", "replication_table",
-    "saturation_notes", "summarize", "t_interval",
+    "routing_section", "saturation_notes", "summarize", "t_interval",
 ]

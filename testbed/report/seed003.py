@@ -1,15 +1,21 @@
-"""Seed 003 (entropy-triggered crops): its claims as orderings, and the crop policies' accuracy and bytes
-per threshold (crop_summary)."""
+"""Seed 003 (entropy-triggered crops): its claims as orderings, the crop policies' accuracy and bytes
+per threshold (crop_summary), and its section of a results folder (crop.csv, registered)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from testbed.artifacts import section
 from testbed.report.figures import PaperFigure, Role
 from testbed.report.seed002 import _all_mean
-from testbed.report.summary import ALL
+from testbed.report.summary import ALL, format_table
+
+if TYPE_CHECKING:
+    from testbed.results import RunResult
 
 EC, GO, FR, RC = "entropy-crop", "global-only", "full-res", "random-crop"
 CROP_POLICIES = (GO, FR, RC, EC)
@@ -56,3 +62,22 @@ def crop_summary(q: pd.DataFrame) -> pd.DataFrame:
         "prefill_tokens_per_query": g.edge_prefill_tokens.mean(),
         "retransmit_share": g.round_trips.apply(lambda r: float((r > 1).mean())), "mean_s": g.delay_s.mean(),
     }).reset_index()
+
+
+@section("crop", order=20)
+def crop_section(out: Path, run: RunResult, title: str, plots: bool) -> list[str]:
+    """crop.csv (crop_summary with each policy's plan, the crop_plans artifact) and, with `plots`,
+    accuracy_vs_bytes.png; the summary.md section on them. Nothing for a run without crop policies."""
+    crop = crop_summary(run.queries)
+    if not len(crop):
+        return []
+    plans = pd.DataFrame(list(run.rows_of("crop_plans")), columns=[
+        "policy", "target", "h_min_threshold", "profile_queries", "profile_retransmit_share", "profile_accuracy"])
+    crop.merge(plans, on="policy", how="left").to_csv(out / "crop.csv", index=False)
+    if plots:
+        from testbed.report.plots import plot_crop_tradeoff
+
+        plot_crop_tradeoff(crop, out / "accuracy_vs_bytes.png", title)
+    return ["## Crop retransmission (seed 003)", "", "Accuracy against bytes sent up and the edge's prefill tokens "
+            "(`crop.csv`, `accuracy_vs_bytes.png`); retransmit_share: queries that sent a second view.", "",
+            format_table(crop), ""]
