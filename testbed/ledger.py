@@ -160,8 +160,23 @@ class Ledger:
             self.frames, self.decoded = part.frames, part.decoded
 
 
+class Replayed:
+    """What a run replays from its record (a trace row's or a frame's): the stage times and sizes a
+    live run recorded, which the sim prefers to the profile's (the Run protocol reads them here)."""
+
+    rec: Any
+
+    @property
+    def recorded_s(self) -> Mapping[str, float]:
+        return self.rec.recorded_s  # type: ignore[no-any-return]
+
+    @property
+    def recorded_bytes(self) -> Mapping[str, int]:
+        return self.rec.recorded_bytes  # type: ignore[no-any-return]
+
+
 @dataclass
-class QueryRun:
+class QueryRun(Replayed):
     """One query in flight: its record, its client, its ledger, the futures it started, and when
     it was submitted and answered (in the interpreter's clock)."""
 
@@ -172,14 +187,6 @@ class QueryRun:
     futures: dict[int, Any] = field(default_factory=dict)
     done_s: float = float("nan")
     answer: Answer | None = None
-
-    @property
-    def recorded_s(self) -> Mapping[str, float]:
-        return self.rec.recorded_s
-
-    @property
-    def recorded_bytes(self) -> Mapping[str, int]:
-        return self.rec.recorded_bytes
 
     @property
     def request_id(self) -> str:

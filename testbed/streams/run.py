@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from collections.abc import Mapping
 from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.policies.effects import FrameAnswer
 from testbed.query import Frame, ImageMeta, Stream
-from testbed.ledger import Ledger
+from testbed.ledger import Ledger, Replayed
 from testbed.streams.trace import FrameRecord, StreamRecord
 
 
 @dataclass
-class FrameRun:
+class FrameRun(Replayed):
     """One frame: its record, ledger and answer. `local_s` is when the policy emitted its answer
     (the local path), `final_s` when the answer that stands was given (a large answer's arrival
     when it replaced the local one)."""
@@ -39,14 +38,6 @@ class FrameRun:
     @property
     def futures(self) -> dict[int, Any]:
         return self.stream.futures
-
-    @property
-    def recorded_s(self) -> Mapping[str, float]:
-        return self.rec.recorded_s
-
-    @property
-    def recorded_bytes(self) -> Mapping[str, int]:
-        return self.rec.recorded_bytes
 
     @property
     def request_id(self) -> str:

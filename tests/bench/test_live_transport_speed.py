@@ -29,6 +29,7 @@ printed next to it."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -93,50 +94,46 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-@pytest.fixture
-def raw() -> Iterator[Callable[..., None]]:
-    proc, endpoint = _child_server("raw")
+@contextlib.contextmanager
+def _bare_socket(server: str, sock_type: int) -> Iterator[zmq.Socket]:
+    """A socket of `sock_type` connected to a bare server of kind `server` in a child process."""
+    proc, endpoint = _child_server(server)
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
+    sock = ctx.socket(sock_type)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 30_000)
     sock.connect(endpoint)
-
-    def round_trip(*frames: object) -> None:
-        sock.send_multipart(list(frames) or [b""], copy=False)
-        sock.recv_multipart()
-
     try:
-        round_trip(b"warm")
-        yield round_trip
+        yield sock
     finally:
         sock.close(0)
         ctx.term()
         _stop(proc)
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[..., None]]:
+    with _bare_socket("raw", zmq.DEALER) as sock:
+        def round_trip(*frames: object) -> None:
+            sock.send_multipart(list(frames) or [b""], copy=False)
+            sock.recv_multipart()
+
+        round_trip(b"warm")
+        yield round_trip
 
 
 @pytest.fixture
 def stream() -> Iterator[Callable[..., None]]:
-    proc, endpoint = _child_server("stream")
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.STREAM)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 30_000)
-    sock.connect(endpoint)
-    peer, _ = sock.recv_multipart()  # the connection's notification
+    with _bare_socket("stream", zmq.STREAM) as sock:
+        peer, _ = sock.recv_multipart()  # the connection's notification
 
-    def round_trip(payload: object) -> None:
-        sock.send_multipart([peer, memoryview(payload).nbytes.to_bytes(4, "big")])  # type: ignore[arg-type]
-        sock.send_multipart([peer, payload], copy=False)
-        sock.recv_multipart()
+        def round_trip(payload: object) -> None:
+            sock.send_multipart([peer, memoryview(payload).nbytes.to_bytes(4, "big")])  # type: ignore[arg-type]
+            sock.send_multipart([peer, payload], copy=False)
+            sock.recv_multipart()
 
-    try:
         round_trip(b"warm")
         yield round_trip
-    finally:
-        sock.close(0)
-        ctx.term()
-        _stop(proc)
 
 
 @pytest.fixture
