@@ -577,20 +577,27 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog="testbed", description="Device-edge collaborative VLM inference testbed")
+    p = Parser(prog="testbed", description="Device-edge collaborative VLM inference testbed. `testbed COMMAND "
+                                           "--help` for a command's options; every command: docs/cli.md.")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<stamp>-<mode>/")
-    s.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path")
+    s = sub.add_parser("sim", help="simulate a scenario and write results/<scenario>/<stamp>-sim/",
+                       description="Simulate a scenario's policies on its workload (SimPy, from a hardware profile "
+                                   "and, where the trace has them, recorded stage times) and write "
+                                   "OUT/<scenario>/<stamp>-sim/. A scenario with [sweep] runs each point (on "
+                                   "--executor); --replications runs several seeds. Every command: docs/cli.md.")
+    s.add_argument("scenario", nargs="?", default="default", help="name in scenarios/ or a .toml path "
+                                                                  "(default: default)")
     s.add_argument("--seed", type=SEED, help="override the scenario's seed")
     s.add_argument("--queries", type=COUNT, help="override workload.queries_per_benchmark")
     s.add_argument("--executor", choices=("serial", "local", "ray"), default="local",
-                   help="where a sweep's points (or replications' seeds) run: one after another, a process pool on "
-                        "this machine (default), or Ray (pip install -e '.[ray]')")
+                   help="sweeps and replications only: where the points (or seeds) run: one after another, a "
+                        "process pool on this machine (default), or Ray (pip install -e '.[ray]')")
     s.add_argument("--workers", type=COUNT, help="--executor local: processes (default: one per core)")
     s.add_argument("--address", help="--executor ray: the cluster's address (default: a local Ray instance)")
     s.add_argument("--plots", choices=("sweep", "all"), default="sweep",
-                   help="a sweep's figures: its own table's plot only (default), or every point's too")
-    s.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder")
+                   help="sweeps and replications only: the sweep's own plot (default), or every point's figures too")
+    s.add_argument("--out", type=OUTPUT_DIR, default="results", help="results root folder (default: results, "
+                                                                      "in the current folder)")
     s.add_argument("--replications", metavar="N", help="run N seeds (seed, seed+1, ...) and report every metric "
                                                        "and ratio as a mean with its 95%% confidence interval")
     s.set_defaults(fn=_cmd_sim)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from testbed.artifacts import ArtifactRows, collect
 from testbed.bandit import DecisionLog, Profiling, fit_records
+from testbed.bandit.backbone import shipped_fits
 from testbed.cache import cache_dir
 from testbed.energy import add_energy
 from testbed.errors import TestbedError
@@ -98,10 +99,12 @@ def profiling_fit(records: Sequence[QueryRecord], frames: Sequence[float], calib
 
 def cached_note(profiling: Profiling | None) -> str:
     """One line when the density agents' backbone was not retrained."""
-    if profiling is None or not profiling.cached:
+    if profiling is None or profiling.cached_from is None:
         return ""
-    return (f"bandit backbone: cached fit reused (same profiling split, temperature and seed; from "
-            f"{cache_dir() / 'backbones'} or the fits shipped in traces/backbones/), not retrained")
+    found = profiling.cached_from
+    where = f"the fit shipped for it, traces/backbones/{found.name}" if found.parent == shipped_fits() else str(found)
+    return (f"bandit backbone: cached fit reused (same profiling split, temperature and seed: {where}), "
+            "not retrained")
 
 
 @dataclass

@@ -68,3 +68,14 @@ def test_the_measured_column_is_named_for_the_run():
     live = report.comparison_cells(table, measured="measured")
     assert "measured" in live.columns and "sim" not in live.columns
     assert live.measured.tolist() == report.comparison_cells(table).sim.tolist()
+
+
+def test_in_range_is_said_of_ranges_and_bounds_not_of_points():
+    """A zero error reads "in range" for a range or a one-sided bound the paper gives, "+0%" for a point
+    (a negative point included: its minus sign does not make it a range)."""
+    papers = ["1.3-12.6", "< 5", ">= 1", ">= -1", "819", "-2"]
+    table = pd.DataFrame({"seed": "000", "role": "held-out", "benchmark": "all", "figure": [f"f{i}" for i in range(6)],
+                          "source": "s", "paper": papers, "sim": [1.0] * 6, "error": [0.0] * 6})
+    cells = report.comparison_cells(table)
+    assert dict(zip(cells.paper, cells.error)) == {"1.3-12.6": "in range", "< 5": "in range", ">= 1": "in range",
+                                                   ">= -1": "in range", "819": "+0%", "-2": "+0%"}

@@ -227,13 +227,13 @@ def shipped_fits() -> Path:
 
 
 def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray, densities: Sequence[int],
-                 cache: Path | None, *, seed: int = 0, **train_kw: Any) -> tuple[Backbone, bool]:
+                 cache: Path | None, *, seed: int = 0, **train_kw: Any) -> tuple[Backbone, Path | None]:
     """`train_backbone`, or the backbone an earlier call with the same inputs left in `cache` (keyed
     by a SHA-256 of the inputs, the seed, the settings and TRAINING_VERSION; float64 weights, so a
-    cached fit is the very one training gives). Returns (backbone, whether it came from the cache);
-    an unreadable cache file is refitted and replaced."""
+    cached fit is the very one training gives), else the fit shipped for it. Returns (backbone, the file
+    it was read from, None when it was trained now); an unreadable cache file is refitted and replaced."""
     if cache is None:
-        return train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw), False
+        return train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw), None
     h = hashlib.sha256(repr((TRAINING_VERSION, VERSION, tuple(int(d) for d in densities), seed,
                              sorted(train_kw.items()))).encode())
     for a in (contexts, actions, correct):
@@ -244,7 +244,7 @@ def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray,
     for found in (path, shipped_fits() / path.name):  # this machine's cache, then the fits the package ships
         if found.is_file():
             try:
-                return load_backbone(found, densities), True
+                return load_backbone(found, densities), found
             except BanditFileError:
                 pass
     backbone = train_backbone(contexts, actions, correct, densities, seed=seed, **train_kw)
@@ -252,7 +252,7 @@ def train_cached(contexts: np.ndarray, actions: np.ndarray, correct: np.ndarray,
         save_backbone(backbone, path)
     except OSError:  # a read-only or full cache costs the next run a fit, nothing else
         pass
-    return backbone, False
+    return backbone, None
 
 
 def save_backbone(backbone: Backbone, path: Path | str) -> None:

@@ -69,7 +69,11 @@ class Profiling:
     correct: np.ndarray
     densities: tuple[int, ...]
     backbone: Backbone | None
-    cached: bool = False  # the backbone came from the on-disk cache (`train_cached`), not a fit
+    cached_from: Path | None = None  # the file the backbone was read from (`train_cached`); None: fitted now
+
+    @property
+    def cached(self) -> bool:
+        return self.cached_from is not None
 
     def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(contexts, actions, correct) with every density's outcome of every query."""
@@ -98,7 +102,7 @@ def fit_profiling(n_frames: Sequence[float], small_logits: Sequence[np.ndarray],
                              _column(s_cplx, "context_s_cplx"))
     correct = correctness_matrix(large_logits, answers, dens)
     backbone, cached = train_cached(*full_information(contexts, correct, dens), dens, cache, seed=seed,
-                                    **train_kw) if train else (None, False)
+                                    **train_kw) if train else (None, None)
     return Profiling(builder, contexts, correct, dens, backbone, cached)
 
 

@@ -16,14 +16,14 @@ FIGURES_BY_SEED = {seed000.SEED_ID: seed000.FIGURES, "002": seed002.FIGURES, "00
 
 
 def paper_comparison(q: pd.DataFrame, synthetic: bool = True) -> pd.DataFrame:
-    """Each figure of seeds 000 and 002 that these rows can measure next to the paper's value: seed,
-    role, benchmark, figure, source, paper (a value or a range), sim (the measured value, in real runs
-    too), error (signed, a fraction; 0 inside a range). Figures whose policies, benchmark or columns
-    the rows lack are left out (a seed-002 figure's benchmark "all" means every row); so are those the
-    rows cannot measure (Unmeasurable), each with a line in `attrs["notes"]` saying why. `synthetic`:
-    the outcomes come from the synthetic generator (a sim run on a synthetic workload); otherwise (a
-    recorded workload, or a real run, whose models give the answers) a figure fitted only as the
-    generator's input is held out: nothing was tuned to it there."""
+    """Each figure of the seeds' papers (FIGURES_BY_SEED: 000, 002, 003) that these rows can measure, next
+    to the paper's value: seed, role, benchmark, figure, source, paper (a value or a range), sim (the
+    measured value, in real runs too), error (signed, a fraction; 0 inside a range). Figures whose
+    policies, benchmark or columns the rows lack are left out (a seed-002 figure's benchmark "all" means
+    every row); so are those the rows cannot measure (Unmeasurable), each with a line in
+    `attrs["notes"]` saying why. `synthetic`: the outcomes come from the synthetic generator (a sim run
+    on a synthetic workload); otherwise (a recorded workload, or a real run, whose models give the
+    answers) a figure fitted only as the generator's input is held out: nothing was tuned to it there."""
     have = set(q.policy) if len(q) else set()
     benches = (set(q.benchmark) | {ALL}) if len(q) else set()
     rows = []
@@ -59,6 +59,15 @@ def _num(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
+def _is_point(paper: str) -> bool:
+    """Whether a paper cell is one value ("819", "-2"), not a range ("1.3-12.6", "< 5", ">= 1")."""
+    try:
+        float(paper)
+    except ValueError:
+        return False
+    return True
+
+
 def comparison_cells(table: pd.DataFrame, source: bool = True, measured: str = "sim") -> pd.DataFrame:
     """The comparison as display strings: fitted rows first, errors as signed percentages ("in
     range" inside a range the paper gives); with replications, sim is "mean [95% CI]". `measured`
@@ -72,8 +81,7 @@ def comparison_cells(table: pd.DataFrame, source: bool = True, measured: str = "
         t = t.drop(columns=["sim_ci_low", "sim_ci_high", "n"])
     else:
         t["sim"] = [_num(v) for v in t.sim]
-    t["error"] = ["in range" if e == 0 and ("-" in p or p.startswith("<")) else f"{100 * e:+.0f}%"
-                  for e, p in zip(t.error, t.paper)]
+    t["error"] = ["in range" if e == 0 and not _is_point(p) else f"{100 * e:+.0f}%" for e, p in zip(t.error, t.paper)]
     keep_seed = len(set(table.seed)) > 1 if len(table) else False
     t = t.drop(columns=([] if keep_seed else ["seed"]) + ([] if source else ["source"]))
     return t.rename(columns={"sim": measured})

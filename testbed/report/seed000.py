@@ -172,7 +172,7 @@ def _figures() -> tuple[PaperFigure, ...]:
                                "SV-D, Fig. 12: a noticeable drop (read as >= 1)", (1.0, math.inf), H,
                                partial(_accuracy_drop, base=QG, other=UNCAL, bench=b), (QG, UNCAL)))
     for b, share in zip(benches, (0.46, 0.50, 0.67)):
-        out.append(PaperFigure(b, "QuickGrasp overhead share of delay (%)", "SV-D, Fig. 13", (share, share), H,
+        out.append(PaperFigure(b, "QuickGrasp overhead share of delay (fraction)", "SV-D, Fig. 13", (share, share), H,
                                partial(overhead_share, bench=b), (QG,)))
     for b in benches:
         for base, name in ((EH, "EdgeHosted"), (COLLAB, "Collaborative")):
