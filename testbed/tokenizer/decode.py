@@ -10,12 +10,11 @@ VideoError naming the file.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import queue
 import threading
 from pathlib import Path
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import av
@@ -49,8 +48,7 @@ def iter_keyframes(path: Path | str, meta: VideoMeta, indices: Sequence[int] | n
 
 def keyframes(path: Path | str, meta: VideoMeta, indices: Sequence[int] | np.ndarray,
               workers: int = DECODE_WORKERS) -> Iterator[np.ndarray]:
-    """The wanted keyframes one (H, W, 3) frame at a time, in display order; each array is valid until
-    the next is asked for (it may view a decoder's buffer: copy what you keep)."""
+    """The wanted keyframes one (H, W, 3) frame at a time, in display order."""
     wanted = set(np.asarray(indices).tolist())
     if workers > 1 and len(wanted) > 1:
         return _keyframes_parallel(path, meta, wanted, min(workers, len(wanted)))
@@ -133,8 +131,6 @@ def _keyframes_serial(path: Path | str, meta: VideoMeta, wanted: set[int]) -> It
 
 
 _END = object()
-Emit = Callable[[int, Any], None]
-"""A decoder's output: (its i-th frame, the array), then (count, _END), or (-1, the exception raised)."""
 
 
 def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
@@ -147,21 +143,21 @@ def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
             continue
 
 
-def _decoder(ctx: Any, packets: "queue.Queue[Any]", emit: Emit, stop: threading.Event) -> None:
+def _decoder(ctx: Any, packets: "queue.Queue[Any]", frames: "queue.Queue[Any]", stop: threading.Event) -> None:
     """One decoder of the pool: its codec context decodes the packets handed to it, in order, then
-    flushes, emitting each frame as RGB; a frame's copy or scaling runs here, beside the others."""
+    flushes; the frames as RGB (scaled here, beside the other decoders), then _END, or the exception,
+    go to `frames`."""
     try:
-        rgb, i = _ToRGB(), 0
+        rgb = _ToRGB()
         while not stop.is_set():
             packet = packets.get()
             for frame in ctx.decode(None if packet is _END else packet):
-                emit(i, rgb(frame))
-                i += 1
+                _put(frames, rgb(frame), stop)
             if packet is _END:
                 break
-        emit(i, _END)
+        _put(frames, _END, stop)
     except BaseException as exc:  # handed to the consumer, which re-raises it
-        emit(-1, exc)
+        _put(frames, exc, stop)
 
 
 def _codec_contexts(stream: Any, n: int) -> list[Any]:
@@ -195,61 +191,45 @@ def _count_rest(path: Path | str, q: "queue.Queue[Any]") -> int:
     return n
 
 
-@contextlib.contextmanager
-def _pool(path: Path | str, meta: VideoMeta, wanted: set[int], emitters: Sequence[Emit],
-          stop: threading.Event) -> Iterator[None]:
-    """Decoder threads, one per emitter, fed by this thread: it demuxes and deals the j-th wanted
-    packet to decoder j % n, so decoder k's i-th frame is the (k + i n)-th in display order. On exit
-    the decoders are joined: after their last frame, or, when the body raised, once `stop` stopped them."""
-    n = len(emitters)
-    packets: list["queue.Queue[Any]"] = [queue.Queue() for _ in range(n)]
+def _keyframes_parallel(path: Path | str, meta: VideoMeta, wanted: set[int], workers: int) -> Iterator[np.ndarray]:
+    """The serial path's frames, bit for bit: this thread demuxes and deals the j-th wanted packet to
+    decoder j % workers; each decoder yields its frames in its packets' order, so reading the decoders'
+    queues in turn gives the frames in display order. Output queues are bounded (memory stays a few
+    frames per decoder while the consumer is slow)."""
+    stop = threading.Event()
+    packets: list["queue.Queue[Any]"] = [queue.Queue() for _ in range(workers)]
+    frames: list["queue.Queue[Any]"] = [queue.Queue(maxsize=8) for _ in range(workers)]
     threads: list[threading.Thread] = []
     try:
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
-                threads = [threading.Thread(target=_decoder, args=(ctx, packets[k], emitters[k], stop), daemon=True,
+                threads = [threading.Thread(target=_decoder, args=(ctx, packets[k], frames[k], stop), daemon=True,
                                             name=f"keyframe-decoder-{k}")
-                           for k, ctx in enumerate(_codec_contexts(stream, n))]
+                           for k, ctx in enumerate(_codec_contexts(stream, workers))]
                 for t in threads:
                     t.start()
                 for j, packet in enumerate(_wanted_keyframe_packets(container, stream, meta, wanted)):
-                    packets[j % n].put(packet)
+                    packets[j % workers].put(packet)
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise VideoError(path, f"decoding failed ({exc})") from None
         finally:
             for q in packets:
                 q.put(_END)
-        yield
-    except BaseException:
-        stop.set()
-        raise
+        got = 0
+        while got < len(wanted):
+            item = _checked(path, frames[got % workers].get())
+            if item is _END:  # a decoder ran dry: frames are missing, and the later ones cannot be placed
+                got += sum(_count_rest(path, q) for k, q in enumerate(frames) if k != got % workers)
+                break
+            got += 1
+            yield item
+        if got != len(wanted):
+            raise VideoError(path, f"truncated or corrupt: decoded {got} of {len(wanted)} keyframes")
     finally:
+        stop.set()
         for t in threads:
             t.join(timeout=30)
-
-
-def _keyframes_parallel(path: Path | str, meta: VideoMeta, wanted: set[int], workers: int) -> Iterator[np.ndarray]:
-    """The serial path's frames, bit for bit, from a pool of decoders (`_pool`): reading the decoders'
-    queues in turn gives the frames in display order. Output queues are bounded (memory stays a few
-    frames per decoder while the consumer is slow)."""
-    stop = threading.Event()
-    frames: list["queue.Queue[Any]"] = [queue.Queue(maxsize=8) for _ in range(workers)]
-    emitters = [lambda i, item, q=q: _put(q, item, stop) for q in frames]
-    try:
-        with _pool(path, meta, wanted, emitters, stop):
-            got = 0
-            while got < len(wanted):
-                item = _checked(path, frames[got % workers].get())
-                if item is _END:  # a decoder ran dry: frames are missing, and the later ones cannot be placed
-                    got += sum(_count_rest(path, q) for k, q in enumerate(frames) if k != got % workers)
-                    break
-                got += 1
-                yield item
-            if got != len(wanted):
-                raise VideoError(path, f"truncated or corrupt: decoded {got} of {len(wanted)} keyframes")
-    finally:
-        stop.set()
 
 
 def _keyframes_array(path: Path | str, meta: VideoMeta, wanted: set[int], workers: int) -> np.ndarray:
@@ -276,7 +256,9 @@ def _keyframes_array(path: Path | str, meta: VideoMeta, wanted: set[int], worker
                     item = rgb(frame)
                     with lock:
                         out = box.setdefault("out", np.empty((len(wanted), *item.shape), item.dtype))
-                    if rows and out.shape[1:] == item.shape:
+                    if out.shape[1:] != item.shape:
+                        raise VideoError(path, f"its frames change size ({out.shape[1:]} then {item.shape})")
+                    if rows:
                         out[rows.popleft()] = item
                         got += 1
                 if packet is None:
