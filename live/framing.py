@@ -51,21 +51,29 @@ class FramingError(EnvelopeError):
     """A record or body that breaks the framing (code 'oversize' or 'malformed')."""
 
 
+def _head(views: Sequence[memoryview]) -> bytes:
+    """A body's head: the frame count and each frame's size."""
+    if len(views) > 0xFFFF:
+        raise FramingError(f"{len(views)} frames; a body holds at most 65535", "oversize")
+    return COUNT.pack(len(views)) + b"".join(SIZE.pack(v.nbytes) for v in views)
+
+
+def _prefix(n: int) -> bytes:
+    """The length prefix of an n-byte body."""
+    if n > MAX_RECORD:
+        raise FramingError(f"a body of {n} bytes does not fit a record", "oversize")
+    return PREFIX.pack(n)
+
+
 def pack(frames: Sequence[Buffer]) -> bytes:
     """One body: the frame count, their sizes, the frames (one copy)."""
     views = [memoryview(f).cast("B") for f in frames]
-    if len(views) > 0xFFFF:
-        raise FramingError(f"{len(views)} frames; a body holds at most 65535", "oversize")
-    head = COUNT.pack(len(views)) + b"".join(SIZE.pack(v.nbytes) for v in views)
-    return b"".join([head, *views])
+    return b"".join([_head(views), *views])
 
 
 def record(body: Buffer) -> bytes:
     """`body` with its length prefix, ready to write to the stream (one copy)."""
-    n = memoryview(body).nbytes
-    if n > MAX_RECORD:
-        raise FramingError(f"a body of {n} bytes does not fit a record", "oversize")
-    return b"".join((PREFIX.pack(n), body))
+    return b"".join((_prefix(memoryview(body).nbytes), body))
 
 
 def parts(frames: Sequence[Buffer], sealer: Sealer | None = None) -> list[Buffer]:
@@ -74,13 +82,8 @@ def parts(frames: Sequence[Buffer], sealer: Sealer | None = None) -> list[Buffer
     if sealer is not None:
         return [record(sealer.seal(pack(frames)))]
     views = [memoryview(f).cast("B") for f in frames]
-    if len(views) > 0xFFFF:
-        raise FramingError(f"{len(views)} frames; a body holds at most 65535", "oversize")
-    n = COUNT.size + len(views) * SIZE.size + sum(v.nbytes for v in views)
-    if n > MAX_RECORD:
-        raise FramingError(f"a body of {n} bytes does not fit a record", "oversize")
-    head = PREFIX.pack(n) + COUNT.pack(len(views)) + b"".join(SIZE.pack(v.nbytes) for v in views)
-    return [head, *(v for v in views if v.nbytes)]
+    head = _head(views)
+    return [_prefix(len(head) + sum(v.nbytes for v in views)) + head, *(v for v in views if v.nbytes)]
 
 
 def write(sock: Any, peer: bytes, record_parts: Sequence[Buffer], flags: int = 0) -> None:

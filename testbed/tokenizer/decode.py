@@ -133,7 +133,7 @@ def _keyframes_serial(path: Path | str, meta: VideoMeta, wanted: set[int]) -> It
 _END = object()
 
 
-def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
+def put_unless_stopped(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
     """Put unless the consumer has stopped (so no decoder waits forever on a full queue)."""
     while not stop.is_set():
         try:
@@ -152,12 +152,12 @@ def _decoder(ctx: Any, packets: "queue.Queue[Any]", frames: "queue.Queue[Any]", 
         while not stop.is_set():
             packet = packets.get()
             for frame in ctx.decode(None if packet is _END else packet):
-                _put(frames, rgb(frame), stop)
+                put_unless_stopped(frames, rgb(frame), stop)
             if packet is _END:
                 break
-        _put(frames, _END, stop)
+        put_unless_stopped(frames, _END, stop)
     except BaseException as exc:  # handed to the consumer, which re-raises it
-        _put(frames, exc, stop)
+        put_unless_stopped(frames, exc, stop)
 
 
 def _codec_contexts(stream: Any, n: int) -> list[Any]:
@@ -254,8 +254,10 @@ def _keyframes_array(path: Path | str, meta: VideoMeta, wanted: set[int], worker
                     rows.append(row)
                 for frame in ctx.decode(packet):
                     item = rgb(frame)
-                    with lock:
-                        out = box.setdefault("out", np.empty((len(wanted), *item.shape), item.dtype))
+                    out = box.get("out")
+                    if out is None:
+                        with lock:
+                            out = box.setdefault("out", np.empty((len(wanted), *item.shape), item.dtype))
                     if out.shape[1:] != item.shape:
                         raise VideoError(path, f"its frames change size ({out.shape[1:]} then {item.shape})")
                     if rows:

@@ -21,7 +21,7 @@ import torch
 
 from testbed.models.encoder import VisionEncoder
 from testbed.query import VideoMeta
-from testbed.tokenizer.decode import DECODE_WORKERS, iter_frames, only_keyframes
+from testbed.tokenizer.decode import DECODE_WORKERS, iter_frames, only_keyframes, put_unless_stopped
 from testbed.tokenizer.sampling import Sampler, decode_work, sample_indices
 from testbed.tokenizer.video import probe
 
@@ -72,12 +72,7 @@ def _stage(source: Callable[[], Any], fn: Callable[[Any], Any], out: "queue.Queu
     """Run `fn` on each item from `source` into `out`; exceptions and the end travel as items."""
 
     def put(item: Any) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_unless_stopped(out, item, stop)
 
     try:
         while not stop.is_set():
