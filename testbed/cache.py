@@ -4,6 +4,7 @@ their inputs. $TESTBED_CACHE, else ~/.cache/vlm-edge-testbed; deleting it only c
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 CACHE_ENV = "TESTBED_CACHE"
@@ -12,3 +13,17 @@ CACHE_ENV = "TESTBED_CACHE"
 def cache_dir() -> Path:
     """Where generated media and cached fits are kept between runs."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vlm-edge-testbed")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file of this process's own, then a rename, so a
+    reader (or a second process writing the same entry) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -4,6 +4,7 @@ written to. The per-query accounting is testbed/ledger.py."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -63,13 +64,19 @@ PACKAGES = ("vlm-edge-testbed", "simpy", "numpy", "scipy", "pandas", "pyarrow", 
 
 def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     """Python's and each package's version ("not installed" where it is not)."""
-    out = {"python": platform.python_version()}
+    return dict(_versions(tuple(packages)))
+
+
+@functools.cache
+def _versions(packages: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`versions`, read once per process (a sweep's points each write them; they do not change while it runs)."""
+    out = [("python", platform.python_version())]
     for p in packages:
         try:
-            out[p] = metadata.version(p)
+            out.append((p, metadata.version(p)))
         except metadata.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
+            out.append((p, "not installed"))
+    return tuple(out)
 
 
 def remove_stale_partials(folder: Path) -> list[Path]:

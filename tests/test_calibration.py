@@ -1,5 +1,7 @@
 """Temperature scaling and ECE against independent references."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -28,3 +30,29 @@ def test_fit_temperature_recovers_the_generating_temperature():
     assert t == pytest.approx(true_t, rel=0.05)
     ok = logits.argmax(1) == labels
     assert ece(confidence(logits, t), ok) < 0.3 * ece(confidence(logits), ok)
+
+
+def test_fit_calibration_reuses_the_temperatures_an_equal_fit_left_in_its_cache(tmp_path, monkeypatch):
+    """A second fit on the same profiling split reads the first's temperatures (the very floats) from the
+    cache instead of fitting; other logits fit anew; a damaged entry is refitted and replaced."""
+    from testbed.router import calibration as cal
+    from testbed.traces import table_to_workload, to_table
+    from testbed.workload.synthetic import synthetic_workload
+
+    def profiling(seed: int) -> list:
+        return table_to_workload(to_table(*synthetic_workload(("mvbench",), 200, seed))).split("profile")
+
+    records = profiling(3)
+    want = cal.fit_calibration(records)
+    assert cal.fit_calibration(records, tmp_path) == want  # fitted and cached
+    (entry,) = tmp_path.glob("temperatures-*.json")
+    fitted = []
+    monkeypatch.setattr(cal, "fit_temperature", lambda z, y: fitted.append(1) or 1.5)
+    assert cal.fit_calibration(records, tmp_path) == want and not fitted  # read, not fitted
+    other = profiling(4)
+    assert cal.fit_calibration(other, tmp_path) == cal.Calibration(1.5, 1.5) and len(fitted) == 2
+    for damaged in ("{", {"format": "x", "small_t": 1.0, "large_t": 1.0},
+                    {"format": cal.CACHE_FORMAT, "small_t": -1.0, "large_t": 1.0}):
+        entry.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+        assert cal.fit_calibration(records, tmp_path) == cal.Calibration(1.5, 1.5)
+    assert len(list(tmp_path.glob("temperatures-*.json"))) == 2 and not list(tmp_path.glob("*.tmp"))

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,30 +20,24 @@ from collections.abc import Callable
 import numpy as np
 
 from testbed.bandit.errors import CorruptFileError, MismatchError
+from testbed.cache import write_atomic
 
 
 def card_path(path: Path | str) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_npz_card(path: Path | str, arrays: dict[str, np.ndarray], card: dict[str, Any]) -> None:
     """Write the arrays and their card; `card` must hold "format" and "version"."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     # numpy's stubs type **kwds as its allow_pickle flag; numpy 1.26 has no such flag, so none is passed
     np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     data = buf.getvalue()
     full = {**card, "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
             "sha256": hashlib.sha256(data).hexdigest()}
-    _atomic_write(path, data)
-    _atomic_write(card_path(path), (json.dumps(full, indent=1, sort_keys=True) + "\n").encode())
+    write_atomic(path, data)
+    write_atomic(card_path(path), (json.dumps(full, indent=1, sort_keys=True) + "\n").encode())
 
 
 def read_npz_card(path: Path | str, fmt: str, version: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -28,7 +28,6 @@ from typing import Any, ClassVar, Protocol
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from testbed.query import DENSITIES
 from testbed.router.calibration import confidence
@@ -341,6 +340,8 @@ def _below(mean: np.ndarray, sd: np.ndarray, cost: np.ndarray, i: int, s: np.nda
     """(M,) the probability that every other density scores below density i's score s (M,): for
     j after i P(score_j <= s), for j before i P(score_j < s), ties going to the smaller index as
     np.argmax does; the two differ only at the clipping point masses and where sd_j = 0."""
+    from scipy.special import ndtr  # here, not at the top: only the density agents' draws need scipy.special
+
     t = s[None, :] + cost[:, None]  # (K, M): X_j must stay below t for j's score to stay below s
     m = mean[:, None]
     pos = sd > 0
@@ -362,6 +363,8 @@ def win_probability(mean: np.ndarray, sd: np.ndarray, cost: np.ndarray, i: int, 
     weighted exactly; `draws` values of X_i inside (0, 1) average the rest, stratified: one uniform
     draw of the generator in each of `draws` equal slices of X_i's probability there, mapped by
     the inverse CDF. Unbiased, and far less variance than counting argmax wins."""
+    from scipy.special import ndtr, ndtri
+
     m, s_ = float(mean[i]), float(sd[i])
     if s_ <= 0:
         return float(_below(mean, sd, cost, i, np.array([min(max(m, 0.0), 1.0) - cost[i]]))[0])

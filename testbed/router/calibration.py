@@ -9,6 +9,8 @@ scaling divides logits, and dividing probabilities fits a meaningless temperatur
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from testbed.cache import cache_dir, write_atomic
 from testbed.errors import TestbedError
 from testbed.jsonfile import read_json
 from testbed.query import QueryRecord
@@ -177,16 +180,51 @@ def model_logits(records: Sequence[QueryRecord], model: str) -> np.ndarray:
     return padded_logits(rows)  # type: ignore[arg-type]
 
 
-def fit_calibration(records: Sequence[QueryRecord]) -> Calibration:
+def fit_calibration(records: Sequence[QueryRecord], cache: Path | None = None) -> Calibration:
     """Temperatures for both models from labelled profiling queries (seed 000 SV-A); the large
-    model's from its native logits."""
+    model's from its native logits. With `cache` (a folder), the temperatures an earlier fit on the
+    same logits and labels left there, else fitted now and left there."""
     if not records:
         return Calibration(1.0, 1.0)
     labels = np.array([r.answer for r in records])
     small, large = model_logits(records, "small"), model_logits(records, "large")
     check_logits(small, "the small model's logits")
     check_logits(large, "the large model's logits")
-    return Calibration(fit_temperature(small, labels), fit_temperature(large, labels))
+    path = None if cache is None else cache / f"temperatures-{_fit_key(small, large, labels)}.json"
+    if path is not None and (found := _cached_temperatures(path)) is not None:
+        return found
+    fitted = Calibration(fit_temperature(small, labels), fit_temperature(large, labels))
+    if path is not None:
+        with contextlib.suppress(OSError):  # a read-only or full cache costs the next run a fit, nothing else
+            write_atomic(path, json.dumps({"format": CACHE_FORMAT, **asdict(fitted)}).encode())
+    return fitted
+
+
+CACHE_FORMAT = "testbed-temperatures-1"
+"""Bump the number when `fit_temperature` changes what it computes: temperatures cached before are then not reused."""
+
+
+def _fit_key(small: np.ndarray, large: np.ndarray, labels: np.ndarray) -> str:
+    """A SHA-256 of what the fit reads (and of scipy's version: its optimiser gives the last digits)."""
+    from importlib import metadata
+
+    h = hashlib.sha256(repr((CACHE_FORMAT, TEMPERATURE_BOUNDS, metadata.version("scipy"))).encode())
+    for a in (small, large, labels):
+        arr = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(repr(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _cached_temperatures(path: Path) -> Calibration | None:
+    """The temperatures in a cache file, or None where it is missing, unreadable or not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        temps = [data[k] for k in ("small_t", "large_t")] if data.get("format") == CACHE_FORMAT else []
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError):
+        return None
+    ok = len(temps) == 2 and all(isinstance(t, float) and np.isfinite(t) and t > 0 for t in temps)
+    return Calibration(*temps) if ok else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,4 +336,4 @@ def scenario_calibration(sc: Scenario, profile_split: Sequence[QueryRecord]) -> 
     if sc.calibration.file:
         path = sc.resolve_path(sc.calibration.file)
         return load_calibration(path), f"file {path}"
-    return fit_calibration(profile_split), "fitted on the profiling split"
+    return fit_calibration(profile_split, cache_dir() / "temperatures"), "fitted on the profiling split"
