@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from testbed.cache import write_atomic
 from testbed.errors import TestbedError
 from testbed.shipped import DATA_ROOT
 from testbed.models.vlm import OptionModel, VLMPair
@@ -275,10 +276,7 @@ def save_head(head: PocketHead, path: Path, meta: dict[str, Any]) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
     info = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": json.dumps(head.cfg.to_json()),
             "vocab": json.dumps(VOCAB), "answers": json.dumps(ANSWERS), **{k: str(v) for k, v in meta.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(canonical_safetensors(save(state, metadata=info)))
-    tmp.replace(path)
+    write_atomic(path, canonical_safetensors(save(state, metadata=info)))
 
 
 def load_head(path: Path) -> PocketHead:

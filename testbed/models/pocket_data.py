@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from testbed.cache import atomic_file
 from testbed.errors import TestbedError
 
 COLORS = ("red", "green", "blue", "gray", "teal", "black", "yellow", "brown")
@@ -129,10 +130,8 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
         except (OSError, ValueError):
             pass
     arr = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, arr, allow_pickle=False)
-    tmp.replace(path)
+    with atomic_file(path) as f:
+        np.save(f, arr, allow_pickle=False)
     return arr
 
 
@@ -177,8 +176,6 @@ def image_features(split: Split, encoder: "object", cache: Path, batch: int = 32
             out[start:start + len(frames)] = encoder.encode(pixels).float().numpy().astype(np.float16)
         if progress:
             progress(len(frames))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, out, allow_pickle=False)
-    tmp.replace(path)
+    with atomic_file(path) as f:
+        np.save(f, out, allow_pickle=False)
     return out
