@@ -207,14 +207,21 @@ def test_merge_by_hand_joins_duplicates():
     assert y.tolist() == [[v, w]] and sizes.tolist() == [[2.0, 2.0]]
 
 
-def _reference_step(x, sizes, r):
-    """merge.py's bipartite step before it was rewritten for speed (issue 24), kept verbatim as the reference."""
+def _reference_step(x, sizes, r, normalise_first=False):
+    """merge.py's bipartite step before it was rewritten for speed (issue 24), kept as the reference:
+    verbatim with `normalise_first` (ToMe's form: the keys normalised, then their matmul), else with the
+    cosine scaled after the matmul as merge.py now computes it."""
     f, n, d = x.shape
     a, b = x[:, ::2], x[:, 1::2]
     sa, sb = sizes[:, ::2], sizes[:, 1::2]
-    metric = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)
-    best, best_idx = scores.max(dim=-1)
+    if normalise_first:
+        metric = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)
+        best, best_idx = scores.max(dim=-1)
+    else:
+        norm = x.norm(dim=-1).clamp_min(1e-12)
+        best, best_idx = ((a @ b.transpose(1, 2)) / norm[:, None, 1::2]).max(dim=-1)
+        best = best / norm[:, ::2]
     order = torch.argsort(best, dim=-1, descending=True, stable=True)
     src, keep = order[:, :r], order[:, r:]
     dst = best_idx.gather(1, src)
@@ -228,12 +235,12 @@ def _reference_step(x, sizes, r):
     return torch.cat([a_keep, b_new], dim=1), torch.cat([sa.gather(1, keep_sorted), sb_new], dim=1)
 
 
-def _reference_merge(x, density, sizes=None):
+def _reference_merge(x, density, sizes=None, normalise_first=False):
     work = x if x.dtype == torch.float64 else x.float()
     s = torch.ones(x.shape[:2], dtype=work.dtype) if sizes is None else sizes.to(work.dtype)
     while work.shape[1] > density:
         cur = work.shape[1]
-        work, s = _reference_step(work, s, min(cur - density, (cur + 1) // 2))
+        work, s = _reference_step(work, s, min(cur - density, (cur + 1) // 2), normalise_first)
     return work.to(x.dtype), s
 
 
@@ -253,6 +260,17 @@ def test_merge_equals_the_reference_bit_for_bit(shape, density):
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
         if density < shape[1]:  # a new tensor each call, not a view of the merge's reused workspace
             assert got[0].data_ptr() != merge_to_density(x, density, sizes)[0].data_ptr()
+
+
+@pytest.mark.parametrize("shape,density", [((8, 784, 1024), 16), ((3, 577, 64), 32), ((2, 31, 4), 1)])
+def test_merge_equals_tomes_normalise_first_form_on_random_tokens(shape, density):
+    """Scaling the cosine after the matmul merges as ToMe's form (normalise the keys, then their
+    matmul) does, bit for bit, where no two candidates tie to within rounding: random tokens and sizes."""
+    g = torch.Generator().manual_seed(shape[1] * density)
+    for sizes in (None, torch.randint(1, 6, shape[:2], generator=g).float()):
+        x = torch.randn(*shape, generator=g)
+        want, got = _reference_merge(x, density, sizes, normalise_first=True), merge_to_density(x, density, sizes)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 @settings(max_examples=80, deadline=None)
