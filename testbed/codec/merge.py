@@ -45,7 +45,7 @@ def _merge_step(x: torch.Tensor, sizes: torch.Tensor, r: int, unit: bool, rows_b
     A-tokens most similar (cosine) to their best B-token into it with size-weighted averages.
 
     The cosine is ToMe's, scaled after the matmul rather than before: a.b / |b| picks each A's best
-    B, then / |a| ranks the A's. No normalised keys are written (that pass cost a quarter of the
+    B, then / |a| ranks the A's. No normalised keys are written (that pass cost a ninth of the
     merge), and only ties closer than rounding can go another way than in ToMe's normalise-first form.
     `unit`: every size is 1 (multiplying by the sizes is then skipped: it would change no bit).
     `rows_buf`, `out_buf`: flat workspace for the gathered rows and the result (reused across steps,
